@@ -1,0 +1,39 @@
+# Two commands work on a fresh machine with only Python 3:
+#   make run   -> set up .venv, then train the default CNN on the bundled MNIST digits
+#   make test  -> set up .venv (with the test extras and, where it installs, PyTorch), run every test
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check
+TORCH_SPEC := torch==2.13.0
+
+.PHONY: run test bench setup setup-dev clean docs-pictures
+
+$(VENV)/.stamp-base: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -e ".[all]"
+	touch $@
+
+$(VENV)/.stamp-dev: $(VENV)/.stamp-base pyproject.toml
+	$(PIP) install -q -e ".[dev]"
+	@# PyTorch is a test and benchmark reference only; parity tests skip where it is absent.
+	$(PIP) install -q "$(TORCH_SPEC)" || echo "note: $(TORCH_SPEC) did not install; PyTorch parity tests will be skipped"
+	touch $@
+
+setup: $(VENV)/.stamp-base
+setup-dev: $(VENV)/.stamp-dev
+
+run: setup
+	$(PY) -m convkit.cli train
+
+test: setup-dev
+	$(PY) -m pytest -q -n 2 tests
+
+bench: setup-dev
+	$(PY) -m benchmarks.run
+
+docs-pictures: setup
+	$(PY) examples/make_readme_pictures.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,255 @@
+"""Shape arithmetic for convolution and pooling: the one source of truth.
+
+Ops, layers, summaries and the command line all call these functions, so an
+output size is computed in exactly one place.
+
+Per spatial axis, with input size ``n``, kernel ``k``, stride ``s``, dilation
+``d`` and pads ``before``/``after``::
+
+    effective kernel  k_eff = d * (k - 1) + 1
+    valid             out = floor((n - k_eff) / s) + 1
+    same              out = ceil(n / s)
+                      total = max((out - 1) * s + k_eff - n, 0)
+                      before = total // 2, after = total - before   (extra pad bottom/right)
+    explicit          out = floor((n + before + after - k_eff) / s) + 1
+    ceil_mode=True    ceil instead of floor, but a window that would start inside the
+                      right padding is dropped (PyTorch's rule)
+
+Example: a 28x28 input, 5x5 kernel, stride 1, valid -> floor((28 + 0 - 5) / 1) + 1 = 24.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from numbers import Integral
+
+from .errors import ShapeError
+
+__all__ = [
+    "ShapeError", "to_pair", "normalize_padding", "same_pads", "axis_output_size",
+    "Geometry", "window_geometry", "conv_output_shape", "pool_output_shape",
+    "conv_param_count", "dense_param_count", "padding_repr",
+]
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def to_pair(value, name: str, where: str = "convkit", minimum: int = 1) -> tuple[int, int]:
+    """Turn ``3`` or ``(3, 3)`` into ``(3, 3)``, checking each entry is an int >= ``minimum``."""
+    if _is_int(value):
+        pair = (int(value), int(value))
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) for v in value):
+        pair = (int(value[0]), int(value[1]))
+    else:
+        raise ShapeError(f"{where}: {name} must be an int or a pair of ints, got {value!r}")
+    if min(pair) < minimum:
+        raise ShapeError(f"{where}: {name} must be >= {minimum}, got {value!r}")
+    return pair
+
+
+def normalize_padding(padding, where: str = "convkit"):
+    """Normalise a padding argument.
+
+    Returns ``"valid"``, ``"same"`` or explicit pads ``((top, bottom), (left, right))``.
+    Accepts the strings case-insensitively, an int ``p``, a pair ``(ph, pw)`` or
+    ``((top, bottom), (left, right))``. Negative pads are refused.
+    """
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode not in ("valid", "same"):
+            raise ShapeError(f"{where}: padding must be 'valid', 'same', an int, (ph, pw) or "
+                             f"((top, bottom), (left, right)); got {padding!r}")
+        return mode
+    if _is_int(padding):
+        pads = ((int(padding),) * 2, (int(padding),) * 2)
+    elif isinstance(padding, (tuple, list)) and len(padding) == 2:
+        if all(_is_int(p) for p in padding):
+            pads = ((int(padding[0]),) * 2, (int(padding[1]),) * 2)
+        elif all(isinstance(p, (tuple, list)) and len(p) == 2 and all(_is_int(q) for q in p)
+                 for p in padding):
+            pads = tuple((int(p[0]), int(p[1])) for p in padding)
+        else:
+            raise ShapeError(f"{where}: padding must be 'valid', 'same', an int, (ph, pw) or "
+                             f"((top, bottom), (left, right)); got {padding!r}")
+    else:
+        raise ShapeError(f"{where}: padding must be 'valid', 'same', an int, (ph, pw) or "
+                         f"((top, bottom), (left, right)); got {padding!r}")
+    if min(pads[0] + pads[1]) < 0:
+        raise ShapeError(f"{where}: padding must not be negative, got {padding!r}")
+    return pads
+
+
+def same_pads(n: int, k: int, s: int = 1, d: int = 1) -> tuple[int, int]:
+    """Pads ``(before, after)`` of TensorFlow's 'same' rule: the odd extra pad goes after."""
+    out = -(-n // s)
+    total = max((out - 1) * s + d * (k - 1) + 1 - n, 0)
+    return total // 2, total - total // 2
+
+
+def axis_output_size(n: int, k: int, s: int = 1, d: int = 1, before: int = 0, after: int = 0,
+                     ceil_mode: bool = False) -> int:
+    """Output size along one axis with explicit pads (may be <= 0; callers check)."""
+    span = n + before + after - (d * (k - 1) + 1)
+    if span < 0:
+        return 0
+    if ceil_mode:
+        out = -(-span // s) + 1
+        # PyTorch: the last window must start inside the input or the left padding.
+        if (out - 1) * s >= n + before:
+            out -= 1
+        return out
+    return span // s + 1
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How a sliding window covers a 2-D input.
+
+    ``pads`` are the pads the op applies, ``((top, bottom), (left, right))``.
+    ``extra`` is the additional ``(bottom, right)`` padding that ``ceil_mode`` needs so the
+    last window fits; it never counts as real input nor as explicit padding.
+    """
+    in_hw: tuple[int, int]
+    kernel: tuple[int, int]
+    strides: tuple[int, int]
+    dilation: tuple[int, int]
+    pads: tuple[tuple[int, int], tuple[int, int]]
+    extra: tuple[int, int]
+    out_hw: tuple[int, int]
+    padding: object = "valid"   # the normalised padding argument ("valid", "same" or pads)
+
+    @property
+    def effective_kernel(self) -> tuple[int, int]:
+        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilation))
+
+    @property
+    def padded_hw(self) -> tuple[int, int]:
+        """Size of the input after every pad, ceil-mode extra included."""
+        (t, b), (l, r) = self.pads
+        return (self.in_hw[0] + t + b + self.extra[0], self.in_hw[1] + l + r + self.extra[1])
+
+    @property
+    def dropped(self) -> tuple[int, int]:
+        """Rows / columns at the bottom / right that no window reaches."""
+        ph, pw = self.padded_hw
+        kh, kw = self.effective_kernel
+        return (ph - ((self.out_hw[0] - 1) * self.strides[0] + kh),
+                pw - ((self.out_hw[1] - 1) * self.strides[1] + kw))
+
+
+def window_geometry(in_hw, kernel_size, strides=1, padding="valid", dilation_rate=1,
+                    ceil_mode: bool = False, where: str = "conv2d",
+                    max_pad_half_window: bool = False) -> Geometry:
+    """Resolve padding and output size of a 2-D sliding window.
+
+    ``in_hw`` is ``(height, width)``; the other arguments are as for :func:`convkit.ops.conv2d`.
+    Raises :class:`ShapeError` quoting every argument when an output size would be <= 0.
+
+    >>> window_geometry((28, 28), 5).out_hw
+    (24, 24)
+    >>> window_geometry((5, 5), 2, 2, "same").pads
+    ((0, 1), (0, 1))
+    """
+    kernel = to_pair(kernel_size, "kernel_size", where)
+    stride = to_pair(strides, "strides", where)
+    dilation = to_pair(dilation_rate, "dilation_rate", where)
+    mode = normalize_padding(padding, where)
+    in_hw = tuple(int(v) for v in in_hw)
+    if mode == "valid":
+        pads = ((0, 0), (0, 0))
+    elif mode == "same":
+        pads = tuple(same_pads(n, k, s, d) for n, k, s, d in zip(in_hw, kernel, stride, dilation))
+    else:
+        pads = mode
+        if max_pad_half_window:
+            for (b, a), k, axis in zip(pads, kernel, ("height", "width")):
+                if max(b, a) > k // 2:
+                    raise ShapeError(f"{where}: padding {padding!r} is more than half the "
+                                     f"pool window {kernel} along the {axis}")
+    if mode == "same":
+        out = tuple(-(-n // s) for n, s in zip(in_hw, stride))
+    else:
+        out = tuple(axis_output_size(n, k, s, d, b, a, ceil_mode)
+                    for n, k, s, d, (b, a) in zip(in_hw, kernel, stride, dilation, pads))
+    if min(out) <= 0 or min(in_hw) <= 0:
+        raise ShapeError(
+            f"{where}: output size would be {out[0]}x{out[1]} for input {in_hw[0]}x{in_hw[1]}, "
+            f"kernel_size={kernel}, strides={stride}, padding={padding!r} (pads {pads}), "
+            f"dilation_rate={dilation}, ceil_mode={ceil_mode}: the kernel is larger than the "
+            f"padded input")
+    extra = [0, 0]
+    if ceil_mode and mode != "same":
+        for axis in range(2):
+            need = (out[axis] - 1) * stride[axis] + dilation[axis] * (kernel[axis] - 1) + 1
+            have = in_hw[axis] + pads[axis][0] + pads[axis][1]
+            extra[axis] = max(need - have, 0)
+    return Geometry(in_hw, kernel, stride, dilation, pads, tuple(extra), out, mode)
+
+
+def _split_spatial(input_shape, data_format: str, where: str):
+    if len(input_shape) != 4:
+        raise ShapeError(f"{where}: expected a 4-D input shape (batch, height, width, channels) "
+                         f"for {data_format}, got {tuple(input_shape)}")
+    if data_format == "channels_last":
+        return input_shape[0], (input_shape[1], input_shape[2]), input_shape[3]
+    if data_format == "channels_first":
+        return input_shape[0], (input_shape[2], input_shape[3]), input_shape[1]
+    raise ShapeError(f"{where}: data_format must be 'channels_last' or 'channels_first', "
+                     f"got {data_format!r}")
+
+
+def _join_spatial(batch, hw, channels, data_format):
+    if data_format == "channels_last":
+        return (batch, hw[0], hw[1], channels)
+    return (batch, channels, hw[0], hw[1])
+
+
+def conv_output_shape(input_shape, filters: int, kernel_size, strides=1, padding="valid",
+                      dilation_rate=1, data_format: str = "channels_last",
+                      where: str = "Conv2D") -> tuple:
+    """Output shape of a 2-D convolution; the batch entry is passed through (may be None).
+
+    >>> conv_output_shape((None, 28, 28, 1), 32, 3)
+    (None, 26, 26, 32)
+    """
+    batch, hw, _ = _split_spatial(input_shape, data_format, where)
+    geo = window_geometry(hw, kernel_size, strides, padding, dilation_rate, where=where)
+    return _join_spatial(batch, geo.out_hw, filters, data_format)
+
+
+def pool_output_shape(input_shape, pool_size, strides=None, padding="valid", dilation_rate=1,
+                      ceil_mode: bool = False, data_format: str = "channels_last",
+                      where: str = "Pooling2D") -> tuple:
+    """Output shape of 2-D pooling; ``strides=None`` means ``strides = pool_size``.
+
+    >>> pool_output_shape((None, 26, 26, 32), 2)
+    (None, 13, 13, 32)
+    """
+    batch, hw, channels = _split_spatial(input_shape, data_format, where)
+    geo = window_geometry(hw, pool_size, pool_size if strides is None else strides, padding,
+                          dilation_rate, ceil_mode, where=where,
+                          max_pad_half_window=True)
+    return _join_spatial(batch, geo.out_hw, channels, data_format)
+
+
+def conv_param_count(kernel_size, in_channels: int, filters: int, groups: int = 1,
+                     use_bias: bool = True) -> int:
+    """``kh * kw * (in / groups) * filters (+ filters)``: e.g. 4x4 kernels, 3 channels,
+    5 filters -> 4*4*3*5 + 5 = 245."""
+    kh, kw = to_pair(kernel_size, "kernel_size")
+    return kh * kw * (in_channels // groups) * filters + (filters if use_bias else 0)
+
+
+def dense_param_count(in_features: int, units: int, use_bias: bool = True) -> int:
+    """``in * units (+ units)``: e.g. 1600 inputs, 10 units -> 16,010."""
+    return in_features * units + (units if use_bias else 0)
+
+
+def padding_repr(geometry: Geometry) -> str:
+    """Human form of the pads a geometry applies: ``top 0, bottom 1, left 0, right 1``."""
+    (t, b), (l, r) = geometry.pads
+    extra = ""
+    if any(geometry.extra):
+        extra = f" (+ceil_mode bottom {geometry.extra[0]}, right {geometry.extra[1]})"
+    return f"top {t}, bottom {b}, left {l}, right {r}{extra}"
