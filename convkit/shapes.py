@@ -28,6 +28,7 @@ __all__ = [
     "ShapeError", "to_pair", "normalize_padding", "same_pads", "axis_output_size",
     "Geometry", "window_geometry", "conv_output_shape", "pool_output_shape",
     "conv_param_count", "dense_param_count", "padding_repr",
+    "ReceptiveField", "receptive_field_after", "receptive_field_stack",
 ]
 
 
@@ -253,3 +254,67 @@ def padding_repr(geometry: Geometry) -> str:
     if any(geometry.extra):
         extra = f" (+ceil_mode bottom {geometry.extra[0]}, right {geometry.extra[1]})"
     return f"top {t}, bottom {b}, left {l}, right {r}{extra}"
+
+
+# --------------------------------------------------------------------------------------------
+# Receptive fields: how much of the network's input one output pixel sees.
+#
+# Per spatial axis, a window layer with effective kernel k_eff, stride s and pad `before`,
+# applied to a feature map whose pixels are `jump` input pixels apart and each see `rf`
+# input pixels, whose first pixel is centred on input coordinate `start`, gives
+#
+#     rf_out    = rf + (k_eff - 1) * jump
+#     jump_out  = jump * s
+#     start_out = start + ((k_eff - 1) / 2 - before) * jump
+#
+# The network input itself has rf = 1, jump = 1, start = 0.
+# Example: two 3x3 stride-1 convolutions see 5x5; a 2x2 stride-2 pool after them sees 6x6
+# and its pixels are 2 input pixels apart.
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """Receptive field ``size``, cumulative stride ``jump`` and centre of the first output
+    pixel ``start`` (in input-pixel coordinates), each as ``(height, width)``."""
+    size: tuple[int, int] = (1, 1)
+    jump: tuple[int, int] = (1, 1)
+    start: tuple[float, float] = (0.0, 0.0)
+
+
+def receptive_field_after(previous: ReceptiveField, geometry: Geometry) -> ReceptiveField:
+    """The receptive field after a sliding-window layer described by ``geometry``
+    (from :func:`window_geometry`), given the field of the feature map it reads.
+
+    >>> rf = receptive_field_after(ReceptiveField(), window_geometry((28, 28), 5))
+    >>> rf.size, rf.jump
+    ((5, 5), (1, 1))
+    """
+    size, jump, start = [], [], []
+    for axis in range(2):
+        k_eff = geometry.effective_kernel[axis]
+        before = geometry.pads[axis][0]
+        size.append(previous.size[axis] + (k_eff - 1) * previous.jump[axis])
+        jump.append(previous.jump[axis] * geometry.strides[axis])
+        start.append(previous.start[axis] + ((k_eff - 1) / 2 - before) * previous.jump[axis])
+    return ReceptiveField(tuple(size), tuple(jump), tuple(start))
+
+
+def receptive_field_stack(in_hw, windows) -> list[ReceptiveField]:
+    """Receptive fields after each window of a chain.
+
+    ``windows`` is a list of ``(kernel_size, strides, padding, dilation_rate)`` tuples (shorter
+    tuples use the defaults ``strides=1, padding="valid", dilation_rate=1``). Returns one
+    :class:`ReceptiveField` per window.
+
+    >>> [rf.size for rf in receptive_field_stack((28, 28), [(3,), (3,), (2, 2)])]
+    [(3, 3), (5, 5), (6, 6)]
+    """
+    fields, field, hw = [], ReceptiveField(), tuple(in_hw)
+    for window in windows:
+        kernel, strides, padding, dilation = (tuple(window) + (1, "valid", 1)[len(window) - 1:])[:4]
+        geometry = window_geometry(hw, kernel, strides, padding, dilation,
+                                   where="receptive_field_stack")
+        field = receptive_field_after(field, geometry)
+        fields.append(field)
+        hw = geometry.out_hw
+    return fields

@@ -1,0 +1,80 @@
+"""Workloads 7 and 8 in a fresh process each: one epoch of the ``make run`` training job and
+inference with the trained model, in convkit or in PyTorch, printing one JSON line with the
+times, images/s and the process's peak RSS."""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+
+
+def main(which: str, threads: int = 2) -> None:
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    import numpy as np
+    import convkit as ck
+    from benchmarks import models as bm
+
+    job = _job_settings()
+    (x_train, y_train), (x_test, y_test) = ck.datasets.load_mnist()
+    ck_model = bm.convkit_model(job["arch"], optimizer=ck.optimizers.get(
+        {"adam": "adam"}.get(job["optimizer"], job["optimizer"])))
+    if hasattr(ck_model.optimizer, "learning_rate"):
+        ck_model.optimizer.learning_rate = job["learning_rate"]
+    batch = job["batch_size"]
+    result = {"which": which}
+    if which == "convkit":
+        t = time.perf_counter()
+        ck_model.fit(x_train, y_train, batch_size=batch, epochs=1, verbose=0, shuffle=True)
+        result["epoch_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        probs = ck_model.predict(x_test, batch_size=256, verbose=0)
+        result["infer_images_per_s"] = len(x_test) / (time.perf_counter() - t)
+    else:
+        import torch
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        F = torch.nn.functional
+        ck_model.build((None, 28, 28, 1))
+        model, opt = bm.torch_mirror(torch, ck_model, lr=job["learning_rate"],
+                                     optimizer=job["optimizer"])
+        xt = torch.from_numpy(np.ascontiguousarray(x_train.transpose(0, 3, 1, 2)))
+        yt = torch.from_numpy(y_train.astype(np.int64))
+        perm = torch.from_numpy(np.random.default_rng(0).permutation(len(xt)))
+        t = time.perf_counter()
+        model.train()
+        for start in range(0, len(xt), batch):
+            idx = perm[start:start + batch]
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(xt[idx]), yt[idx])
+            loss.backward()
+            opt.step()
+        result["epoch_s"] = time.perf_counter() - t
+        model.eval()
+        xv = torch.from_numpy(np.ascontiguousarray(x_test.transpose(0, 3, 1, 2)))
+        t = time.perf_counter()
+        with torch.no_grad():
+            outs = [torch.softmax(model(xv[i:i + 256]), -1) for i in range(0, len(xv), 256)]
+        result["infer_images_per_s"] = len(xv) / (time.perf_counter() - t)
+        probs = torch.cat(outs).numpy()
+    result["test_accuracy"] = float(np.mean(np.argmax(probs, -1) == y_test))
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def _job_settings() -> dict:
+    """The architecture, optimizer and batch size of the ``make run`` job."""
+    settings = {"arch": "mnist_convnet", "optimizer": "adam", "learning_rate": 1e-3,
+                "batch_size": 128}
+    try:
+        from convkit import jobs
+        settings.update(getattr(jobs, "BENCHMARK_SETTINGS", {}))
+    except ImportError:
+        pass
+    return settings
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "convkit")

@@ -1,0 +1,427 @@
+"""Explain a model layer by layer: the arithmetic behind every number of ``summary()``.
+
+For each layer :func:`explain_model` reports the output shape, the padding actually applied,
+the output-size formula with the numbers filled in, the parameter count broken down, the
+multiply-accumulates (MACs) per sample, the receptive field and cumulative stride ("jump") of
+the layer's output pixels, and a warning where the last window stops short of the input::
+
+    conv2d (Conv2D)                                   -> (None, 24, 24, 32)
+      padding      valid: top 0, bottom 0, left 0, right 0
+      height/width floor((28 + 0 + 0 - 5) / 1) + 1 = 24
+      params       5*5*1*32 + 32 = 832
+      MACs         24*24 * 5*5*1*32 = 460,800
+      receptive    5x5 input pixels, jump 1x1
+
+The arithmetic itself lives in :mod:`convkit.shapes`; this module only calls it and writes
+the numbers into formulas. :func:`explain_conv` and :func:`explain_pool` do the same for a
+single window without a model (the ``convkit shape`` command).
+
+Everything returned is JSON-serialisable (plain dicts, lists, ints, floats and strings).
+"""
+from __future__ import annotations
+
+import math
+
+from . import shapes
+from .errors import ConvkitError, ShapeError
+
+__all__ = ["explain_model", "explain_totals", "explanation_dict", "format_explanation",
+           "print_explanation", "explain_conv", "explain_pool", "format_window"]
+
+# Layers whose output pixel sees the whole input.
+_GLOBAL_LAYERS = ("Dense", "GlobalAveragePooling2D", "GlobalMaxPooling2D")
+_CONV_LAYERS = ("Conv2D", "DepthwiseConv2D")
+_POOL_LAYERS = ("MaxPooling2D", "AveragePooling2D")
+
+
+# ------------------------------------------------------------------------------ single window
+def _as_hw(size, name: str, where: str) -> tuple[int, int]:
+    return shapes.to_pair(tuple(size) if isinstance(size, list) else size, name, where)
+
+
+def _axis_formula(n, k, s, d, before, after, out, mode, ceil_mode) -> str:
+    """The output-size formula along one axis with the numbers filled in."""
+    if mode == "same":
+        return f"ceil({n} / {s}) = {out}"
+    k_eff = d * (k - 1) + 1
+    kernel = f"{k_eff}" if d == 1 else f"({d}*({k} - 1) + 1)"
+    rounding = "ceil" if ceil_mode else "floor"
+    text = f"{rounding}(({n} + {before} + {after} - {kernel}) / {s}) + 1"
+    if ceil_mode and -(-(n + before + after - k_eff) // s) + 1 != out:
+        text += " - 1 (the last window would start in the right padding)"
+    return f"{text} = {out}"
+
+
+def _same_pad_formula(n, k, s, d, before, after, out) -> str:
+    k_eff = d * (k - 1) + 1
+    return (f"max(({out} - 1)*{s} + {k_eff} - {n}, 0) = {before + after} "
+            f"-> {before} before, {after} after")
+
+
+def _dropped_input(geometry) -> tuple[int, int]:
+    """Rows (bottom) and columns (right) of the real input that no window reads."""
+    return tuple(max(geometry.dropped[axis] - geometry.pads[axis][1] - geometry.extra[axis], 0)
+                 for axis in range(2))
+
+
+def _window_info(geometry, where: str, ceil_mode: bool = False) -> dict:
+    """Padding, formulas and dropped-input warnings of one resolved window."""
+    (top, bottom), (left, right) = geometry.pads
+    mode = geometry.padding if isinstance(geometry.padding, str) else "explicit"
+    formulas, pad_formulas = {}, {}
+    for axis, axis_name in enumerate(("height", "width")):
+        args = (geometry.in_hw[axis], geometry.kernel[axis], geometry.strides[axis],
+                geometry.dilation[axis], geometry.pads[axis][0], geometry.pads[axis][1],
+                geometry.out_hw[axis])
+        formulas[axis_name] = _axis_formula(*args, mode, ceil_mode)
+        if mode == "same":
+            pad_formulas[axis_name] = _same_pad_formula(*args)
+    rows, cols = _dropped_input(geometry)
+    warnings = []
+    if rows or cols:
+        parts, reasons = [], []
+        for count, what, side, axis in ((rows, "row", "bottom", 0), (cols, "column", "right", 1)):
+            if count:
+                (before, after), n = geometry.pads[axis], geometry.in_hw[axis]
+                k_eff, s = geometry.effective_kernel[axis], geometry.strides[axis]
+                parts.append(f"{count} input {what}{'s' if count > 1 else ''} at the {side}")
+                reason = f"({n} + {before} + {after} - {k_eff}) % {s} = {(n + before + after - k_eff) % s}"
+                if reason not in reasons:
+                    reasons.append(reason)
+        warnings.append(f"{where}: the windows never read " + " and ".join(parts) +
+                        f" because {' and '.join(reasons)}; pad the input or pick sizes "
+                        f"that fit the stride")
+    return {
+        "padding_mode": mode,
+        "pads": {"top": top, "bottom": bottom, "left": left, "right": right},
+        "ceil_mode_extra": {"bottom": geometry.extra[0], "right": geometry.extra[1]},
+        "formulas": formulas,
+        "pad_formulas": pad_formulas,
+        "dropped_input": {"rows": rows, "cols": cols},
+        "warnings": warnings,
+    }
+
+
+def explain_conv(input_size, kernel_size, strides=1, padding="valid", dilation_rate=1) -> dict:
+    """Explain the output size of a 2-D convolution without building a layer.
+
+    ``input_size`` is ``n`` or ``(h, w)``; the other arguments are as for
+    :func:`convkit.ops.conv2d`. Returns a JSON-serialisable dict with ``input``, ``kernel``,
+    ``strides``, ``dilation``, ``output`` (each ``[h, w]``), ``pads``, per-axis ``formulas``,
+    ``dropped_input`` and ``warnings``.
+
+    >>> explain_conv(28, 5)["formulas"]["height"]
+    'floor((28 + 0 + 0 - 5) / 1) + 1 = 24'
+    >>> explain_conv(28, 3, strides=2, padding="same")["formulas"]["width"]
+    'ceil(28 / 2) = 14'
+    """
+    in_hw = _as_hw(input_size, "input_size", "explain_conv")
+    geometry = shapes.window_geometry(in_hw, kernel_size, strides, padding, dilation_rate,
+                                      where="explain_conv")
+    return _standalone(geometry, "conv", "explain_conv")
+
+
+def explain_pool(input_size, pool_size=2, strides=None, padding="valid", ceil_mode=False,
+                 kind: str = "max") -> dict:
+    """Explain the output size of 2-D pooling (``strides=None`` means ``pool_size``).
+
+    ``kind`` is ``"max"`` (padding counts as -inf) or ``"avg"`` (padding is left out of the
+    average). ``ceil_mode=True`` rounds up as PyTorch does. Same keys as :func:`explain_conv`.
+
+    >>> explain_pool(26, 2)["output"]
+    [13, 13]
+    """
+    if kind not in ("max", "avg"):
+        raise ConvkitError(f"explain_pool: kind must be 'max' or 'avg', got {kind!r}")
+    in_hw = _as_hw(input_size, "input_size", "explain_pool")
+    geometry = shapes.window_geometry(in_hw, pool_size, pool_size if strides is None else strides,
+                                      padding, 1, ceil_mode, where="explain_pool",
+                                      max_pad_half_window=True)
+    return _standalone(geometry, f"{kind} pool", "explain_pool", bool(ceil_mode))
+
+
+def _standalone(geometry, kind: str, where: str, ceil_mode: bool = False) -> dict:
+    info = _window_info(geometry, where, ceil_mode)
+    field = shapes.receptive_field_after(shapes.ReceptiveField(), geometry)
+    return {
+        "kind": kind,
+        "input": list(geometry.in_hw),
+        "kernel": list(geometry.kernel),
+        "effective_kernel": list(geometry.effective_kernel),
+        "strides": list(geometry.strides),
+        "dilation": list(geometry.dilation),
+        "output": list(geometry.out_hw),
+        "receptive_field": list(field.size),
+        "jump": list(field.jump),
+        **info,
+    }
+
+
+def format_window(info: dict) -> str:
+    """Text form of :func:`explain_conv` / :func:`explain_pool` results (for the CLI)."""
+    h, w = info["input"]
+    oh, ow = info["output"]
+    kh, kw = info["kernel"]
+    lines = [f"{info['kind']}: input {h}x{w}, kernel {kh}x{kw}, strides "
+             f"{info['strides'][0]}x{info['strides'][1]}, dilation "
+             f"{info['dilation'][0]}x{info['dilation'][1]} -> output {oh}x{ow}"]
+    pads = info["pads"]
+    lines.append(f"  {'padding':<13} {info['padding_mode']}: top {pads['top']}, bottom "
+                 f"{pads['bottom']}, left {pads['left']}, right {pads['right']}")
+    extra = info["ceil_mode_extra"]
+    if extra["bottom"] or extra["right"]:
+        lines.append(f"  {'ceil_mode':<13} extra bottom {extra['bottom']}, right {extra['right']} "
+                     f"(never counted as input)")
+    lines += _formula_lines(info["formulas"], "  ")
+    if info["pad_formulas"]:
+        lines += _formula_lines(info["pad_formulas"], "  ", prefix="pad ")
+    lines += [f"  {'warning':<13} {text}" for text in info["warnings"]]
+    return "\n".join(lines)
+
+
+def _formula_lines(formulas: dict, indent: str, prefix: str = "") -> list[str]:
+    if not formulas:
+        return []
+    if formulas["height"] == formulas["width"]:
+        return [f"{indent}{prefix + 'height/width':<13} {formulas['height']}"]
+    return [f"{indent}{prefix + 'height':<13} {formulas['height']}",
+            f"{indent}{prefix + 'width':<13} {formulas['width']}"]
+
+
+# ------------------------------------------------------------------------------ whole models
+def _class_names(layer) -> list[str]:
+    return [cls.__name__ for cls in type(layer).__mro__]
+
+
+def _kind(layer) -> str:
+    for name in _class_names(layer):
+        if name in _CONV_LAYERS or name in _POOL_LAYERS or name in _GLOBAL_LAYERS:
+            return name
+    return type(layer).__name__
+
+
+def _spatial(shape, data_format: str):
+    """``(hw, channels)`` of a 4-D batch-first shape."""
+    if data_format == "channels_first":
+        return (shape[2], shape[3]), shape[1]
+    return (shape[1], shape[2]), shape[3]
+
+
+def _product_text(shape) -> str:
+    return "*".join(str(int(v)) for v in shape) if len(shape) else "1"
+
+
+def _prod(values) -> int:
+    return int(math.prod(int(v) for v in values))
+
+
+def _geometry_of(layer, kind: str):
+    cfg = layer.get_config()
+    data_format = cfg.get("data_format") or "channels_last"
+    hw, _ = _spatial(layer.input_shape, data_format)
+    ceil_mode = False
+    if kind in _CONV_LAYERS:
+        geometry = shapes.window_geometry(hw, cfg["kernel_size"], cfg.get("strides", 1),
+                                          cfg.get("padding", "valid"),
+                                          cfg.get("dilation_rate", 1), where=layer.name)
+    else:
+        pool = cfg.get("pool_size", 2)
+        strides = cfg.get("strides")
+        ceil_mode = bool(cfg.get("ceil_mode", False))
+        geometry = shapes.window_geometry(hw, pool, pool if strides is None else strides,
+                                          cfg.get("padding", "valid"),
+                                          cfg.get("dilation_rate", 1), ceil_mode,
+                                          where=layer.name, max_pad_half_window=True)
+    return geometry, ceil_mode, data_format
+
+
+def _shape_list(shape):
+    if shape is None:
+        return None
+    if isinstance(shape, list) and shape and isinstance(shape[0], (tuple, list)):
+        return [_shape_list(s) for s in shape]
+    return [None if v is None else int(v) for v in shape]
+
+
+def _first_shape(shape):
+    if isinstance(shape, list) and shape and isinstance(shape[0], (tuple, list)):
+        return tuple(shape[0])
+    return tuple(shape)
+
+
+def _itemsize(layer) -> int:
+    import numpy as np
+    return int(np.dtype(getattr(layer, "dtype", None) or "float32").itemsize)
+
+
+def explain_model(model) -> list[dict]:
+    """One JSON-serialisable dict per layer of a built model (in ``model.layers`` order).
+
+    Keys: ``name``, ``class``, ``input_shape``, ``output_shape`` (batch ``None``),
+    ``padding`` (``{"top", "bottom", "left", "right"}`` or ``None``), ``padding_mode``,
+    ``formulas`` (``{"height", "width"}`` output-size formulas or ``None``), ``pad_formulas``,
+    ``params``, ``trainable_params``, ``params_formula`` (e.g. ``"5*5*1*32 + 32 = 832"``),
+    ``macs`` and ``macs_formula`` (multiply-accumulates per sample: conv
+    ``out_h*out_w*kh*kw*(in/groups)*filters``, dense ``in*units``), ``receptive_field`` and
+    ``jump`` (``[h, w]`` in input pixels, of the layer's output pixels), ``weight_bytes``,
+    ``activation_elements`` and ``activation_bytes`` (of the output, per sample), and
+    ``warnings``.
+
+    The receptive field is followed along the layers in order (a chain); a layer that mixes
+    every position (Dense, global pooling) sees the whole input.
+    """
+    layers = [layer for layer in getattr(model, "layers", [model])]
+    if not layers:
+        raise ConvkitError("explain_model: the model has no layers")
+    unbuilt = [layer.name for layer in layers if not getattr(layer, "built", False)
+               or layer.output_shape is None]
+    if unbuilt:
+        raise ConvkitError(f"explain_model: layer(s) {', '.join(unbuilt)} are not built; give "
+                           f"the model an Input (or input_shape=) or run it on data first")
+    first_in = _first_shape(layers[0].input_shape if layers[0].input_shape is not None
+                            else layers[0].output_shape)
+    whole = (int(first_in[1]), int(first_in[2])) if len(first_in) == 4 else None
+    field = shapes.ReceptiveField()
+    rows = []
+    for layer in layers:
+        rows.append(_explain_layer(layer, field, whole))
+        field = rows[-1].pop("_field")
+    return rows
+
+
+def _explain_layer(layer, field, whole) -> dict:
+    kind = _kind(layer)
+    in_shape = layer.input_shape
+    out_shape = _first_shape(layer.output_shape)
+    weights = list(getattr(layer, "weights", []))
+    params = sum(int(w.value.size) for w in weights)
+    trainable = sum(int(w.value.size) for w in weights
+                    if w.trainable and getattr(layer, "trainable", True))
+    params_formula = (" + ".join(_product_text(w.value.shape) for w in weights) + f" = {params}"
+                      if weights else "0")
+    row = {
+        "name": layer.name, "class": type(layer).__name__,
+        "input_shape": _shape_list(in_shape), "output_shape": _shape_list(out_shape),
+        "padding": None, "padding_mode": None, "formulas": None, "pad_formulas": None,
+        "params": params, "trainable_params": trainable, "params_formula": params_formula,
+        "macs": 0, "macs_formula": None,
+        "weight_bytes": sum(int(w.value.nbytes) for w in weights),
+        "activation_elements": _prod(out_shape[1:]),
+        "activation_bytes": _prod(out_shape[1:]) * _itemsize(layer),
+        "warnings": [],
+    }
+    if kind in _CONV_LAYERS or kind in _POOL_LAYERS:
+        geometry, ceil_mode, data_format = _geometry_of(layer, kind)
+        info = _window_info(geometry, layer.name, ceil_mode)
+        row.update(padding=info["pads"], padding_mode=info["padding_mode"],
+                   formulas=info["formulas"], pad_formulas=info["pad_formulas"] or None,
+                   warnings=info["warnings"])
+        if kind in _CONV_LAYERS:
+            kernel = next((w.value for w in weights if w.name.endswith("kernel")), None)
+            if kernel is not None:
+                out_hw, _ = _spatial(out_shape, data_format)
+                per_pixel = int(kernel.size)   # kh*kw*(in/groups)*filters
+                row["macs"] = _prod(out_hw) * per_pixel
+                row["macs_formula"] = (f"{out_hw[0]}*{out_hw[1]} * {_product_text(kernel.shape)}"
+                                       f" = {row['macs']:,}")
+        field = shapes.receptive_field_after(field, geometry)
+    elif kind == "Dense":
+        kernel = next((w.value for w in weights if w.name.endswith("kernel")), None)
+        if kernel is not None:
+            positions = _prod(_first_shape(in_shape)[1:-1])   # 1 after Flatten
+            row["macs"] = positions * int(kernel.size)
+            prefix = f"{positions} * " if positions != 1 else ""
+            row["macs_formula"] = f"{prefix}{_product_text(kernel.shape)} = {row['macs']:,}"
+    if kind in _GLOBAL_LAYERS and whole is not None:
+        if kind != "Dense" or len(_first_shape(in_shape)) == 2:
+            field = shapes.ReceptiveField(whole, whole, field.start)
+    row["receptive_field"] = list(field.size)
+    row["jump"] = list(field.jump)
+    row["_field"] = field
+    return row
+
+
+def explain_totals(rows: list[dict]) -> dict:
+    """Totals of :func:`explain_model` rows: ``params``, ``trainable_params``,
+    ``non_trainable_params``, ``macs``, ``weight_bytes``, ``activation_elements`` and
+    ``activation_bytes`` (per sample, every layer output plus the input)."""
+    first_in = rows[0]["input_shape"] or rows[0]["output_shape"]
+    if first_in and isinstance(first_in[0], list):
+        first_in = first_in[0]
+    input_elements = _prod(first_in[1:])
+    item = rows[0]["activation_bytes"] // max(rows[0]["activation_elements"], 1)
+    params = sum(r["params"] for r in rows)
+    trainable = sum(r["trainable_params"] for r in rows)
+    elements = input_elements + sum(r["activation_elements"] for r in rows)
+    return {
+        "params": params, "trainable_params": trainable,
+        "non_trainable_params": params - trainable,
+        "macs": sum(r["macs"] for r in rows),
+        "weight_bytes": sum(r["weight_bytes"] for r in rows),
+        "input_elements": input_elements,
+        "activation_elements": elements,
+        "activation_bytes": elements * item,
+    }
+
+
+def explanation_dict(model) -> dict:
+    """``{"layers": explain_model(model), "totals": explain_totals(...)}`` for JSON output."""
+    rows = explain_model(model)
+    return {"layers": rows, "totals": explain_totals(rows)}
+
+
+def _bytes_text(n: int) -> str:
+    for unit, size in (("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= size:
+            return f"{n:,} bytes ({n / size:.2f} {unit})"
+    return f"{n:,} bytes"
+
+
+def _shape_text(shape) -> str:
+    return "(" + ", ".join("None" if v is None else str(v) for v in shape) + \
+        ("," if len(shape) == 1 else "") + ")"
+
+
+def format_explanation(rows: list[dict]) -> str:
+    """The text form of :func:`explain_model` rows, ending with the totals."""
+    lines = []
+    for row in rows:
+        lines.append(f"{row['name']} ({row['class']})".ljust(48) +
+                     f" -> {_shape_text(row['output_shape'])}")
+        if row["padding"] is not None:
+            p = row["padding"]
+            lines.append(f"  {'padding':<13} {row['padding_mode']}: top {p['top']}, bottom "
+                         f"{p['bottom']}, left {p['left']}, right {p['right']}")
+        if row["pad_formulas"]:
+            lines += _formula_lines(row["pad_formulas"], "  ", prefix="pad ")
+        if row["formulas"]:
+            lines += _formula_lines(row["formulas"], "  ")
+        if row["params"]:
+            extra = ""
+            if row["trainable_params"] != row["params"]:
+                extra = f" ({row['params'] - row['trainable_params']:,} non-trainable)"
+            lines.append(f"  {'params':<13} {row['params_formula']}{extra}")
+        if row["macs_formula"]:
+            lines.append(f"  {'MACs':<13} {row['macs_formula']}")
+        rf, jump = row["receptive_field"], row["jump"]
+        lines.append(f"  {'receptive':<13} {rf[0]}x{rf[1]} input pixels, jump {jump[0]}x{jump[1]}")
+        lines += [f"  {'warning':<13} {text}" for text in row["warnings"]]
+    totals = explain_totals(rows)
+    lines += [
+        "",
+        f"Total params: {totals['params']:,} (trainable {totals['trainable_params']:,}, "
+        f"non-trainable {totals['non_trainable_params']:,})",
+        f"Multiply-accumulates per sample: {totals['macs']:,}",
+        f"Weights in memory: {_bytes_text(totals['weight_bytes'])}",
+        f"Activations per sample (input + every layer output): "
+        f"{totals['activation_elements']:,} values, {_bytes_text(totals['activation_bytes'])}",
+    ]
+    return "\n".join(lines)
+
+
+def print_explanation(model, print_fn=None) -> None:
+    """Print :func:`format_explanation` of ``model`` line by line through ``print_fn``
+    (``print`` by default). ``model.summary(explain=True)`` calls this."""
+    print_fn = print if print_fn is None else print_fn
+    for line in format_explanation(explain_model(model)).split("\n"):
+        print_fn(line)

@@ -1,0 +1,415 @@
+"""The convkit archive: a safe, checksummed on-disk format for models and arrays.
+
+An archive is an ordinary zip file::
+
+    convkit.json          {"format": "convkit", "format_version": 1, "manifest": [...], ...meta}
+    arrays/00000.npy      one NumPy .npy file per array, written with allow_pickle=False
+    arrays/00001.npy
+    ...
+
+``convkit.json`` holds the caller's ``meta`` dict at its top level plus three reserved keys:
+``format`` (always ``"convkit"``), ``format_version`` (an int) and ``manifest``, one entry per
+array in order::
+
+    {"name": "conv2d/kernel", "file": "arrays/00000.npy", "shape": [3, 3, 1, 32],
+     "dtype": "<f4", "sha256": "9f86d0..."}
+
+The checksum is the SHA-256 of the member's ``.npy`` bytes. Reading never unpickles and never
+runs code from the file: object arrays are refused when writing and when reading, and every
+problem with a file (not a zip, truncated, foreign, newer format, checksum or shape mismatch,
+unsafe member names) raises :class:`convkit.errors.FileFormatError` naming the file.
+
+Every write is atomic: the bytes go to a temporary file in the target's directory, which is
+flushed, ``fsync``-ed and then moved over the target with ``os.replace``. A crash or an error
+half-way leaves the old file (if any) untouched and no temporary file behind.
+
+Example::
+
+    >>> write_archive("weights.ckz", {"name": "tiny"}, {"w": np.ones((2, 3), np.float32)})
+    >>> meta, arrays = read_archive("weights.ckz")
+    >>> meta["name"], arrays["w"].shape, arrays["w"].dtype
+    ('tiny', (2, 3), dtype('float32'))
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import posixpath
+import re
+import secrets
+import stat
+import struct
+import zipfile
+import zlib
+
+import numpy as np
+
+from ..errors import ConvkitError, FileFormatError
+
+FORMAT_NAME = "convkit"
+FORMAT_VERSION = 1
+META_MEMBER = "convkit.json"
+_RESERVED_KEYS = ("format", "format_version", "manifest")
+# Fixed zip timestamps: the same content always gives byte-identical archives.
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+# convkit.json larger than this is not something convkit wrote; refuse before decompressing.
+_MAX_META_BYTES = 256 * 1024 * 1024
+# Room for a .npy header on top of the array's own bytes.
+_NPY_HEADER_SLACK = 1 << 16
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+def _fsync_directory(directory: str) -> None:
+    """Make a rename durable on POSIX by syncing its directory (no-op where unsupported)."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_writer(path, mode: str = "wb", encoding: str | None = None,
+                  newline: str | None = None):
+    """Open a temporary file next to ``path`` for writing; on a clean exit it replaces ``path``.
+
+    ``mode`` is ``"wb"`` (default), ``"w"``/``"wt"`` (text; ``encoding`` defaults to UTF-8)
+    or ``"xb"``/``"x"``/``"xt"`` (fail with ``FileExistsError`` if ``path`` already exists).
+    The temporary file lives in the same directory (so the final ``os.replace`` is atomic), is
+    flushed and ``fsync``-ed before the replace, and is deleted if the block raises: readers
+    see either the old file or the complete new one, never a partial write. An existing
+    target's permission bits are kept.
+
+    Example::
+
+        with atomic_writer("log.csv", "w", newline="") as f:
+            f.write("epoch,loss\\n0,0.5\\n")
+    """
+    if mode not in ("wb", "w", "wt", "xb", "x", "xt"):
+        raise ConvkitError(f"atomic_writer: mode must be 'wb', 'w', 'wt', 'xb', 'x' or 'xt', "
+                           f"got {mode!r}")
+    path = os.fspath(path)
+    exclusive = mode.startswith("x")
+    if exclusive and os.path.lexists(path):
+        raise FileExistsError(f"atomic_writer: {path!r} already exists")
+    binary = "b" in mode
+    if binary and (encoding is not None or newline is not None):
+        raise ConvkitError("atomic_writer: encoding and newline apply to text modes only")
+    directory = os.path.dirname(os.path.abspath(path))
+    base = os.path.basename(path)
+    # Created by us with O_EXCL under a random name, so the umask applies as for any new file.
+    tmp_path = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                 0o666)
+    try:
+        try:
+            existing = os.stat(path)
+        except OSError:
+            existing = None
+        if existing is not None and stat.S_ISREG(existing.st_mode):
+            with contextlib.suppress(OSError):
+                os.chmod(tmp_path, stat.S_IMODE(existing.st_mode))
+        if binary:
+            handle = os.fdopen(fd, "wb")
+        else:
+            handle = os.fdopen(fd, "w", encoding=encoding or "utf-8", newline=newline)
+        fd = -1  # owned by the handle from now on
+        with handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        if exclusive and os.path.lexists(path):
+            raise FileExistsError(f"atomic_writer: {path!r} already exists")
+        os.replace(tmp_path, path)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_path)
+        raise
+    _fsync_directory(directory)
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_writer`)."""
+    with atomic_writer(path, "wb") as f:
+        f.write(data)
+
+
+def _json_default(obj):
+    """Let NumPy scalars and small arrays appear in JSON metadata."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray) and obj.dtype != object:
+        return obj.tolist()
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    raise TypeError(f"object of type {type(obj).__name__} is not JSON serializable")
+
+
+def _dumps(obj, where: str, indent: int | None) -> str:
+    try:
+        return json.dumps(obj, indent=indent, default=_json_default, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise ConvkitError(f"{where}: the data cannot be stored as JSON ({exc})") from None
+
+
+def write_json_atomic(path, obj, indent: int | None = 2) -> None:
+    """Write ``obj`` as JSON (UTF-8) to ``path`` atomically. NumPy scalars and arrays are
+    converted to Python numbers and lists."""
+    text = _dumps(obj, "write_json_atomic", indent)
+    with atomic_writer(path, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.write("\n")
+
+
+# --------------------------------------------------------------------------- writing
+
+def _normalise_arrays(arrays) -> list[tuple[str, np.ndarray]]:
+    if isinstance(arrays, dict):
+        items = list(arrays.items())
+    else:
+        try:
+            items = [tuple(item) for item in arrays]
+        except TypeError:
+            raise ConvkitError("write_archive: arrays must be a dict name -> array or a list of "
+                               f"(name, array) pairs, got {type(arrays).__name__}") from None
+    result, seen = [], set()
+    for position, item in enumerate(items):
+        if len(item) != 2:
+            raise ConvkitError(f"write_archive: arrays item {position} is not a (name, array) "
+                               f"pair")
+        name, value = item
+        if not isinstance(name, str) or not name:
+            raise ConvkitError(f"write_archive: array names must be non-empty strings, got "
+                               f"{name!r} at position {position}")
+        if name in seen:
+            raise ConvkitError(f"write_archive: duplicate array name {name!r}")
+        seen.add(name)
+        array = np.asarray(value)
+        if array.dtype.hasobject:
+            raise ConvkitError(f"write_archive: array {name!r} has dtype {array.dtype}; object "
+                               "arrays cannot be stored (they would need pickle)")
+        result.append((name, array))
+    return result
+
+
+def write_archive(path, meta: dict, arrays) -> None:
+    """Save ``meta`` (a JSON-serialisable dict) and named arrays to a convkit archive at
+    ``path``, atomically.
+
+    ``arrays`` is a dict ``name -> array`` or a list of ``(name, array)`` pairs; the order is
+    kept and :func:`read_archive` gives the arrays back in it. Any shape (including 0-d and
+    empty) and any non-object dtype is stored exactly. ``meta`` must not use the reserved keys
+    ``format``, ``format_version`` and ``manifest``. Raises ``ConvkitError`` for object arrays,
+    duplicate names or metadata that is not JSON; the target is left untouched on any error.
+    """
+    path = os.fspath(path)
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        raise ConvkitError(f"write_archive: meta must be a dict, got {type(meta).__name__}")
+    clash = [key for key in _RESERVED_KEYS if key in meta]
+    if clash:
+        raise ConvkitError(f"write_archive: meta uses reserved key(s) {clash}; "
+                           f"{list(_RESERVED_KEYS)} are set by the archive itself")
+    items = _normalise_arrays(arrays)
+
+    with atomic_writer(path, "wb") as handle:
+        with zipfile.ZipFile(handle, "w", allowZip64=True) as archive:
+            manifest = []
+            width = max(5, len(str(len(items))))
+            for index, (name, array) in enumerate(items):
+                member = f"arrays/{index:0{width}d}.npy"
+                buffer = io.BytesIO()
+                np.save(buffer, array, allow_pickle=False)
+                data = buffer.getvalue()
+                info = zipfile.ZipInfo(member, date_time=_ZIP_DATE)
+                info.compress_type = zipfile.ZIP_STORED
+                archive.writestr(info, data)
+                manifest.append({"name": name, "file": member,
+                                 "shape": [int(d) for d in array.shape],
+                                 "dtype": array.dtype.str,
+                                 "sha256": hashlib.sha256(data).hexdigest()})
+            document = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **meta,
+                        "manifest": manifest}
+            text = _dumps(document, "write_archive", 1)
+            info = zipfile.ZipInfo(META_MEMBER, date_time=_ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, text.encode("utf-8"))
+
+
+# --------------------------------------------------------------------------- reading
+
+def _unsafe_member_name(name: str) -> bool:
+    """True for names that could escape an extraction directory: absolute paths, drive
+    letters, backslashes and any '..' component."""
+    if not name or name.startswith(("/", "\\")) or "\\" in name or "\x00" in name:
+        return True
+    if re.match(r"^[A-Za-z]:", name):
+        return True
+    return ".." in name.split("/")
+
+
+def _looks_like_keras(names: set[str]) -> bool:
+    return "config.json" in names and ("model.weights.h5" in names or "metadata.json" in names)
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, fail) -> bytes:
+    """Read one member, refusing (before decompressing) one that claims to be too large."""
+    if info.file_size > limit:
+        fail(f"member {info.filename!r} is {info.file_size} bytes, more than the "
+             f"{limit} expected")
+    with archive.open(info) as member:
+        data = member.read(limit + 1)
+    if len(data) > limit:
+        fail(f"member {info.filename!r} is larger than the {limit} bytes expected")
+    return data
+
+
+def _check_manifest(manifest, fail) -> list[dict]:
+    if not isinstance(manifest, list):
+        fail("the manifest is missing or is not a list")
+    names, files = set(), set()
+    for position, entry in enumerate(manifest):
+        if not isinstance(entry, dict):
+            fail(f"manifest entry {position} is not an object")
+        name, member = entry.get("name"), entry.get("file")
+        shape, dtype, digest = entry.get("shape"), entry.get("dtype"), entry.get("sha256")
+        if not isinstance(name, str) or not name:
+            fail(f"manifest entry {position} has no valid name")
+        if not isinstance(member, str) or _unsafe_member_name(member):
+            fail(f"manifest entry {name!r} has an invalid file name {member!r}")
+        if name in names or member in files:
+            fail(f"manifest lists {name!r} / {member!r} twice")
+        names.add(name)
+        files.add(member)
+        if (not isinstance(shape, list)
+                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                           for d in shape)):
+            fail(f"manifest entry {name!r} has an invalid shape {shape!r}")
+        if not isinstance(dtype, str):
+            fail(f"manifest entry {name!r} has an invalid dtype {dtype!r}")
+        try:
+            parsed = np.dtype(dtype)
+        except (TypeError, ValueError):
+            fail(f"manifest entry {name!r} has an unknown dtype {dtype!r}")
+        if parsed.hasobject:
+            fail(f"manifest entry {name!r} declares an object dtype")
+        if not isinstance(digest, str) or not _SHA256.match(digest):
+            fail(f"manifest entry {name!r} has an invalid sha256 {digest!r}")
+    return manifest
+
+
+def _read_from_zip(archive: zipfile.ZipFile, fail):
+    infos = archive.infolist()
+    names = [info.filename for info in infos]
+    for name in names:
+        if _unsafe_member_name(name):
+            fail(f"it contains an unsafe member name {name!r} (absolute path or '..')")
+    if len(set(names)) != len(names):
+        fail("it contains duplicate member names")
+    by_name = {info.filename: info for info in infos}
+
+    if META_MEMBER not in by_name:
+        if _looks_like_keras(set(names)):
+            fail("it looks like a Keras .keras file, not a convkit file "
+                 f"(no {META_MEMBER}); import Keras weights through convkit's Keras importer")
+        fail(f"not a convkit file: the zip has no {META_MEMBER}")
+    raw = _read_member(archive, by_name[META_MEMBER], _MAX_META_BYTES, fail)
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        fail(f"{META_MEMBER} is not valid JSON ({exc})")
+    if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
+        fail(f"not a convkit file: {META_MEMBER} does not say format 'convkit'")
+    version = document.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        fail(f"invalid format_version {version!r}")
+    if version > FORMAT_VERSION:
+        fail(f"format_version {version} is newer than this convkit reads (up to "
+             f"{FORMAT_VERSION}); upgrade convkit to load it")
+    manifest = _check_manifest(document.get("manifest"), fail)
+
+    arrays = {}
+    for entry in manifest:
+        name, member = entry["name"], entry["file"]
+        if member not in by_name:
+            fail(f"array {name!r} is listed in the manifest but {member!r} is missing")
+        dtype = np.dtype(entry["dtype"])
+        expected_bytes = int(np.prod(entry["shape"], dtype=object)) * dtype.itemsize
+        data = _read_member(archive, by_name[member], expected_bytes + _NPY_HEADER_SLACK, fail)
+        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+            fail(f"checksum mismatch for array {name!r} ({member}): the file is corrupt")
+        try:
+            array = np.load(io.BytesIO(data), allow_pickle=False)
+        except ValueError as exc:
+            if "pickle" in str(exc).lower() or "object" in str(exc).lower():
+                fail(f"array {name!r} ({member}) holds pickled or object data; refusing to "
+                     "unpickle it")
+            fail(f"array {name!r} ({member}) is not a valid .npy file ({exc})")
+        if not isinstance(array, np.ndarray):
+            fail(f"array {name!r} ({member}) is not a single .npy array")
+        if array.dtype.hasobject:
+            fail(f"array {name!r} ({member}) holds an object array")
+        if list(array.shape) != entry["shape"] or array.dtype != dtype:
+            fail(f"array {name!r} ({member}) has shape {array.shape} and dtype {array.dtype}, "
+                 f"but the manifest says {tuple(entry['shape'])} and {dtype}")
+        arrays[name] = array
+    meta = {key: value for key, value in document.items() if key not in _RESERVED_KEYS}
+    return meta, arrays
+
+
+def read_archive(path):
+    """Load a convkit archive written by :func:`write_archive`.
+
+    Returns ``(meta, arrays)``: ``meta`` is the dict that was written (without the reserved
+    keys) and ``arrays`` a dict ``name -> ndarray`` in the order they were written, with the
+    exact shapes and dtypes.
+
+    Raises ``FileNotFoundError`` if ``path`` does not exist and
+    :class:`~convkit.errors.FileFormatError` (naming the file) for anything wrong with its
+    content: not a zip (text, empty, truncated), no ``convkit.json`` (a foreign zip such as a
+    Keras ``.keras`` file), a newer ``format_version``, a checksum, shape or dtype mismatch, an
+    array missing from the zip, an object (pickle-bearing) ``.npy``, or unsafe member names
+    (absolute or containing ``..``). Nothing from the file is ever executed or unpickled.
+    """
+    path = os.fspath(path)
+
+    def fail(reason):
+        raise FileFormatError(f"read_archive: cannot load {path!r}: {reason}")
+
+    with open(path, "rb") as handle:  # a missing file is a FileNotFoundError, as usual
+        size = os.fstat(handle.fileno()).st_size
+        if size == 0:
+            fail("the file is empty")
+        try:
+            with zipfile.ZipFile(handle) as archive:
+                return _read_from_zip(archive, fail)
+        except FileFormatError:
+            raise
+        except (zipfile.BadZipFile, zlib.error, struct.error, EOFError, OSError, ValueError,
+                LookupError, OverflowError, RuntimeError, NotImplementedError,
+                MemoryError) as exc:
+            # zipfile reports truncation, bad CRCs, encryption and unknown compression with a
+            # zoo of exception types; all of them mean the same thing here.
+            reason = str(exc) or type(exc).__name__
+            if isinstance(exc, zipfile.BadZipFile) and "File is not a zip file" in reason:
+                fail("it is not a zip archive (truncated, or not a convkit file)")
+            fail(f"the file is corrupt or truncated ({type(exc).__name__}: {reason})")
+
+
+__all__ = ["write_archive", "read_archive", "atomic_writer", "atomic_write_bytes",
+           "write_json_atomic", "FORMAT_VERSION", "FORMAT_NAME"]

@@ -1,0 +1,266 @@
+"""2-D convolution (cross-correlation), forward and backward, on the shared windowing
+primitive of :mod:`convkit.ops.windows`.
+
+Shapes (channels_last; channels_first is ``(N, C, H, W)`` in and out)::
+
+    x       (N, H, W, C_in)
+    kernel  (kh, kw, C_in // groups, filters)          HWIO, not flipped
+    bias    (filters,)
+    y       (N, H_out, W_out, filters)
+
+    y[n, i, j, f] = bias[f] + sum_{a, b, c} padded[n, i*sh + a*dh, j*sw + b*dw, g*C_g + c]
+                                            * kernel[a, b, c, f],    g = f // (filters/groups)
+
+Forward is im2col: the window view ``(N, H_out, W_out, kh, kw, C)`` copied once into a
+matrix ``(N*H_out*W_out, kh*kw*C)`` and multiplied by the kernel ``(kh*kw*C, filters)``
+(a batched product over groups). Backward: ``dkernel = columns^T @ dy``; ``dx`` is the
+adjoint of the window view, one GEMM ``dy @ kernel[a, b]^T`` per kernel offset added onto a
+strided slice, then the adjoint of the padding.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from numbers import Integral
+
+import numpy as np
+
+from .._validate import as_float_array, result_float_dtype
+from ..errors import ShapeError
+from ..shapes import Geometry, window_geometry
+from .padding import (check_pads_fit, check_data_format, check_pad_mode, from_channels_last,
+                      layout_of, layout_shape, to_channels_last)
+from .windows import offset_window, pad_for_windows, window_view, windows_backward
+
+__all__ = ["conv2d", "conv2d_backward"]
+
+
+@dataclass
+class _ConvSetup:
+    x: np.ndarray        # (N, H, W, C_in), channels_last view, common dtype
+    kernel: np.ndarray   # (kh, kw, C_g, F), common dtype
+    geo: Geometry
+    groups: int
+    mode: str
+    dtype: np.dtype
+
+    @property
+    def out_shape(self):  # channels_last
+        return (self.x.shape[0], *self.geo.out_hw, self.kernel.shape[3])
+
+
+def _setup(where, x, kernel, strides, padding, dilation_rate, groups, padding_mode,
+           data_format) -> _ConvSetup:
+    check_data_format(data_format, where)
+    x = as_float_array(x, where, "input", ndim=4, layout=layout_of(data_format))
+    kernel = as_float_array(kernel, where, "kernel", ndim=4,
+                            layout="(kh, kw, in_channels // groups, filters)")
+    mode = check_pad_mode(padding_mode, where)
+    if not isinstance(groups, Integral) or isinstance(groups, bool) or groups < 1:
+        raise ShapeError(f"{where}: groups must be a positive int, got {groups!r}")
+    groups = int(groups)
+    xl = to_channels_last(x, data_format)
+    in_channels, filters = xl.shape[3], kernel.shape[3]
+    if in_channels % groups or filters % groups:
+        raise ShapeError(f"{where}: groups={groups} must divide both the input channels "
+                         f"({in_channels}, input shape {x.shape}) and the filters "
+                         f"({filters}, kernel shape {kernel.shape})")
+    if kernel.shape[2] * groups != in_channels:
+        raise ShapeError(f"{where}: kernel shape {kernel.shape} expects "
+                         f"{kernel.shape[2] * groups} input channels "
+                         f"({kernel.shape[2]} per group x groups={groups}), but the input "
+                         f"shape {x.shape} ({data_format}) has {in_channels}")
+    try:
+        geo = window_geometry(xl.shape[1:3], kernel.shape[:2], strides, padding, dilation_rate,
+                              where=where)
+    except ShapeError as exc:
+        raise ShapeError(f"{exc} (input shape {x.shape}, kernel shape {kernel.shape})") from None
+    check_pads_fit(xl.shape[1:3], geo.pads, mode, where, x.shape)
+    dtype = result_float_dtype(x, kernel)
+    return _ConvSetup(xl.astype(dtype, copy=False), kernel.astype(dtype, copy=False), geo,
+                      groups, mode, dtype)
+
+
+def _is_pointwise(s: _ConvSetup) -> bool:
+    """1x1 kernel, stride 1, no padding: the convolution is a plain matrix product."""
+    return (s.geo.kernel == (1, 1) and s.geo.strides == (1, 1)
+            and s.geo.pads == ((0, 0), (0, 0)) and s.groups == 1)
+
+
+def _columns(s: _ConvSetup) -> np.ndarray:
+    """im2col: ``(G, N*H_out*W_out, kh*kw*C_g)``, contiguous (one copy of the windows)."""
+    n, (h_out, w_out), (kh, kw) = s.x.shape[0], s.geo.out_hw, s.geo.kernel
+    c_g = s.kernel.shape[2]
+    padded = pad_for_windows(s.x, s.geo, s.mode)
+    win = window_view(padded, s.geo)                           # (N, H_out, W_out, kh, kw, C)
+    if s.groups == 1:
+        return win.reshape(1, n * h_out * w_out, kh * kw * c_g)  # (1, M, kh*kw*C)
+    win = win.reshape(n, h_out, w_out, kh, kw, s.groups, c_g)  # split C = G * C_g, still a view
+    win = win.transpose(5, 0, 1, 2, 3, 4, 6)                   # (G, N, H_out, W_out, kh, kw, C_g)
+    return win.reshape(s.groups, n * h_out * w_out, kh * kw * c_g)  # (G, M, kh*kw*C_g)
+
+
+def _grouped_kernel(s: _ConvSetup) -> np.ndarray:
+    """Kernel as ``(G, kh*kw*C_g, F_g)``."""
+    kh, kw, c_g, filters = s.kernel.shape
+    f_g = filters // s.groups
+    k = s.kernel.reshape(kh, kw, c_g, s.groups, f_g).transpose(3, 0, 1, 2, 4)  # (G, kh, kw, C_g, F_g)
+    return k.reshape(s.groups, kh * kw * c_g, f_g)
+
+
+def _grouped_dy(s: _ConvSetup, dy: np.ndarray) -> np.ndarray:
+    """``dy`` ``(N, H_out, W_out, F)`` as ``(G, M, F_g)``, contiguous."""
+    m = dy.shape[0] * dy.shape[1] * dy.shape[2]
+    f_g = dy.shape[3] // s.groups
+    if s.groups == 1:
+        return np.ascontiguousarray(dy).reshape(1, m, f_g)
+    return np.ascontiguousarray(dy.reshape(m, s.groups, f_g).transpose(1, 0, 2))
+
+
+def conv2d(x, kernel, bias=None, *, strides=1, padding="valid", dilation_rate=1, groups=1,
+           padding_mode="zeros", data_format="channels_last") -> np.ndarray:
+    """2-D cross-correlation (what deep-learning libraries call convolution; no kernel flip).
+
+    Shapes: ``x`` ``(N, H, W, C_in)`` (``(N, C_in, H, W)`` for channels_first), ``kernel``
+    ``(kh, kw, C_in // groups, filters)``, ``bias`` ``(filters,)`` or None; result
+    ``(N, H_out, W_out, filters)`` (or ``(N, filters, H_out, W_out)``).
+
+    Output size per axis (input ``n``, kernel ``k``, stride ``s``, dilation ``d``)::
+
+        valid     H_out = floor((n - d*(k-1) - 1) / s) + 1
+        same      H_out = ceil(n / s), pads split before = total // 2, after = the rest
+        explicit  H_out = floor((n + before + after - d*(k-1) - 1) / s) + 1
+
+    ``padding`` is ``"valid"``, ``"same"`` (any case), an int, ``(ph, pw)`` or
+    ``((top, bottom), (left, right))``; padded cells hold 0 with ``padding_mode="zeros"``,
+    or copies of the input with ``"reflect"``, ``"replicate"``, ``"circular"``.
+    ``groups`` splits channels and filters into that many independent convolutions
+    (``groups == C_in`` is depthwise).
+
+    >>> x = np.arange(16.0).reshape(1, 4, 4, 1)
+    >>> conv2d(x, np.ones((3, 3, 1, 1)))[0, :, :, 0]      # sums of 3x3 windows
+    array([[45., 54.],
+           [81., 90.]])
+    """
+    s = _setup("conv2d", x, kernel, strides, padding, dilation_rate, groups, padding_mode,
+               data_format)
+    n, (h_out, w_out), filters = s.x.shape[0], s.geo.out_hw, s.kernel.shape[3]
+    if bias is not None:
+        bias = as_float_array(bias, "conv2d", "bias")
+        if bias.shape != (filters,):
+            raise ShapeError(f"conv2d: bias shape {bias.shape} does not match the "
+                             f"{filters} filters of kernel shape {s.kernel.shape}")
+    if _is_pointwise(s):
+        x2d = s.x.reshape(n * h_out * w_out, s.x.shape[3])        # (M, C_in)
+        y = x2d @ s.kernel.reshape(s.kernel.shape[2], filters)    # (M, F)
+    elif s.kernel.shape[2] == 1 and s.groups > 1:
+        y = _depthwise_forward(s)                                  # (N, H_out, W_out, F)
+    else:
+        y = np.matmul(_columns(s), _grouped_kernel(s))             # (G, M, F_g)
+        if s.groups > 1:
+            y = y.transpose(1, 0, 2)                               # (M, G, F_g)
+    y = y.reshape(n, h_out, w_out, filters)                        # (N, H_out, W_out, F)
+    if bias is not None:
+        y += bias.astype(s.dtype, copy=False)
+    return from_channels_last(y, data_format)
+
+
+def conv2d_backward(dy, x, kernel, *, strides=1, padding="valid", dilation_rate=1, groups=1,
+                    padding_mode="zeros", data_format="channels_last"):
+    """Gradients of :func:`conv2d` for the upstream gradient ``dy`` (shaped like its output).
+
+    Returns ``(dx, dkernel, dbias)`` shaped like ``x``, ``kernel`` and ``(filters,)``::
+
+        dbias[f]         = sum_{n,i,j} dy[n, i, j, f]
+        dkernel[a,b,c,f] = sum_{n,i,j} padded[n, i*sh + a*dh, j*sw + b*dw, c] * dy[n, i, j, f]
+        dx               = adjoint of the padding applied to
+                           sum_{a,b} scatter(dy @ kernel[a, b]^T) at offset (a, b)
+
+    >>> x = np.arange(16.0).reshape(1, 4, 4, 1)
+    >>> dx, dk, db = conv2d_backward(np.ones((1, 2, 2, 1)), x, np.ones((3, 3, 1, 1)))
+    >>> dx[0, :, :, 0]                     # how many windows cover each pixel
+    array([[1., 2., 2., 1.],
+           [2., 4., 4., 2.],
+           [2., 4., 4., 2.],
+           [1., 2., 2., 1.]])
+    """
+    where = "conv2d_backward"
+    s = _setup(where, x, kernel, strides, padding, dilation_rate, groups, padding_mode,
+               data_format)
+    dy = as_float_array(dy, where, "dy", ndim=4, layout=layout_of(data_format))
+    dyl = to_channels_last(dy, data_format).astype(s.dtype, copy=False)
+    if dyl.shape != s.out_shape:
+        raise ShapeError(f"{where}: dy has shape {dy.shape} but the output of conv2d for "
+                         f"input shape {np.shape(x)} and kernel shape {s.kernel.shape} has "
+                         f"shape {layout_shape(s.out_shape, data_format)}")
+    n, (h_out, w_out) = s.x.shape[0], s.geo.out_hw
+    kh, kw, c_g, filters = s.kernel.shape
+    m = n * h_out * w_out
+    dbias = dyl.sum(axis=(0, 1, 2))
+
+    if _is_pointwise(s):
+        dy2d = np.ascontiguousarray(dyl).reshape(m, filters)           # (M, F)
+        x2d = s.x.reshape(m, c_g)                                      # (M, C_in)
+        dkernel = (x2d.T @ dy2d).reshape(1, 1, c_g, filters)
+        dx = (dy2d @ s.kernel.reshape(c_g, filters).T).reshape(s.x.shape)
+        return from_channels_last(dx, data_format), dkernel, dbias
+    if c_g == 1 and s.groups > 1:
+        dx, dkernel = _depthwise_backward(s, dyl)
+        return from_channels_last(dx, data_format), dkernel, dbias
+
+    dyg = _grouped_dy(s, dyl)                                          # (G, M, F_g)
+    f_g = filters // s.groups
+    # dkernel: columns^T @ dy, per group
+    dk = np.matmul(_columns(s).transpose(0, 2, 1), dyg)                # (G, kh*kw*C_g, F_g)
+    dkernel = (dk.reshape(s.groups, kh, kw, c_g, f_g)
+               .transpose(1, 2, 3, 0, 4).reshape(kh, kw, c_g, filters))
+
+    # dx: for each kernel offset, dy @ kernel[a, b]^T lands on a strided slice of the input
+    kernel_t = s.kernel.reshape(kh, kw, c_g, s.groups, f_g).transpose(0, 1, 3, 4, 2)
+    kernel_t = np.ascontiguousarray(kernel_t)                          # (kh, kw, G, F_g, C_g)
+
+    def offset_grad(a, b):
+        g = np.matmul(dyg, kernel_t[a, b])                             # (G, M, C_g)
+        if s.groups > 1:
+            g = g.transpose(1, 0, 2)                                   # (M, G, C_g)
+        return g.reshape(n, h_out, w_out, c_g * s.groups)              # (N, H_out, W_out, C)
+
+    dx = windows_backward(offset_grad, s.geo, s.x.shape, s.dtype, s.mode)
+    return from_channels_last(dx, data_format), dkernel, dbias
+
+
+# ---------------------------------------------------------------- depthwise fast path
+# With one input channel per group the "matrix" products are G tiny ones; a multiply-add
+# per kernel offset over the whole batch is faster and just as clear.
+def _depthwise_forward(s: _ConvSetup) -> np.ndarray:
+    n, (h_out, w_out) = s.x.shape[0], s.geo.out_hw
+    kh, kw, _, filters = s.kernel.shape
+    mult = filters // s.groups                                  # depth multiplier
+    k = s.kernel.reshape(kh, kw, s.groups, mult)                # (kh, kw, C, mult)
+    padded = pad_for_windows(s.x, s.geo, s.mode)
+    y = np.zeros((n, h_out, w_out, s.groups, mult), dtype=s.dtype)
+    for a in range(kh):
+        for b in range(kw):
+            y += offset_window(padded, s.geo, a, b)[..., None] * k[a, b]
+    return y                                                    # (N, H_out, W_out, C, mult)
+
+
+def _depthwise_backward(s: _ConvSetup, dyl: np.ndarray):
+    n, (h_out, w_out) = s.x.shape[0], s.geo.out_hw
+    kh, kw, _, filters = s.kernel.shape
+    mult = filters // s.groups
+    k = s.kernel.reshape(kh, kw, s.groups, mult)
+    dy5 = dyl.reshape(n, h_out, w_out, s.groups, mult)          # (N, H_out, W_out, C, mult)
+    padded = pad_for_windows(s.x, s.geo, s.mode)
+    dkernel = np.empty((kh, kw, s.groups, mult), dtype=s.dtype)
+    for a in range(kh):
+        for b in range(kw):
+            win = offset_window(padded, s.geo, a, b)            # (N, H_out, W_out, C)
+            dkernel[a, b] = np.einsum("nhwc,nhwcm->cm", win, dy5, optimize=True)
+
+    def offset_grad(a, b):
+        if mult == 1:
+            return dy5[..., 0] * k[a, b, :, 0]
+        return np.einsum("nhwcm,cm->nhwc", dy5, k[a, b])
+
+    dx = windows_backward(offset_grad, s.geo, s.x.shape, s.dtype, s.mode)
+    return dx, dkernel.reshape(kh, kw, 1, filters)

@@ -1,0 +1,59 @@
+"""Matplotlib plumbing shared by the pictures: lazy import, figures, atomic PNG writes.
+
+Matplotlib is imported only when a picture is drawn. Figures are made with
+``matplotlib.figure.Figure`` directly (not through ``pyplot``), so drawing many pictures keeps
+no global state; a returned figure shows itself in Jupyter and saves with ``fig.savefig``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from ..errors import ConvkitError
+
+DPI = 100
+
+
+def matplotlib():
+    """Import matplotlib, choosing the non-interactive Agg backend where there is no display."""
+    try:
+        import matplotlib as mpl
+    except ImportError:  # pragma: no cover - depends on the installation
+        raise ConvkitError("convkit.viz needs matplotlib: pip install 'convkit[viz]'") from None
+    headless = sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if headless and "MPLBACKEND" not in os.environ and "matplotlib.pyplot" not in sys.modules:
+        mpl.use("Agg")
+    return mpl
+
+
+def new_figure(width: float, height: float):
+    """A ``Figure`` of ``width`` x ``height`` inches with constrained layout."""
+    matplotlib()
+    from matplotlib.figure import Figure
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def save(fig, path) -> None:
+    """Write ``fig`` as a PNG to ``path`` atomically (old file untouched on failure)."""
+    if path is None:
+        return
+    from ..io.archive import atomic_writer
+    directory = os.path.dirname(os.fspath(path))
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    with atomic_writer(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=DPI)
+
+
+def hide_ticks(ax) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def grid_shape(count: int, cols: int | None = None) -> tuple[int, int]:
+    """``(rows, cols)`` of a near-square grid holding ``count`` panels."""
+    if cols is None:
+        cols = max(1, int(round(count ** 0.5 + 0.49)))
+    cols = max(1, min(int(cols), count))
+    return -(-count // cols), cols
