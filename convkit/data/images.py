@@ -50,7 +50,7 @@ def check_color_mode(color_mode: str, where: str) -> int:
     return COLOR_MODES[color_mode]
 
 
-def _to_mode(image, color_mode: str):
+def _to_mode(Image, image, color_mode: str):
     """Convert a loaded Pillow image to 'RGB', 'L' or 'RGBA'. Alpha is dropped for 'rgb' and
     'grayscale' (as Keras does); palette images with transparency go through RGBA first."""
     target = {"rgb": "RGB", "grayscale": "L", "rgba": "RGBA"}[color_mode]
@@ -63,11 +63,10 @@ def _to_mode(image, color_mode: str):
         values = np.asarray(image, dtype=np.float64)
         peak = 65535.0 if values.max(initial=0) <= 65535 else float(values.max())
         values = np.clip(np.rint(values * (255.0 / peak)), 0, 255).astype(np.uint8)
-        image = image.fromarray(values) if hasattr(image, "fromarray") else \
-            __import__("PIL.Image", fromlist=["Image"]).fromarray(values)
+        image = Image.fromarray(values)
     elif image.mode == "F":
         values = np.clip(np.rint(np.asarray(image, dtype=np.float64)), 0, 255).astype(np.uint8)
-        image = __import__("PIL.Image", fromlist=["Image"]).fromarray(values)
+        image = Image.fromarray(values)
     return image.convert(target)
 
 
@@ -103,7 +102,7 @@ def read_image(path, size=None, color_mode: str = "rgb", interpolation: str = "b
     try:
         with Image.open(path) as image:
             image.load()
-            image = _to_mode(image, color_mode)
+            image = _to_mode(Image, image, color_mode)
             if size is not None and image.size != (size[1], size[0]):
                 resample = getattr(Image.Resampling, interpolation.upper())
                 image = image.resize((size[1], size[0]), resample=resample)  # Pillow: (w, h)

@@ -37,13 +37,13 @@ import hashlib
 import io
 import json
 import os
-import posixpath
 import re
 import secrets
 import stat
 import struct
 import zipfile
 import zlib
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -80,6 +80,21 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
+def _link_exclusive(tmp_path: str, path: str) -> None:
+    """Move ``tmp_path`` to ``path`` only if ``path`` does not exist, atomically where the
+    file system supports hard links."""
+    try:
+        os.link(tmp_path, path)  # fails with FileExistsError if path exists
+    except FileExistsError:
+        raise FileExistsError(f"atomic_writer: {path!r} already exists") from None
+    except (OSError, NotImplementedError):
+        if os.path.lexists(path):
+            raise FileExistsError(f"atomic_writer: {path!r} already exists") from None
+        os.replace(tmp_path, path)
+        return
+    os.unlink(tmp_path)
+
+
 @contextlib.contextmanager
 def atomic_writer(path, mode: str = "wb", encoding: str | None = None,
                   newline: str | None = None):
@@ -109,6 +124,9 @@ def atomic_writer(path, mode: str = "wb", encoding: str | None = None,
         raise ConvkitError("atomic_writer: encoding and newline apply to text modes only")
     directory = os.path.dirname(os.path.abspath(path))
     base = os.path.basename(path)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"atomic_writer: cannot write {path!r}: the directory "
+                                f"{directory!r} does not exist")
     # Created by us with O_EXCL under a random name, so the umask applies as for any new file.
     tmp_path = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
     fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
@@ -130,9 +148,10 @@ def atomic_writer(path, mode: str = "wb", encoding: str | None = None,
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        if exclusive and os.path.lexists(path):
-            raise FileExistsError(f"atomic_writer: {path!r} already exists")
-        os.replace(tmp_path, path)
+        if exclusive:
+            _link_exclusive(tmp_path, path)
+        else:
+            os.replace(tmp_path, path)
     except BaseException:
         if fd >= 0:
             os.close(fd)
@@ -178,7 +197,7 @@ def write_json_atomic(path, obj, indent: int | None = 2) -> None:
 # --------------------------------------------------------------------------- writing
 
 def _normalise_arrays(arrays) -> list[tuple[str, np.ndarray]]:
-    if isinstance(arrays, dict):
+    if isinstance(arrays, Mapping):
         items = list(arrays.items())
     else:
         try:
@@ -325,8 +344,7 @@ def _read_from_zip(archive: zipfile.ZipFile, fail):
 
     if META_MEMBER not in by_name:
         if _looks_like_keras(set(names)):
-            fail("it looks like a Keras .keras file, not a convkit file "
-                 f"(no {META_MEMBER}); import Keras weights through convkit's Keras importer")
+            fail(f"it looks like a Keras .keras file, not a convkit file (no {META_MEMBER})")
         fail(f"not a convkit file: the zip has no {META_MEMBER}")
     raw = _read_member(archive, by_name[META_MEMBER], _MAX_META_BYTES, fail)
     try:
@@ -395,6 +413,8 @@ def read_archive(path):
         size = os.fstat(handle.fileno()).st_size
         if size == 0:
             fail("the file is empty")
+        starts_like_zip = handle.read(4) == b"PK\x03\x04"
+        handle.seek(0)
         try:
             with zipfile.ZipFile(handle) as archive:
                 return _read_from_zip(archive, fail)
@@ -407,7 +427,9 @@ def read_archive(path):
             # zoo of exception types; all of them mean the same thing here.
             reason = str(exc) or type(exc).__name__
             if isinstance(exc, zipfile.BadZipFile) and "File is not a zip file" in reason:
-                fail("it is not a zip archive (truncated, or not a convkit file)")
+                if starts_like_zip:
+                    fail("it is a truncated or damaged zip archive (its end is missing)")
+                fail("it is not a zip archive, so not a convkit file")
             fail(f"the file is corrupt or truncated ({type(exc).__name__}: {reason})")
 
 
