@@ -14,30 +14,54 @@ one functional op from :mod:`convkit.ops`. The life cycle, as in Keras:
   (``None`` for non-trainable weights such as batch-norm moving statistics).
 
 Subclasses implement ``build``, ``compute_output_shape``, ``forward`` and ``backward``, and
-extend ``get_config``.
+extend ``get_config``. Helpers for them: ``add_weight(name, shape, initializer, trainable,
+fan_in, fan_out, regularizer)``, ``_input(x, ndim, layout)`` (a float array or a clear
+error), ``_compute_dtype(x, *weights)`` (float64 if any operand is), ``_set_grads(grads)``
+(stores gradients in the weights' dtypes, ``None`` for non-trainable ones), ``_cached()``
+(the cache, or an error if ``backward`` comes before ``forward``), and the hooks
+``_check_array`` (checks an array before it builds the layer) and ``_check_built_shape``
+(checks a symbolic input against a built layer).
+
+Layers with an activation (``Conv2D``, ``DepthwiseConv2D``, ``Dense``, ``Activation``) take
+``backward(dy, skip_activation=False)``; with ``True``, ``dy`` is already the gradient with
+respect to the pre-activation output (used to fuse softmax with cross-entropy). Their
+``activation`` attribute is the activation object (``.name``, ``.forward``, ``.backward``).
+
+Regularization: ``backward`` stores only the gradient of the data loss. A weight created with
+a regularizer is listed by ``layer.regularization_losses()`` as ``(index, regularizer)``,
+with ``index`` its position in ``get_weights()``; the model adds
+``regularizer(weights[index].value)`` to the loss and ``regularizer.gradient(...)`` to
+``grads[index]``. ``regularization_penalty()`` and ``regularization_gradients()`` (aligned
+with ``get_weights()``, ``None`` where there is no regularizer) do exactly that sum for one
+layer.
+
+Errors about shapes raise :class:`convkit.errors.ShapeError` starting with the class name,
+e.g. ``"Conv2D: expected 3 input channels, got 1 (input shape (8, 28, 28, 1))"``; when
+raised through ``layer(x)`` they end with the layer's name, ``(layer 'conv2d_1')``.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import itertools
+import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from .. import config as _config
-from ..errors import ShapeError
+from .._validate import as_float_array, result_float_dtype
+from ..errors import ConvkitError, ShapeError
 from ..random import make_rng
 
 _name_counters: dict[str, itertools.count] = {}
 
 
 def _snake(name: str) -> str:
-    out = []
-    for i, ch in enumerate(name):
-        if ch.isupper() and i and (not name[i - 1].isupper() or
-                                   (i + 1 < len(name) and name[i + 1].islower())):
-            out.append("_")
-        out.append(ch.lower())
-    return "".join(out)
+    """Keras's automatic-name rule: ``Conv2D`` -> ``conv2d``,
+    ``BatchNormalization`` -> ``batch_normalization``, ``ReLU`` -> ``re_lu``."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def unique_name(prefix: str) -> str:
@@ -53,6 +77,7 @@ class Weight:
     name: str
     value: np.ndarray
     trainable: bool = True
+    regularizer: object = None
 
 
 class SymbolicTensor:
@@ -78,6 +103,14 @@ class Layer:
     #: number of inputs the layer takes: 1, or ``None`` for "a list" (merging layers)
     n_inputs = 1
 
+    def __init_subclass__(cls, **kwargs):
+        # Building twice must not create a second set of weights (a layer built by hand,
+        # given weights, then put in a model): a subclass's ``build`` on a built layer only
+        # checks that the shape fits.
+        super().__init_subclass__(**kwargs)
+        if "build" in cls.__dict__:
+            cls.build = _build_once(cls.__dict__["build"])
+
     def __init__(self, name: str | None = None, trainable: bool = True, input_shape=None,
                  dtype=None, seed: int | None = None, **kwargs):
         if kwargs.get("batch_input_shape") is not None:
@@ -87,7 +120,13 @@ class Layer:
                             f"{', '.join(sorted(kwargs))}")
         self.name = name or unique_name(_snake(type(self).__name__))
         self.trainable = trainable
-        self.dtype = np.dtype(dtype or _config.floatx()).name
+        try:
+            self.dtype = np.dtype(dtype or _config.floatx()).name
+        except TypeError:
+            raise ConvkitError(f"{type(self).__name__}: unknown dtype {dtype!r}") from None
+        if self.dtype not in ("float32", "float64"):
+            raise ConvkitError(f"{type(self).__name__}: dtype must be 'float32' or 'float64', "
+                               f"got {dtype!r}")
         self.seed = seed
         self.rng = make_rng(seed)
         self._input_shape_arg = tuple(input_shape) if input_shape is not None else None
@@ -100,15 +139,44 @@ class Layer:
 
     # ----------------------------------------------------------- weights
     def add_weight(self, name: str, shape, initializer, trainable: bool = True,
-                   fan_in: int | None = None, fan_out: int | None = None) -> np.ndarray:
-        """Create a weight from an initializer (name or callable) and register it."""
-        from .. import initializers
+                   fan_in: int | None = None, fan_out: int | None = None,
+                   regularizer=None) -> np.ndarray:
+        """Create a weight from an initializer (name, config or callable) and register it."""
+        from .. import initializers, regularizers
         init = initializers.get(initializer)
         value = np.asarray(init(tuple(shape), rng=self.rng, dtype=self.dtype,
                                 fan_in=fan_in, fan_out=fan_out), dtype=self.dtype)
-        self._weights.append(Weight(name, value, trainable))
+        if value.shape != tuple(shape):
+            raise ShapeError(f"{type(self).__name__}: initializer of {name!r} returned shape "
+                             f"{value.shape}, expected {tuple(shape)}")
+        self._weights.append(Weight(name, value, trainable, regularizers.get(regularizer)))
         self.grads.append(None)
         return value
+
+    def _set_grads(self, grads) -> None:
+        """Store weight gradients (aligned with ``get_weights``) in the weights' dtypes;
+        non-trainable weights (or all, when the layer is frozen) get ``None``."""
+        self.grads = [None if g is None or not (w.trainable and self.trainable)
+                      else np.asarray(g, dtype=w.value.dtype).reshape(w.value.shape)
+                      for w, g in zip(self._weights, grads)]
+
+    def regularization_losses(self) -> list:
+        """``[(index, regularizer), ...]`` for the weights that have a regularizer;
+        ``index`` is the weight's position in ``get_weights()`` and ``grads``."""
+        return [(i, w.regularizer) for i, w in enumerate(self._weights)
+                if w.regularizer is not None]
+
+    def regularization_penalty(self) -> float:
+        """Sum of the regularizers' penalties on this layer's current weights."""
+        return float(sum(reg(self._weights[i].value)
+                         for i, reg in self.regularization_losses()))
+
+    def regularization_gradients(self) -> list:
+        """The penalties' gradients, aligned with ``get_weights()`` (``None`` elsewhere)."""
+        grads = [None] * len(self._weights)
+        for i, reg in self.regularization_losses():
+            grads[i] = reg.gradient(self._weights[i].value)
+        return grads
 
     def _weight(self, name: str) -> np.ndarray:
         for w in self._weights:
@@ -135,21 +203,22 @@ class Layer:
     def set_weights(self, weights) -> None:
         """Replace the weights (copied into the existing arrays), checking count and shapes."""
         weights = list(weights)
+        where = f"{type(self).__name__} {self.name!r}"
         if not self.built:
-            raise ShapeError(f"{self.name}: set_weights called before the layer was built; "
+            raise ShapeError(f"{where}: set_weights called before the layer was built; "
                              f"call build(input_shape) or run it on data first")
         if len(weights) != len(self._weights):
             raise ShapeError(
-                f"{self.name}: set_weights expected {len(self._weights)} arrays "
+                f"{where}: set_weights expected {len(self._weights)} arrays "
                 f"({', '.join(w.name + str(w.value.shape) for w in self._weights)}), "
-                f"got {len(weights)}")
+                f"got {len(weights)} with shapes {[np.shape(w) for w in weights]}")
         for w, new in zip(self._weights, weights):
             try:
                 new = np.asarray(new, dtype=w.value.dtype)
             except (TypeError, ValueError):
-                raise ShapeError(f"{self.name}: weight {w.name!r} must be numeric") from None
+                raise ShapeError(f"{where}: weight {w.name!r} must be numeric") from None
             if new.shape != w.value.shape:
-                raise ShapeError(f"{self.name}: weight {w.name!r} must have shape "
+                raise ShapeError(f"{where}: weight {w.name!r} must have shape "
                                  f"{w.value.shape}, got {new.shape}")
         for w, new in zip(self._weights, weights):
             w.value[...] = np.asarray(new, dtype=w.value.dtype)
@@ -175,27 +244,69 @@ class Layer:
         raise NotImplementedError(f"{type(self).__name__} has no backward pass")
 
     def __call__(self, x, training: bool = False):
-        if _is_symbolic(x):
-            return self._call_symbolic(x)
-        if self.n_inputs is None:
-            if not isinstance(x, (list, tuple)):
-                raise ShapeError(f"{self.name}: expects a list of inputs, got {type(x).__name__}")
-            shapes = [tuple(np.shape(v)) for v in x]
-            if not self.built:
-                self.build([(None,) + s[1:] for s in shapes])
-        else:
-            if not self.built:
-                self.build((None,) + tuple(np.shape(x))[1:])
-        return self.forward(x, training=training)
+        try:
+            if _is_symbolic(x):
+                return self._call_symbolic(x)
+            if self.n_inputs is None:
+                if not isinstance(x, (list, tuple)):
+                    raise ShapeError(f"{type(self).__name__}: expects a list of inputs, got "
+                                     f"{type(x).__name__}")
+                shapes = [tuple(np.shape(v)) for v in x]
+                if not self.built:
+                    self.build([(None,) + s[1:] for s in shapes])
+            else:
+                if isinstance(x, (list, tuple)) and x and all(
+                        isinstance(v, np.ndarray) for v in x):
+                    raise ShapeError(f"{type(self).__name__}: takes one input array, got a "
+                                     f"list of {len(x)}")
+                if not self.built:
+                    self._check_array(x)
+                    self.build((None,) + tuple(np.shape(x))[1:])
+            return self.forward(x, training=training)
+        except ShapeError as exc:
+            raise self._named(exc) from None
+
+    def _named(self, exc: ShapeError) -> ShapeError:
+        """The same error with the layer's name appended, once."""
+        message = str(exc)
+        if f"(layer {self.name!r})" in message:
+            return exc
+        return type(exc)(f"{message} (layer {self.name!r})")
 
     def _call_symbolic(self, x):
         inputs = list(x) if isinstance(x, (list, tuple)) else [x]
         shapes = [t.shape for t in inputs]
         shape_arg = shapes if self.n_inputs is None else shapes[0]
+        if self.n_inputs == 1 and len(inputs) != 1:
+            raise ShapeError(f"{type(self).__name__}: takes one input, got {len(inputs)}")
         if not self.built:
             self.build(shape_arg)
+        else:
+            self._check_built_shape(shape_arg)
         out_shape = self.compute_output_shape(shape_arg)
         return SymbolicTensor(out_shape, layer=self, inputs=inputs)
+
+    def _check_built_shape(self, input_shape) -> None:
+        """Hook: raise if a built layer cannot take ``input_shape`` (channel count etc.)."""
+
+    def _check_array(self, x) -> None:
+        """Hook: check an input array (its rank, say) before it is used to build the layer,
+        so the error quotes the array's real shape."""
+
+    # ----------------------------------------------------------- helpers for subclasses
+    def _input(self, x, ndim: int | None = None, layout: str = "", name: str = "input"):
+        """``x`` as a float array of rank ``ndim`` (float64 stays float64), or a ShapeError."""
+        return as_float_array(x, type(self).__name__, name, ndim, layout)
+
+    def _compute_dtype(self, x, *weights):
+        """The dtype a forward pass computes in: float64 if the input or a weight is."""
+        return result_float_dtype(x, *weights)
+
+    def _cached(self):
+        if self.cache is None:
+            raise ConvkitError(f"{type(self).__name__}: backward called before forward "
+                               f"(layer {self.name!r})")
+        return self.cache
 
     # ----------------------------------------------------------- config and repr
     def get_config(self) -> dict:
@@ -214,13 +325,92 @@ class Layer:
         return cls(**cfg)
 
     def extra_repr(self) -> str:
-        """The arguments that differ from their defaults, for ``repr``."""
-        return ""
+        """The constructor arguments that differ from their defaults, for ``repr``
+        (required arguments always show): ``Conv2D(32, kernel_size=[3, 3], ...)``."""
+        try:
+            params = inspect.signature(type(self).__init__).parameters
+        except (TypeError, ValueError):
+            return ""
+        try:
+            config = self.get_config()
+        except ConvkitError:       # e.g. a plain-callable initializer has no config form
+            return ""
+        parts = []
+        for key, param in params.items():
+            if key in _BASE_KEYS or key not in config or param.kind in (
+                    param.VAR_KEYWORD, param.VAR_POSITIONAL):
+                continue
+            value = config[key]
+            if param.default is param.empty:
+                parts.append(f"{key}={value!r}")
+            elif not self._is_default(key, value, param.default):
+                parts.append(f"{key}={value!r}")
+        return ", ".join(parts)
+
+    def _is_default(self, key: str, value, default) -> bool:
+        """Whether config ``value`` of ``key`` is the constructor ``default`` (for repr)."""
+        return _same_default(key, value, default)
 
     def __repr__(self):
         extra = self.extra_repr()
         shape = f", output_shape={self.output_shape}" if self.built else ""
         return f"{type(self).__name__}({extra + ', ' if extra else ''}name={self.name!r}{shape})"
+
+
+def _build_once(build):
+    @functools.wraps(build)
+    def wrapper(self, input_shape):
+        if self.built:
+            self._check_built_shape(input_shape)
+            return None
+        return build(self, input_shape)
+    return wrapper
+
+
+_BASE_KEYS = {"self", "name", "trainable", "input_shape", "dtype", "seed"}
+
+
+def _same_default(key, value, default) -> bool:
+    """Whether a config value is the constructor default, allowing the normalised forms
+    (``1`` vs ``[1, 1]``, ``None`` vs ``"channels_last"`` or ``"linear"``)."""
+    if value == default:
+        return True
+    if default is None and (key == "data_format" and value == "channels_last"
+                            or key == "activation" and value == "linear"):
+        return True
+    if isinstance(value, str) and isinstance(default, str):
+        return value.lower() == default.lower()
+    if isinstance(value, (list, tuple)) and not isinstance(default, (list, tuple)):
+        return all(_same_default(key, v, default) for v in value)
+    if isinstance(value, (list, tuple)) and isinstance(default, (list, tuple)):
+        return len(value) == len(default) and all(
+            _same_default(key, v, d) for v, d in zip(value, default))
+    return False
+
+
+def data_format_arg(value, where: str) -> str:
+    """``None`` -> ``"channels_last"``; checks the two legal strings (case-insensitive)."""
+    if value is None:
+        return "channels_last"
+    if isinstance(value, str) and value.lower() in ("channels_last", "channels_first"):
+        return value.lower()
+    raise ShapeError(f"{where}: data_format must be 'channels_last' or 'channels_first', "
+                     f"got {value!r}")
+
+
+def spatial_output_shape(input_shape, data_format: str, compute) -> tuple:
+    """Run ``compute(shape)`` (a :mod:`convkit.shapes` call) on a 4-D shape whose height or
+    width may be ``None``: unknown sizes are validated with a large stand-in and come back
+    as ``None``."""
+    shape = list(input_shape)
+    axes = (1, 2) if data_format == "channels_last" else (2, 3)
+    unknown = [a for a in axes if shape[a] is None]
+    for a in unknown:
+        shape[a] = 1 << 20
+    out = list(compute(tuple(shape)))
+    for a in unknown:
+        out[a] = None
+    return tuple(out)
 
 
 def _is_symbolic(x) -> bool:
