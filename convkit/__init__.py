@@ -24,7 +24,8 @@ __version__ = "0.1.0"
 _SUBMODULES = {
     "ops": ".ops", "layers": ".layers", "filters": ".filters", "initializers": ".initializers",
     "losses": ".losses", "optimizers": ".optimizers", "metrics": ".metrics",
-    "callbacks": ".callbacks", "models": ".models", "data": ".data", "datasets": ".data",
+    "callbacks": ".callbacks", "schedules": ".schedules", "progress": ".progress",
+    "regularizers": ".regularizers", "models": ".models", "data": ".data", "datasets": ".data",
     "io": ".io", "viz": ".viz", "explain": ".explain",
 }
 _NAMES = {

@@ -1,0 +1,335 @@
+"""Keras-style progress bars: the bar ``fit`` prints, and a small wrapper for other loops.
+
+``verbose=1`` on a terminal redraws one line with ``\\r``::
+
+    12/125 [==>...........................] - ETA: 3s - loss: 0.4210 - accuracy: 0.8750
+
+and ends the epoch with ``125/125 [==============================] - 4s 31ms/step - loss: ...``.
+When the stream is not a terminal (CI logs, files) the same lines are printed plainly, at
+most ``max_lines`` of them per bar (each time another tenth of the target is done) plus the
+final one. ``verbose=2`` prints only the final line, ``125/125 - 4s - 31ms/step - loss: ...``;
+``verbose=0`` prints nothing.
+
+The values shown are displayed as given (``fit`` passes running means), formatted ``.4f``,
+or ``.4e`` when their magnitude is at most 1e-3.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+from .callbacks import Callback
+
+__all__ = ["ProgressBar", "ProgressBarLogger", "progress_iter"]
+
+
+def _format_value(value) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return f"{number:.4f}" if abs(number) > 1e-3 else f"{number:.4e}"
+
+
+def _format_eta(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds > 3600:
+        return f"{seconds // 3600}:{(seconds % 3600) // 60:02d}:{seconds % 60:02d}"
+    if seconds > 60:
+        return f"{seconds // 60}:{seconds % 60:02d}"
+    return f"{seconds}s"
+
+
+def _format_time_per_unit(seconds: float, unit: str) -> str:
+    if seconds >= 1 or seconds == 0:
+        return f"{seconds:.0f}s/{unit}"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.0f}ms/{unit}"
+    return f"{seconds * 1e6:.0f}us/{unit}"
+
+
+class ProgressBar:
+    """A progress bar over ``target`` units (``None`` if unknown).
+
+    ``update(current, values)`` reports ``current`` units done and the values to show
+    (a dict, or a list of ``(name, value)`` pairs); ``finish(values)`` prints the final line.
+
+    Arguments: ``verbose`` 0/1/2 (see the module docstring); ``unit`` the name in the
+    time-per-unit field; ``stream`` where to write (default: ``sys.stdout`` at print time);
+    ``width`` of the bar; ``interval`` the minimum seconds between terminal redraws;
+    ``dynamic`` forces terminal (True) or log (False) mode instead of ``stream.isatty()``;
+    ``max_lines`` the number of intermediate lines in log mode; ``prefix`` text put before
+    the counter.
+
+        >>> import io
+        >>> out = io.StringIO()
+        >>> bar = ProgressBar(4, stream=out)
+        >>> for step in range(1, 5):
+        ...     bar.update(step, {"loss": 1.0 / step})
+        >>> bar.finish({"loss": 0.25})
+        >>> out.getvalue().splitlines()[-1].startswith("4/4 [==============================] - ")
+        True
+    """
+
+    def __init__(self, target, verbose=1, unit="step", stream=None, width=30, interval=0.05,
+                 dynamic=None, max_lines=10, prefix=""):
+        if verbose not in (0, 1, 2):
+            raise ValueError(f"ProgressBar: verbose must be 0, 1 or 2, got {verbose!r}")
+        if target is not None and int(target) < 0:
+            raise ValueError(f"ProgressBar: target must be >= 0 or None, got {target!r}")
+        self.target = None if target is None else int(target)
+        self.verbose = verbose
+        self.unit = unit
+        self._stream = stream
+        self.width = int(width)
+        self.interval = float(interval)
+        self._dynamic = dynamic
+        self.max_lines = max(int(max_lines), 0)
+        self.prefix = prefix
+        self._values: dict = {}
+        self._start = time.monotonic()
+        self._last_draw = 0.0
+        self._prev_width = 0
+        self._lines_printed = 0
+        self._next_milestone = 1
+        self.current = 0
+        self.finished = False
+
+    # ------------------------------------------------------------------ output
+    @property
+    def stream(self):
+        return self._stream if self._stream is not None else sys.stdout
+
+    @property
+    def dynamic(self) -> bool:
+        if self._dynamic is not None:
+            return bool(self._dynamic)
+        isatty = getattr(self.stream, "isatty", None)
+        try:
+            return bool(isatty()) if isatty is not None else False
+        except ValueError:                                  # closed stream
+            return False
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+        flush = getattr(self.stream, "flush", None)
+        if flush is not None:
+            flush()
+
+    # ------------------------------------------------------------------ lines
+    def _counter(self, current) -> str:
+        if self.target is None:
+            return f"{self.prefix}{current:7d}/Unknown"
+        digits = len(str(self.target))
+        return f"{self.prefix}{current:{digits}d}/{self.target}"
+
+    def _bar(self, current) -> str:
+        if self.target is None or self.target == 0:
+            return ""
+        filled = int(self.width * min(current / self.target, 1.0))
+        bar = ""
+        if filled > 0:
+            bar = "=" * (filled - 1) + (">" if current < self.target else "=")
+        return " [" + bar + "." * (self.width - filled) + "]"
+
+    def _values_text(self) -> str:
+        return "".join(f" - {name}: {_format_value(value)}" for name, value in
+                       self._values.items())
+
+    def _line(self, current, finished, now) -> str:
+        elapsed = now - self._start
+        per_unit = elapsed / current if current else 0.0
+        if self.verbose == 2:
+            return (f"{self._counter(current)} - {elapsed:.0f}s - "
+                    f"{_format_time_per_unit(per_unit, self.unit)}{self._values_text()}")
+        line = self._counter(current) + self._bar(current)
+        if finished or self.target is None:
+            line += f" - {elapsed:.0f}s {_format_time_per_unit(per_unit, self.unit)}"
+        else:
+            line += f" - ETA: {_format_eta(per_unit * (self.target - current))}"
+        return line + self._values_text()
+
+    # ------------------------------------------------------------------ API
+    def _store(self, values):
+        if values:
+            items = values.items() if isinstance(values, dict) else values
+            for name, value in items:
+                self._values[name] = value
+
+    def update(self, current, values=None) -> None:
+        """``current`` units done; ``values`` ``{name: value}`` to display."""
+        self._store(values)
+        self.current = int(current)
+        if self.verbose != 1 or self.finished:
+            return
+        now = time.monotonic()
+        if self.dynamic:
+            if now - self._last_draw < self.interval:
+                return
+            line = self._line(self.current, False, now)
+            padding = " " * max(self._prev_width - len(line), 0)
+            self._write("\r" + line + padding)
+            self._prev_width = len(line)
+            self._last_draw = now
+            return
+        # Log mode: one line each time another 1/max_lines of the target is reached.
+        if self.target is None or self.max_lines == 0 or self.current >= self.target:
+            return
+        milestone = self.current * self.max_lines // max(self.target, 1)
+        if milestone >= self._next_milestone:
+            self._next_milestone = milestone + 1
+            self._write(self._line(self.current, False, now) + "\n")
+            self._lines_printed += 1
+
+    def finish(self, values=None) -> None:
+        """Print the final line (verbose 1 and 2); later updates print nothing."""
+        self._store(values)
+        if self.finished:
+            return
+        self.finished = True
+        if self.target is not None:
+            self.current = self.target
+        if self.verbose == 0:
+            return
+        line = self._line(self.current, True, time.monotonic())
+        if self.verbose == 1 and self.dynamic:
+            padding = " " * max(self._prev_width - len(line), 0)
+            self._write("\r" + line + padding + "\n")
+        else:
+            self._write(line + "\n")
+
+
+class ProgressBarLogger(Callback):
+    """The callback that prints ``Epoch 3/10`` and drives a :class:`ProgressBar` with the
+    running means in ``logs`` (Keras's ``ProgbarLogger``); ``fit`` adds one when
+    ``verbose > 0``.
+
+    It reads ``params["verbose"]`` (1 or 2; ``"auto"`` means 1), ``params["epochs"]`` and
+    ``params["steps"]`` (batches per epoch, or None). As in Keras 3, ``Epoch k/n`` is printed
+    only when there is more than one epoch, and inside ``fit`` the validation pass draws no
+    bar of its own (its ``val_`` values appear on the epoch's final line).
+    """
+
+    def __init__(self, stream=None):
+        super().__init__()
+        self.stream = stream
+        self.verbose = 1
+        self.epochs = 1
+        self.target = None
+        self.seen = 0
+        self.progbar = None
+        self._called_in_fit = False
+
+    def set_params(self, params):
+        super().set_params(params)
+        verbose = params.get("verbose", 1)
+        self.verbose = 1 if verbose == "auto" else int(verbose)
+        self.epochs = params.get("epochs", 1) or 1
+        self.target = params.get("steps")
+
+    def _out(self):
+        return self.stream if self.stream is not None else sys.stdout
+
+    def _reset(self):
+        self.seen = 0
+        self.progbar = None
+
+    def _bar(self):
+        if self.progbar is None:
+            self.progbar = ProgressBar(self.target, verbose=self.verbose, unit="step",
+                                       stream=self.stream)
+        return self.progbar
+
+    def _update(self, batch, logs):
+        self.seen = batch + 1
+        bar = self._bar()
+        if self.verbose == 1:
+            bar.update(self.seen, logs or {})
+
+    def _finalize(self, logs):
+        bar = self._bar()
+        if bar.target is None:
+            bar.target = self.seen
+        bar.finish(logs or {})
+
+    def on_train_begin(self, logs=None):
+        self._called_in_fit = True
+
+    def on_train_end(self, logs=None):
+        self._called_in_fit = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._reset()
+        if self.verbose and self.epochs > 1:
+            out = self._out()
+            out.write(f"Epoch {epoch + 1}/{self.epochs}\n")
+            if hasattr(out, "flush"):
+                out.flush()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._update(batch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.verbose:
+            self._finalize(logs)
+
+    def on_test_begin(self, logs=None):
+        if not self._called_in_fit:
+            self._reset()
+
+    def on_test_batch_end(self, batch, logs=None):
+        if not self._called_in_fit:
+            self._update(batch, logs)
+
+    def on_test_end(self, logs=None):
+        if not self._called_in_fit and self.verbose:
+            self._finalize(logs)
+
+    def on_predict_begin(self, logs=None):
+        self._reset()
+
+    def on_predict_batch_end(self, batch, logs=None):
+        self._update(batch, None)
+
+    def on_predict_end(self, logs=None):
+        if self.verbose:
+            self._finalize(None)
+
+
+def progress_iter(iterable, total=None, desc=None, verbose=1, stream=None, unit="it",
+                  use_tqdm=False):
+    """Yield from ``iterable`` while showing a progress bar (for data loading, predict, ...).
+
+    ``total`` defaults to ``len(iterable)`` when it has one. ``use_tqdm=True`` uses tqdm when
+    it is installed (the built-in bar otherwise); ``verbose=0`` shows nothing.
+
+        >>> import io
+        >>> out = io.StringIO()
+        >>> sum(progress_iter(range(5), desc="load", stream=out))
+        10
+        >>> out.getvalue().splitlines()[-1].startswith("load: 5/5 [")
+        True
+    """
+    if total is None and hasattr(iterable, "__len__"):
+        total = len(iterable)
+    if not verbose:
+        yield from iterable
+        return
+    if use_tqdm:
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            pass
+        else:
+            yield from tqdm(iterable, total=total, desc=desc, file=stream, unit=unit)
+            return
+    bar = ProgressBar(total, verbose=verbose, unit=unit, stream=stream,
+                      prefix=f"{desc}: " if desc else "")
+    count = 0
+    for item in iterable:
+        yield item
+        count += 1
+        bar.update(count)
+    if bar.target is None:
+        bar.target = count
+    bar.finish()
