@@ -1,13 +1,409 @@
-"""The ``convkit`` command line."""
+"""The ``convkit`` command line: a thin layer over the library.
+
+    convkit shape --input 28 --kernel 5                  output size, pads and the formula
+    convkit summary mnist_convnet --explain              a model's table and its arithmetic
+    convkit filter sample:china --kernel sobel_x -o sobel.png
+    convkit filter sample:china --gallery -o gallery.png
+    convkit featuremaps model.ckz digit.png --layer conv2d -o maps.png
+    convkit featuremaps --seed-example -o seed.png
+    convkit train --epochs 3 -o model.ckz --curves curves.png
+    convkit predict model.ckz digit.png --top 3
+    convkit bench ...                                    the benchmarks, where checked out
+
+Every command has ``--help``. Bad input ends with exit code 2 (a usage error) or 1 and a one-line
+``convkit: error: ...`` message, without a traceback (``--debug`` shows one).
+"""
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import subprocess
 import sys
+
+import numpy as np
+
+from .errors import ConvkitError
+
+PROG = "convkit"
+
+
+class CommandError(ConvkitError):
+    """A problem with the command's input, reported on one line."""
+
+
+# ------------------------------------------------------------------------------ built-in models
+def mnist_convnet():
+    """Keras's "simple MNIST convnet": 34,826 parameters on (28, 28, 1) digits."""
+    from . import layers
+    from .models import Sequential
+    return Sequential([
+        layers.Input((28, 28, 1)),
+        layers.Conv2D(32, 3, activation="relu", name="conv2d"),
+        layers.MaxPooling2D(2, name="max_pooling2d"),
+        layers.Conv2D(64, 3, activation="relu", name="conv2d_1"),
+        layers.MaxPooling2D(2, name="max_pooling2d_1"),
+        layers.Flatten(name="flatten"),
+        layers.Dropout(0.5, name="dropout"),
+        layers.Dense(10, activation="softmax", name="dense"),
+    ], name="mnist_convnet")
+
+
+def lenet5():
+    """LeCun's LeNet-5 on (32, 32, 1) images, tanh and average pooling: 61,706 parameters."""
+    from . import layers
+    from .models import Sequential
+    return Sequential([
+        layers.Input((32, 32, 1)),
+        layers.Conv2D(6, 5, activation="tanh", name="c1"),
+        layers.AveragePooling2D(2, name="s2"),
+        layers.Conv2D(16, 5, activation="tanh", name="c3"),
+        layers.AveragePooling2D(2, name="s4"),
+        layers.Flatten(name="flatten"),
+        layers.Dense(120, activation="tanh", name="c5"),
+        layers.Dense(84, activation="tanh", name="f6"),
+        layers.Dense(10, activation="softmax", name="output"),
+    ], name="lenet5")
+
+
+BUILTIN_MODELS = {"mnist_convnet": mnist_convnet, "lenet5": lenet5}
+
+
+def _load_model(spec: str, allow_builtin: bool = False):
+    if allow_builtin and spec in BUILTIN_MODELS:
+        return BUILTIN_MODELS[spec]()
+    if not os.path.exists(spec):
+        known = f" or a built-in name ({', '.join(BUILTIN_MODELS)})" if allow_builtin else ""
+        raise CommandError(f"model file {spec!r} does not exist (give a saved model{known})")
+    from .models import load_model
+    return load_model(spec)
+
+
+def _model_input_shape(model) -> tuple:
+    shape = model.input_shape
+    if isinstance(shape, list):
+        raise CommandError(f"model {model.name!r} has {len(shape)} inputs; this command "
+                           f"needs a single image input")
+    if len(shape) != 4:
+        raise CommandError(f"model {model.name!r} takes inputs of shape {tuple(shape)}, "
+                           f"not images (None, height, width, channels)")
+    return tuple(shape)
+
+
+def _image_for_model(model, image_arg: str) -> np.ndarray:
+    """Load ``image_arg`` resized and converted to the model's input: ``(H, W, C)``."""
+    from .viz._images import load_image
+    _, h, w, c = _model_input_shape(model)
+    if c not in (1, 3):
+        raise CommandError(f"model {model.name!r} takes {c}-channel images; only 1 (grey) and "
+                           f"3 (RGB) are read from files")
+    return load_image(image_arg, PROG, size=(h, w),
+                      color_mode="grayscale" if c == 1 else "rgb")
+
+
+# ------------------------------------------------------------------------------ commands
+def _pair(values, name: str):
+    if len(values) > 2:
+        raise CommandError(f"--{name} takes one or two numbers, got {len(values)}")
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def _parse_padding(text: str):
+    mode = text.lower()
+    if mode in ("same", "valid"):
+        return mode
+    try:
+        numbers = [int(v) for v in text.replace(" ", "").split(",")]
+    except ValueError:
+        raise CommandError(f"--padding must be same, valid, N, 'PH,PW' or 'TOP,BOTTOM,LEFT,"
+                           f"RIGHT', got {text!r}") from None
+    if len(numbers) == 1:
+        return numbers[0]
+    if len(numbers) == 2:
+        return tuple(numbers)
+    if len(numbers) == 4:
+        return ((numbers[0], numbers[1]), (numbers[2], numbers[3]))
+    raise CommandError(f"--padding takes 1, 2 or 4 numbers, got {text!r}")
+
+
+def cmd_shape(args) -> int:
+    from .explain import explain_conv, explain_pool, format_window
+    size = _pair(args.input, "input")
+    kernel = _pair(args.kernel, "kernel")
+    stride = None if args.stride is None else _pair(args.stride, "stride")
+    padding = _parse_padding(args.padding)
+    if args.pool:
+        if args.dilation != [1]:
+            raise CommandError("--dilation applies to convolutions, not to --pool")
+        info = explain_pool(size, kernel, stride, padding, args.ceil_mode, args.pool)
+    else:
+        if args.ceil_mode:
+            raise CommandError("--ceil-mode applies to pooling; add --pool max or --pool avg")
+        info = explain_conv(size, kernel, 1 if stride is None else stride, padding,
+                            _pair(args.dilation, "dilation"))
+    print(json.dumps(info, indent=2) if args.json else format_window(info))
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from .explain import explanation_dict, format_explanation
+    model = _load_model(args.model, allow_builtin=True)
+    if args.json:
+        data = explanation_dict(model)
+        print(json.dumps({"model": model.name, **data}, indent=2))
+        return 0
+    model.summary()
+    if args.explain:
+        from .explain import explain_model
+        print()
+        print(format_explanation(explain_model(model)))
+    return 0
+
+
+def cmd_filter(args) -> int:
+    from .viz import plot_filter_gallery
+    if args.gallery == (args.kernel is not None):
+        raise CommandError("give either --kernel NAME or --gallery")
+    names = None if args.gallery else [args.kernel]
+    plot_filter_gallery(args.image, names=names, size=args.size, path=args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_featuremaps(args) -> int:
+    from .viz import plot_feature_maps, seed_example_figure
+    if args.seed_example:
+        if args.model is not None:
+            raise CommandError("--seed-example uses the bundled photographs; give no model")
+        seed_example_figure(path=args.output)
+        print(f"wrote {args.output}")
+        return 0
+    if args.model is None or args.image is None:
+        raise CommandError("featuremaps needs MODEL_FILE and IMAGE (or --seed-example)")
+    model = _load_model(args.model)
+    image = _image_for_model(model, args.image)
+    plot_feature_maps(model, image, layer=args.layer, path=args.output, cols=args.cols,
+                      shared_scale=args.shared_scale)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    try:
+        from .jobs import train_default
+    except ImportError:
+        raise CommandError("training is not available in this installation "
+                           "(convkit.jobs is missing)") from None
+    options = dict(dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
+                   learning_rate=args.learning_rate, seed=args.seed,
+                   verbose=0 if args.quiet else 1, data_dir=args.data)
+    if args.output is not None:
+        options["output"] = args.output
+    result = train_default(**options)
+    if args.curves:
+        from .viz import plot_history
+        history = result.get("history") if isinstance(result, dict) else None
+        if history is None:
+            raise CommandError("training returned no history to draw curves from")
+        plot_history(history, path=args.curves)
+        if not args.quiet:
+            print(f"wrote {args.curves}")
+    return 0
+
+
+def _softmax_if_needed(scores: np.ndarray) -> np.ndarray:
+    """Probabilities from a model's output rows: kept if they already are, else softmax."""
+    scores = scores.astype(np.float64)
+    if scores.min() >= 0 and np.allclose(scores.sum(axis=1), 1.0, atol=1e-3):
+        return scores
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def cmd_predict(args) -> int:
+    if args.top < 1:
+        raise CommandError(f"--top must be >= 1, got {args.top}")
+    model = _load_model(args.model)
+    batch = np.stack([_image_for_model(model, image) for image in args.images])  # (N, H, W, C)
+    scores = np.asarray(model.predict(batch, verbose=0) if _accepts_verbose(model)
+                        else model.predict(batch))
+    if scores.ndim != 2:
+        raise CommandError(f"model {model.name!r} outputs shape {scores.shape}; predict needs "
+                           f"(batch, classes) scores")
+    probabilities = _softmax_if_needed(scores)
+    class_names = getattr(model, "class_names", None)
+    top = min(args.top, probabilities.shape[1])
+    for image, row in zip(args.images, probabilities):
+        print(image)
+        for rank, index in enumerate(np.argsort(-row, kind="stable")[:top], start=1):
+            label = class_names[index] if class_names else f"class {index}"
+            print(f"  {rank}. {label:<12} {row[index]:.4f}")
+    return 0
+
+
+def _accepts_verbose(model) -> bool:
+    import inspect
+    try:
+        return "verbose" in inspect.signature(model.predict).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _find_benchmarks() -> str | None:
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for root in (os.getcwd(), here):
+        if os.path.isfile(os.path.join(root, "benchmarks", "run.py")):
+            return root
+    return None
+
+
+def cmd_bench(args) -> int:
+    root = _find_benchmarks()
+    if root is None:
+        raise CommandError("the benchmarks are not part of this installation; run "
+                           "'convkit bench' from a checkout of the convkit repository "
+                           "(it holds benchmarks/run.py)")
+    forwarded = [a for a in args.bench_args if a != "--"]
+    return subprocess.call([sys.executable, "-m", "benchmarks.run", *forwarded], cwd=root)
+
+
+# ------------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="convkit: convolutional networks on NumPy, explained.",
+        epilog="Run 'convkit COMMAND --help' for a command's options.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback when a command fails")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("shape", help="output size, pads and formula of one conv or pool window",
+                       description="Explain the output size of a convolution (or, with --pool, "
+                                   "a pooling window): the pads applied and the formula with "
+                                   "the numbers filled in.")
+    p.add_argument("--input", type=int, nargs="+", required=True, metavar="N",
+                   help="input size: N or H W")
+    p.add_argument("--kernel", type=int, nargs="+", required=True, metavar="K",
+                   help="kernel (or pool window) size: K or KH KW")
+    p.add_argument("--stride", type=int, nargs="+", metavar="S",
+                   help="stride: S or SH SW (default 1; for --pool the window size)")
+    p.add_argument("--padding", default="valid",
+                   help="same, valid, N, 'PH,PW' or 'TOP,BOTTOM,LEFT,RIGHT' (default valid)")
+    p.add_argument("--dilation", type=int, nargs="+", default=[1], metavar="D",
+                   help="dilation rate: D or DH DW (default 1)")
+    p.add_argument("--pool", choices=("max", "avg"), help="a pooling window instead of a conv")
+    p.add_argument("--ceil-mode", action="store_true",
+                   help="round the pooling output size up (PyTorch's ceil_mode)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=cmd_shape)
+
+    p = sub.add_parser("summary", help="a model's summary table, optionally explained",
+                       description="Print a model's Keras-style summary. MODEL is a saved model "
+                                   f"file or a built-in name ({', '.join(BUILTIN_MODELS)}).")
+    p.add_argument("model", metavar="MODEL", help="model file or built-in name")
+    p.add_argument("--explain", action="store_true",
+                   help="add every layer's formulas, parameter breakdown, MACs and "
+                        "receptive field")
+    p.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("filter", help="run an image through a classic filter (or all of them)",
+                       description="Convolve an image with a kernel from convkit.filters and "
+                                   "draw the result (--gallery: every filter).")
+    p.add_argument("image", metavar="IMAGE",
+                   help="image file, or sample:china / sample:flower")
+    p.add_argument("--kernel", metavar="NAME", help="filter name, e.g. sobel_x, gaussian_blur")
+    p.add_argument("--gallery", action="store_true", help="draw every classic filter")
+    p.add_argument("--size", type=int, help="kernel size for filters that have one (odd)")
+    p.add_argument("-o", "--output", required=True, metavar="PNG", help="picture to write")
+    p.set_defaults(func=cmd_filter)
+
+    p = sub.add_parser("featuremaps", help="draw a layer's feature maps for one image",
+                       description="Run a saved model on an image up to a layer and draw "
+                                   "every channel of that layer's output. --seed-example "
+                                   "draws the two sample photographs through vertical and "
+                                   "horizontal line filters instead (no model needed).")
+    p.add_argument("model", nargs="?", metavar="MODEL_FILE", help="saved model")
+    p.add_argument("image", nargs="?", metavar="IMAGE",
+                   help="image file or sample:china / sample:flower (resized to the model's "
+                        "input)")
+    p.add_argument("--layer", metavar="NAME", help="layer name (default: the first conv layer)")
+    p.add_argument("--cols", type=int, help="panels per row")
+    p.add_argument("--shared-scale", action="store_true",
+                   help="one colour scale for every channel")
+    p.add_argument("--seed-example", action="store_true",
+                   help="the sample photographs through Conv2D(2, 7, same, relu) line filters")
+    p.add_argument("-o", "--output", required=True, metavar="PNG", help="picture to write")
+    p.set_defaults(func=cmd_featuremaps)
+
+    p = sub.add_parser("train", help="train the default CNN and save it",
+                       description="Train the default convolutional network (convkit.jobs."
+                                   "train_default) and optionally draw its training curves.")
+    p.add_argument("--dataset", choices=("mnist", "digits"), default="mnist",
+                   help="bundled data set (default mnist)")
+    p.add_argument("--data", metavar="DIR", help="image folder (one sub-folder per class)")
+    p.add_argument("--epochs", type=int, help="number of epochs")
+    p.add_argument("--batch-size", type=int, help="mini-batch size")
+    p.add_argument("--learning-rate", type=float, help="optimizer learning rate")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("-o", "--output", metavar="MODEL_PATH", help="where to save the model")
+    p.add_argument("--curves", metavar="PNG", help="draw the training curves here")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="top classes of a saved model for images",
+                       description="Print the most likely classes with their probabilities. "
+                                   "Images are resized and converted to the model's input.")
+    p.add_argument("model", metavar="MODEL_FILE", help="saved model")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or sample:NAME")
+    p.add_argument("--top", type=int, default=3, help="how many classes to print (default 3)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("bench", help="run the benchmarks (python -m benchmarks.run)",
+                       description="Forward the remaining arguments to 'python -m "
+                                   "benchmarks.run' in a convkit checkout.")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, metavar="ARGS",
+                   help="arguments for benchmarks.run")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    first = text.splitlines()[0]
+    if isinstance(exc, (ConvkitError, OSError)):
+        return first
+    return f"{type(exc).__name__}: {first}"
 
 
 def main(argv=None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    print("convkit: the command line is not available yet", file=sys.stderr)
-    return 2
+    parser = build_parser()
+    if argv[:1] == ["bench"] and not set(argv[1:2]) & {"-h", "--help"}:
+        # Everything after 'bench' belongs to benchmarks.run, options included.
+        argv = ["bench", "--", *argv[1:]]
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:      # --help (0) or a usage error (2), already printed
+        return int(exc.code or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:        # e.g. `convkit summary lenet5 | head`: the reader left
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 0
+    except Exception as exc:  # noqa: BLE001 - a command line reports, it does not crash
+        if args.debug:
+            raise
+        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

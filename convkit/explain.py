@@ -91,6 +91,14 @@ def _window_info(geometry, where: str, ceil_mode: bool = False) -> dict:
         warnings.append(f"{where}: the windows never read " + " and ".join(parts) +
                         f" because {' and '.join(reasons)}; pad the input or pick sizes "
                         f"that fit the stride")
+    gaps = [(geometry.strides[axis], geometry.effective_kernel[axis], axis_name)
+            for axis, axis_name in enumerate(("rows", "columns"))
+            if geometry.strides[axis] > geometry.effective_kernel[axis]]
+    if len(gaps) == 2 and gaps[0][:2] == gaps[1][:2]:
+        gaps = [(gaps[0][0], gaps[0][1], "rows and columns")]
+    for s, k_eff, what in gaps:
+        warnings.append(f"{where}: the stride {s} is larger than the {k_eff}-pixel window, "
+                        f"so {s - k_eff} of every {s} input {what} are skipped")
     return {
         "padding_mode": mode,
         "pads": {"top": top, "bottom": bottom, "left": left, "right": right},
@@ -263,12 +271,14 @@ def explain_model(model) -> list[dict]:
     ``params``, ``trainable_params``, ``params_formula`` (e.g. ``"5*5*1*32 + 32 = 832"``),
     ``macs`` and ``macs_formula`` (multiply-accumulates per sample: conv
     ``out_h*out_w*kh*kw*(in/groups)*filters``, dense ``in*units``), ``receptive_field`` and
-    ``jump`` (``[h, w]`` in input pixels, of the layer's output pixels), ``weight_bytes``,
+    ``jump`` (``[h, w]`` in input pixels, of the layer's output pixels; ``jump`` is ``None``
+    where every output sees the whole input), ``weight_bytes``,
     ``activation_elements`` and ``activation_bytes`` (of the output, per sample), and
     ``warnings``.
 
-    The receptive field is followed along the layers in order (a chain); a layer that mixes
-    every position (Dense, global pooling) sees the whole input.
+    The receptive field is followed along the layers (for a functional model along its
+    graph, taking the largest field where branches merge); a layer that mixes every
+    position (Dense after Flatten, global pooling) sees the whole input.
     """
     layers = [layer for layer in getattr(model, "layers", [model])]
     if not layers:
@@ -281,12 +291,45 @@ def explain_model(model) -> list[dict]:
     first_in = _first_shape(layers[0].input_shape if layers[0].input_shape is not None
                             else layers[0].output_shape)
     whole = (int(first_in[1]), int(first_in[2])) if len(first_in) == 4 else None
+    parents = _parent_layers(model, layers)
+    fields: dict[int, shapes.ReceptiveField] = {}
     field = shapes.ReceptiveField()
     rows = []
     for layer in layers:
+        if parents is not None:
+            field = _merge_fields([fields[id(p)] for p in parents.get(id(layer), [])
+                                   if id(p) in fields])
         rows.append(_explain_layer(layer, field, whole))
         field = rows[-1].pop("_field")
+        fields[id(layer)] = field
     return rows
+
+
+def _parent_layers(model, layers):
+    """``{id(layer): [layers it reads from]}`` for a functional model, ``None`` for a chain.
+
+    Walks back from ``model.outputs`` through each symbolic tensor's ``inputs``."""
+    if "Sequential" in _class_names(model) or not hasattr(model, "outputs"):
+        return None
+    parents, stack, seen = {}, list(model.outputs), set()
+    while stack:
+        tensor = stack.pop()
+        if id(tensor) in seen or tensor.layer is None:
+            continue
+        seen.add(id(tensor))
+        parents[id(tensor.layer)] = [t.layer for t in tensor.inputs if t.layer is not None]
+        stack.extend(tensor.inputs)
+    return parents
+
+
+def _merge_fields(fields):
+    """The field seen by a layer reading several feature maps: the largest of them."""
+    if not fields:
+        return shapes.ReceptiveField()
+    return shapes.ReceptiveField(
+        tuple(max(f.size[axis] for f in fields) for axis in range(2)),
+        tuple(max(f.jump[axis] for f in fields) for axis in range(2)),
+        fields[0].start)
 
 
 def _explain_layer(layer, field, whole) -> dict:
@@ -297,7 +340,7 @@ def _explain_layer(layer, field, whole) -> dict:
     params = sum(int(w.value.size) for w in weights)
     trainable = sum(int(w.value.size) for w in weights
                     if w.trainable and getattr(layer, "trainable", True))
-    params_formula = (" + ".join(_product_text(w.value.shape) for w in weights) + f" = {params}"
+    params_formula = (" + ".join(_product_text(w.value.shape) for w in weights) + f" = {params:,}"
                       if weights else "0")
     row = {
         "name": layer.name, "class": type(layer).__name__,
@@ -332,11 +375,12 @@ def _explain_layer(layer, field, whole) -> dict:
             row["macs"] = positions * int(kernel.size)
             prefix = f"{positions} * " if positions != 1 else ""
             row["macs_formula"] = f"{prefix}{_product_text(kernel.shape)} = {row['macs']:,}"
-    if kind in _GLOBAL_LAYERS and whole is not None:
-        if kind != "Dense" or len(_first_shape(in_shape)) == 2:
-            field = shapes.ReceptiveField(whole, whole, field.start)
+    sees_everything = kind in _GLOBAL_LAYERS and whole is not None and (
+        kind != "Dense" or len(_first_shape(in_shape)) == 2)
+    if sees_everything:
+        field = shapes.ReceptiveField(whole, whole, field.start)
     row["receptive_field"] = list(field.size)
-    row["jump"] = list(field.jump)
+    row["jump"] = None if sees_everything else list(field.jump)
     row["_field"] = field
     return row
 
@@ -352,7 +396,9 @@ def explain_totals(rows: list[dict]) -> dict:
     item = rows[0]["activation_bytes"] // max(rows[0]["activation_elements"], 1)
     params = sum(r["params"] for r in rows)
     trainable = sum(r["trainable_params"] for r in rows)
-    elements = input_elements + sum(r["activation_elements"] for r in rows)
+    # An InputLayer's output is the input itself, already counted.
+    elements = input_elements + sum(r["activation_elements"] for r in rows
+                                    if r["class"] != "InputLayer")
     return {
         "params": params, "trainable_params": trainable,
         "non_trainable_params": params - trainable,
@@ -404,7 +450,11 @@ def format_explanation(rows: list[dict]) -> str:
         if row["macs_formula"]:
             lines.append(f"  {'MACs':<13} {row['macs_formula']}")
         rf, jump = row["receptive_field"], row["jump"]
-        lines.append(f"  {'receptive':<13} {rf[0]}x{rf[1]} input pixels, jump {jump[0]}x{jump[1]}")
+        if jump is None:
+            lines.append(f"  {'receptive':<13} the whole {rf[0]}x{rf[1]} input")
+        else:
+            lines.append(f"  {'receptive':<13} {rf[0]}x{rf[1]} input pixels, jump "
+                         f"{jump[0]}x{jump[1]}")
         lines += [f"  {'warning':<13} {text}" for text in row["warnings"]]
     totals = explain_totals(rows)
     lines += [
@@ -420,8 +470,8 @@ def format_explanation(rows: list[dict]) -> str:
 
 
 def print_explanation(model, print_fn=None) -> None:
-    """Print :func:`format_explanation` of ``model`` line by line through ``print_fn``
-    (``print`` by default). ``model.summary(explain=True)`` calls this."""
+    """Print :func:`format_explanation` of ``model``: ``print_fn`` (``print`` by default)
+    receives the whole text at once, as ``summary``'s does. ``model.summary(explain=True)``
+    calls this."""
     print_fn = print if print_fn is None else print_fn
-    for line in format_explanation(explain_model(model)).split("\n"):
-        print_fn(line)
+    print_fn(format_explanation(explain_model(model)))

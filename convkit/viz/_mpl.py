@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import sys
 
+import numpy as np
+
 from ..errors import ConvkitError
 
 DPI = 100
@@ -43,7 +45,30 @@ def save(fig, path) -> None:
     if directory:
         os.makedirs(directory, exist_ok=True)
     with atomic_writer(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=DPI)
+        handle.write(png_bytes(fig))
+
+
+def png_bytes(fig) -> bytes:
+    """The figure as compact PNG bytes: RGB without the (opaque) alpha channel, and a
+    palette image when the picture has at most 256 colours -- both lossless."""
+    import io
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow comes with matplotlib
+        return buffer.getvalue()
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        picture = image.convert("RGB")
+    pixels = np.asarray(picture)                                        # (H, W, 3) uint8
+    colours, index = np.unique(pixels.reshape(-1, 3), axis=0, return_inverse=True)
+    if len(colours) <= 256:                                             # an exact palette
+        picture = Image.fromarray(index.reshape(pixels.shape[:2]).astype(np.uint8), mode="P")
+        picture.putpalette(colours.astype(np.uint8).ravel().tolist())
+    out = io.BytesIO()
+    picture.save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 def hide_ticks(ax) -> None:
@@ -54,6 +79,6 @@ def hide_ticks(ax) -> None:
 def grid_shape(count: int, cols: int | None = None) -> tuple[int, int]:
     """``(rows, cols)`` of a near-square grid holding ``count`` panels."""
     if cols is None:
-        cols = max(1, int(round(count ** 0.5 + 0.49)))
+        cols = int(-(-(count * 1.6) ** 0.5 // 1))   # a little wider than tall
     cols = max(1, min(int(cols), count))
     return -(-count // cols), cols
