@@ -31,3 +31,28 @@ def numeric_grad(f, x, eps=1e-6):
         x[i] = old
         grad[i] = (up - down) / (2 * eps)
     return grad
+
+
+def check_vjp(forward, backward, inputs, rng, n_dirs=3, eps=1e-6, rtol=1e-5, atol=1e-8):
+    """Check every gradient a backward function returns.
+
+    ``forward(*inputs) -> y``; ``backward(g, *inputs)`` returns one gradient per input
+    (``None`` to skip one) for ``L = sum(y * g)``. Each is checked along random directions
+    with :func:`directional_check`, after its shape is compared with its input's.
+    """
+    inputs = [np.asarray(v, dtype=np.float64) for v in inputs]
+    g = rng.standard_normal(np.shape(forward(*inputs)))
+    grads = backward(g, *inputs)
+    assert len(grads) == len(inputs), f"{len(grads)} gradients for {len(inputs)} inputs"
+    for index, grad in enumerate(grads):
+        if grad is None:
+            continue
+        assert grad.shape == inputs[index].shape, (
+            f"gradient {index} has shape {grad.shape}, input {inputs[index].shape}")
+
+        def partial(value, index=index):
+            args = list(inputs)
+            args[index] = value
+            return forward(*args)
+
+        directional_check(partial, inputs[index], grad, g, rng, n_dirs, eps, rtol, atol)

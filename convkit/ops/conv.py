@@ -11,11 +11,13 @@ Shapes (channels_last; channels_first is ``(N, C, H, W)`` in and out)::
     y[n, i, j, f] = bias[f] + sum_{a, b, c} padded[n, i*sh + a*dh, j*sw + b*dw, g*C_g + c]
                                             * kernel[a, b, c, f],    g = f // (filters/groups)
 
-Forward is im2col: the window view ``(N, H_out, W_out, kh, kw, C)`` copied once into a
-matrix ``(N*H_out*W_out, kh*kw*C)`` and multiplied by the kernel ``(kh*kw*C, filters)``
-(a batched product over groups). Backward: ``dkernel = columns^T @ dy``; ``dx`` is the
-adjoint of the window view, one GEMM ``dy @ kernel[a, b]^T`` per kernel offset added onto a
-strided slice, then the adjoint of the padding.
+Forward is im2col: the window view ``(N, H_out, W_out, kh, kw, C)`` copied into a matrix
+``(N*H_out*W_out, kh*kw*C)`` and multiplied by the kernel ``(kh*kw*C, filters)`` (a batched
+product over groups); the matrix is built for a few output rows at a time so it stays in
+cache. Backward: ``dkernel = columns^T @ dy``; ``dx`` is the adjoint of the window view, one
+GEMM ``dy @ kernel[a, b]^T`` per kernel offset added onto a strided slice, then the adjoint
+of the padding. 1x1 stride-1 kernels are a plain matrix product; depthwise kernels (one
+input channel per group) a multiply-add per kernel offset.
 """
 from __future__ import annotations
 
@@ -32,6 +34,11 @@ from .padding import (check_pads_fit, check_data_format, check_pad_mode, from_ch
 from .windows import offset_window, pad_for_windows, window_view, windows_backward
 
 __all__ = ["conv2d", "conv2d_backward"]
+
+#: below this many input channels per group, the input gradient is accumulated channel-major
+SMALL_CHANNELS = 16
+#: im2col columns are built in blocks of output rows of about this many bytes
+BLOCK_BYTES = 1 << 23
 
 
 @dataclass
@@ -65,10 +72,9 @@ def _setup(where, x, kernel, strides, padding, dilation_rate, groups, padding_mo
                          f"({in_channels}, input shape {x.shape}) and the filters "
                          f"({filters}, kernel shape {kernel.shape})")
     if kernel.shape[2] * groups != in_channels:
-        raise ShapeError(f"{where}: kernel shape {kernel.shape} expects "
-                         f"{kernel.shape[2] * groups} input channels "
-                         f"({kernel.shape[2]} per group x groups={groups}), but the input "
-                         f"shape {x.shape} ({data_format}) has {in_channels}")
+        raise ShapeError(f"{where}: expected {kernel.shape[2] * groups} input channels, got "
+                         f"{in_channels} (input shape {x.shape}, {data_format}; kernel shape "
+                         f"{kernel.shape} with groups={groups})")
     try:
         geo = window_geometry(xl.shape[1:3], kernel.shape[:2], strides, padding, dilation_rate,
                               where=where)
@@ -86,17 +92,38 @@ def _is_pointwise(s: _ConvSetup) -> bool:
             and s.geo.pads == ((0, 0), (0, 0)) and s.groups == 1)
 
 
-def _columns(s: _ConvSetup) -> np.ndarray:
-    """im2col: ``(G, N*H_out*W_out, kh*kw*C_g)``, contiguous (one copy of the windows)."""
-    n, (h_out, w_out), (kh, kw) = s.x.shape[0], s.geo.out_hw, s.geo.kernel
-    c_g = s.kernel.shape[2]
-    padded = pad_for_windows(s.x, s.geo, s.mode)
-    win = window_view(padded, s.geo)                           # (N, H_out, W_out, kh, kw, C)
-    if s.groups == 1:
-        return win.reshape(1, n * h_out * w_out, kh * kw * c_g)  # (1, M, kh*kw*C)
-    win = win.reshape(n, h_out, w_out, kh, kw, s.groups, c_g)  # split C = G * C_g, still a view
-    win = win.transpose(5, 0, 1, 2, 3, 4, 6)                   # (G, N, H_out, W_out, kh, kw, C_g)
-    return win.reshape(s.groups, n * h_out * w_out, kh * kw * c_g)  # (G, M, kh*kw*C_g)
+def _row_blocks(s: _ConvSetup) -> list[tuple[int, int]]:
+    """Output-row ranges whose im2col columns take about ``BLOCK_BYTES`` each.
+
+    Building the columns block by block keeps them in cache between the copy and the
+    matrix product and reuses one buffer, instead of writing an array ``kh*kw`` times the
+    size of the input.
+    """
+    h_out, w_out = s.geo.out_hw
+    row_bytes = s.x.shape[0] * w_out * s.kernel[..., 0].size * s.groups * s.dtype.itemsize
+    rows = max(1, BLOCK_BYTES // row_bytes)
+    return [(r, min(r + rows, h_out)) for r in range(0, h_out, rows)]
+
+
+def _columns(s: _ConvSetup, padded: np.ndarray, rows: tuple[int, int],
+             buffer: np.ndarray) -> np.ndarray:
+    """im2col of output rows ``rows[0]:rows[1]``: ``(G, N*rows*W_out, kh*kw*C_g)``, written
+    into ``buffer`` (one copy of the windows)."""
+    n, w_out, (kh, kw) = s.x.shape[0], s.geo.out_hw[1], s.geo.kernel
+    c_g, block = s.kernel.shape[2], rows[1] - rows[0]
+    win = window_view(padded, s.geo)[:, rows[0]:rows[1]]       # (N, rows, W_out, kh, kw, C)
+    win = win.reshape(n, block, w_out, kh, kw, s.groups, c_g)  # split C = G * C_g, still a view
+    win = win.transpose(5, 0, 1, 2, 3, 4, 6)                   # (G, N, rows, W_out, kh, kw, C_g)
+    # np.copyto into an array is about twice as fast as the copy reshape() would make
+    cols = buffer[:win.size].reshape(win.shape)
+    np.copyto(cols, win)
+    return cols.reshape(s.groups, n * block * w_out, kh * kw * c_g)  # (G, M_rows, kh*kw*C_g)
+
+
+def _column_buffer(s: _ConvSetup, blocks) -> np.ndarray:
+    rows = max(r1 - r0 for r0, r1 in blocks)
+    return np.empty(s.x.shape[0] * rows * s.geo.out_hw[1] * s.kernel[..., 0].size * s.groups,
+                    dtype=s.dtype)
 
 
 def _grouped_kernel(s: _ConvSetup) -> np.ndarray:
@@ -155,9 +182,14 @@ def conv2d(x, kernel, bias=None, *, strides=1, padding="valid", dilation_rate=1,
     elif s.kernel.shape[2] == 1 and s.groups > 1:
         y = _depthwise_forward(s)                                  # (N, H_out, W_out, F)
     else:
-        y = np.matmul(_columns(s), _grouped_kernel(s))             # (G, M, F_g)
-        if s.groups > 1:
-            y = y.transpose(1, 0, 2)                               # (M, G, F_g)
+        padded = pad_for_windows(s.x, s.geo, s.mode)
+        kernel_g = _grouped_kernel(s)                              # (G, kh*kw*C_g, F_g)
+        blocks = _row_blocks(s)
+        buffer = _column_buffer(s, blocks)
+        y = np.empty((n, h_out, w_out, filters), dtype=s.dtype)
+        for r0, r1 in blocks:
+            y_rows = np.matmul(_columns(s, padded, (r0, r1), buffer), kernel_g)  # (G, M_rows, F_g)
+            y[:, r0:r1] = y_rows.transpose(1, 0, 2).reshape(n, r1 - r0, w_out, filters)
     y = y.reshape(n, h_out, w_out, filters)                        # (N, H_out, W_out, F)
     if bias is not None:
         y += bias.astype(s.dtype, copy=False)
@@ -209,23 +241,43 @@ def conv2d_backward(dy, x, kernel, *, strides=1, padding="valid", dilation_rate=
 
     dyg = _grouped_dy(s, dyl)                                          # (G, M, F_g)
     f_g = filters // s.groups
-    # dkernel: columns^T @ dy, per group
-    dk = np.matmul(_columns(s).transpose(0, 2, 1), dyg)                # (G, kh*kw*C_g, F_g)
+    # dkernel: columns^T @ dy, per group, summed over blocks of output rows
+    padded = pad_for_windows(s.x, s.geo, s.mode)
+    blocks = _row_blocks(s)
+    buffer = _column_buffer(s, blocks)
+    dk = np.zeros((s.groups, kh * kw * c_g, f_g), dtype=s.dtype)
+    for r0, r1 in blocks:
+        cols = _columns(s, padded, (r0, r1), buffer)                   # (G, M_rows, kh*kw*C_g)
+        dk += np.matmul(cols.transpose(0, 2, 1), _grouped_dy(s, dyl[:, r0:r1]))
     dkernel = (dk.reshape(s.groups, kh, kw, c_g, f_g)
                .transpose(1, 2, 3, 0, 4).reshape(kh, kw, c_g, filters))
 
     # dx: for each kernel offset, dy @ kernel[a, b]^T lands on a strided slice of the input
-    kernel_t = s.kernel.reshape(kh, kw, c_g, s.groups, f_g).transpose(0, 1, 3, 4, 2)
-    kernel_t = np.ascontiguousarray(kernel_t)                          # (kh, kw, G, F_g, C_g)
+    kernel_g = s.kernel.reshape(kh, kw, c_g, s.groups, f_g).transpose(0, 1, 3, 2, 4)
+    if c_g >= SMALL_CHANNELS:
+        # (M, F_g) @ (F_g, C_g): rows of C_g channels, added along contiguous (W, C) rows
+        kernel_t = np.ascontiguousarray(kernel_g.transpose(0, 1, 2, 4, 3))  # (kh, kw, G, F_g, C_g)
 
-    def offset_grad(a, b):
-        g = np.matmul(dyg, kernel_t[a, b])                             # (G, M, C_g)
-        if s.groups > 1:
-            g = g.transpose(1, 0, 2)                                   # (M, G, C_g)
-        return g.reshape(n, h_out, w_out, c_g * s.groups)              # (N, H_out, W_out, C)
+        def offset_grad(a, b):
+            g = np.matmul(dyg, kernel_t[a, b])                         # (G, M, C_g)
+            if s.groups > 1:
+                g = g.transpose(1, 0, 2)                               # (M, G, C_g)
+            return g.reshape(n, h_out, w_out, c_g * s.groups)          # (N, H_out, W_out, C)
+    else:
+        # few channels: (C_g, F_g) @ (F_g, M) keeps the long axis M in the product and in the
+        # adds (channel-major buffers); a product with only C_g columns would be far slower
+        kernel_c = np.ascontiguousarray(kernel_g)                      # (kh, kw, G, C_g, F_g)
+        dy_t = np.ascontiguousarray(dyg.transpose(0, 2, 1))            # (G, F_g, M)
 
-    dx = windows_backward(offset_grad, s.geo, s.x.shape, s.dtype, s.mode)
-    return from_channels_last(dx, data_format), dkernel, dbias
+        def offset_grad(a, b):
+            g = np.matmul(kernel_c[a, b], dy_t)                        # (G, C_g, M)
+            g = g.reshape(s.groups * c_g, n, h_out, w_out)             # (C, N, H_out, W_out)
+            return g.transpose(1, 2, 3, 0)                             # NHWC view
+
+    dx = windows_backward(offset_grad, s.geo, s.x.shape, s.dtype, s.mode,
+                          channels_major=c_g < SMALL_CHANNELS)
+    dx = np.ascontiguousarray(from_channels_last(dx, data_format))
+    return dx, dkernel, dbias
 
 
 # ---------------------------------------------------------------- depthwise fast path

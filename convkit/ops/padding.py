@@ -155,7 +155,7 @@ def pad2d(x, pads, mode: str = "zeros", data_format: str = "channels_last",
     (filled with ``value``, 0 by default), ``"reflect"``, ``"replicate"`` or ``"circular"``.
 
     >>> pad2d(np.arange(3.0).reshape(1, 1, 3, 1), ((0, 0), (2, 1)), "reflect")[0, 0, :, 0]
-    array([2., 1., 0., 1., 2., 1.], dtype=float32)
+    array([2., 1., 0., 1., 2., 1.])
     """
     where = "pad2d"
     check_data_format(data_format, where)

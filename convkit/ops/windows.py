@@ -72,14 +72,22 @@ def offset_window(padded: np.ndarray, geo: Geometry, a: int, b: int) -> np.ndarr
 
 
 def scatter_windows(offset_grad: Callable[[int, int], np.ndarray | None], geo: Geometry,
-                    padded_shape, dtype) -> np.ndarray:
+                    padded_shape, dtype, channels_major: bool = False) -> np.ndarray:
     """Adjoint of :func:`window_view`: sum window gradients onto the padded input.
 
     ``offset_grad(a, b)`` returns the gradient of ``windows[:, :, :, a, b, :]``, shaped
     ``(N, H_out, W_out, C)`` (or broadcastable to it), or ``None`` for nothing. Overlapping
     windows add up. Returns ``(N, H_padded, W_padded, C)``.
+
+    With ``channels_major`` the result is an NHWC *view* of a ``(C, N, H, W)`` buffer: when
+    the gradients come in that memory order too, every add runs along contiguous rows,
+    which is faster for few channels.
     """
-    d_padded = np.zeros(padded_shape, dtype=dtype)
+    if channels_major:
+        n, h, w, c = padded_shape
+        d_padded = np.zeros((c, n, h, w), dtype=dtype).transpose(1, 2, 3, 0)
+    else:
+        d_padded = np.zeros(padded_shape, dtype=dtype)
     for a in range(geo.kernel[0]):
         for b in range(geo.kernel[1]):
             grad = offset_grad(a, b)
@@ -90,14 +98,16 @@ def scatter_windows(offset_grad: Callable[[int, int], np.ndarray | None], geo: G
 
 
 def windows_backward(offset_grad: Callable[[int, int], np.ndarray | None], geo: Geometry,
-                     x_shape, dtype, mode: str = "zeros") -> np.ndarray:
+                     x_shape, dtype, mode: str = "zeros",
+                     channels_major: bool = False) -> np.ndarray:
     """Gradient with respect to the *unpadded* NHWC input ``x`` of shape ``x_shape``:
     :func:`scatter_windows`, then drop the ceil-mode extra cells, then the adjoint of the
-    padding (crop for zeros, fold back for reflect / replicate / circular)."""
+    padding (crop for zeros, fold back for reflect / replicate / circular). The result may
+    be a non-contiguous view."""
     n, h, w, c = x_shape
     (top, bottom), (left, right) = geo.pads
     extra_h, extra_w = geo.extra
     padded_shape = (n, h + top + bottom + extra_h, w + left + right + extra_w, c)
-    d_padded = scatter_windows(offset_grad, geo, padded_shape, dtype)
+    d_padded = scatter_windows(offset_grad, geo, padded_shape, dtype, channels_major)
     d_padded = d_padded[:, :padded_shape[1] - extra_h, :padded_shape[2] - extra_w]
     return pad_nhwc_backward(d_padded, geo.pads, mode, (h, w))

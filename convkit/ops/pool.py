@@ -1,0 +1,264 @@
+"""2-D max and average pooling (windowed and global), forward and backward.
+
+Windowed pooling reads the same strided windows as convolution
+(:mod:`convkit.ops.windows`) and reduces each over its ``kh x kw`` cells; the reductions
+loop over the kernel offsets, each step touching one strided slice ``(N, H_out, W_out, C)``.
+
+Shapes (channels_last; channels_first is ``(N, C, H, W)`` in and out)::
+
+    x  (N, H, W, C)  ->  y  (N, H_out, W_out, C)
+
+    valid     H_out = floor((n - d*(k-1) - 1) / s) + 1
+    same      H_out = ceil(n / s), pads split before = total // 2, after = the rest
+    explicit  H_out = floor((n + before + after - d*(k-1) - 1) / s) + 1   (pads <= k // 2)
+    ceil_mode ceil instead of floor; a window starting inside the right padding is dropped
+
+``strides=None`` means ``strides = pool_size``. Max pooling pads with -inf, so padded cells
+never win; average pooling divides by the number of real cells in each window
+(``count_include_pad=False``, the Keras rule) or by the cells of the window that lie inside
+the input or its explicit padding (``count_include_pad=True``, PyTorch's rule; the extra
+cells ``ceil_mode`` adds beyond the padding never count).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._validate import as_float_array
+from ..errors import ShapeError
+from ..shapes import Geometry, window_geometry
+from .padding import (check_data_format, from_channels_last, layout_of, layout_shape,
+                      to_channels_last)
+from .windows import offset_window, pad_for_windows, windows_backward
+
+__all__ = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
+           "global_avg_pool2d", "global_avg_pool2d_backward", "global_max_pool2d",
+           "global_max_pool2d_backward"]
+
+
+def _setup(where, x, pool_size, strides, padding, dilation_rate, ceil_mode, data_format):
+    check_data_format(data_format, where)
+    x = as_float_array(x, where, "input", ndim=4, layout=layout_of(data_format))
+    if not isinstance(ceil_mode, (bool, np.bool_)):
+        raise ShapeError(f"{where}: ceil_mode must be True or False, got {ceil_mode!r}")
+    xl = to_channels_last(x, data_format)
+    try:
+        geo = window_geometry(xl.shape[1:3], pool_size, pool_size if strides is None else strides,
+                              padding, dilation_rate, bool(ceil_mode), where=where,
+                              max_pad_half_window=True)
+    except ShapeError as exc:
+        raise ShapeError(f"{exc} (input shape {x.shape}, pool_size {pool_size!r})") from None
+    return x, xl, geo
+
+
+def _check_dy(where, dy, x, geo: Geometry, data_format):
+    dy = as_float_array(dy, where, "dy", ndim=4, layout=layout_of(data_format))
+    channels = to_channels_last(x, data_format).shape[3]
+    expected = layout_shape((x.shape[0], *geo.out_hw, channels), data_format)
+    if dy.shape != expected:
+        raise ShapeError(f"{where}: dy has shape {dy.shape} but the pooled output of input "
+                         f"shape {x.shape} has shape {expected}")
+    return to_channels_last(dy, data_format).astype(x.dtype, copy=False)
+
+
+def _offsets(geo: Geometry):
+    return [(a, b) for a in range(geo.kernel[0]) for b in range(geo.kernel[1])]
+
+
+def _is_tiling(geo: Geometry) -> bool:
+    """Non-overlapping, unpadded windows: pooling is a reshape and a reduction."""
+    return (geo.strides == geo.kernel and geo.dilation == (1, 1) and geo.extra == (0, 0)
+            and geo.pads == ((0, 0), (0, 0)))
+
+
+def _tiles(xl: np.ndarray, geo: Geometry) -> np.ndarray:
+    (kh, kw), (h_out, w_out) = geo.kernel, geo.out_hw
+    n, c = xl.shape[0], xl.shape[3]
+    cropped = xl[:, :h_out * kh, :w_out * kw]
+    return cropped.reshape(n, h_out, kh, w_out, kw, c)       # (N, H_out, kh, W_out, kw, C)
+
+
+# ----------------------------------------------------------------------------- max
+def max_pool2d(x, pool_size, strides=None, padding="valid", *, dilation_rate=1,
+               ceil_mode=False, data_format="channels_last") -> np.ndarray:
+    """Maximum over each ``pool_size`` window.
+
+    Shapes: ``(N, H, W, C) -> (N, H_out, W_out, C)`` (see the module docstring for
+    ``H_out``); padded cells are -inf, so they never win. ``strides=None`` means
+    ``strides = pool_size``; ``dilation_rate`` spreads the window's cells apart.
+
+    >>> x = np.arange(16.0).reshape(1, 4, 4, 1)
+    >>> max_pool2d(x, 2)[0, :, :, 0]
+    array([[ 5.,  7.],
+           [13., 15.]])
+    """
+    x, xl, geo = _setup("max_pool2d", x, pool_size, strides, padding, dilation_rate, ceil_mode,
+                        data_format)
+    if _is_tiling(geo):
+        y = _tiles(xl, geo).max(axis=(2, 4))
+    else:
+        padded = pad_for_windows(xl, geo, "zeros", -np.inf)
+        y = offset_window(padded, geo, 0, 0).copy()
+        for a, b in _offsets(geo)[1:]:
+            np.maximum(y, offset_window(padded, geo, a, b), out=y)
+    return from_channels_last(y, data_format)
+
+
+def max_pool2d_backward(dy, x, pool_size, strides=None, padding="valid", *, dilation_rate=1,
+                        ceil_mode=False, data_format="channels_last") -> np.ndarray:
+    """Gradient of :func:`max_pool2d`: each ``dy`` value goes to the input cell that was its
+    window's maximum (the first in row-major window order on a tie); overlapping windows
+    add up. ``dy`` is shaped like the output, the result like ``x``.
+
+    >>> x = np.array([[1., 4.], [4., 2.]]).reshape(1, 2, 2, 1)
+    >>> max_pool2d_backward(np.ones((1, 1, 1, 1)), x, 2)[0, :, :, 0]   # tie: first 4 wins
+    array([[0., 1.],
+           [0., 0.]])
+    """
+    where = "max_pool2d_backward"
+    x, xl, geo = _setup(where, x, pool_size, strides, padding, dilation_rate, ceil_mode,
+                        data_format)
+    dyl = _check_dy(where, dy, x, geo, data_format)
+    padded = pad_for_windows(xl, geo, "zeros", -np.inf)
+    offsets = _offsets(geo)
+    best = offset_window(padded, geo, 0, 0).copy()               # (N, H_out, W_out, C)
+    winner = np.zeros(best.shape, dtype=np.int32)                 # offset index of the max
+    for index, (a, b) in enumerate(offsets[1:], start=1):
+        win = offset_window(padded, geo, a, b)
+        better = win > best                                       # strict: first max stays
+        np.copyto(best, win, where=better)
+        np.copyto(winner, index, where=better)
+
+    def offset_grad(a, b):
+        return np.where(winner == a * geo.kernel[1] + b, dyl, 0).astype(xl.dtype, copy=False)
+
+    dx = windows_backward(offset_grad, geo, xl.shape, xl.dtype)
+    return from_channels_last(dx, data_format)
+
+
+# ------------------------------------------------------------------------- average
+def _axis_counts(n: int, k: int, s: int, before: int, after: int, out: int,
+                 include_pad: bool) -> np.ndarray:
+    """Cells each window covers along one axis: real ones, or real + explicit padding."""
+    starts = np.arange(out) * s - before                        # in input coordinates
+    low, high = (-before, n + after) if include_pad else (0, n)
+    return np.minimum(starts + k, high) - np.maximum(starts, low)
+
+
+def _divisor(geo: Geometry, count_include_pad: bool, dtype) -> np.ndarray:
+    """``(1, H_out, W_out, 1)`` number of cells each average is taken over."""
+    rows = _axis_counts(geo.in_hw[0], geo.kernel[0], geo.strides[0], *geo.pads[0],
+                        geo.out_hw[0], count_include_pad)
+    cols = _axis_counts(geo.in_hw[1], geo.kernel[1], geo.strides[1], *geo.pads[1],
+                        geo.out_hw[1], count_include_pad)
+    counts = np.maximum(rows[:, None] * cols[None, :], 1)
+    return counts.astype(dtype)[None, :, :, None]
+
+
+def avg_pool2d(x, pool_size, strides=None, padding="valid", *, ceil_mode=False,
+               count_include_pad=False, data_format="channels_last") -> np.ndarray:
+    """Mean over each ``pool_size`` window.
+
+    Shapes: ``(N, H, W, C) -> (N, H_out, W_out, C)`` (see the module docstring). Padded cells
+    hold 0 but, with the default ``count_include_pad=False`` (Keras), are not counted: each
+    window is divided by its number of real cells. ``count_include_pad=True`` (PyTorch) also
+    counts explicit padding, never the ceil-mode extra cells.
+
+    >>> x = np.arange(9.0).reshape(1, 3, 3, 1)
+    >>> avg_pool2d(x, 2, padding="same")[0, :, :, 0]    # edges average their real cells only
+    array([[2. , 3.5],
+           [6.5, 8. ]])
+    """
+    x, xl, geo = _setup("avg_pool2d", x, pool_size, strides, padding, 1, ceil_mode,
+                        data_format)
+    if _is_tiling(geo):
+        y = _tiles(xl, geo).mean(axis=(2, 4), dtype=xl.dtype)
+        return from_channels_last(y, data_format)
+    padded = pad_for_windows(xl, geo, "zeros", 0.0)
+    total = offset_window(padded, geo, 0, 0).copy()
+    for a, b in _offsets(geo)[1:]:
+        total += offset_window(padded, geo, a, b)
+    total /= _divisor(geo, count_include_pad, xl.dtype)
+    return from_channels_last(total, data_format)
+
+
+def avg_pool2d_backward(dy, x, pool_size, strides=None, padding="valid", *, ceil_mode=False,
+                        count_include_pad=False, data_format="channels_last") -> np.ndarray:
+    """Gradient of :func:`avg_pool2d`: each ``dy`` value, divided by its window's divisor,
+    is spread over the window's input cells; overlapping windows add up.
+
+    >>> avg_pool2d_backward(np.ones((1, 1, 1, 1)), np.zeros((1, 2, 2, 1)), 2)[0, :, :, 0]
+    array([[0.25, 0.25],
+           [0.25, 0.25]])
+    """
+    where = "avg_pool2d_backward"
+    x, xl, geo = _setup(where, x, pool_size, strides, padding, 1, ceil_mode, data_format)
+    dyl = _check_dy(where, dy, x, geo, data_format)
+    share = dyl / _divisor(geo, count_include_pad, xl.dtype)    # (N, H_out, W_out, C)
+    dx = windows_backward(lambda a, b: share, geo, xl.shape, xl.dtype)
+    return from_channels_last(dx, data_format)
+
+
+# -------------------------------------------------------------------------- global
+def _global_setup(where, x, data_format):
+    check_data_format(data_format, where)
+    x = as_float_array(x, where, "input", ndim=4, layout=layout_of(data_format))
+    axes = (1, 2) if data_format == "channels_last" else (2, 3)
+    return x, axes
+
+
+def _global_dy(where, dy, x, axes, keepdims):
+    dy = as_float_array(dy, where, "dy")
+    expected = tuple(1 if i in axes else d for i, d in enumerate(x.shape)) if keepdims else \
+        tuple(d for i, d in enumerate(x.shape) if i not in axes)
+    if dy.shape != expected:
+        raise ShapeError(f"{where}: dy has shape {dy.shape} but the pooled output of input "
+                         f"shape {x.shape} (keepdims={keepdims}) has shape {expected}")
+    dy = dy.astype(x.dtype, copy=False)
+    return dy if keepdims else np.expand_dims(dy, axes)
+
+
+def global_avg_pool2d(x, keepdims=False, data_format="channels_last") -> np.ndarray:
+    """Mean over all spatial positions: ``(N, H, W, C) -> (N, C)``, or ``(N, 1, 1, C)`` with
+    ``keepdims`` (``(N, C, 1, 1)`` for channels_first).
+
+    >>> global_avg_pool2d(np.arange(8.0).reshape(1, 2, 2, 2))
+    array([[3., 4.]])
+    """
+    x, axes = _global_setup("global_avg_pool2d", x, data_format)
+    return x.mean(axis=axes, keepdims=keepdims, dtype=x.dtype)
+
+
+def global_avg_pool2d_backward(dy, x, keepdims=False, data_format="channels_last") -> np.ndarray:
+    """Gradient of :func:`global_avg_pool2d`: ``dy / (H*W)`` at every position of ``x``."""
+    where = "global_avg_pool2d_backward"
+    x, axes = _global_setup(where, x, data_format)
+    dy = _global_dy(where, dy, x, axes, keepdims)
+    cells = x.shape[axes[0]] * x.shape[axes[1]]
+    return np.broadcast_to(dy / x.dtype.type(cells), x.shape).copy()
+
+
+def global_max_pool2d(x, keepdims=False, data_format="channels_last") -> np.ndarray:
+    """Maximum over all spatial positions: ``(N, H, W, C) -> (N, C)``, or ``(N, 1, 1, C)``
+    with ``keepdims`` (``(N, C, 1, 1)`` for channels_first).
+
+    >>> global_max_pool2d(np.arange(8.0).reshape(1, 2, 2, 2))
+    array([[6., 7.]])
+    """
+    x, axes = _global_setup("global_max_pool2d", x, data_format)
+    return x.max(axis=axes, keepdims=keepdims)
+
+
+def global_max_pool2d_backward(dy, x, keepdims=False, data_format="channels_last") -> np.ndarray:
+    """Gradient of :func:`global_max_pool2d`: each ``dy`` goes to the first (row-major)
+    position of its channel's maximum."""
+    where = "global_max_pool2d_backward"
+    x, axes = _global_setup(where, x, data_format)
+    dy = _global_dy(where, dy, x, axes, keepdims)
+    xl = to_channels_last(x, data_format)
+    dyl = to_channels_last(dy, data_format)                      # (N, 1, 1, C)
+    n, h, w, c = xl.shape
+    flat = xl.reshape(n, h * w, c)                               # (N, H*W, C)
+    first = flat.argmax(axis=1)                                  # (N, C)
+    dx = np.zeros((n, h * w, c), dtype=x.dtype)
+    np.put_along_axis(dx, first[:, None, :], dyl.reshape(n, 1, c), axis=1)
+    return from_channels_last(dx.reshape(n, h, w, c), data_format)
