@@ -1,0 +1,181 @@
+"""Run NumPy / compiled code over chunks of a batch on a few threads.
+
+NumPy's large operations and the ``nogil`` compiled kernels release the GIL, so plain Python
+threads run them in parallel. :func:`run_chunks` splits ``range(total)`` into one contiguous
+chunk per thread and calls ``fn(start, stop)`` for each, on a small pool that lives as long as
+the process. While it runs, the BLAS library is limited to one thread (when ``threadpoolctl``
+is installed), so each chunk's matrix products run on their own core without the barrier
+that a multithreaded BLAS call needs -- what keeps many small products fast when the cores
+are shared with other work.
+
+The thread count is ``CONVKIT_NUM_THREADS`` if set, else the number of CPUs.
+
+>>> out = np.zeros(10)
+>>> def fill(start, stop):
+...     out[start:stop] = np.arange(start, stop)
+>>> run_chunks(fill, 10)
+>>> out.tolist()
+[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+__all__ = ["num_threads", "split", "run_chunks", "blas_limit", "can_limit_blas", "matmul",
+           "matmul_tn"]
+
+_lock = threading.Lock()
+_state = threading.local()  # .busy is True while this thread runs a chunk
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_controller = None        # threadpoolctl.ThreadpoolController, once created
+_controller_failed = False
+
+
+def num_threads() -> int:
+    """Threads to use: ``CONVKIT_NUM_THREADS`` or the CPU count (at least 1)."""
+    value = os.environ.get("CONVKIT_NUM_THREADS", "")
+    try:
+        return max(1, int(value))
+    except ValueError:
+        return max(1, os.cpu_count() or 1)
+
+
+def split(total: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous ``(start, stop)`` ranges covering ``range(total)`` as evenly as
+    possible (empty ones dropped): ``split(10, 3) == [(0, 4), (4, 7), (7, 10)]``."""
+    parts = max(1, min(parts, total))
+    sizes = [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+    bounds = [0]
+    for size in sizes:
+        bounds.append(bounds[-1] + size)
+    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def _get_controller():
+    global _controller, _controller_failed
+    if _controller is None and not _controller_failed:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _controller = ThreadpoolController()
+        except Exception:   # not installed, or no BLAS it recognises
+            _controller_failed = True
+    return _controller
+
+
+def can_limit_blas() -> bool:
+    """True when the BLAS thread count can be changed at run time (threadpoolctl)."""
+    return _get_controller() is not None
+
+
+@contextlib.contextmanager
+def blas_limit(limit: int = 1):
+    """Limit the BLAS library to ``limit`` threads inside the block (no-op without
+    threadpoolctl)."""
+    controller = _get_controller()
+    if controller is None:
+        yield
+        return
+    with controller.limit(limits=limit, user_api="blas"):
+        yield
+
+
+def _get_pool(size: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    with _lock:
+        if _pool is None or _pool_size < size:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="convkit")
+            _pool_size = size
+        return _pool
+
+
+def _run_marked(fn, start, stop):
+    _state.busy = True
+    try:
+        fn(start, stop)
+    finally:
+        _state.busy = False
+
+
+def run_chunks(fn, total: int, threads: int | None = None, single_blas: bool = True) -> None:
+    """Call ``fn(start, stop)`` over :func:`split` ``(total, threads)`` chunks, in parallel.
+
+    The calling thread runs the first chunk itself; exceptions propagate. With
+    ``single_blas`` the BLAS library is limited to one thread meanwhile (see the module
+    docstring), also when there is a single chunk. Called again from inside a chunk, it
+    runs the whole range on the calling thread (no deadlock on the shared pool).
+    """
+    if getattr(_state, "busy", False):     # called from inside a chunk: stay on this thread
+        if total > 0:
+            fn(0, total)
+        return
+    threads = num_threads() if threads is None else max(1, int(threads))
+    chunks = split(total, threads)
+    with (blas_limit(1) if single_blas else contextlib.nullcontext()):
+        if len(chunks) <= 1:
+            for start, stop in chunks:
+                _run_marked(fn, start, stop)
+            return
+        pool = _get_pool(len(chunks) - 1)
+        futures = [pool.submit(_run_marked, fn, start, stop) for start, stop in chunks[1:]]
+        try:
+            _run_marked(fn, *chunks[0])
+        finally:
+            errors = []
+            for future in futures:
+                try:
+                    future.result()
+                except BaseException as exc:  # keep waiting for the others first
+                    errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+def _gemm_threads(rows: int, work: int) -> int:
+    """Threads for a product: one unless BLAS can be limited and there is enough work."""
+    if not can_limit_blas() or work < 2 ** 22:
+        return 1
+    return min(num_threads(), rows)
+
+
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``a @ b`` for 2-D ``a (M, K)``, ``b (K, N)``, the rows of ``a`` split over the threads,
+    each product on a one-thread BLAS (the same numbers as ``a @ b`` up to rounding)."""
+    m, k = a.shape
+    n = b.shape[1]
+    if out is None:
+        out = np.empty((m, n), dtype=np.result_type(a, b))
+    threads = _gemm_threads(m, m * k * n)
+    if threads == 1:
+        return np.matmul(a, b, out=out)
+
+    def work(start, stop):
+        np.matmul(a[start:stop], b, out=out[start:stop])
+    run_chunks(work, m, threads)
+    return out
+
+
+def matmul_tn(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a.T @ b`` for 2-D ``a (L, M)``, ``b (L, N)`` with a long shared axis ``L`` (a kernel
+    gradient ``columns^T @ dy``): each thread multiplies its own rows of ``a`` and ``b`` and
+    the partial ``(M, N)`` products are added."""
+    length, m = a.shape
+    n = b.shape[1]
+    threads = _gemm_threads(length, length * m * n)
+    if threads == 1:
+        return a.T @ b
+    chunks = split(length, threads)
+    partials = np.empty((len(chunks), m, n), dtype=np.result_type(a, b))
+    slot = {start: q for q, (start, _) in enumerate(chunks)}
+
+    def work(start, stop):
+        np.matmul(a[start:stop].T, b[start:stop], out=partials[slot[start]])
+    run_chunks(work, length, threads)
+    return partials.sum(axis=0)

@@ -1,0 +1,939 @@
+"""Compiled fast paths for the CPU (numba), channels_last only.
+
+These kernels do the same arithmetic as the NumPy ops in :mod:`convkit.ops.conv` and
+:mod:`convkit.ops.pool`, but compiled and spread over the cores: each kernel works on a
+range of ``batch * rows`` (or of images, where several windows write the same input cell),
+one contiguous range per thread (:func:`convkit.ops._threads.run_chunks`; the kernels
+release the GIL), and the innermost loop runs over contiguous channels (or output columns)
+through a 1-D view so it vectorises. Reductions (kernel and bias gradients) add into one
+partial sum per thread. Plain threads rather than numba's parallel loops: no thread-pool
+barrier spinning when the cores are shared, and a much shorter compile.
+
+numba is optional (``pip install convkit[fast]``) and imported only when a kernel is first
+needed. :func:`available` says whether the kernels can run: it is ``False`` without numba or
+when the environment variable ``CONVKIT_ACCEL=0`` is set; callers then use the NumPy ops.
+Kernels compile once per machine (``cache=True``); one compiled kernel serves every stride,
+dilation and padding (they are runtime integers), specialised only by dtype (float32 and
+float64 are both supported; the dtype of ``x`` is kept).
+
+Every function takes the window geometry from :func:`convkit.shapes.window_geometry`
+(pads ``((top, bottom), (left, right))``, ceil-mode ``extra`` ``(bottom, right)``,
+output size); arrays are NHWC::
+
+    max_pool2d_forward(x, geo)                     (N, H, W, C) -> y, argmax (N, Ho, Wo, C)
+    max_pool2d_backward(dy, argmax, x_shape)       -> dx (N, H, W, C)
+    avg_pool2d_forward(x, geo, count_include_pad)  -> y (N, Ho, Wo, C)
+    avg_pool2d_backward(dy, geo, x_shape, count_include_pad) -> dx
+    depthwise_conv2d_forward(x, kernel (kh, kw, 1, C*dm), bias, geo, dm) -> (N, Ho, Wo, C*dm)
+    depthwise_conv2d_backward(dy, x, kernel, geo, dm) -> dx, dkernel, dbias
+    conv2d_direct_forward(x, kernel (kh, kw, Cin, Cout), bias, geo, relu) -> (N, Ho, Wo, Cout)
+    conv2d_direct_backward(dy, x, kernel, geo)     -> dx, dkernel, dbias
+    im2col(x, geo)                                 -> (N*Ho*Wo, kh*kw*C)
+    col2im(dcols, geo, x_shape)                    -> dx (N, H, W, C)
+    bias_act_(y, bias, relu)                       y += bias (then ReLU), in place
+
+Output sizes per axis (input ``n``, kernel ``k``, stride ``s``, dilation ``d``, pads
+``before/after``) are the geometry's: ``floor((n + before + after - d*(k-1) - 1) / s) + 1``
+(ceil in ceil mode). Conv padding is zeros; max pooling's padding never wins (-inf).
+
+>>> from convkit.shapes import window_geometry
+>>> geo = window_geometry((4, 4), 2, 2)
+>>> x = np.arange(16.0).reshape(1, 4, 4, 1)
+>>> if available():
+...     y, arg = max_pool2d_forward(x, geo)
+...     print(y[0, :, :, 0].tolist(), arg[0, :, :, 0].tolist())
+... else:
+...     print([[5.0, 7.0], [13.0, 15.0]], [[5, 7], [13, 15]])
+[[5.0, 7.0], [13.0, 15.0]] [[5, 7], [13, 15]]
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..errors import ConvkitError, ShapeError
+from ..shapes import Geometry
+from . import _threads
+
+__all__ = [
+    "available", "num_threads", "jit",
+    "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+    "depthwise_conv2d_forward", "depthwise_conv2d_backward",
+    "conv2d_direct_forward", "conv2d_direct_backward",
+    "im2col", "col2im", "bias_act_",
+]
+
+# Reassociation and fused multiply-add only change results by float32 rounding; NaN and
+# infinity handling stays exact (no "nnan"/"ninf"), and pooling kernels use no fastmath.
+FASTMATH = frozenset({"reassoc", "contract", "nsz"})
+
+_numba = None          # the numba module once imported
+_import_failed = False
+_compiled: dict = {}   # python kernel function -> numba dispatcher
+
+
+def _disabled_by_env() -> bool:
+    return os.environ.get("CONVKIT_ACCEL", "1").strip().lower() in ("0", "false", "no", "off")
+
+
+def available() -> bool:
+    """True when numba is importable and ``CONVKIT_ACCEL`` is not ``0``."""
+    global _numba, _import_failed
+    if _disabled_by_env():
+        return False
+    if _numba is None and not _import_failed:
+        try:
+            import numba
+        except ImportError:
+            _import_failed = True
+        else:
+            _numba = numba
+    return _numba is not None
+
+
+def _require(where: str):
+    if not available():
+        reason = ("CONVKIT_ACCEL=0 is set" if _disabled_by_env()
+                  else "numba is not installed (pip install convkit[fast])")
+        raise ConvkitError(f"{where}: the compiled kernels are unavailable: {reason}; "
+                           f"use the NumPy ops in convkit.ops instead")
+    return _numba
+
+
+def num_threads() -> int:
+    """Threads the kernels split their rows over (``CONVKIT_NUM_THREADS`` or the CPUs)."""
+    return _threads.num_threads()
+
+
+def jit(func, where: str, fastmath=FASTMATH, helpers=()):
+    """The compiled version of a kernel written as a plain module-level function:
+    ``numba.njit(cache=True, nogil=True)``, serial (the threads come from
+    :func:`convkit.ops._threads.run_chunks`, which calls it on ranges of rows).
+
+    ``helpers`` are module-level functions the kernel calls; they are compiled first and
+    replaced in the kernel's module by their compiled versions. Later calls return the same
+    dispatcher. Raises :class:`ConvkitError` naming ``where`` when numba is unavailable.
+    """
+    numba = _require(where)            # also honours CONVKIT_ACCEL=0 set later
+    if hasattr(func, "py_func"):       # already compiled
+        return func
+    dispatcher = _compiled.get(func)
+    if dispatcher is None:
+        for helper in helpers:
+            if not hasattr(helper, "py_func"):
+                func.__globals__[helper.__name__] = jit(helper, where, fastmath)
+        dispatcher = numba.njit(cache=True, nogil=True,
+                                fastmath=set(fastmath) if fastmath else False)(func)
+        _compiled[func] = dispatcher
+    return dispatcher
+
+
+def _run(kernel, total: int, *args) -> None:
+    """``kernel(*args, lo, hi)`` over contiguous chunks of ``range(total)``, one per thread."""
+    _threads.run_chunks(lambda lo, hi: kernel(*args, lo, hi), total, single_blas=False)
+
+
+def _run_partial(kernel, total: int, shapes, dtype, *args):
+    """Like :func:`_run` for reductions: each chunk adds into its own zeroed partial arrays
+    (``kernel(*args, *partials, lo, hi)``); returns the partials summed over the chunks."""
+    chunks = _threads.split(total, _threads.num_threads())
+    partials = [np.zeros((len(chunks), *shape), dtype) for shape in shapes]
+    slot = {start: q for q, (start, _) in enumerate(chunks)}
+
+    def work(lo, hi):
+        q = slot[lo]
+        kernel(*args, *(p[q] for p in partials), lo, hi)
+    _threads.run_chunks(work, total, single_blas=False)
+    return [p.sum(axis=0) for p in partials]
+
+
+# ============================================================================ validation
+def _nhwc(where: str, name: str, arr, dtype=None) -> np.ndarray:
+    arr = np.asarray(arr)
+    if arr.ndim != 4:
+        raise ShapeError(f"{where}: expected a 4-D (batch, height, width, channels) {name}, "
+                         f"got shape {arr.shape}")
+    if dtype is None:
+        if arr.dtype not in (np.float32, np.float64):
+            raise ShapeError(f"{where}: {name} must be float32 or float64, got {arr.dtype}")
+        dtype = arr.dtype
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _check_geometry(where: str, geometry, x_shape) -> Geometry:
+    if not isinstance(geometry, Geometry):
+        raise ShapeError(f"{where}: geometry must be a convkit.shapes.Geometry "
+                         f"(from window_geometry), got {type(geometry).__name__}")
+    if tuple(x_shape[1:3]) != tuple(geometry.in_hw):
+        raise ShapeError(f"{where}: input shape {tuple(x_shape)} does not match the geometry's "
+                         f"input size {geometry.in_hw}")
+    return geometry
+
+
+def _check_dy(where: str, dy, geo: Geometry, batch: int, channels: int, dtype) -> np.ndarray:
+    dy = _nhwc(where, "dy", dy, dtype)
+    expected = (batch, *geo.out_hw, channels)
+    if dy.shape != expected:
+        raise ShapeError(f"{where}: dy has shape {dy.shape}, expected the output shape "
+                         f"{expected}")
+    return dy
+
+
+def _geo_ints(geo: Geometry):
+    """(kh, kw, sh, sw, dh, dw, top, left) as plain ints for the kernels."""
+    (kh, kw), (sh, sw), (dh, dw) = geo.kernel, geo.strides, geo.dilation
+    (top, _), (left, _) = geo.pads
+    return kh, kw, sh, sw, dh, dw, top, left
+
+
+# ============================================================================ max pooling
+def _k_maxpool_fwd(x, y, arg, kh, kw, sh, sw, dh, dw, top, left, lo, hi):
+    n_batch, height, width, channels = x.shape
+    h_out, w_out = y.shape[1], y.shape[2]
+    for r in range(lo, hi):
+        n = r // h_out
+        oh = r - n * h_out
+        for ow in range(w_out):
+            dst = y[n, oh, ow]                  # (C,) views: inner loops index by c only
+            where = arg[n, oh, ow]
+            first = True
+            for i in range(kh):
+                ih = oh * sh - top + i * dh
+                if ih < 0 or ih >= height:
+                    continue
+                for j in range(kw):
+                    iw = ow * sw - left + j * dw
+                    if iw < 0 or iw >= width:
+                        continue
+                    flat = ih * width + iw
+                    src = x[n, ih, iw]
+                    if first:
+                        for c in range(channels):
+                            dst[c] = src[c]
+                            where[c] = flat
+                        first = False
+                    else:
+                        for c in range(channels):
+                            v = src[c]
+                            best = dst[c]
+                            # strict '>' keeps the first maximum; a NaN wins and stays
+                            if v > best or (v != v and best == best):
+                                dst[c] = v
+                                where[c] = flat
+            if first:  # the window holds only padding
+                for c in range(channels):
+                    dst[c] = -np.inf
+                    where[c] = -1
+
+
+def _k_maxpool_bwd(dy, arg, dx_flat, lo, hi):
+    """``dx_flat (N, H*W*C)``: cell ``(ih, iw, c)`` of image ``n`` is ``(ih*W + iw)*C + c``."""
+    h_out, w_out, channels = dy.shape[1], dy.shape[2], dy.shape[3]
+    for n in range(lo, hi):          # windows of one image may overlap: one image per task
+        dst = dx_flat[n]
+        for p in range(dst.shape[0]):
+            dst[p] = 0
+        for oh in range(h_out):
+            for ow in range(w_out):
+                g = dy[n, oh, ow]
+                where = arg[n, oh, ow]
+                for c in range(channels):
+                    a = where[c]
+                    if a >= 0:
+                        dst[a * channels + c] += g[c]
+
+
+def max_pool2d_forward(x: np.ndarray, geometry: Geometry) -> tuple[np.ndarray, np.ndarray]:
+    """Max pooling with the position of each maximum.
+
+    ``x (N, H, W, C)`` -> ``y (N, H_out, W_out, C)`` and ``argmax`` (int32, same shape): the
+    flat index ``ih * W + iw`` of the winning cell in the unpadded input, the first maximum
+    in row-major window order on a tie, ``-1`` (and ``y = -inf``) where a window holds only
+    padding. Padded cells never win; a NaN in a window wins. Dilation, strides, pads and
+    ceil mode come from ``geometry``.
+
+    >>> from convkit.shapes import window_geometry
+    >>> y, arg = max_pool2d_forward(np.array([[1., 4.], [4., 2.]]).reshape(1, 2, 2, 1),
+    ...                             window_geometry((2, 2), 2))      # doctest: +SKIP
+    >>> float(y[0, 0, 0, 0]), int(arg[0, 0, 0, 0])                     # doctest: +SKIP
+    (4.0, 1)
+    """
+    where = "max_pool2d_forward"
+    kernel = jit(_k_maxpool_fwd, where, fastmath=False)
+    x = _nhwc(where, "input", x)
+    geo = _check_geometry(where, geometry, x.shape)
+    shape = (x.shape[0], *geo.out_hw, x.shape[3])
+    y = np.empty(shape, dtype=x.dtype)
+    arg = np.empty(shape, dtype=np.int32)
+    _run(kernel, x.shape[0] * geo.out_hw[0], x, y, arg, *_geo_ints(geo))
+    return y, arg
+
+
+def max_pool2d_backward(dy: np.ndarray, argmax: np.ndarray, x_shape) -> np.ndarray:
+    """Gradient of :func:`max_pool2d_forward`: ``dx[n, argmax // W, argmax % W, c] += dy``
+    (overlapping windows add up; ``argmax == -1`` sends nothing). Returns ``x_shape``, the
+    dtype of ``dy``.
+    """
+    where = "max_pool2d_backward"
+    kernel = jit(_k_maxpool_bwd, where, fastmath=False)
+    dy = _nhwc(where, "dy", dy)
+    argmax = np.ascontiguousarray(argmax)
+    x_shape = tuple(int(v) for v in x_shape)
+    if argmax.shape != dy.shape or argmax.dtype != np.int32:
+        raise ShapeError(f"{where}: argmax must be int32 shaped like dy {dy.shape}, got "
+                         f"{argmax.dtype} {argmax.shape}")
+    if len(x_shape) != 4 or x_shape[0] != dy.shape[0] or x_shape[3] != dy.shape[3]:
+        raise ShapeError(f"{where}: x_shape {x_shape} does not fit dy shape {dy.shape}")
+    if argmax.size and int(argmax.max()) >= x_shape[1] * x_shape[2]:
+        raise ShapeError(f"{where}: argmax holds index {int(argmax.max())}, beyond the "
+                         f"{x_shape[1]}x{x_shape[2]} input")
+    dx = np.empty(x_shape, dtype=dy.dtype)
+    _run(kernel, dy.shape[0], dy, argmax, dx.reshape(x_shape[0], -1))
+    return dx
+
+
+# ======================================================================== average pooling
+def _k_avgpool_fwd(x, y, kh, kw, sh, sw, dh, dw, top, left, lo_h, hi_h, lo_w, hi_w, lo, hi):
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    h_out, w_out = y.shape[1], y.shape[2]
+    divisor = np.empty(1, dtype=y.dtype)     # the count in the array's dtype: float32 math
+    for r in range(lo, hi):
+        n = r // h_out
+        oh = r - n * h_out
+        rows = 0
+        for i in range(kh):
+            p = oh * sh - top + i * dh
+            if p >= lo_h and p < hi_h:
+                rows += 1
+        for ow in range(w_out):
+            cols = 0
+            for j in range(kw):
+                p = ow * sw - left + j * dw
+                if p >= lo_w and p < hi_w:
+                    cols += 1
+            divisor[0] = max(rows * cols, 1)
+            count = divisor[0]
+            dst = y[n, oh, ow]
+            for c in range(channels):
+                dst[c] = 0
+            for i in range(kh):
+                ih = oh * sh - top + i * dh
+                if ih < 0 or ih >= height:
+                    continue
+                for j in range(kw):
+                    iw = ow * sw - left + j * dw
+                    if iw < 0 or iw >= width:
+                        continue
+                    src = x[n, ih, iw]
+                    for c in range(channels):
+                        dst[c] += src[c]
+            for c in range(channels):
+                dst[c] = dst[c] / count
+
+
+def _k_avgpool_bwd(dy, dx, kh, kw, sh, sw, dh, dw, top, left, lo_h, hi_h, lo_w, hi_w, lo, hi):
+    h_out, w_out, channels = dy.shape[1], dy.shape[2], dy.shape[3]
+    height, width = dx.shape[1], dx.shape[2]
+    share = np.empty(channels, dtype=dx.dtype)
+    for n in range(lo, hi):          # windows of one image may overlap: one image per task
+        dx[n] = 0
+        for oh in range(h_out):
+            rows = 0
+            for i in range(kh):
+                p = oh * sh - top + i * dh
+                if p >= lo_h and p < hi_h:
+                    rows += 1
+            for ow in range(w_out):
+                cols = 0
+                for j in range(kw):
+                    p = ow * sw - left + j * dw
+                    if p >= lo_w and p < hi_w:
+                        cols += 1
+                share[0] = max(rows * cols, 1)
+                count = share[0]
+                g = dy[n, oh, ow]
+                for c in range(channels):
+                    share[c] = g[c] / count     # dy / divisor, in the array's dtype
+                for i in range(kh):
+                    ih = oh * sh - top + i * dh
+                    if ih < 0 or ih >= height:
+                        continue
+                    for j in range(kw):
+                        iw = ow * sw - left + j * dw
+                        if iw < 0 or iw >= width:
+                            continue
+                        dst = dx[n, ih, iw]
+                        for c in range(channels):
+                            dst[c] += share[c]
+
+
+def _count_bounds(geo: Geometry, count_include_pad: bool):
+    (top, bottom), (left, right) = geo.pads
+    height, width = geo.in_hw
+    if count_include_pad:   # explicit padding counts, the ceil-mode extra cells never do
+        return -top, height + bottom, -left, width + right
+    return 0, height, 0, width
+
+
+def avg_pool2d_forward(x: np.ndarray, geometry: Geometry,
+                       count_include_pad: bool = False) -> np.ndarray:
+    """Average pooling ``(N, H, W, C) -> (N, H_out, W_out, C)``.
+
+    Each window's sum over its real cells is divided by the number of real cells
+    (``count_include_pad=False``, Keras) or by the cells inside the input or its explicit
+    padding (``True``, PyTorch; ceil-mode extra cells never count); at least 1.
+
+    >>> from convkit.shapes import window_geometry
+    >>> x = np.arange(9.0).reshape(1, 3, 3, 1)
+    >>> avg_pool2d_forward(x, window_geometry((3, 3), 2, 2, "same"))[0, :, :, 0]  # doctest: +SKIP
+    array([[2. , 3.5],
+           [6.5, 8. ]])
+    """
+    where = "avg_pool2d_forward"
+    kernel = jit(_k_avgpool_fwd, where, fastmath=False)
+    x = _nhwc(where, "input", x)
+    geo = _check_geometry(where, geometry, x.shape)
+    y = np.empty((x.shape[0], *geo.out_hw, x.shape[3]), dtype=x.dtype)
+    _run(kernel, x.shape[0] * geo.out_hw[0], x, y, *_geo_ints(geo),
+         *_count_bounds(geo, bool(count_include_pad)))
+    return y
+
+
+def avg_pool2d_backward(dy: np.ndarray, geometry: Geometry, x_shape,
+                        count_include_pad: bool = False) -> np.ndarray:
+    """Gradient of :func:`avg_pool2d_forward`: each ``dy`` divided by its window's divisor
+    is added to the window's real input cells. Returns ``x_shape``, the dtype of ``dy``."""
+    where = "avg_pool2d_backward"
+    kernel = jit(_k_avgpool_bwd, where, fastmath=False)
+    x_shape = tuple(int(v) for v in x_shape)
+    geo = _check_geometry(where, geometry, x_shape)
+    dy = _nhwc(where, "dy", dy)
+    dy = _check_dy(where, dy, geo, x_shape[0], x_shape[3], dy.dtype)
+    dx = np.empty(x_shape, dtype=dy.dtype)
+    _run(kernel, dy.shape[0], dy, dx, *_geo_ints(geo),
+         *_count_bounds(geo, bool(count_include_pad)))
+    return dx
+
+
+# ============================================================================ depthwise
+def _k_dw_fwd(x, k, bias, y, sh, sw, dh, dw, top, left, dm, lo, hi):
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    h_out, w_out, c_out = y.shape[1], y.shape[2], y.shape[3]
+    kh, kw = k.shape[0], k.shape[1]
+    fast3 = kh == 3 and kw == 3 and dm == 1
+    k00, k01, k02 = k[0, 0], k[0, min(1, kw - 1)], k[0, min(2, kw - 1)]
+    k10, k11, k12 = k[min(1, kh - 1), 0], k[min(1, kh - 1), min(1, kw - 1)], \
+        k[min(1, kh - 1), min(2, kw - 1)]
+    k20, k21, k22 = k[min(2, kh - 1), 0], k[min(2, kh - 1), min(1, kw - 1)], \
+        k[min(2, kh - 1), min(2, kw - 1)]
+    for r in range(lo, hi):
+        n = r // h_out
+        oh = r - n * h_out
+        ih0 = oh * sh - top
+        rows_inside = ih0 >= 0 and ih0 + 2 * dh < height
+        for ow in range(w_out):
+            dst = y[n, oh, ow]               # (C*dm,) views: inner loops index by c only
+            iw0 = ow * sw - left
+            if fast3 and rows_inside and iw0 >= 0 and iw0 + 2 * dw < width:
+                # 3x3 window inside the input: nine taps summed in registers, one store
+                a0, a1, a2 = x[n, ih0, iw0], x[n, ih0, iw0 + dw], x[n, ih0, iw0 + 2 * dw]
+                b0, b1, b2 = (x[n, ih0 + dh, iw0], x[n, ih0 + dh, iw0 + dw],
+                              x[n, ih0 + dh, iw0 + 2 * dw])
+                c0, c1, c2 = (x[n, ih0 + 2 * dh, iw0], x[n, ih0 + 2 * dh, iw0 + dw],
+                              x[n, ih0 + 2 * dh, iw0 + 2 * dw])
+                for c in range(channels):
+                    dst[c] = (bias[c] + a0[c] * k00[c] + a1[c] * k01[c] + a2[c] * k02[c]
+                              + b0[c] * k10[c] + b1[c] * k11[c] + b2[c] * k12[c]
+                              + c0[c] * k20[c] + c1[c] * k21[c] + c2[c] * k22[c])
+                continue
+            for o in range(c_out):
+                dst[o] = bias[o]
+            for i in range(kh):
+                ih = oh * sh - top + i * dh
+                if ih < 0 or ih >= height:
+                    continue
+                for j in range(kw):
+                    iw = ow * sw - left + j * dw
+                    if iw < 0 or iw >= width:
+                        continue
+                    src = x[n, ih, iw]
+                    kr = k[i, j]
+                    if dm == 1:
+                        for c in range(channels):
+                            dst[c] += src[c] * kr[c]
+                    else:
+                        for c in range(channels):
+                            xv = src[c]
+                            for m in range(dm):
+                                dst[c * dm + m] += xv * kr[c * dm + m]
+
+
+def _k_dw_bwd_kernel(x, dy, sh, sw, dh, dw, top, left, dm, dk, db, lo, hi):
+    """Add the kernel and bias gradients of output rows ``lo:hi`` (over ``N*H_out``) to
+    ``dk (kh, kw, C*dm)`` and ``db (C*dm,)``."""
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    h_out, w_out, c_out = dy.shape[1], dy.shape[2], dy.shape[3]
+    kh, kw = dk.shape[0], dk.shape[1]
+    for r in range(lo, hi):
+        n = r // h_out
+        oh = r - n * h_out
+        for ow in range(w_out):
+            g = dy[n, oh, ow]
+            for o in range(c_out):
+                db[o] += g[o]
+        for i in range(kh):
+            ih = oh * sh - top + i * dh
+            if ih < 0 or ih >= height:
+                continue
+            for j in range(kw):
+                off = j * dw - left
+                ow_lo = max(0, -(off // sw))
+                ow_hi = min(w_out, (width - 1 - off) // sw + 1)
+                dkr = dk[i, j]
+                for ow in range(ow_lo, ow_hi):
+                    src = x[n, ih, ow * sw + off]
+                    g = dy[n, oh, ow]
+                    if dm == 1:
+                        for c in range(channels):
+                            dkr[c] += src[c] * g[c]
+                    else:
+                        for c in range(channels):
+                            xv = src[c]
+                            for m in range(dm):
+                                dkr[c * dm + m] += xv * g[c * dm + m]
+
+
+def _k_dw_bwd_input(k, dy, dx, sh, sw, dh, dw, top, left, dm, lo, hi):
+    """``dx`` rows ``lo:hi`` (over ``N*H``): each input row gathers from the output rows that
+    read it, so chunks never write the same cell."""
+    height, width, channels = dx.shape[1], dx.shape[2], dx.shape[3]
+    h_out, w_out = dy.shape[1], dy.shape[2]
+    kh, kw = k.shape[0], k.shape[1]
+    fast3 = kh == 3 and kw == 3 and dm == 1 and sh == 1 and sw == 1
+    k00, k01, k02 = k[0, 0], k[0, min(1, kw - 1)], k[0, min(2, kw - 1)]
+    k10, k11, k12 = k[min(1, kh - 1), 0], k[min(1, kh - 1), min(1, kw - 1)], \
+        k[min(1, kh - 1), min(2, kw - 1)]
+    k20, k21, k22 = k[min(2, kh - 1), 0], k[min(2, kh - 1), min(1, kw - 1)], \
+        k[min(2, kh - 1), min(2, kw - 1)]
+    for r in range(lo, hi):
+        n = r // height
+        ih = r - n * height
+        oh0 = ih + top                       # output row read through tap i is oh0 - i*dh
+        rows_inside = oh0 - 2 * dh >= 0 and oh0 < h_out
+        for iw in range(width):
+            dst = dx[n, ih, iw]
+            ow0 = iw + left
+            if fast3 and rows_inside and ow0 - 2 * dw >= 0 and ow0 < w_out:
+                # stride 1, every tap inside dy: nine products summed in registers
+                a0, a1, a2 = dy[n, oh0, ow0], dy[n, oh0, ow0 - dw], dy[n, oh0, ow0 - 2 * dw]
+                b0, b1, b2 = (dy[n, oh0 - dh, ow0], dy[n, oh0 - dh, ow0 - dw],
+                              dy[n, oh0 - dh, ow0 - 2 * dw])
+                c0, c1, c2 = (dy[n, oh0 - 2 * dh, ow0], dy[n, oh0 - 2 * dh, ow0 - dw],
+                              dy[n, oh0 - 2 * dh, ow0 - 2 * dw])
+                for c in range(channels):
+                    dst[c] = (a0[c] * k00[c] + a1[c] * k01[c] + a2[c] * k02[c]
+                              + b0[c] * k10[c] + b1[c] * k11[c] + b2[c] * k12[c]
+                              + c0[c] * k20[c] + c1[c] * k21[c] + c2[c] * k22[c])
+                continue
+            for c in range(channels):
+                dst[c] = 0
+            for i in range(kh):
+                t = ih + top - i * dh
+                if t < 0 or t % sh != 0 or t // sh >= h_out:
+                    continue
+                oh = t // sh
+                for j in range(kw):
+                    u = iw + left - j * dw
+                    if u < 0 or u % sw != 0 or u // sw >= w_out:
+                        continue
+                    g = dy[n, oh, u // sw]
+                    kr = k[i, j]
+                    if dm == 1:
+                        for c in range(channels):
+                            dst[c] += g[c] * kr[c]
+                    else:
+                        for c in range(channels):
+                            acc = dst[c]
+                            for m in range(dm):
+                                acc += g[c * dm + m] * kr[c * dm + m]
+                            dst[c] = acc
+
+
+def _depthwise_setup(where, x, kernel, geometry, depth_multiplier):
+    x = _nhwc(where, "input", x)
+    kernel = np.asarray(kernel)
+    dm = int(depth_multiplier)
+    channels = x.shape[3]
+    if dm < 1 or kernel.ndim != 4 or kernel.shape[2] != 1 or kernel.shape[3] != channels * dm:
+        raise ShapeError(f"{where}: kernel must be (kh, kw, 1, channels * depth_multiplier) = "
+                         f"(kh, kw, 1, {channels * max(dm, 1)}) for input shape {x.shape} and "
+                         f"depth_multiplier={depth_multiplier}, got {kernel.shape}")
+    geo = _check_geometry(where, geometry, x.shape)
+    if tuple(kernel.shape[:2]) != tuple(geo.kernel):
+        raise ShapeError(f"{where}: kernel shape {kernel.shape} does not match the geometry's "
+                         f"kernel size {geo.kernel}")
+    k = np.ascontiguousarray(kernel.reshape(kernel.shape[0], kernel.shape[1], -1),
+                             dtype=x.dtype)                      # (kh, kw, C*dm)
+    return x, k, geo, dm
+
+
+def depthwise_conv2d_forward(x: np.ndarray, kernel: np.ndarray, bias, geometry: Geometry,
+                             depth_multiplier: int = 1) -> np.ndarray:
+    """Depthwise convolution (``groups == channels``), zero padding.
+
+    ``x (N, H, W, C)``, ``kernel (kh, kw, 1, C*dm)``, ``bias (C*dm,)`` or None ->
+    ``y (N, H_out, W_out, C*dm)`` with output channel ``o = c*dm + m``::
+
+        y[n, i, j, o] = bias[o] + sum_{a, b} x_pad[n, i*sh + a*dh, j*sw + b*dw, o // dm]
+                                             * kernel[a, b, 0, o]
+    """
+    where = "depthwise_conv2d_forward"
+    compiled = jit(_k_dw_fwd, where)
+    x, k, geo, dm = _depthwise_setup(where, x, kernel, geometry, depth_multiplier)
+    c_out = k.shape[2]
+    b = np.zeros(c_out, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
+    if b.shape != (c_out,):
+        raise ShapeError(f"{where}: bias must have shape ({c_out},), got {b.shape}")
+    y = np.empty((x.shape[0], *geo.out_hw, c_out), dtype=x.dtype)
+    kh, kw, sh, sw, dh, dw, top, left = _geo_ints(geo)
+    _run(compiled, x.shape[0] * geo.out_hw[0], x, k, b, y, sh, sw, dh, dw, top, left, dm)
+    return y
+
+
+def depthwise_conv2d_backward(dy: np.ndarray, x: np.ndarray, kernel: np.ndarray,
+                              geometry: Geometry, depth_multiplier: int = 1):
+    """Gradients of :func:`depthwise_conv2d_forward`: ``(dx (N, H, W, C),
+    dkernel (kh, kw, 1, C*dm), dbias (C*dm,))``."""
+    where = "depthwise_conv2d_backward"
+    x, k, geo, dm = _depthwise_setup(where, x, kernel, geometry, depth_multiplier)
+    grad_kernel = jit(_k_dw_bwd_kernel, where)
+    grad_input = jit(_k_dw_bwd_input, where)
+    dy = _check_dy(where, dy, geo, x.shape[0], k.shape[2], x.dtype)
+    kh, kw, sh, sw, dh, dw, top, left = _geo_ints(geo)
+    dk, db = _run_partial(grad_kernel, x.shape[0] * geo.out_hw[0], (k.shape, k.shape[2:]),
+                          x.dtype, x, dy, sh, sw, dh, dw, top, left, dm)
+    dx = np.empty_like(x)
+    _run(grad_input, x.shape[0] * x.shape[1], k, dy, dx, sh, sw, dh, dw, top, left, dm)
+    return dx, dk.reshape(np.shape(kernel)), db
+
+
+# ===================================================================== direct convolution
+def _k_to_planar_padded(x, xp, top, left, lo, hi):
+    """NHWC ``x`` into zero-padded planar ``xp (N, C, Hp, Wp)``."""
+    n_batch, height, width, channels = x.shape
+    hp, wp = xp.shape[2], xp.shape[3]
+    for r in range(lo, hi):
+        n = r // hp
+        row = r - n * hp
+        ih = row - top
+        for c in range(channels):
+            dst = xp[n, c, row]
+            for col in range(wp):
+                dst[col] = 0
+            if ih >= 0 and ih < height:
+                dst = xp[n, c, row, left:left + width]
+                src = x[n, ih, :, c]
+                for iw in range(width):
+                    dst[iw] = src[iw]
+
+
+def _k_planar_to_nhwc(xp, x, top, left, lo, hi):
+    """Crop planar ``xp (N, C, Hp, Wp)`` at ``(top, left)`` into NHWC ``x``."""
+    n_batch, height, width, channels = x.shape
+    for r in range(lo, hi):
+        n = r // height
+        ih = r - n * height
+        for c in range(channels):
+            src = xp[n, c, ih + top, left:left + width]
+            dst = x[n, ih, :, c]
+            for iw in range(width):
+                dst[iw] = src[iw]
+
+
+def _k_direct_fwd(xp, k, bias, y, sh, sw, dh, dw, relu, lo, hi):
+    n_batch, c_in = xp.shape[0], xp.shape[1]
+    h_out, w_out, c_out = y.shape[1], y.shape[2], y.shape[3]
+    kh, kw = k.shape[0], k.shape[1]
+    for r in range(lo, hi):
+        n = r // h_out
+        oh = r - n * h_out
+        acc = np.empty((c_out, w_out), dtype=y.dtype)           # one output row, planar
+        for co in range(c_out):
+            dst = acc[co]
+            for ow in range(w_out):
+                dst[ow] = bias[co]
+        for ci in range(c_in):
+            for i in range(kh):
+                row = oh * sh + i * dh
+                for j in range(kw):
+                    # the input cells this offset reads, one per output column (a view)
+                    src = xp[n, ci, row, j * dw:j * dw + (w_out - 1) * sw + 1:sw]
+                    for co in range(c_out):
+                        w = k[i, j, ci, co]
+                        dst = acc[co]
+                        if sw == 1:
+                            src1 = xp[n, ci, row, j * dw:j * dw + w_out]   # contiguous
+                            for ow in range(w_out):
+                                dst[ow] += src1[ow] * w
+                        else:
+                            for ow in range(w_out):
+                                dst[ow] += src[ow] * w
+        for co in range(c_out):
+            src = acc[co]
+            dst = y[n, oh, :, co]
+            for ow in range(w_out):
+                v = src[ow]
+                if relu and v < 0:
+                    v = 0
+                dst[ow] = v
+
+
+def _k_direct_bwd_kernel(xp, dyp, sh, sw, dh, dw, zero, dk, db, lo, hi):
+    """Add the kernel and bias gradients of output rows ``lo:hi`` (over ``N*H_out``) to
+    ``dk (kh, kw, Cin, Cout)`` and ``db (Cout,)``:
+    ``dk[i, j, ci, co] += sum_ow x_pad[n, ci, oh*sh + i*dh, ow*sw + j*dw] * dy[n, co, oh, ow]``.
+    """
+    c_in = xp.shape[1]
+    c_out, h_out, w_out = dyp.shape[1], dyp.shape[2], dyp.shape[3]
+    kh, kw = dk.shape[0], dk.shape[1]
+    for r in range(lo, hi):
+        n = r // h_out
+        oh = r - n * h_out
+        for co in range(c_out):
+            g = dyp[n, co, oh]
+            s = zero
+            for ow in range(w_out):
+                s += g[ow]
+            db[co] += s
+        for ci in range(c_in):
+            for i in range(kh):
+                row = oh * sh + i * dh
+                for j in range(kw):
+                    src = xp[n, ci, row, j * dw:j * dw + (w_out - 1) * sw + 1:sw]
+                    src1 = xp[n, ci, row, j * dw:j * dw + w_out]
+                    for co in range(c_out):
+                        g = dyp[n, co, oh]
+                        s = zero
+                        if sw == 1:
+                            for ow in range(w_out):
+                                s += src1[ow] * g[ow]
+                        else:
+                            for ow in range(w_out):
+                                s += src[ow] * g[ow]
+                        dk[i, j, ci, co] += s
+
+
+def _k_direct_bwd_input(k, dyp, dxp, sh, sw, dh, dw, lo, hi):
+    """Padded planar ``dxp`` rows ``lo:hi`` (over ``N*Hp``): each gathers from the output
+    rows that read it, so chunks never write the same cell."""
+    c_in, hp, wp = dxp.shape[1], dxp.shape[2], dxp.shape[3]
+    c_out, h_out, w_out = dyp.shape[1], dyp.shape[2], dyp.shape[3]
+    kh, kw = k.shape[0], k.shape[1]
+    for r in range(lo, hi):
+        n = r // hp
+        row = r - n * hp
+        for ci in range(c_in):
+            dst = dxp[n, ci, row]
+            for col in range(wp):
+                dst[col] = 0
+        for i in range(kh):
+            t = row - i * dh
+            if t < 0 or t % sh != 0 or t // sh >= h_out:
+                continue
+            oh = t // sh
+            for j in range(kw):
+                for ci in range(c_in):
+                    dst = dxp[n, ci, row, j * dw:j * dw + (w_out - 1) * sw + 1:sw]
+                    dst1 = dxp[n, ci, row, j * dw:j * dw + w_out]
+                    for co in range(c_out):
+                        w = k[i, j, ci, co]
+                        g = dyp[n, co, oh]
+                        if sw == 1:
+                            for ow in range(w_out):
+                                dst1[ow] += g[ow] * w
+                        else:
+                            for ow in range(w_out):
+                                dst[ow] += g[ow] * w
+
+
+def _direct_setup(where, x, kernel, geometry):
+    x = _nhwc(where, "input", x)
+    kernel = np.asarray(kernel)
+    if kernel.ndim != 4 or kernel.shape[2] != x.shape[3]:
+        raise ShapeError(f"{where}: kernel must be (kh, kw, {x.shape[3]}, filters) for input "
+                         f"shape {x.shape}, got {kernel.shape}")
+    geo = _check_geometry(where, geometry, x.shape)
+    if tuple(kernel.shape[:2]) != tuple(geo.kernel):
+        raise ShapeError(f"{where}: kernel shape {kernel.shape} does not match the geometry's "
+                         f"kernel size {geo.kernel}")
+    kernel = np.ascontiguousarray(kernel, dtype=x.dtype)
+    hp, wp = geo.padded_hw
+    xp = np.empty((x.shape[0], x.shape[3], hp, wp), dtype=x.dtype)   # (N, Cin, Hp, Wp)
+    _run(jit(_k_to_planar_padded, where), x.shape[0] * hp, x, xp, geo.pads[0][0],
+         geo.pads[1][0])
+    return x, kernel, geo, xp
+
+
+def conv2d_direct_forward(x: np.ndarray, kernel: np.ndarray, bias, geometry: Geometry,
+                          relu: bool = False) -> np.ndarray:
+    """Direct convolution for few channels and large kernels (e.g. 7x7, 3 -> 2 channels).
+
+    ``x (N, H, W, Cin)``, ``kernel (kh, kw, Cin, Cout)``, ``bias (Cout,)`` or None ->
+    ``y (N, H_out, W_out, Cout)``, zero padding, any stride/dilation, then ``max(y, 0)`` if
+    ``relu`` (the caller masks ``dy`` with ``y > 0`` before the backward)::
+
+        y[n, i, j, f] = bias[f] + sum_{a, b, c} x_pad[n, i*sh + a*dh, j*sw + b*dw, c]
+                                                * kernel[a, b, c, f]
+
+    The input is copied once to a padded planar layout ``(N, Cin, Hp, Wp)``; each output row
+    accumulates over ``(c, a, b)`` with a contiguous loop over its output columns.
+    """
+    where = "conv2d_direct_forward"
+    compiled = jit(_k_direct_fwd, where)
+    x, kernel, geo, xp = _direct_setup(where, x, kernel, geometry)
+    c_out = kernel.shape[3]
+    b = np.zeros(c_out, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
+    if b.shape != (c_out,):
+        raise ShapeError(f"{where}: bias must have shape ({c_out},), got {b.shape}")
+    y = np.empty((x.shape[0], *geo.out_hw, c_out), dtype=x.dtype)
+    kh, kw, sh, sw, dh, dw, _, _ = _geo_ints(geo)
+    _run(compiled, x.shape[0] * geo.out_hw[0], xp, kernel, b, y, sh, sw, dh, dw, bool(relu))
+    return y
+
+
+def conv2d_direct_backward(dy: np.ndarray, x: np.ndarray, kernel: np.ndarray,
+                           geometry: Geometry):
+    """Gradients of :func:`conv2d_direct_forward` (without ReLU): ``(dx (N, H, W, Cin),
+    dkernel (kh, kw, Cin, Cout), dbias (Cout,))``."""
+    where = "conv2d_direct_backward"
+    grad_kernel = jit(_k_direct_bwd_kernel, where)
+    grad_input = jit(_k_direct_bwd_input, where)
+    x, kernel, geo, xp = _direct_setup(where, x, kernel, geometry)
+    n_batch, c_out = x.shape[0], kernel.shape[3]
+    dy = _check_dy(where, dy, geo, n_batch, c_out, x.dtype)
+    h_out, w_out = geo.out_hw
+    dyp = np.empty((n_batch, c_out, h_out, w_out), dtype=x.dtype)   # (N, Cout, Ho, Wo)
+    _run(jit(_k_to_planar_padded, where), n_batch * h_out, dy, dyp, 0, 0)
+    kh, kw, sh, sw, dh, dw, top, left = _geo_ints(geo)
+    # each output row's dot products in the input dtype, their sums in float64 (few cells)
+    dk, db = _run_partial(grad_kernel, n_batch * h_out, (kernel.shape, (c_out,)), np.float64,
+                          xp, dyp, sh, sw, dh, dw, x.dtype.type(0))
+    dk, db = dk.astype(x.dtype), db.astype(x.dtype)
+    dxp = np.empty_like(xp)                                          # (N, Cin, Hp, Wp)
+    _run(grad_input, n_batch * xp.shape[2], kernel, dyp, dxp, sh, sw, dh, dw)
+    dx = np.empty_like(x)
+    _run(jit(_k_planar_to_nhwc, where), n_batch * x.shape[1], dxp, dx, top, left)
+    return dx, dk, db
+
+
+# ========================================================================= im2col / col2im
+def _k_im2col(x, cols, kh, kw, sh, sw, dh, dw, top, left, h_out, w_out, lo, hi):
+    n_batch, height, width, channels = x.shape
+    for r in range(lo, hi):
+        n = r // h_out
+        oh = r - n * h_out
+        for ow in range(w_out):
+            row = r * w_out + ow
+            for i in range(kh):
+                ih = oh * sh - top + i * dh
+                inside_h = ih >= 0 and ih < height
+                for j in range(kw):
+                    iw = ow * sw - left + j * dw
+                    base = (i * kw + j) * channels
+                    dst = cols[row, base:base + channels]
+                    if inside_h and iw >= 0 and iw < width:
+                        src = x[n, ih, iw]
+                        for c in range(channels):
+                            dst[c] = src[c]
+                    else:
+                        for c in range(channels):
+                            dst[c] = 0
+
+
+def _k_col2im(dcols, dx, kh, kw, sh, sw, dh, dw, top, left, h_out, w_out, lo, hi):
+    n_batch, height, width, channels = dx.shape
+    for r in range(lo, hi):   # each input row gathers what reads it: race-free
+        n = r // height
+        ih = r - n * height
+        dx[n, ih] = 0
+        for i in range(kh):
+            t = ih + top - i * dh
+            if t < 0 or t % sh != 0 or t // sh >= h_out:
+                continue
+            oh = t // sh
+            for j in range(kw):
+                base = (i * kw + j) * channels
+                for iw in range(width):
+                    u = iw + left - j * dw
+                    if u < 0 or u % sw != 0 or u // sw >= w_out:
+                        continue
+                    src = dcols[(n * h_out + oh) * w_out + u // sw, base:base + channels]
+                    dst = dx[n, ih, iw]
+                    for c in range(channels):
+                        dst[c] += src[c]
+
+
+def _k_bias_act(y2, bias, relu, lo, hi):
+    rows, channels = y2.shape
+    for r in range(lo, hi):
+        row = y2[r]
+        for c in range(channels):
+            v = row[c] + bias[c]
+            if relu and v < 0:
+                v = 0
+            row[c] = v
+
+
+def im2col(x: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """Window columns ``(N*H_out*W_out, kh*kw*C)`` of an NHWC batch, zero padding folded in.
+
+    ``cols[(n*H_out + i)*W_out + j, (a*kw + b)*C + c] = x_pad[n, i*sh + a*dh, j*sw + b*dw, c]``,
+    so ``cols @ kernel.reshape(kh*kw*C, filters)`` is the convolution and
+    ``cols.T @ dy.reshape(-1, filters)`` its kernel gradient.
+    """
+    where = "im2col"
+    compiled = jit(_k_im2col, where)
+    x = _nhwc(where, "input", x)
+    geo = _check_geometry(where, geometry, x.shape)
+    (kh, kw), (h_out, w_out) = geo.kernel, geo.out_hw
+    cols = np.empty((x.shape[0] * h_out * w_out, kh * kw * x.shape[3]), dtype=x.dtype)
+    _run(compiled, x.shape[0] * h_out, x, cols, *_geo_ints(geo), h_out, w_out)
+    return cols
+
+
+def col2im(dcols: np.ndarray, geometry: Geometry, x_shape) -> np.ndarray:
+    """Adjoint of :func:`im2col`: add each column entry back onto its input cell (cells in
+    the padding are dropped). ``dcols (N*H_out*W_out, kh*kw*C)`` -> ``dx x_shape``."""
+    where = "col2im"
+    compiled = jit(_k_col2im, where)
+    x_shape = tuple(int(v) for v in x_shape)
+    geo = _check_geometry(where, geometry, x_shape)
+    dcols = np.asarray(dcols)
+    (kh, kw), (h_out, w_out) = geo.kernel, geo.out_hw
+    expected = (x_shape[0] * h_out * w_out, kh * kw * x_shape[3])
+    if dcols.shape != expected or dcols.dtype not in (np.float32, np.float64):
+        raise ShapeError(f"{where}: dcols must be float32/float64 of shape {expected} for "
+                         f"x_shape {x_shape}, got {dcols.dtype} {dcols.shape}")
+    dcols = np.ascontiguousarray(dcols)
+    dx = np.empty(x_shape, dtype=dcols.dtype)
+    _run(compiled, x_shape[0] * x_shape[1], dcols, dx, *_geo_ints(geo), h_out, w_out)
+    return dx
+
+
+def bias_act_(y: np.ndarray, bias, relu: bool = False) -> np.ndarray:
+    """In place: ``y += bias`` over the last axis, then ``max(y, 0)`` if ``relu``; returns
+    ``y`` (any rank, C-contiguous, last axis = channels)."""
+    where = "bias_act_"
+    compiled = jit(_k_bias_act, where)
+    if not (isinstance(y, np.ndarray) and y.flags.c_contiguous
+            and y.dtype in (np.float32, np.float64)):
+        raise ShapeError(f"{where}: y must be a C-contiguous float32/float64 array")
+    channels = y.shape[-1]
+    b = np.zeros(channels, y.dtype) if bias is None else np.ascontiguousarray(bias, y.dtype)
+    if b.shape != (channels,):
+        raise ShapeError(f"{where}: bias must have shape ({channels},) for y shape {y.shape}, "
+                         f"got {b.shape}")
+    y2 = y.reshape(-1, channels)                                # (rows, C)
+    _run(compiled, y2.shape[0], y2, b, bool(relu))
+    return y

@@ -1,0 +1,92 @@
+"""The thread helper, and the kernels reporting themselves unavailable without numba."""
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from convkit.errors import ConvkitError
+from convkit.ops import _threads, accel, winograd
+from convkit.shapes import window_geometry
+
+
+def test_split_covers_the_range_evenly():
+    assert _threads.split(10, 3) == [(0, 4), (4, 7), (7, 10)]
+    assert _threads.split(2, 4) == [(0, 1), (1, 2)]
+    assert _threads.split(0, 2) == []
+
+
+def test_run_chunks_uses_several_threads_and_covers_everything(monkeypatch):
+    monkeypatch.setenv("CONVKIT_NUM_THREADS", "3")
+    seen, names = np.zeros(11, int), set()
+    barrier = threading.Barrier(3, timeout=10)
+
+    def work(start, stop):
+        names.add(threading.current_thread().name)
+        barrier.wait()                      # only passes if 3 chunks run at the same time
+        seen[start:stop] += 1
+    _threads.run_chunks(work, 11)
+    np.testing.assert_array_equal(seen, 1)
+    assert len(names) == 3
+
+
+def test_run_chunks_propagates_errors(monkeypatch):
+    monkeypatch.setenv("CONVKIT_NUM_THREADS", "2")
+
+    def work(start, stop):
+        if start > 0:
+            raise KeyError("boom")
+    with pytest.raises(KeyError, match="boom"):
+        _threads.run_chunks(work, 4)
+
+
+def test_env_var_disables_the_kernels(monkeypatch):
+    monkeypatch.setenv("CONVKIT_ACCEL", "0")
+    assert not accel.available() and not winograd.available()
+    with pytest.raises(ConvkitError, match="max_pool2d_forward: .*CONVKIT_ACCEL=0"):
+        accel.max_pool2d_forward(np.zeros((1, 2, 2, 1)), window_geometry((2, 2), 2))
+    with pytest.raises(ConvkitError, match="conv3x3_winograd_forward: .*unavailable"):
+        winograd.conv3x3_winograd_forward(np.zeros((1, 4, 4, 1)), np.zeros((3, 3, 1, 1)), None,
+                                          ((1, 1), (1, 1)))
+
+
+def test_without_numba_convkit_imports_and_reports_unavailable():
+    code = ("import sys; sys.modules['numba'] = None\n"
+            "import convkit, convkit.ops\n"
+            "from convkit.ops import accel, winograd\n"
+            "assert not accel.available() and not winograd.available()\n"
+            "try:\n"
+            "    accel.im2col(None, None)\n"
+            "except convkit.errors.ConvkitError as exc:\n"
+            "    assert 'numba is not installed' in str(exc), exc\n"
+            "else:\n"
+            "    raise SystemExit('no error')\n")
+    env = dict(os.environ, CONVKIT_ACCEL="1")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_split_matmuls_match_numpy(rng, monkeypatch):
+    monkeypatch.setenv("CONVKIT_NUM_THREADS", "2")
+    a = rng.standard_normal((3000, 40)).astype(np.float32)
+    b = rng.standard_normal((40, 50)).astype(np.float32)
+    c = rng.standard_normal((3000, 50)).astype(np.float32)
+    np.testing.assert_allclose(_threads.matmul(a, b), a @ b, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(_threads.matmul_tn(a, c), a.T @ c, rtol=1e-4, atol=1e-3)
+    assert _threads.matmul(a, b).dtype == np.float32
+
+
+def test_nested_run_chunks_does_not_deadlock(monkeypatch):
+    monkeypatch.setenv("CONVKIT_NUM_THREADS", "2")
+    seen = np.zeros((4, 5), int)
+
+    def outer(start, stop):
+        for row in range(start, stop):
+            def inner(a, b, row=row):
+                seen[row, a:b] += 1
+            _threads.run_chunks(inner, 5)
+    _threads.run_chunks(outer, 4)
+    np.testing.assert_array_equal(seen, 1)
