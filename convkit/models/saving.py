@@ -1,0 +1,214 @@
+"""Saving and loading models without pickle: one :mod:`convkit.io.archive` file.
+
+The archive's metadata (JSON) holds::
+
+    {"kind": "model" | "weights",
+     "model_class": "Sequential" | "Functional",
+     "model_config": model.get_config(),          # architecture, Keras-like
+     "compile_config": {"optimizer": {"class_name", "config"}, "loss", "metrics"} | None,
+     "rng_states": {...},                         # shuffling and dropout generators
+     "convkit_version": "0.1.0"}
+
+and its arrays, in order, every layer weight as ``"<layer name>/<weight name>"`` (e.g.
+``"conv2d/kernel"``, shape ``(3, 3, 1, 32)``) followed by the optimizer state as
+``"optimizer/<key>"``. With the optimizer state and the random generators restored, training
+continues exactly where it stopped: ``fit`` 2 epochs, save, load, ``fit(epochs=4,
+initial_epoch=2)`` gives the same weights, bit for bit, as 4 epochs in one go.
+
+Any extension works; ``.convkit`` is the convention. Reading goes through
+:func:`convkit.io.archive.read_archive`, which raises :class:`~convkit.errors.FileFormatError`
+for a truncated, corrupt or foreign file.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..errors import ConvkitError, FileFormatError, ShapeError
+
+__all__ = ["save_model", "load_model", "save_weights", "load_weights", "model_from_config"]
+
+_OPT_PREFIX = "optimizer/"
+
+
+def _version() -> str:
+    from .. import __version__
+    return __version__
+
+
+def _model_class(model) -> str:
+    return "Sequential" if type(model).__name__ == "Sequential" else "Functional"
+
+
+def _weight_arrays(model) -> list[tuple[str, np.ndarray]]:
+    return [(f"{layer.name}/{w.name}", w.value) for layer in model.layers
+            for w in layer.weights]
+
+
+def _optimizer_arrays(model) -> list[tuple[str, np.ndarray]]:
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None or not hasattr(optimizer, "get_state"):
+        return []
+    state = optimizer.get_state() or {}
+    return [(_OPT_PREFIX + key, np.asarray(value)) for key, value in state.items()]
+
+
+def _rng_states(model) -> dict:
+    """Bit-generator states of the model's shuffling generator and every layer's generator
+    (dropout masks), so a resumed run draws the same numbers as an uninterrupted one."""
+    states = {}
+    rng = getattr(model, "_rng", None)
+    if rng is not None:
+        states["__model__"] = rng.bit_generator.state
+    for layer in model.layers:
+        rng = getattr(layer, "rng", None)
+        if isinstance(rng, np.random.Generator):
+            states[layer.name] = rng.bit_generator.state
+    return states
+
+
+def _set_rng_states(model, states: dict) -> None:
+    if not isinstance(states, dict):
+        return
+    targets = {"__model__": getattr(model, "_rng", None)}
+    for layer in model.layers:
+        targets[layer.name] = getattr(layer, "rng", None)
+    for name, state in states.items():
+        rng = targets.get(name)
+        if isinstance(rng, np.random.Generator):
+            try:
+                rng.bit_generator.state = state
+            except (TypeError, ValueError, KeyError):
+                pass  # a different bit generator: keep the fresh one
+
+
+def _meta(model, kind: str) -> dict:
+    return {"kind": kind, "model_class": _model_class(model),
+            "model_config": model.get_config(),
+            "compile_config": model.get_compile_config(),
+            "rng_states": _rng_states(model),
+            "convkit_version": _version()}
+
+
+def _make_parent(path) -> None:
+    """Create the directory a model is saved into (``out/`` in the examples) if needed."""
+    directory = os.path.dirname(os.fspath(path))
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+
+
+def save_model(model, path) -> None:
+    """Save architecture, weights, compile settings and optimizer state to ``path``."""
+    if not model.built:
+        raise ConvkitError(f"save: {type(model).__name__} {model.name!r} is not built yet; "
+                           f"give it an input shape or run it on data first")
+    from ..io.archive import write_archive
+    _make_parent(path)
+    write_archive(path, _meta(model, "model"), _weight_arrays(model) + _optimizer_arrays(model))
+
+
+def save_weights(model, path) -> None:
+    """Save the weights (and optimizer state, if compiled) to ``path``."""
+    if not model.built:
+        raise ConvkitError(f"save_weights: {type(model).__name__} {model.name!r} is not built "
+                           f"yet; give it an input shape or run it on data first")
+    from ..io.archive import write_archive
+    _make_parent(path)
+    write_archive(path, _meta(model, "weights"),
+                  _weight_arrays(model) + _optimizer_arrays(model))
+
+
+def _read(path, where: str):
+    from ..io.archive import read_archive
+    meta, arrays = read_archive(path)
+    if not isinstance(meta, dict) or meta.get("kind") not in ("model", "weights"):
+        raise FileFormatError(f"{where}: {path!s} is a convkit archive but not a saved model "
+                              f"or weights file (kind {meta.get('kind')!r})")
+    return meta, arrays
+
+
+def model_from_config(config: dict, model_class: str = "Sequential"):
+    """Build a model (fresh weights) from ``model.get_config()``; ``model_class`` is
+    ``"Sequential"`` or ``"Functional"``."""
+    from .graph import Model
+    from .sequential import Sequential
+    if model_class == "Sequential":
+        return Sequential.from_config(config)
+    if model_class in ("Functional", "Model"):
+        return Model.from_config(config)
+    raise ConvkitError(f"unknown model class {model_class!r}")
+
+
+def load_model(path, compile: bool = True):
+    """Load a model saved by ``model.save(path)``: same architecture, weights, and (with
+    ``compile=True``) the same optimizer, loss, metrics and optimizer state.
+
+    >>> model.save("out/net.convkit")
+    >>> same = ck.load_model("out/net.convkit")
+    """
+    where = "load_model"
+    meta, arrays = _read(path, where)
+    if meta["kind"] != "model":
+        raise FileFormatError(f"{where}: {path!s} holds weights only (saved with "
+                              f"save_weights); build the model and call model.load_weights")
+    try:
+        model = model_from_config(meta["model_config"], meta.get("model_class", "Sequential"))
+    except FileFormatError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FileFormatError(f"{where}: the model description in {path!s} is invalid "
+                              f"({type(exc).__name__}: {exc})") from None
+    _assign_weights(model, arrays, path, where)
+    if compile and meta.get("compile_config"):
+        model.compile_from_config(meta["compile_config"])
+        _assign_optimizer_state(model, arrays)
+    _set_rng_states(model, meta.get("rng_states", {}))
+    return model
+
+
+def load_weights(model, path) -> None:
+    """Load weights (from ``save_weights`` or ``save``) into ``model``; every weight name and
+    shape must match. The optimizer state is restored too when the model is compiled with
+    the same optimizer."""
+    where = f"{type(model).__name__} {model.name!r}: load_weights"
+    meta, arrays = _read(path, where)
+    if not model.built:
+        raise ConvkitError(f"{where}: the model is not built; give it an input shape (or run "
+                           f"it on data) before loading weights")
+    _assign_weights(model, arrays, path, where)
+    if model.compiled:
+        saved = (meta.get("compile_config") or {}).get("optimizer", {}).get("class_name")
+        if saved == type(model.optimizer).__name__:
+            _assign_optimizer_state(model, arrays)
+    _set_rng_states(model, meta.get("rng_states", {}))
+
+
+def _assign_weights(model, arrays: dict, path, where: str) -> None:
+    """Copy the stored weights into the model after checking every name and shape; nothing
+    changes if anything differs, and the error lists every difference."""
+    expected = _weight_arrays(model)
+    stored = {k: v for k, v in arrays.items() if not k.startswith(_OPT_PREFIX)}
+    names = {name for name, _ in expected}
+    problems = []
+    missing = [name for name, _ in expected if name not in stored]
+    if missing:
+        problems.append(f"missing from the file: {', '.join(missing)}")
+    extra = [name for name in stored if name not in names]
+    if extra:
+        problems.append(f"in the file but not in the model: {', '.join(extra)}")
+    for name, value in expected:
+        if name in stored and stored[name].shape != value.shape:
+            problems.append(f"{name} has shape {stored[name].shape} in the file but "
+                            f"{value.shape} in the model")
+    if problems:
+        raise ShapeError(f"{where}: the weights in {path!s} do not match the model: "
+                         + "; ".join(problems))
+    for name, value in expected:
+        value[...] = stored[name].astype(value.dtype, copy=False)
+
+
+def _assign_optimizer_state(model, arrays: dict) -> None:
+    state = {k[len(_OPT_PREFIX):]: v for k, v in arrays.items() if k.startswith(_OPT_PREFIX)}
+    if state and hasattr(model.optimizer, "set_state"):
+        model.optimizer.set_state(state)
