@@ -35,18 +35,8 @@ class CommandError(ConvkitError):
 # ------------------------------------------------------------------------------ built-in models
 def mnist_convnet():
     """Keras's "simple MNIST convnet": 34,826 parameters on (28, 28, 1) digits."""
-    from . import layers
-    from .models import Sequential
-    return Sequential([
-        layers.Input((28, 28, 1)),
-        layers.Conv2D(32, 3, activation="relu", name="conv2d"),
-        layers.MaxPooling2D(2, name="max_pooling2d"),
-        layers.Conv2D(64, 3, activation="relu", name="conv2d_1"),
-        layers.MaxPooling2D(2, name="max_pooling2d_1"),
-        layers.Flatten(name="flatten"),
-        layers.Dropout(0.5, name="dropout"),
-        layers.Dense(10, activation="softmax", name="dense"),
-    ], name="mnist_convnet")
+    from .jobs import mnist_convnet as build
+    return build()
 
 
 def lenet5():

@@ -36,6 +36,7 @@ import math
 
 import numpy as np
 
+from ._configurable import Configurable
 from .config import floatx
 from .errors import ConvkitError
 
@@ -85,7 +86,7 @@ def _truncated_normal(shape, rng, mean, stddev) -> np.ndarray:
     return mean + stddev * values
 
 
-class Initializer:
+class Initializer(Configurable):
     """Base class: ``init(shape, rng=None, dtype=None, fan_in=None, fan_out=None)``."""
 
     #: the Keras string name (``"glorot_uniform"``); empty for parameterised-only ones
@@ -100,22 +101,6 @@ class Initializer:
     def _sample(self, shape, rng, fan_in, fan_out):
         raise NotImplementedError
 
-    def get_config(self) -> dict:
-        return {}
-
-    @classmethod
-    def from_config(cls, config: dict):
-        return cls(**config)
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __hash__(self):
-        return hash(type(self).__name__)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class Zeros(Initializer):

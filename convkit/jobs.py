@@ -55,13 +55,13 @@ def mnist_convnet(input_shape=(28, 28, 1), num_classes: int = 10):
     from .models import Sequential
     return Sequential([
         L.Input(tuple(input_shape)),
-        L.Conv2D(32, 3, activation="relu"),
-        L.MaxPooling2D(2),
-        L.Conv2D(64, 3, activation="relu"),
-        L.MaxPooling2D(2),
-        L.Flatten(),
-        L.Dropout(0.5),
-        L.Dense(num_classes, activation="softmax"),
+        L.Conv2D(32, 3, activation="relu", name="conv2d"),
+        L.MaxPooling2D(2, name="max_pooling2d"),
+        L.Conv2D(64, 3, activation="relu", name="conv2d_1"),
+        L.MaxPooling2D(2, name="max_pooling2d_1"),
+        L.Flatten(name="flatten"),
+        L.Dropout(0.5, name="dropout"),
+        L.Dense(num_classes, activation="softmax", name="dense"),
     ], name="mnist_convnet")
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._configurable import Configurable
+
 from .errors import ConvkitError
 
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "get", "serialize", "deserialize"]
@@ -34,7 +36,7 @@ def _factor(value, where: str, name: str) -> float:
     return value
 
 
-class Regularizer:
+class Regularizer(Configurable):
     """Base class: ``penalty = reg(w)`` and ``dpenalty/dw = reg.gradient(w)``."""
 
     def __call__(self, w) -> float:
@@ -43,22 +45,6 @@ class Regularizer:
     def gradient(self, w) -> np.ndarray:
         raise NotImplementedError
 
-    def get_config(self) -> dict:
-        return {}
-
-    @classmethod
-    def from_config(cls, config: dict):
-        return cls(**config)
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __hash__(self):
-        return hash(type(self).__name__)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class L1(Regularizer):

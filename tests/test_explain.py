@@ -16,16 +16,8 @@ models = pytest.importorskip("convkit.models")
 
 
 def mnist_convnet():
-    return models.Sequential([
-        layers.Input((28, 28, 1)),
-        layers.Conv2D(32, 3, activation="relu", name="conv2d"),
-        layers.MaxPooling2D(2, name="max_pooling2d"),
-        layers.Conv2D(64, 3, activation="relu", name="conv2d_1"),
-        layers.MaxPooling2D(2, name="max_pooling2d_1"),
-        layers.Flatten(name="flatten"),
-        layers.Dropout(0.5, name="dropout"),
-        layers.Dense(10, activation="softmax", name="dense"),
-    ])
+    from convkit.jobs import mnist_convnet as build
+    return build()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,22 @@
+"""A small base for objects described by their config (initializers, regularizers): equal when
+their class and config are equal, and a repr that shows the config."""
+from __future__ import annotations
+
+
+class Configurable:
+    def get_config(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __hash__(self):
+        return hash(type(self).__name__)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
