@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 TORCH_SPEC := torch==2.13.0
 
-.PHONY: run test bench setup setup-dev clean docs-pictures
+.PHONY: run test bench accuracy setup setup-dev clean docs-pictures
 
 $(VENV)/.stamp-base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ test: setup-dev
 
 bench: setup-dev
 	$(PY) -m benchmarks.run
+
+accuracy: setup
+	$(PY) -m benchmarks.accuracy
 
 docs-pictures: setup
 	$(PY) examples/make_readme_pictures.py
