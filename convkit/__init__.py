@@ -26,7 +26,7 @@ _SUBMODULES = {
     "losses": ".losses", "optimizers": ".optimizers", "metrics": ".metrics",
     "callbacks": ".callbacks", "schedules": ".schedules", "progress": ".progress",
     "regularizers": ".regularizers", "models": ".models", "data": ".data", "datasets": ".data",
-    "io": ".io", "viz": ".viz", "explain": ".explain",
+    "io": ".io", "viz": ".viz", "explain": ".explain", "jobs": ".jobs",
 }
 _NAMES = {
     "Sequential": (".models", "Sequential"),
