@@ -180,10 +180,19 @@ class _Conv(ImageLayer):
         x = x.astype(dtype, copy=False)
         op_kernel = self._op_kernel(kernel).astype(dtype, copy=False)
         bias = self._weight("bias").astype(dtype, copy=False) if self.use_bias else None
+        if self._fused_relu():
+            # ReLU applied inside the convolution's last pass; since z > 0 exactly where
+            # y > 0, y stands in for z in the cache
+            y = ops.conv.conv2d_relu(x, op_kernel, bias, **self._op_kwargs())
+            self.cache = (x, op_kernel, y, y)
+            return y
         z = ops.conv2d(x, op_kernel, bias, **self._op_kwargs())
         y = self.activation.forward(z)
         self.cache = (x, op_kernel, z, y)
         return y
+
+    def _fused_relu(self) -> bool:
+        return self.activation.name == "relu" and not self.activation.params
 
     def backward(self, dy, skip_activation: bool = False):
         from .. import ops
@@ -192,7 +201,12 @@ class _Conv(ImageLayer):
         if dy.shape != y.shape:
             raise ShapeError(f"{type(self).__name__}: gradient dy has shape {dy.shape}, "
                              f"expected the output shape {y.shape}")
-        dz = dy if skip_activation else self.activation.backward(dy, z, y)
+        if skip_activation:
+            dz = dy
+        elif self._fused_relu() and ops.accel.enabled():
+            dz = ops.accel.relu_backward(dy, y)                    # dy * (y > 0)
+        else:
+            dz = self.activation.backward(dy, z, y)
         dx, dkernel, dbias = ops.conv2d_backward(dz, x, op_kernel, **self._op_kwargs())
         grads = [self._kernel_grad(dkernel)]
         if self.use_bias:

@@ -104,14 +104,19 @@ class MaxPooling2D(_Pooling2D):
     def forward(self, x, training: bool = False):
         from .. import ops
         x = self._image(x, self._channels())
-        y = ops.max_pool2d(x, self.pool_size, self.strides, self.padding, **self._kwargs())
-        self.cache = (x, y.shape)
+        # the compiled kernels also give each maximum's position: kept for backward
+        y, argmax = ops.pool.max_pool2d_with_argmax(x, self.pool_size, self.strides,
+                                                    self.padding, **self._kwargs())
+        self.cache = (x, y.shape, argmax)
         return y
 
     def backward(self, dy):
         from .. import ops
-        x, y_shape = self._cached()
-        dy = self._check_dy(dy, y_shape)
+        x, y_shape, argmax = self._cached()
+        dy = self._check_dy(dy, y_shape).astype(x.dtype, copy=False)
+        if argmax is not None:
+            return ops.pool.max_pool2d_backward_from_argmax(dy, argmax, x.shape,
+                                                            self.data_format)
         return ops.max_pool2d_backward(dy, x, self.pool_size, self.strides, self.padding,
                                        **self._kwargs())
 

@@ -37,13 +37,18 @@ _controller = None        # threadpoolctl.ThreadpoolController, once created
 _controller_failed = False
 
 
+_CPUS = max(1, os.cpu_count() or 1)
+
+
 def num_threads() -> int:
     """Threads to use: ``CONVKIT_NUM_THREADS`` or the CPU count (at least 1)."""
     value = os.environ.get("CONVKIT_NUM_THREADS", "")
+    if not value:
+        return _CPUS
     try:
         return max(1, int(value))
     except ValueError:
-        return max(1, os.cpu_count() or 1)
+        return _CPUS
 
 
 def split(total: int, parts: int) -> list[tuple[int, int]]:
@@ -154,7 +159,8 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
         out = np.empty((m, n), dtype=np.result_type(a, b))
     threads = _gemm_threads(m, m * k * n)
     if threads == 1:
-        return np.matmul(a, b, out=out)
+        with blas_limit(1):      # a small product: no multithreaded-BLAS barrier
+            return np.matmul(a, b, out=out)
 
     def work(start, stop):
         np.matmul(a[start:stop], b, out=out[start:stop])
@@ -170,7 +176,8 @@ def matmul_tn(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     n = b.shape[1]
     threads = _gemm_threads(length, length * m * n)
     if threads == 1:
-        return a.T @ b
+        with blas_limit(1):
+            return a.T @ b
     chunks = split(length, threads)
     partials = np.empty((len(chunks), m, n), dtype=np.result_type(a, b))
     slot = {start: q for q, (start, _) in enumerate(chunks)}

@@ -12,6 +12,8 @@ barrier spinning when the cores are shared, and a much shorter compile.
 numba is optional (``pip install convkit[fast]``) and imported only when a kernel is first
 needed. :func:`available` says whether the kernels can run: it is ``False`` without numba or
 when the environment variable ``CONVKIT_ACCEL=0`` is set; callers then use the NumPy ops.
+The public ops in :mod:`convkit.ops` call these kernels when :func:`enabled` (backend
+``"auto"``, see :func:`set_backend`, and numba available).
 Kernels compile once per machine (``cache=True``); one compiled kernel serves every stride,
 dilation and padding (they are runtime integers), specialised only by dtype (float32 and
 float64 are both supported; the dtype of ``x`` is kept).
@@ -31,6 +33,7 @@ output size); arrays are NHWC::
     im2col(x, geo)                                 -> (N*Ho*Wo, kh*kw*C)
     col2im(dcols, geo, x_shape)                    -> dx (N, H, W, C)
     bias_act_(y, bias, relu)                       y += bias (then ReLU), in place
+    relu_backward(dy, y)                           dy * (y > 0), any shape
 
 Output sizes per axis (input ``n``, kernel ``k``, stride ``s``, dilation ``d``, pads
 ``before/after``) are the geometry's: ``floor((n + before + after - d*(k-1) - 1) / s) + 1``
@@ -48,6 +51,7 @@ Output sizes per axis (input ``n``, kernel ``k``, stride ``s``, dilation ``d``, 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -57,11 +61,12 @@ from ..shapes import Geometry
 from . import _threads
 
 __all__ = [
-    "available", "num_threads", "jit",
+    "available", "enabled", "threaded", "set_backend", "get_backend", "use_backend",
+    "num_threads", "jit",
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
     "depthwise_conv2d_forward", "depthwise_conv2d_backward",
     "conv2d_direct_forward", "conv2d_direct_backward",
-    "im2col", "col2im", "bias_act_",
+    "im2col", "col2im", "bias_act_", "relu_backward",
 ]
 
 # Reassociation and fused multiply-add only change results by float32 rounding; NaN and
@@ -75,6 +80,58 @@ _compiled: dict = {}   # python kernel function -> numba dispatcher
 
 def _disabled_by_env() -> bool:
     return os.environ.get("CONVKIT_ACCEL", "1").strip().lower() in ("0", "false", "no", "off")
+
+
+# ============================================================================ backend choice
+#: ``"auto"``: the public ops use these kernels (and the threaded products of
+#: :mod:`convkit.ops._threads`) where they apply; ``"numpy"``: the plain NumPy ops only.
+BACKENDS = ("auto", "numpy")
+_backend = "numpy" if os.environ.get("CONVKIT_BACKEND", "").strip().lower() == "numpy" \
+    else "auto"
+
+
+def set_backend(name: str) -> None:
+    """Choose how the public ops in :mod:`convkit.ops` compute: ``"auto"`` (default: the
+    compiled kernels when :func:`available`, threaded matrix products always) or ``"numpy"``
+    (the plain NumPy code, the reference the fast paths are tested against). The environment
+    variable ``CONVKIT_BACKEND=numpy`` sets it at import; ``CONVKIT_ACCEL=0`` keeps ``"auto"``
+    from using numba.
+
+    >>> set_backend("numpy"); get_backend()
+    'numpy'
+    >>> set_backend("auto")
+    """
+    global _backend
+    if not isinstance(name, str) or name.lower() not in BACKENDS:
+        raise ConvkitError(f"set_backend: backend must be one of {BACKENDS}, got {name!r}")
+    _backend = name.lower()
+
+
+def get_backend() -> str:
+    """The backend :func:`set_backend` chose: ``"auto"`` or ``"numpy"``."""
+    return _backend
+
+
+@contextlib.contextmanager
+def use_backend(name: str):
+    """``with use_backend("numpy"): ...`` -- :func:`set_backend` inside the block only."""
+    previous = _backend
+    set_backend(name)
+    try:
+        yield
+    finally:
+        set_backend(previous)
+
+
+def enabled() -> bool:
+    """True when the ops should call the compiled kernels: backend ``"auto"`` and
+    :func:`available`."""
+    return _backend == "auto" and available()
+
+
+def threaded() -> bool:
+    """True when the ops should use the threaded matrix products (backend ``"auto"``)."""
+    return _backend == "auto"
 
 
 def available() -> bool:
@@ -123,8 +180,11 @@ def jit(func, where: str, fastmath=FASTMATH, helpers=()):
         for helper in helpers:
             if not hasattr(helper, "py_func"):
                 func.__globals__[helper.__name__] = jit(helper, where, fastmath)
-        dispatcher = numba.njit(cache=True, nogil=True,
-                                fastmath=set(fastmath) if fastmath else False)(func)
+        options = dict(nogil=True, fastmath=set(fastmath) if fastmath else False)
+        try:
+            dispatcher = numba.njit(cache=True, **options)(func)
+        except RuntimeError:   # no writable cache directory: compile in memory each run
+            dispatcher = numba.njit(cache=False, **options)(func)
         _compiled[func] = dispatcher
     return dispatcher
 
@@ -828,50 +888,80 @@ def conv2d_direct_backward(dy: np.ndarray, x: np.ndarray, kernel: np.ndarray,
 
 
 # ========================================================================= im2col / col2im
-def _k_im2col(x, cols, kh, kw, sh, sw, dh, dw, top, left, h_out, w_out, lo, hi):
-    n_batch, height, width, channels = x.shape
+def _k_im2col(x3, cols, channels, kh, kw, sh, sw, dh, dw, top, left, h_out, w_out, lo, hi):
+    """``x3`` is the NHWC input as ``(N, H, W*C)``: with dilation 1 the ``kw`` cells of one
+    window row are ``kw*C`` contiguous values, copied in one run."""
+    height, width = x3.shape[1], x3.shape[2] // channels
+    span = kw * channels                           # one window row in the columns
     for r in range(lo, hi):
         n = r // h_out
         oh = r - n * h_out
         for ow in range(w_out):
-            row = r * w_out + ow
+            dst = cols[r * w_out + ow]             # (kh*kw*C,) view
+            iw0 = ow * sw - left
+            j_lo = 0                               # taps j_lo:j_hi fall inside the row
+            while j_lo < kw and iw0 + j_lo * dw < 0:
+                j_lo += 1
+            j_hi = kw
+            while j_hi > j_lo and iw0 + (j_hi - 1) * dw >= width:
+                j_hi -= 1
             for i in range(kh):
                 ih = oh * sh - top + i * dh
-                inside_h = ih >= 0 and ih < height
-                for j in range(kw):
-                    iw = ow * sw - left + j * dw
-                    base = (i * kw + j) * channels
-                    dst = cols[row, base:base + channels]
-                    if inside_h and iw >= 0 and iw < width:
-                        src = x[n, ih, iw]
-                        for c in range(channels):
-                            dst[c] = src[c]
-                    else:
-                        for c in range(channels):
-                            dst[c] = 0
+                base = i * span
+                if ih < 0 or ih >= height or j_lo >= j_hi:
+                    dst[base:base + span] = 0
+                    continue
+                src = x3[n, ih]                    # (W*C,) view
+                if j_lo > 0:
+                    dst[base:base + j_lo * channels] = 0
+                if j_hi < kw:
+                    dst[base + j_hi * channels:base + span] = 0
+                if dw == 1:                        # slice copies compile to a memcpy
+                    s0 = iw0 * channels
+                    dst[base + j_lo * channels:base + j_hi * channels] = \
+                        src[s0 + j_lo * channels:s0 + j_hi * channels]
+                else:
+                    for j in range(j_lo, j_hi):
+                        s0 = (iw0 + j * dw) * channels
+                        d0 = base + j * channels
+                        dst[d0:d0 + channels] = src[s0:s0 + channels]
 
 
-def _k_col2im(dcols, dx, kh, kw, sh, sw, dh, dw, top, left, h_out, w_out, lo, hi):
-    n_batch, height, width, channels = dx.shape
-    for r in range(lo, hi):   # each input row gathers what reads it: race-free
+def _k_col2im(dcols, dx3, channels, kh, kw, sh, sw, dh, dw, top, left, h_out, w_out, lo, hi):
+    """``dx3`` is the NHWC gradient as ``(N, H, W*C)``; each task owns whole input rows and
+    gathers the column entries that read them, so chunks never write the same cell."""
+    height, width = dx3.shape[1], dx3.shape[2] // channels
+    span = kw * channels
+    for r in range(lo, hi):
         n = r // height
         ih = r - n * height
-        dx[n, ih] = 0
+        dst = dx3[n, ih]                           # (W*C,) view
+        dst[:] = 0
         for i in range(kh):
             t = ih + top - i * dh
             if t < 0 or t % sh != 0 or t // sh >= h_out:
                 continue
             oh = t // sh
-            for j in range(kw):
-                base = (i * kw + j) * channels
-                for iw in range(width):
-                    u = iw + left - j * dw
-                    if u < 0 or u % sw != 0 or u // sw >= w_out:
-                        continue
-                    src = dcols[(n * h_out + oh) * w_out + u // sw, base:base + channels]
-                    dst = dx[n, ih, iw]
-                    for c in range(channels):
-                        dst[c] += src[c]
+            base = i * span
+            for ow in range(w_out):
+                src = dcols[(n * h_out + oh) * w_out + ow]
+                iw0 = ow * sw - left
+                j_lo = 0
+                while j_lo < kw and iw0 + j_lo * dw < 0:
+                    j_lo += 1
+                j_hi = kw
+                while j_hi > j_lo and iw0 + (j_hi - 1) * dw >= width:
+                    j_hi -= 1
+                if dw == 1:
+                    d0 = iw0 * channels
+                    for q in range(j_lo * channels, j_hi * channels):
+                        dst[d0 + q] += src[base + q]
+                else:
+                    for j in range(j_lo, j_hi):
+                        d0 = (iw0 + j * dw) * channels
+                        s0 = base + j * channels
+                        for c in range(channels):
+                            dst[d0 + c] += src[s0 + c]
 
 
 def _k_bias_act(y2, bias, relu, lo, hi):
@@ -898,7 +988,8 @@ def im2col(x: np.ndarray, geometry: Geometry) -> np.ndarray:
     geo = _check_geometry(where, geometry, x.shape)
     (kh, kw), (h_out, w_out) = geo.kernel, geo.out_hw
     cols = np.empty((x.shape[0] * h_out * w_out, kh * kw * x.shape[3]), dtype=x.dtype)
-    _run(compiled, x.shape[0] * h_out, x, cols, *_geo_ints(geo), h_out, w_out)
+    x3 = x.reshape(x.shape[0], x.shape[1], -1)                  # (N, H, W*C)
+    _run(compiled, x.shape[0] * h_out, x3, cols, x.shape[3], *_geo_ints(geo), h_out, w_out)
     return cols
 
 
@@ -917,7 +1008,9 @@ def col2im(dcols: np.ndarray, geometry: Geometry, x_shape) -> np.ndarray:
                          f"x_shape {x_shape}, got {dcols.dtype} {dcols.shape}")
     dcols = np.ascontiguousarray(dcols)
     dx = np.empty(x_shape, dtype=dcols.dtype)
-    _run(compiled, x_shape[0] * x_shape[1], dcols, dx, *_geo_ints(geo), h_out, w_out)
+    dx3 = dx.reshape(x_shape[0], x_shape[1], -1)                # (N, H, W*C)
+    _run(compiled, x_shape[0] * x_shape[1], dcols, dx3, x_shape[3], *_geo_ints(geo), h_out,
+         w_out)
     return dx
 
 
@@ -937,3 +1030,35 @@ def bias_act_(y: np.ndarray, bias, relu: bool = False) -> np.ndarray:
     y2 = y.reshape(-1, channels)                                # (rows, C)
     _run(compiled, y2.shape[0], y2, b, bool(relu))
     return y
+
+
+def _k_relu_mask(dy, y, out, lo, hi):
+    for i in range(lo, hi):
+        out[i] = dy[i] if y[i] > 0 else 0
+
+
+#: below this many elements the element-wise kernels run on the calling thread alone
+SMALL_ELEMENTWISE = 1 << 16
+
+
+def relu_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Gradient through a ReLU from its output: ``dy`` where ``y > 0``, else 0 (a new array
+    shaped and typed like ``dy``; ``y`` is cast to ``dy``'s dtype if needed).
+
+    >>> relu_backward(np.array([1., 2., 3.]), np.array([0., 5., 0.]))   # doctest: +SKIP
+    array([0., 2., 0.])
+    """
+    where = "relu_backward"
+    compiled = jit(_k_relu_mask, where, fastmath=False)
+    dy = np.ascontiguousarray(dy)
+    if dy.dtype not in (np.float32, np.float64) or np.shape(y) != dy.shape:
+        raise ShapeError(f"{where}: dy (float32/float64) and y must have the same shape, got "
+                         f"{dy.dtype} {dy.shape} and {np.shape(y)}")
+    y = np.ascontiguousarray(y, dtype=dy.dtype)
+    out = np.empty_like(dy)
+    flat = (dy.reshape(-1), y.reshape(-1), out.reshape(-1))
+    if dy.size < SMALL_ELEMENTWISE:
+        compiled(*flat, 0, dy.size)
+    else:
+        _run(compiled, dy.size, *flat)
+    return out

@@ -18,6 +18,11 @@ cache. Backward: ``dkernel = columns^T @ dy``; ``dx`` is the adjoint of the wind
 GEMM ``dy @ kernel[a, b]^T`` per kernel offset added onto a strided slice, then the adjoint
 of the padding. 1x1 stride-1 kernels are a plain matrix product; depthwise kernels (one
 input channel per group) a multiply-add per kernel offset.
+
+That NumPy code is the reference. With the default backend ``"auto"``
+(:func:`convkit.ops.accel.set_backend`) the same functions dispatch to faster paths where
+they apply -- Winograd for 3x3 stride-1 convolutions with >= 8 channels, compiled direct,
+depthwise and im2col kernels, threaded matrix products -- see :func:`conv_plan`.
 """
 from __future__ import annotations
 
@@ -29,11 +34,12 @@ import numpy as np
 from .._validate import as_float_array, result_float_dtype
 from ..errors import ShapeError
 from ..shapes import Geometry, window_geometry
+from . import _threads, accel, winograd
 from .padding import (check_pads_fit, check_data_format, check_pad_mode, from_channels_last,
-                      layout_of, layout_shape, to_channels_last)
+                      layout_of, layout_shape, pad_nhwc, pad_nhwc_backward, to_channels_last)
 from .windows import offset_window, pad_for_windows, window_view, windows_backward
 
-__all__ = ["conv2d", "conv2d_backward"]
+__all__ = ["conv2d", "conv2d_backward", "conv2d_relu", "conv_plan"]
 
 #: below this many input channels per group, the input gradient is accumulated channel-major
 SMALL_CHANNELS = 16
@@ -168,14 +174,38 @@ def conv2d(x, kernel, bias=None, *, strides=1, padding="valid", dilation_rate=1,
     array([[45., 54.],
            [81., 90.]])
     """
-    s = _setup("conv2d", x, kernel, strides, padding, dilation_rate, groups, padding_mode,
+    return _conv2d("conv2d", x, kernel, bias, strides, padding, dilation_rate, groups,
+                   padding_mode, data_format, relu=False)
+
+
+def conv2d_relu(x, kernel, bias=None, *, strides=1, padding="valid", dilation_rate=1, groups=1,
+                padding_mode="zeros", data_format="channels_last") -> np.ndarray:
+    """``max(conv2d(x, kernel, bias, ...), 0)`` with the ReLU fused into the convolution's
+    last pass where a fast path allows it (same arguments and shapes as :func:`conv2d`).
+    Its gradient is :func:`conv2d_backward` of ``dy * (y > 0)``.
+
+    >>> conv2d_relu(np.array([[[[1.0], [-2.0]]]]), np.ones((1, 1, 1, 1)))[0, 0, :, 0]
+    array([1., 0.])
+    """
+    return _conv2d("conv2d_relu", x, kernel, bias, strides, padding, dilation_rate, groups,
+                   padding_mode, data_format, relu=True)
+
+
+def _conv2d(where, x, kernel, bias, strides, padding, dilation_rate, groups, padding_mode,
+            data_format, relu: bool) -> np.ndarray:
+    s = _setup(where, x, kernel, strides, padding, dilation_rate, groups, padding_mode,
                data_format)
     n, (h_out, w_out), filters = s.x.shape[0], s.geo.out_hw, s.kernel.shape[3]
     if bias is not None:
-        bias = as_float_array(bias, "conv2d", "bias")
+        bias = as_float_array(bias, where, "bias")
         if bias.shape != (filters,):
-            raise ShapeError(f"conv2d: bias shape {bias.shape} does not match the "
+            raise ShapeError(f"{where}: bias shape {bias.shape} does not match the "
                              f"{filters} filters of kernel shape {s.kernel.shape}")
+        bias = bias.astype(s.dtype, copy=False)
+    plan = _plan(s)
+    if plan != "numpy":
+        y = _fast_forward(s, plan, bias, relu)                     # (N, H_out, W_out, F)
+        return from_channels_last(y, data_format)
     if _is_pointwise(s):
         x2d = s.x.reshape(n * h_out * w_out, s.x.shape[3])        # (M, C_in)
         y = x2d @ s.kernel.reshape(s.kernel.shape[2], filters)    # (M, F)
@@ -193,6 +223,8 @@ def conv2d(x, kernel, bias=None, *, strides=1, padding="valid", dilation_rate=1,
     y = y.reshape(n, h_out, w_out, filters)                        # (N, H_out, W_out, F)
     if bias is not None:
         y += bias.astype(s.dtype, copy=False)
+    if relu:
+        np.maximum(y, 0, out=y)
     return from_channels_last(y, data_format)
 
 
@@ -227,6 +259,10 @@ def conv2d_backward(dy, x, kernel, *, strides=1, padding="valid", dilation_rate=
     n, (h_out, w_out) = s.x.shape[0], s.geo.out_hw
     kh, kw, c_g, filters = s.kernel.shape
     m = n * h_out * w_out
+    plan = _plan(s)
+    if plan != "numpy":
+        dx, dkernel, dbias = _fast_backward(s, plan, dyl)
+        return from_channels_last(dx, data_format), dkernel, dbias
     dbias = dyl.sum(axis=(0, 1, 2))
 
     if _is_pointwise(s):
@@ -316,3 +352,221 @@ def _depthwise_backward(s: _ConvSetup, dyl: np.ndarray):
 
     dx = windows_backward(offset_grad, s.geo, s.x.shape, s.dtype, s.mode)
     return dx, dkernel.reshape(kh, kw, 1, filters)
+
+
+# ---------------------------------------------------------------- compiled / threaded paths
+#: Winograd needs at least this many input and output channels to beat im2col
+WINOGRAD_MIN_CHANNELS = 8
+#: direct convolution for ``C_in * filters`` at most this, with kernels of at least 5x5
+DIRECT_MAX_CHANNEL_PAIRS = 16
+DIRECT_MIN_KERNEL = 5
+#: im2col columns of the compiled path are built for this many bytes of images at a time
+FAST_BLOCK_BYTES = 1 << 25
+
+
+def conv_plan(x_shape, kernel_shape, strides=1, padding="valid", dilation_rate=1, groups=1,
+              data_format="channels_last", dtype=np.float32) -> str:
+    """Which implementation :func:`conv2d` and :func:`conv2d_backward` use for these shapes
+    under the current backend (:func:`convkit.ops.accel.set_backend`):
+
+    ``"winograd"``   ungrouped 3x3, stride 1, dilation 1, ``C_in, filters >= 8``
+                     (:mod:`convkit.ops.winograd`, ReLU and bias fused in the forward)
+    ``"direct"``     ungrouped, ``C_in * filters <= 16``, kernel at least 5x5 (compiled)
+    ``"depthwise"``  one input channel per group (compiled, any stride / dilation)
+    ``"pointwise"``  ungrouped 1x1, stride 1, no padding: threaded matrix products
+    ``"im2col"``     anything else: compiled im2col / col2im around threaded products
+                     (grouped convolutions one group at a time)
+    ``"numpy"``      the NumPy code (backend ``"numpy"``, or numba unavailable)
+
+    Other padding modes pad first, then take the plan of the zero-padded problem.
+
+    >>> conv_plan((8, 56, 56, 64), (1, 1, 64, 128)) in ("pointwise", "numpy")
+    True
+    """
+    check_data_format(data_format, "conv_plan")
+    n, h, w = (x_shape[0], *x_shape[1:3]) if data_format == "channels_last" else \
+        (x_shape[0], *x_shape[2:4])
+    geo = window_geometry((h, w), kernel_shape[:2], strides, padding, dilation_rate,
+                          where="conv_plan")
+    return _choose(n, tuple(kernel_shape), geo, int(groups), np.dtype(dtype))
+
+
+def _plan(s: _ConvSetup) -> str:
+    """See :func:`conv_plan`."""
+    return _choose(s.x.shape[0], s.kernel.shape, s.geo, s.groups, s.dtype)
+
+
+def _choose(batch: int, kernel_shape, geo: Geometry, groups: int, dtype) -> str:
+    if not accel.threaded() or batch == 0 or dtype not in (np.float32, np.float64):
+        return "numpy"
+    kh, kw, c_g, filters = kernel_shape
+    if (kh, kw) == (1, 1) and geo.strides == (1, 1) and geo.pads == ((0, 0), (0, 0)) \
+            and groups == 1:
+        return "pointwise"                    # threaded GEMM needs no compiled code
+    if not accel.enabled():
+        return "numpy"
+    if groups == 1:
+        unit = geo.strides == (1, 1) and geo.dilation == (1, 1)
+        if (kh, kw) == (3, 3) and unit and min(c_g, filters) >= WINOGRAD_MIN_CHANNELS:
+            return "winograd"
+        if c_g * filters <= DIRECT_MAX_CHANNEL_PAIRS and min(kh, kw) >= DIRECT_MIN_KERNEL:
+            return "direct"
+        return "im2col"
+    if c_g == 1:
+        return "depthwise"
+    return "im2col"
+
+
+def _zero_padded(s: _ConvSetup):
+    """``(x, geo)`` with zero pads: other padding modes are applied to ``x`` first."""
+    x = np.ascontiguousarray(s.x)
+    if s.mode == "zeros" or s.geo.pads == ((0, 0), (0, 0)):
+        return x, s.geo
+    padded = pad_nhwc(x, s.geo.pads, s.mode)                     # (N, H + pads, W + pads, C)
+    geo = window_geometry(padded.shape[1:3], s.geo.kernel, s.geo.strides, 0, s.geo.dilation)
+    return padded, geo
+
+
+def _batch_blocks(s: _ConvSetup, geo: Geometry, channels: int) -> list[tuple[int, int]]:
+    """Ranges of images whose im2col columns take about ``FAST_BLOCK_BYTES``."""
+    per_image = geo.out_hw[0] * geo.out_hw[1] * geo.kernel[0] * geo.kernel[1] * channels \
+        * s.dtype.itemsize
+    step = max(1, FAST_BLOCK_BYTES // max(per_image, 1))
+    n = s.x.shape[0]
+    return [(i, min(i + step, n)) for i in range(0, n, step)]
+
+
+def _bias_act(y2d: np.ndarray, bias, relu: bool) -> None:
+    """In place on ``(M, F)``: ``+ bias`` then ReLU."""
+    if bias is None and not relu:
+        return
+    if accel.enabled():
+        accel.bias_act_(y2d, bias, relu)
+        return
+    if bias is not None:
+        y2d += bias
+    if relu:
+        np.maximum(y2d, 0, out=y2d)
+
+
+def _group_slice(x: np.ndarray, g: int, width: int, groups: int) -> np.ndarray:
+    return x if groups == 1 else np.ascontiguousarray(x[..., g * width:(g + 1) * width])
+
+
+def _fast_forward(s: _ConvSetup, plan: str, bias, relu: bool) -> np.ndarray:
+    """The forward of :func:`conv2d` (plus ReLU) by ``plan``: ``(N, H_out, W_out, F)``."""
+    kh, kw, c_g, filters = s.kernel.shape
+    n, (h_out, w_out) = s.x.shape[0], s.geo.out_hw
+    kernel = np.ascontiguousarray(s.kernel)
+    if plan == "pointwise":
+        x2d = np.ascontiguousarray(s.x).reshape(-1, c_g)             # (M, C_in)
+        y2d = _threads.matmul(x2d, kernel.reshape(c_g, filters))     # (M, F)
+        _bias_act(y2d, bias, relu)
+        return y2d.reshape(n, h_out, w_out, filters)
+    x, geo = _zero_padded(s)
+    if plan == "winograd":
+        return winograd.conv3x3_winograd_forward(x, kernel, bias, geo.pads, relu)
+    if plan == "direct":
+        return accel.conv2d_direct_forward(x, kernel, bias, geo, relu)
+    if plan == "depthwise":
+        y = accel.depthwise_conv2d_forward(x, kernel, bias, geo, filters // s.groups)
+        if relu:
+            np.maximum(y, 0, out=y)
+        return y
+    # im2col: columns (M_block, kh*kw*C_g) @ kernel (kh*kw*C_g, F_g), a block of images and
+    # one group at a time
+    f_g = filters // s.groups
+    y = np.empty((n, h_out, w_out, filters), dtype=s.dtype)
+    for g in range(s.groups):
+        xg = _group_slice(x, g, c_g, s.groups)                       # (N, Hp, Wp, C_g)
+        kg = np.ascontiguousarray(kernel[..., g * f_g:(g + 1) * f_g]).reshape(-1, f_g)
+        for n0, n1 in _batch_blocks(s, geo, c_g):
+            cols = accel.im2col(xg[n0:n1], geo)                     # (M_block, kh*kw*C_g)
+            if s.groups == 1:
+                _threads.matmul(cols, kg, out=y[n0:n1].reshape(-1, filters))
+            else:
+                y[n0:n1, ..., g * f_g:(g + 1) * f_g] = _threads.matmul(cols, kg).reshape(
+                    n1 - n0, h_out, w_out, f_g)
+    _bias_act(y.reshape(-1, filters), bias, relu)
+    return y
+
+
+def _fast_backward(s: _ConvSetup, plan: str, dyl: np.ndarray):
+    """``(dx NHWC, dkernel, dbias)`` of :func:`conv2d` by ``plan``."""
+    kh, kw, c_g, filters = s.kernel.shape
+    n = s.x.shape[0]
+    kernel = np.ascontiguousarray(s.kernel)
+    dy = np.ascontiguousarray(dyl)                                   # (N, H_out, W_out, F)
+    dy2d = dy.reshape(-1, filters)                                   # (M, F)
+    if plan == "pointwise":
+        x2d = np.ascontiguousarray(s.x).reshape(-1, c_g)             # (M, C_in)
+        dkernel = _threads.matmul_tn(x2d, dy2d).reshape(1, 1, c_g, filters)
+        dx = _threads.matmul(dy2d, kernel.reshape(c_g, filters).T).reshape(s.x.shape)
+        return dx, dkernel, dy2d.sum(axis=0)
+    x, geo = _zero_padded(s)
+    if plan == "winograd":
+        if _tile_waste(x.shape[1:3]) <= MAX_TILE_WASTE:
+            dx = winograd.conv3x3_winograd_input_grad(dy, kernel, geo.pads, x.shape[1:3])
+        else:   # small images: 4x4 tiles over the input would be mostly padding
+            dx, _ = _im2col_backward(s, x, geo, kernel, dy, with_kernel=False)
+        dkernel = winograd.conv3x3_winograd_kernel_grad(x, dy, geo.pads)
+        dbias = dy2d.sum(axis=0)
+    elif plan == "direct":
+        dx, dkernel, dbias = accel.conv2d_direct_backward(dy, x, kernel, geo)
+    elif plan == "depthwise":
+        dx, dkernel, dbias = accel.depthwise_conv2d_backward(dy, x, kernel, geo,
+                                                             filters // s.groups)
+    else:
+        dx, dkernel = _im2col_backward(s, x, geo, kernel, dy, with_kernel=True)
+        dbias = dy2d.sum(axis=0)
+    if s.mode != "zeros" and s.geo.pads != ((0, 0), (0, 0)):   # fold the padding back
+        dx = pad_nhwc_backward(dx, s.geo.pads, s.mode, s.x.shape[1:3])
+    return dx, dkernel, dbias.astype(s.dtype, copy=False)
+
+
+#: the Winograd input gradient is used when its 4x4 tiles cover at most this much more area
+#: than the input (beyond it, im2col's products are cheaper)
+MAX_TILE_WASTE = 1.3
+
+
+def _tile_waste(hw) -> float:
+    """Area of the 4x4 Winograd tiles covering an ``hw`` image, over the image's area."""
+    tiled = [-(-v // winograd.TILE) * winograd.TILE for v in hw]
+    return tiled[0] * tiled[1] / (hw[0] * hw[1])
+
+
+def _im2col_backward(s: _ConvSetup, x: np.ndarray, geo: Geometry, kernel: np.ndarray,
+                     dy: np.ndarray, with_kernel: bool):
+    """``(dx (N, Hp, Wp, C), dkernel or None)`` through columns, a group and a block of
+    images at a time: ``dkernel = columns^T @ dy``, ``dx = col2im(dy @ kernel^T)``."""
+    kh, kw, c_g, filters = kernel.shape
+    n, f_g = x.shape[0], filters // s.groups
+    dx = np.empty(x.shape, dtype=s.dtype)                            # (N, Hp, Wp, C)
+    dkernel = np.empty((kh * kw * c_g, filters), dtype=s.dtype) if with_kernel else None
+    for g in range(s.groups):
+        xg = _group_slice(x, g, c_g, s.groups)                       # (N, Hp, Wp, C_g)
+        dyg = _group_slice(dy, g, f_g, s.groups).reshape(n, -1, f_g)  # (N, Ho*Wo, F_g)
+        kg_t = np.ascontiguousarray(
+            kernel[..., g * f_g:(g + 1) * f_g].reshape(-1, f_g).T)   # (F_g, kh*kw*C_g)
+        dk_g = None
+        for n0, n1 in _batch_blocks(s, geo, c_g):
+            dy_block = dyg[n0:n1].reshape(-1, f_g)                   # (M_block, F_g)
+            if with_kernel:
+                cols = accel.im2col(xg[n0:n1], geo)                 # (M_block, kh*kw*C_g)
+                part = _threads.matmul_tn(cols, dy_block)            # (kh*kw*C_g, F_g)
+                dk_g = part if dk_g is None else dk_g + part
+                dcols = _threads.matmul(dy_block, kg_t, out=cols)    # reuse the buffer
+            else:
+                dcols = _threads.matmul(dy_block, kg_t)
+            dx_block = accel.col2im(dcols, geo, xg[n0:n1].shape)    # (block, Hp, Wp, C_g)
+            if s.groups == 1 and n1 - n0 == n:
+                dx = dx_block
+            elif s.groups == 1:
+                dx[n0:n1] = dx_block
+            else:
+                dx[n0:n1, ..., g * c_g:(g + 1) * c_g] = dx_block
+        if with_kernel:
+            dkernel[:, g * f_g:(g + 1) * f_g] = dk_g
+    if with_kernel:
+        dkernel = dkernel.reshape(kh, kw, c_g, filters)
+    return dx, dkernel

@@ -13,6 +13,7 @@ import numpy as np
 
 from .._validate import as_float_array, result_float_dtype
 from ..errors import ShapeError
+from . import _threads, accel
 
 __all__ = ["dense", "dense_backward"]
 
@@ -37,7 +38,11 @@ def dense(x, kernel, bias=None) -> np.ndarray:
     array([[21.5]])
     """
     x, kernel = _setup("dense", x, kernel)
-    y = x @ kernel
+    if accel.threaded() and x.ndim >= 2:
+        x2d = np.ascontiguousarray(x).reshape(-1, kernel.shape[0])    # (rows, in)
+        y = _threads.matmul(x2d, kernel).reshape(x.shape[:-1] + (kernel.shape[1],))
+    else:
+        y = x @ kernel
     if bias is not None:
         bias = as_float_array(bias, "dense", "bias")
         if bias.shape != (kernel.shape[1],):
@@ -68,7 +73,12 @@ def dense_backward(dy, x, kernel):
                          f"{x.shape} and kernel shape {kernel.shape} has shape {expected}")
     x2d = x.reshape(-1, kernel.shape[0])                # (rows, in)
     dy2d = dy.reshape(-1, kernel.shape[1])              # (rows, units)
-    dx = dy @ kernel.T
-    dkernel = x2d.T @ dy2d
+    if accel.threaded():   # rows split over threads for large products (same numbers)
+        dy2d = np.ascontiguousarray(dy2d)
+        dx = _threads.matmul(dy2d, kernel.T).reshape(x.shape)
+        dkernel = _threads.matmul_tn(np.ascontiguousarray(x2d), dy2d)
+    else:
+        dx = dy @ kernel.T
+        dkernel = x2d.T @ dy2d
     dbias = dy2d.sum(axis=0)
     return dx, dkernel, dbias

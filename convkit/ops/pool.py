@@ -18,6 +18,10 @@ never win; average pooling divides by the number of real cells in each window
 (``count_include_pad=False``, the Keras rule) or by the cells of the window that lie inside
 the input or its explicit padding (``count_include_pad=True``, PyTorch's rule; the extra
 cells ``ceil_mode`` adds beyond the padding never count).
+
+With the default backend (:func:`convkit.ops.accel.set_backend`) and numba installed, the
+windowed ops run the compiled kernels of :mod:`convkit.ops.accel` instead of this NumPy
+code; the results are the same up to the order of float additions.
 """
 from __future__ import annotations
 
@@ -28,11 +32,13 @@ from ..errors import ShapeError
 from ..shapes import Geometry, window_geometry
 from .padding import (check_data_format, from_channels_last, layout_of, layout_shape,
                       to_channels_last)
+from . import accel
 from .windows import offset_window, pad_for_windows, windows_backward
 
 __all__ = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
            "global_avg_pool2d", "global_avg_pool2d_backward", "global_max_pool2d",
-           "global_max_pool2d_backward"]
+           "global_max_pool2d_backward", "max_pool2d_with_argmax",
+           "max_pool2d_backward_from_argmax"]
 
 
 def _setup(where, x, pool_size, strides, padding, dilation_rate, ceil_mode, data_format):
@@ -58,6 +64,12 @@ def _check_dy(where, dy, x, geo: Geometry, data_format):
         raise ShapeError(f"{where}: dy has shape {dy.shape} but the pooled output of input "
                          f"shape {x.shape} has shape {expected}")
     return to_channels_last(dy, data_format).astype(x.dtype, copy=False)
+
+
+def _compiled(xl: np.ndarray) -> bool:
+    """Whether the compiled kernels of :mod:`convkit.ops.accel` do this pooling (backend
+    ``"auto"`` with numba; float32 / float64; a non-empty batch)."""
+    return xl.dtype in (np.float32, np.float64) and xl.size > 0 and accel.enabled()
 
 
 def _offsets(geo: Geometry):
@@ -93,6 +105,9 @@ def max_pool2d(x, pool_size, strides=None, padding="valid", *, dilation_rate=1,
     """
     x, xl, geo = _setup("max_pool2d", x, pool_size, strides, padding, dilation_rate, ceil_mode,
                         data_format)
+    if _compiled(xl):
+        y, _ = accel.max_pool2d_forward(xl, geo)
+        return from_channels_last(y, data_format)
     if _is_tiling(geo):
         y = _tiles(xl, geo).max(axis=(2, 4))
     else:
@@ -118,6 +133,9 @@ def max_pool2d_backward(dy, x, pool_size, strides=None, padding="valid", *, dila
     x, xl, geo = _setup(where, x, pool_size, strides, padding, dilation_rate, ceil_mode,
                         data_format)
     dyl = _check_dy(where, dy, x, geo, data_format)
+    if _compiled(xl):
+        _, argmax = accel.max_pool2d_forward(xl, geo)
+        return from_channels_last(accel.max_pool2d_backward(dyl, argmax, xl.shape), data_format)
     padded = pad_for_windows(xl, geo, "zeros", -np.inf)
     offsets = _offsets(geo)
     best = offset_window(padded, geo, 0, 0).copy()               # (N, H_out, W_out, C)
@@ -170,6 +188,9 @@ def avg_pool2d(x, pool_size, strides=None, padding="valid", *, ceil_mode=False,
     """
     x, xl, geo = _setup("avg_pool2d", x, pool_size, strides, padding, 1, ceil_mode,
                         data_format)
+    if _compiled(xl):
+        y = accel.avg_pool2d_forward(xl, geo, bool(count_include_pad))
+        return from_channels_last(y, data_format)
     if _is_tiling(geo):
         y = _tiles(xl, geo).mean(axis=(2, 4), dtype=xl.dtype)
         return from_channels_last(y, data_format)
@@ -193,6 +214,9 @@ def avg_pool2d_backward(dy, x, pool_size, strides=None, padding="valid", *, ceil
     where = "avg_pool2d_backward"
     x, xl, geo = _setup(where, x, pool_size, strides, padding, 1, ceil_mode, data_format)
     dyl = _check_dy(where, dy, x, geo, data_format)
+    if _compiled(xl):
+        dx = accel.avg_pool2d_backward(dyl, geo, xl.shape, bool(count_include_pad))
+        return from_channels_last(dx, data_format)
     share = dyl / _divisor(geo, count_include_pad, xl.dtype)    # (N, H_out, W_out, C)
     dx = windows_backward(lambda a, b: share, geo, xl.shape, xl.dtype)
     return from_channels_last(dx, data_format)
@@ -262,3 +286,37 @@ def global_max_pool2d_backward(dy, x, keepdims=False, data_format="channels_last
     dx = np.zeros((n, h * w, c), dtype=x.dtype)
     np.put_along_axis(dx, first[:, None, :], dyl.reshape(n, 1, c), axis=1)
     return from_channels_last(dx.reshape(n, h, w, c), data_format)
+
+
+# ------------------------------------------------------------ max pooling with its argmax
+def max_pool2d_with_argmax(x, pool_size, strides=None, padding="valid", *, dilation_rate=1,
+                           ceil_mode=False, data_format="channels_last"):
+    """:func:`max_pool2d` and, when the compiled kernels ran, the int32 flat index
+    ``ih * W + iw`` of each maximum in channels_last order ``(N, H_out, W_out, C)`` (else
+    ``None``), so a layer can keep it for :func:`max_pool2d_backward_from_argmax`.
+
+    >>> y, _ = max_pool2d_with_argmax(np.arange(16.0).reshape(1, 4, 4, 1), 2)
+    >>> y[0, :, :, 0]
+    array([[ 5.,  7.],
+           [13., 15.]])
+    """
+    x, xl, geo = _setup("max_pool2d", x, pool_size, strides, padding, dilation_rate, ceil_mode,
+                        data_format)
+    if not _compiled(xl):
+        return max_pool2d(x, pool_size, strides, padding, dilation_rate=dilation_rate,
+                          ceil_mode=ceil_mode, data_format=data_format), None
+    y, argmax = accel.max_pool2d_forward(xl, geo)
+    return from_channels_last(y, data_format), argmax
+
+
+def max_pool2d_backward_from_argmax(dy, argmax, x_shape, data_format="channels_last"):
+    """Gradient of max pooling from the ``argmax`` of :func:`max_pool2d_with_argmax`:
+    ``dy`` (shaped like the output, in ``data_format``) goes to the winning cells of an input
+    of shape ``x_shape``; the result has the dtype of ``dy``."""
+    where = "max_pool2d_backward"
+    check_data_format(data_format, where)
+    dy = as_float_array(dy, where, "dy", ndim=4, layout=layout_of(data_format))
+    dyl = to_channels_last(dy, data_format)
+    x_nhwc = tuple(x_shape) if data_format == "channels_last" else \
+        (x_shape[0], x_shape[2], x_shape[3], x_shape[1])
+    return from_channels_last(accel.max_pool2d_backward(dyl, argmax, x_nhwc), data_format)

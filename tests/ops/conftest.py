@@ -1,0 +1,12 @@
+"""Every test in tests/ops runs twice: on the plain NumPy ops (the reference code) and on the
+default ``"auto"`` backend, which dispatches to the compiled kernels (when numba is
+installed) and the threaded matrix products."""
+import pytest
+
+from convkit.ops import accel
+
+
+@pytest.fixture(params=["numpy", "auto"], autouse=True)
+def backend(request):
+    with accel.use_backend(request.param):
+        yield request.param
