@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import inspect
+import io
 import math
 import os
 import sys
@@ -551,6 +552,11 @@ class CSVLogger(Callback):
     order (the ``val_`` columns are reserved from the first row on, so a first epoch without
     validation still gets them; missing values are written as ``NA``). ``append=True`` adds
     to an existing file, writing the header only if the file was empty.
+
+    The file is rewritten atomically after every epoch (a temporary file moved over it, see
+    :func:`convkit.io.archive.atomic_writer`): a reader, or a crash in the middle of a write,
+    only ever sees the complete log up to some epoch, never half a row. Until the first epoch
+    ends an existing file is left as it was.
     """
 
     def __init__(self, filename, separator=",", append=False):
@@ -560,19 +566,21 @@ class CSVLogger(Callback):
         self.append = bool(append)
         self.keys = None
         self.writer = None
-        self.csv_file = None
+        self.csv_file = None            # kept for Keras compatibility; no file stays open
         self.append_header = True
+        self._previous = ""             # what the file held before this run (append=True)
+        self._text = None               # this run's header and rows so far
 
     def on_train_begin(self, logs=None):
-        if self.append:
-            if os.path.exists(self.filename):
-                with open(self.filename, encoding="utf-8") as existing:
-                    self.append_header = not bool(existing.readline())
-            mode = "a"
-        else:
-            self.append_header = True
-            mode = "w"
-        self.csv_file = open(self.filename, mode, newline="", encoding="utf-8")
+        self._previous = ""
+        self.append_header = True
+        if self.append and os.path.exists(self.filename):
+            with open(self.filename, encoding="utf-8", newline="") as existing:
+                self._previous = existing.read()
+            if self._previous and not self._previous.endswith("\n"):
+                self._previous += "\n"           # a cut-off last line stays on its own line
+            self.append_header = not self._previous.strip()
+        self._text = io.StringIO()
         self.writer = None
         self.keys = None
 
@@ -586,15 +594,16 @@ class CSVLogger(Callback):
         return array.item() if hasattr(array, "item") else value
 
     def on_epoch_end(self, epoch, logs=None):
+        from .io.archive import atomic_writer
         logs = logs or {}
-        if self.csv_file is None:
+        if self._text is None:
             self.on_train_begin()
         if self.keys is None:
             self.keys = sorted(logs)
             if not any(key.startswith("val_") for key in self.keys):
                 self.keys += ["val_" + key for key in self.keys]
         if self.writer is None:
-            self.writer = csv.DictWriter(self.csv_file, fieldnames=["epoch"] + self.keys,
+            self.writer = csv.DictWriter(self._text, fieldnames=["epoch"] + self.keys,
                                          delimiter=self.sep, extrasaction="ignore",
                                          lineterminator="\n")
             if self.append_header:
@@ -602,12 +611,14 @@ class CSVLogger(Callback):
         row = {"epoch": epoch}
         row.update((key, self._cell(logs.get(key, "NA"))) for key in self.keys)
         self.writer.writerow(row)
-        self.csv_file.flush()
+        directory = os.path.dirname(self.filename)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        with atomic_writer(self.filename, "w", encoding="utf-8", newline="") as handle:
+            handle.write(self._previous + self._text.getvalue())
 
     def on_train_end(self, logs=None):
-        if self.csv_file is not None:
-            self.csv_file.close()
-        self.csv_file = None
+        self._text = None
         self.writer = None
 
 

@@ -7,6 +7,7 @@
     convkit featuremaps model.ckz digit.png --layer conv2d -o maps.png
     convkit featuremaps --seed-example -o seed.png
     convkit train --epochs 3 -o model.ckz --curves curves.png
+    convkit train --data photos/ --image-size 64 -o photos.ckz   one sub-folder per class
     convkit predict model.ckz digit.png --top 3
     convkit bench ...                                    the benchmarks, where checked out
 
@@ -187,6 +188,15 @@ def cmd_train(args) -> int:
     options = dict(dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
                    learning_rate=args.learning_rate, seed=args.seed,
                    verbose=0 if args.quiet else 1, data_dir=args.data)
+    if args.data is None and (args.image_size is not None or args.grayscale):
+        raise CommandError("--image-size and --grayscale apply to an image folder (--data DIR)")
+    if args.data is not None and not os.path.isdir(args.data):
+        raise CommandError(f"--data {args.data!r} is not a directory; give a folder with one "
+                           f"sub-folder of images per class, e.g. {args.data}/cats/001.png")
+    if args.image_size is not None:
+        options["image_size"] = _pair(args.image_size, "image-size")
+    if args.grayscale:
+        options["color_mode"] = "grayscale"
     if args.output is not None:
         options["output"] = args.output
     result = train_default(**options)
@@ -221,14 +231,29 @@ def cmd_predict(args) -> int:
         raise CommandError(f"model {model.name!r} outputs shape {scores.shape}; predict needs "
                            f"(batch, classes) scores")
     probabilities = _softmax_if_needed(scores)
-    class_names = getattr(model, "class_names", None)
+    class_names = getattr(model, "class_names", None) or _stored_class_names(args.model)
+    if class_names is not None and len(class_names) != probabilities.shape[1]:
+        class_names = None          # names that do not fit the outputs are not used
     top = min(args.top, probabilities.shape[1])
     for image, row in zip(args.images, probabilities):
         print(image)
         for rank, index in enumerate(np.argsort(-row, kind="stable")[:top], start=1):
-            label = class_names[index] if class_names else f"class {index}"
-            print(f"  {rank}. {label:<12} {row[index]:.4f}")
+            print(f"  {rank}. {_class_label(class_names, index):<12} {row[index]:.4f}")
     return 0
+
+
+def _stored_class_names(path: str):
+    """Class names saved in a model file's metadata (``convkit train`` stores them)."""
+    from .jobs import class_names_of
+    return class_names_of(path)
+
+
+def _class_label(class_names, index: int) -> str:
+    """``"cat"`` from the class names, or ``"class 3"`` when there are none or the name is
+    just the index (the digits)."""
+    if not class_names or class_names[index] == str(index):
+        return f"class {index}"
+    return class_names[index]
 
 
 def _accepts_verbose(model) -> bool:
@@ -332,6 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=("mnist", "digits"), default="mnist",
                    help="bundled data set (default mnist)")
     p.add_argument("--data", metavar="DIR", help="image folder (one sub-folder per class)")
+    p.add_argument("--image-size", type=int, nargs="+", metavar="N",
+                   help="with --data: resize the images to N x N or H x W (default 32)")
+    p.add_argument("--grayscale", action="store_true",
+                   help="with --data: read the images as grey (1 channel) instead of RGB")
     p.add_argument("--epochs", type=int, help="number of epochs")
     p.add_argument("--batch-size", type=int, help="mini-batch size")
     p.add_argument("--learning-rate", type=float, help="optimizer learning rate")

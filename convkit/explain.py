@@ -21,6 +21,8 @@ Everything returned is JSON-serialisable (plain dicts, lists, ints, floats and s
 from __future__ import annotations
 
 import math
+import re
+import textwrap
 
 from . import shapes
 from .errors import ConvkitError, ShapeError
@@ -183,8 +185,28 @@ def format_window(info: dict) -> str:
     lines += _formula_lines(info["formulas"], "  ")
     if info["pad_formulas"]:
         lines += _formula_lines(info["pad_formulas"], "  ", prefix="pad ")
-    lines += [f"  {'warning':<13} {text}" for text in info["warnings"]]
+    for text in info["warnings"]:
+        lines += _labelled("warning", text)
     return "\n".join(lines)
+
+
+#: Text lines longer than this (warnings, long padding descriptions) wrap, continuing under
+#: the value column.
+TEXT_WIDTH = 96
+
+
+def _labelled(label: str, text: str, indent: str = "  ") -> list[str]:
+    """``"  label         text"``, wrapped at :data:`TEXT_WIDTH` with continuation lines
+    aligned under the text."""
+    head = f"{indent}{label:<13} "
+    # a formula such as "(15 + 1 + 0 - 5) % 2 = 1" stays on one line
+    glue = "\x00"
+    protected = re.sub(r"\([^()]*\)(?: % \d+ = \d+)?",
+                       lambda match: match.group(0).replace(" ", glue), text)
+    lines = textwrap.wrap(protected, width=TEXT_WIDTH, initial_indent=head,
+                          subsequent_indent=" " * len(head), break_long_words=False,
+                          break_on_hyphens=False) or [head.rstrip()]
+    return [line.replace(glue, " ") for line in lines]
 
 
 def _formula_lines(formulas: dict, indent: str, prefix: str = "") -> list[str]:
@@ -266,7 +288,10 @@ def explain_model(model) -> list[dict]:
     """One JSON-serialisable dict per layer of a built model (in ``model.layers`` order).
 
     Keys: ``name``, ``class``, ``input_shape``, ``output_shape`` (batch ``None``),
-    ``padding`` (``{"top", "bottom", "left", "right"}`` or ``None``), ``padding_mode``,
+    ``padding`` (``{"top", "bottom", "left", "right"}`` or ``None``), ``padding_mode``
+    (``"valid"``, ``"same"`` or ``"explicit"``), ``padding_fill`` (what padded cells hold:
+    the conv's ``padding_mode`` such as ``"zeros"`` or ``"reflect"``, ``"-inf"`` for max
+    pooling, ``"excluded"`` or ``"zeros"`` for average pooling),
     ``formulas`` (``{"height", "width"}`` output-size formulas or ``None``), ``pad_formulas``,
     ``params``, ``trainable_params``, ``params_formula`` (e.g. ``"5*5*1*32 + 32 = 832"``),
     ``macs`` and ``macs_formula`` (multiply-accumulates per sample: conv
@@ -290,7 +315,11 @@ def explain_model(model) -> list[dict]:
                            f"the model an Input (or input_shape=) or run it on data first")
     first_in = _first_shape(layers[0].input_shape if layers[0].input_shape is not None
                             else layers[0].output_shape)
-    whole = (int(first_in[1]), int(first_in[2])) if len(first_in) == 4 else None
+    whole = None
+    if len(first_in) == 4:
+        # (height, width) of the network input, in the layout its image layers use
+        hw, _ = _spatial(first_in, _input_data_format(layers))
+        whole = (int(hw[0]), int(hw[1]))
     parents = _parent_layers(model, layers)
     fields: dict[int, shapes.ReceptiveField] = {}
     field = shapes.ReceptiveField()
@@ -303,6 +332,16 @@ def explain_model(model) -> list[dict]:
         field = rows[-1].pop("_field")
         fields[id(layer)] = field
     return rows
+
+
+def _input_data_format(layers) -> str:
+    """The layout of the network's image input: the ``data_format`` of the first layer that
+    has one (``"channels_last"`` when none does)."""
+    for layer in layers:
+        data_format = getattr(layer, "data_format", None)
+        if data_format in ("channels_last", "channels_first"):
+            return data_format
+    return "channels_last"
 
 
 def _parent_layers(model, layers):
@@ -332,6 +371,41 @@ def _merge_fields(fields):
         fields[0].start)
 
 
+def _padding_fill(layer, kind: str) -> str:
+    """What the padded cells hold: the conv's ``padding_mode`` (``"zeros"``, ``"reflect"``,
+    ...), ``"-inf"`` for max pooling, ``"excluded"`` / ``"zeros"`` for average pooling
+    without / with ``count_include_pad``."""
+    cfg = layer.get_config()
+    if kind in _CONV_LAYERS:
+        return str(cfg.get("padding_mode", "zeros"))
+    if kind == "MaxPooling2D":
+        return "-inf"
+    return "zeros" if cfg.get("count_include_pad") else "excluded"
+
+
+_FILL_TEXT = {"reflect": "reflect: mirrored, the edge pixel not repeated",
+              "replicate": "replicate: the edge pixels repeated",
+              "circular": "circular: wrapped around from the other side",
+              "-inf": "-inf: a padded cell is never the maximum",
+              "excluded": "padded cells left out of the average"}
+
+
+def _padding_text(row) -> str:
+    """``"same: top 1, bottom 1, left 1, right 1"`` plus, when something is padded with other
+    than plain zeros, what the padded cells hold."""
+    p = row["padding"]
+    text = (f"{row['padding_mode']}: top {p['top']}, bottom {p['bottom']}, left {p['left']}, "
+            f"right {p['right']}")
+    fill = row.get("padding_fill")
+    if not any(p.values()) or fill in (None, "constant"):
+        return text
+    if fill == "zeros":
+        if row["class"] == "AveragePooling2D":
+            return text + "; zeros counted in the average (count_include_pad)"
+        return text
+    return text + "; " + _FILL_TEXT.get(fill, fill)
+
+
 def _explain_layer(layer, field, whole) -> dict:
     kind = _kind(layer)
     in_shape = layer.input_shape
@@ -345,7 +419,8 @@ def _explain_layer(layer, field, whole) -> dict:
     row = {
         "name": layer.name, "class": type(layer).__name__,
         "input_shape": _shape_list(in_shape), "output_shape": _shape_list(out_shape),
-        "padding": None, "padding_mode": None, "formulas": None, "pad_formulas": None,
+        "padding": None, "padding_mode": None, "padding_fill": None, "formulas": None,
+        "pad_formulas": None,
         "params": params, "trainable_params": trainable, "params_formula": params_formula,
         "macs": 0, "macs_formula": None,
         "weight_bytes": sum(int(w.value.nbytes) for w in weights),
@@ -357,6 +432,7 @@ def _explain_layer(layer, field, whole) -> dict:
         geometry, ceil_mode, data_format = _geometry_of(layer, kind)
         info = _window_info(geometry, layer.name, ceil_mode)
         row.update(padding=info["pads"], padding_mode=info["padding_mode"],
+                   padding_fill=_padding_fill(layer, kind),
                    formulas=info["formulas"], pad_formulas=info["pad_formulas"] or None,
                    warnings=info["warnings"])
         if kind in _CONV_LAYERS:
@@ -368,6 +444,11 @@ def _explain_layer(layer, field, whole) -> dict:
                 row["macs_formula"] = (f"{out_hw[0]}*{out_hw[1]} * {_product_text(kernel.shape)}"
                                        f" = {row['macs']:,}")
         field = shapes.receptive_field_after(field, geometry)
+    elif kind == "ZeroPadding2D":
+        (top, bottom), (left, right) = layer.get_config()["padding"]
+        row.update(padding={"top": int(top), "bottom": int(bottom), "left": int(left),
+                            "right": int(right)},
+                   padding_mode="explicit", padding_fill="zeros")
     elif kind == "Dense":
         kernel = next((w.value for w in weights if w.name.endswith("kernel")), None)
         if kernel is not None:
@@ -435,9 +516,7 @@ def format_explanation(rows: list[dict]) -> str:
         lines.append(f"{row['name']} ({row['class']})".ljust(48) +
                      f" -> {_shape_text(row['output_shape'])}")
         if row["padding"] is not None:
-            p = row["padding"]
-            lines.append(f"  {'padding':<13} {row['padding_mode']}: top {p['top']}, bottom "
-                         f"{p['bottom']}, left {p['left']}, right {p['right']}")
+            lines += _labelled("padding", _padding_text(row))
         if row["pad_formulas"]:
             lines += _formula_lines(row["pad_formulas"], "  ", prefix="pad ")
         if row["formulas"]:
@@ -455,7 +534,8 @@ def format_explanation(rows: list[dict]) -> str:
         else:
             lines.append(f"  {'receptive':<13} {rf[0]}x{rf[1]} input pixels, jump "
                          f"{jump[0]}x{jump[1]}")
-        lines += [f"  {'warning':<13} {text}" for text in row["warnings"]]
+        for text in row["warnings"]:
+            lines += _labelled("warning", text)
     totals = explain_totals(rows)
     lines += [
         "",

@@ -11,6 +11,8 @@ Pictures:
     mnist_filters.png        the 32 learned 3x3 kernels of the MNIST convnet's first layer
     mnist_feature_maps.png   a test digit through that first layer
     training_curves.png      loss and accuracy per epoch, training and validation
+    digit_7.png              that test digit as an image file (4x enlarged), the input of the
+                             README's `convkit predict` and `convkit featuremaps` examples
 
 The MNIST pictures come from a short training run of Keras's simple MNIST convnet on the
 bundled digits (``--model`` uses a saved model for the filters and feature maps instead).
@@ -100,7 +102,26 @@ def main(argv=None) -> int:
     viz.plot_feature_maps(model, digit, layer=first_conv.name, cols=8,
                           path=os.path.join(out, "mnist_feature_maps.png"))
     done("mnist_feature_maps.png", t)
+
+    t = time.perf_counter()
+    save_digit(digit, os.path.join(out, "digit_7.png"), scale=4)
+    done("digit_7.png", t)
     return 0
+
+
+def save_digit(digit, path, scale: int = 4) -> None:
+    """Write a (28, 28, 1) digit in [0, 1] as a grey PNG, each pixel a scale x scale block
+    (written atomically)."""
+    import io
+
+    from PIL import Image
+
+    from convkit.io.archive import atomic_write_bytes
+    pixels = np.round(np.asarray(digit)[:, :, 0] * 255).astype(np.uint8)      # (28, 28)
+    big = np.repeat(np.repeat(pixels, scale, axis=0), scale, axis=1)           # (28s, 28s)
+    buffer = io.BytesIO()
+    Image.fromarray(big, mode="L").save(buffer, format="PNG", optimize=True)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 if __name__ == "__main__":

@@ -102,7 +102,9 @@ def load_image_folder(directory, image_size=(64, 64), color_mode: str = "rgb",
 
     root = os.path.expanduser(os.fspath(directory))
     if not os.path.isdir(root):
-        raise FileNotFoundError(f"{where}: {root!r} is not a directory")
+        raise FileNotFoundError(f"{where}: {root!r} is not a directory; create it with one "
+                                f"sub-folder of images per class, e.g. "
+                                f"{os.path.join(root, 'cats', 'img001.png')!r}")
     folders = sorted(entry.name for entry in os.scandir(root)
                      if entry.is_dir() and not entry.name.startswith("."))
     if class_names is None:

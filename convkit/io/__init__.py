@@ -1,7 +1,7 @@
 """Saving and loading without pickle: the checksummed convkit archive and atomic file writes.
 
 ``write_archive`` / ``read_archive`` store a JSON metadata dict plus named NumPy arrays in a zip
-of ``.npy`` files; ``atomic_writer``, ``atomic_write_bytes`` and ``write_json_atomic`` write any
+of ``.npy`` files (``read_meta`` reads the dict alone, ``update_meta`` adds entries to it); ``atomic_writer``, ``atomic_write_bytes`` and ``write_json_atomic`` write any
 file so that a crash never leaves a half-written file where a good one was. Other modules of
 this package (importers, exporters) load on first use: ``convkit.io.<module>``.
 """
@@ -9,10 +9,10 @@ import importlib
 import importlib.util
 
 from .archive import (FORMAT_NAME, FORMAT_VERSION, atomic_write_bytes, atomic_writer,
-                      read_archive, write_archive, write_json_atomic)
+                      read_archive, read_meta, update_meta, write_archive, write_json_atomic)
 
-__all__ = ["write_archive", "read_archive", "atomic_writer", "atomic_write_bytes",
-           "write_json_atomic", "FORMAT_VERSION", "FORMAT_NAME"]
+__all__ = ["write_archive", "read_archive", "read_meta", "update_meta", "atomic_writer",
+           "atomic_write_bytes", "write_json_atomic", "FORMAT_VERSION", "FORMAT_NAME"]
 
 
 def __getattr__(name):

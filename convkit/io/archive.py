@@ -332,6 +332,23 @@ def _check_manifest(manifest, fail) -> list[dict]:
     return manifest
 
 
+def _parse_meta_document(raw: bytes, fail) -> dict:
+    """``convkit.json`` parsed, with its ``format`` and ``format_version`` checked."""
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        fail(f"{META_MEMBER} is not valid JSON ({exc})")
+    if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
+        fail(f"not a convkit file: {META_MEMBER} does not say format 'convkit'")
+    version = document.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        fail(f"invalid format_version {version!r}")
+    if version > FORMAT_VERSION:
+        fail(f"format_version {version} is newer than this convkit reads (up to "
+             f"{FORMAT_VERSION}); upgrade convkit to load it")
+    return document
+
+
 def _read_from_zip(archive: zipfile.ZipFile, fail):
     infos = archive.infolist()
     names = [info.filename for info in infos]
@@ -347,18 +364,7 @@ def _read_from_zip(archive: zipfile.ZipFile, fail):
             fail(f"it looks like a Keras .keras file, not a convkit file (no {META_MEMBER})")
         fail(f"not a convkit file: the zip has no {META_MEMBER}")
     raw = _read_member(archive, by_name[META_MEMBER], _MAX_META_BYTES, fail)
-    try:
-        document = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        fail(f"{META_MEMBER} is not valid JSON ({exc})")
-    if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
-        fail(f"not a convkit file: {META_MEMBER} does not say format 'convkit'")
-    version = document.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        fail(f"invalid format_version {version!r}")
-    if version > FORMAT_VERSION:
-        fail(f"format_version {version} is newer than this convkit reads (up to "
-             f"{FORMAT_VERSION}); upgrade convkit to load it")
+    document = _parse_meta_document(raw, fail)
     manifest = _check_manifest(document.get("manifest"), fail)
 
     arrays = {}
@@ -390,20 +396,9 @@ def _read_from_zip(archive: zipfile.ZipFile, fail):
     return meta, arrays
 
 
-def read_archive(path):
-    """Load a convkit archive written by :func:`write_archive`.
-
-    Returns ``(meta, arrays)``: ``meta`` is the dict that was written (without the reserved
-    keys) and ``arrays`` a dict ``name -> ndarray`` in the order they were written, with the
-    exact shapes and dtypes.
-
-    Raises ``FileNotFoundError`` if ``path`` does not exist and
-    :class:`~convkit.errors.FileFormatError` (naming the file) for anything wrong with its
-    content: not a zip (text, empty, truncated), no ``convkit.json`` (a foreign zip such as a
-    Keras ``.keras`` file), a newer ``format_version``, a checksum, shape or dtype mismatch, an
-    array missing from the zip, an object (pickle-bearing) ``.npy``, or unsafe member names
-    (absolute or containing ``..``). Nothing from the file is ever executed or unpickled.
-    """
+def _open_checked(path, reader):
+    """Open ``path`` as a zip and run ``reader(archive, fail)``, turning every kind of damage
+    into a :class:`FileFormatError` naming the file."""
     path = os.fspath(path)
 
     def fail(reason):
@@ -417,7 +412,7 @@ def read_archive(path):
         handle.seek(0)
         try:
             with zipfile.ZipFile(handle) as archive:
-                return _read_from_zip(archive, fail)
+                return reader(archive, fail)
         except FileFormatError:
             raise
         except (zipfile.BadZipFile, zlib.error, struct.error, EOFError, OSError, ValueError,
@@ -433,5 +428,55 @@ def read_archive(path):
             fail(f"the file is corrupt or truncated ({type(exc).__name__}: {reason})")
 
 
-__all__ = ["write_archive", "read_archive", "atomic_writer", "atomic_write_bytes",
-           "write_json_atomic", "FORMAT_VERSION", "FORMAT_NAME"]
+def read_meta(path) -> dict:
+    """The ``meta`` dict of a convkit archive (what :func:`write_archive` was given), without
+    reading its arrays. The zip structure, ``format`` and ``format_version`` are checked as by
+    :func:`read_archive`; the arrays' checksums are not (use :func:`read_archive` for that).
+
+    >>> read_meta("model.convkit")["kind"]
+    'model'
+    """
+    def reader(archive, fail):
+        by_name = {info.filename: info for info in archive.infolist()}
+        if META_MEMBER not in by_name:
+            fail(f"not a convkit file: the zip has no {META_MEMBER}")
+        document = _parse_meta_document(
+            _read_member(archive, by_name[META_MEMBER], _MAX_META_BYTES, fail), fail)
+        return {key: value for key, value in document.items() if key not in _RESERVED_KEYS}
+
+    return _open_checked(path, reader)
+
+
+def update_meta(path, entries: dict) -> None:
+    """Add or replace top-level ``meta`` entries of an existing archive, atomically (the
+    arrays are read, checked and written back unchanged). Used, for instance, to store the
+    class names of a trained classifier next to its weights::
+
+        update_meta("out/folder_convnet.convkit", {"class_names": ["cat", "dog"]})
+    """
+    if not isinstance(entries, dict):
+        raise ConvkitError(f"update_meta: entries must be a dict, got {type(entries).__name__}")
+    meta, arrays = read_archive(path)
+    meta.update(entries)
+    write_archive(path, meta, arrays)
+
+
+def read_archive(path):
+    """Load a convkit archive written by :func:`write_archive`.
+
+    Returns ``(meta, arrays)``: ``meta`` is the dict that was written (without the reserved
+    keys) and ``arrays`` a dict ``name -> ndarray`` in the order they were written, with the
+    exact shapes and dtypes.
+
+    Raises ``FileNotFoundError`` if ``path`` does not exist and
+    :class:`~convkit.errors.FileFormatError` (naming the file) for anything wrong with its
+    content: not a zip (text, empty, truncated), no ``convkit.json`` (a foreign zip such as a
+    Keras ``.keras`` file), a newer ``format_version``, a checksum, shape or dtype mismatch, an
+    array missing from the zip, an object (pickle-bearing) ``.npy``, or unsafe member names
+    (absolute or containing ``..``). Nothing from the file is ever executed or unpickled.
+    """
+    return _open_checked(path, _read_from_zip)
+
+
+__all__ = ["write_archive", "read_archive", "read_meta", "update_meta", "atomic_writer",
+           "atomic_write_bytes", "write_json_atomic", "FORMAT_VERSION", "FORMAT_NAME"]

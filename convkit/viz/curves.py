@@ -48,13 +48,23 @@ def _read_csv(path: str) -> dict[str, list[float]]:
         for key, value in row.items():
             if key is None or key == "epoch":
                 continue
+            # CSVLogger writes NA where an epoch has no value (e.g. the val_ columns of a
+            # run without validation data)
+            missing = value is None or value.strip() in _MISSING
             try:
-                history.setdefault(key, []).append(float(value) if value not in ("", None)
-                                                   else float("nan"))
+                history.setdefault(key, []).append(float("nan") if missing else float(value))
             except ValueError:
                 raise FileFormatError(f"plot_history: {path!r} line {line}: column {key!r} "
                                       f"is not a number ({value!r})") from None
+    # A column with no value at all (NA in every row) has nothing to draw.
+    history = {key: values for key, values in history.items()
+               if not all(np.isnan(values))}
+    if not history:
+        raise FileFormatError(f"plot_history: {path!r} has no numeric column besides epoch")
     return history
+
+
+_MISSING = ("", "NA", "N/A", "nan", "NaN")
 
 
 def _pretty(name: str) -> str:

@@ -20,6 +20,17 @@ def _is_model(obj) -> bool:
     return hasattr(obj, "layers") and hasattr(obj, "get_layer")
 
 
+def _input_data_format(model_or_layer) -> str:
+    """The layout the model (or layer) reads images in: the ``data_format`` of the first
+    layer that has one."""
+    layers = model_or_layer.layers if _is_model(model_or_layer) else [model_or_layer]
+    for layer in layers:
+        data_format = getattr(layer, "data_format", None)
+        if data_format in ("channels_last", "channels_first"):
+            return data_format
+    return "channels_last"
+
+
 def _default_layer(model) -> str:
     for layer in model.layers:
         if any(name in _CONV_NAMES for name in _class_names(layer)):
@@ -74,8 +85,8 @@ def plot_feature_maps(model_or_layer, image, layer: str | None = None, path=None
 
     ``model_or_layer`` is a layer (run on the image directly) or a model with ``layer`` the
     name of one of its layers (default: the first convolution). ``image`` is ``(H, W)``,
-    ``(H, W, C)`` or ``(1, H, W, C)`` matching the model's input, a file path or
-    ``"sample:china"``. The output ``(1, H_out, W_out, C_out)`` gives one panel per channel
+    ``(H, W, C)`` or ``(1, H, W, C)`` matching the model's input (channels last; it is
+    transposed for a ``channels_first`` model), a file path or ``"sample:china"``. The output ``(1, H_out, W_out, C_out)`` gives one panel per channel
     (the first ``max_channels``), each panel labelled ``"channel c"``; with
     ``shared_scale=True`` all panels share one colour scale and one colorbar, otherwise each
     is stretched to its own range (printed under it). Returns the Figure; writes a PNG to
@@ -88,6 +99,8 @@ def plot_feature_maps(model_or_layer, image, layer: str | None = None, path=None
     where = "plot_feature_maps"
     img = load_image(image, where)                              # (H, W, C)
     x = img[None]                                                # (1, H, W, C)
+    if _input_data_format(model_or_layer) == "channels_first":
+        x = x.transpose(0, 3, 1, 2)                              # (1, C, H, W)
     if _is_model(model_or_layer):
         layer = layer or _default_layer(model_or_layer)
         maps = layer_output(model_or_layer, x, layer)
