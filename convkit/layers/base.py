@@ -27,6 +27,11 @@ Layers with an activation (``Conv2D``, ``DepthwiseConv2D``, ``Dense``, ``Activat
 respect to the pre-activation output (used to fuse softmax with cross-entropy). Their
 ``activation`` attribute is the activation object (``.name``, ``.forward``, ``.backward``).
 
+Skipping the input gradient: a model sets ``layer.input_gradient = False`` around the
+``backward`` of a layer whose input needs no gradient (it reads the model's input during
+training); ``Conv2D``, ``DepthwiseConv2D`` and ``Dense`` then skip that computation and
+return ``None``. Other layers ignore the flag. It is ``True`` unless a model sets it.
+
 Regularization: ``backward`` stores only the gradient of the data loss. A weight created with
 a regularizer is listed by ``layer.regularization_losses()`` as ``(index, regularizer)``,
 with ``index`` its position in ``get_weights()``; the model adds
@@ -102,6 +107,9 @@ class Layer:
 
     #: number of inputs the layer takes: 1, or ``None`` for "a list" (merging layers)
     n_inputs = 1
+    #: ``False`` while a model runs ``backward`` on a layer whose input needs no gradient;
+    #: layers that can skip the input gradient then return ``None`` (see the module docstring)
+    input_gradient = True
 
     def __init_subclass__(cls, **kwargs):
         # Building twice must not create a second set of weights (a layer built by hand,

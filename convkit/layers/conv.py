@@ -201,13 +201,15 @@ class _Conv(ImageLayer):
         if dy.shape != y.shape:
             raise ShapeError(f"{type(self).__name__}: gradient dy has shape {dy.shape}, "
                              f"expected the output shape {y.shape}")
-        if skip_activation:
-            dz = dy
-        elif self._fused_relu() and ops.accel.enabled():
-            dz = ops.accel.relu_backward(dy, y)                    # dy * (y > 0)
+        input_grad = self.input_gradient
+        if not skip_activation and self._fused_relu():
+            # the mask dy * (y > 0) runs inside the gradient's first pass where it can
+            dx, dkernel, dbias = ops.conv.conv2d_relu_backward(
+                dy, x, op_kernel, y, input_grad=input_grad, **self._op_kwargs())
         else:
-            dz = self.activation.backward(dy, z, y)
-        dx, dkernel, dbias = ops.conv2d_backward(dz, x, op_kernel, **self._op_kwargs())
+            dz = dy if skip_activation else self.activation.backward(dy, z, y)
+            dx, dkernel, dbias = ops.conv2d_backward(dz, x, op_kernel, input_grad=input_grad,
+                                                     **self._op_kwargs())
         grads = [self._kernel_grad(dkernel)]
         if self.use_bias:
             grads.append(dbias)

@@ -174,7 +174,7 @@ class Dense(Layer):
         x, kernel, z, y = self._cached()
         dy = _check_dy(self, dy, y.shape, z.dtype)
         dz = dy if skip_activation else self.activation.backward(dy, z, y)
-        dx, dkernel, dbias = ops.dense_backward(dz, x, kernel)
+        dx, dkernel, dbias = ops.dense_backward(dz, x, kernel, input_grad=self.input_gradient)
         self._set_grads([dkernel, dbias] if self.use_bias else [dkernel])
         return dx
 
@@ -300,10 +300,11 @@ class Dropout(Layer):
         if not training or self.rate == 0.0:
             self.cache = ("identity", x.shape)
             return x
-        keep = self.rng.random(self._mask_shape(x.shape)) >= self.rate
+        # uniform draws in float32 (half the random bits and memory of float64)
+        keep = self.rng.random(self._mask_shape(x.shape), dtype=np.float32) >= self.rate
         self.mask = keep
         scale = 0.0 if self.rate == 1.0 else 1.0 / (1.0 - self.rate)
-        multiplier = (keep * scale).astype(x.dtype)         # broadcastable to x
+        multiplier = np.multiply(keep, x.dtype.type(scale), dtype=x.dtype)  # broadcastable
         self.cache = ("mask", multiplier)
         return x * multiplier
 

@@ -300,31 +300,63 @@ class Model(Trainer):
             return None
         return out.layer
 
-    def _backward(self, dys: list, fuse: bool = False) -> list:
+    def _backward(self, dys: list, fuse: bool = False, input_grads: bool = True) -> list:
         """Gradients flow from the outputs back through the nodes in reverse order; where a
         tensor feeds several layers their gradients are summed. Returns d(loss)/d(input)
-        for every model input."""
+        for every model input.
+
+        With ``input_grads=False`` (training) the model inputs need no gradient: nodes
+        whose output depends on no trainable weight are skipped, a single-input layer whose
+        input needs no gradient is told so (``layer.input_gradient``), and the result is
+        ``None`` for every input."""
+        needed = None if input_grads else self._tensors_needing_grads()
         grads: dict = {}
         for t, dy in zip(self._outputs, dys):
             _accumulate(grads, id(t), dy)
         fused = self._fusable_output_layer() if fuse else None
         for node in reversed(self._nodes):
+            if needed is not None and id(node.output) not in needed:
+                grads.pop(id(node.output), None)
+                continue
             dy = grads.pop(id(node.output), None)
             if dy is None:  # this tensor does not reach any output
                 shape, dtype = self._value_shapes[id(node.output)]
                 dy = np.zeros(shape, dtype)
-            if node.layer is fused:
-                dx = node.layer.backward(dy, skip_activation=True)
-            else:
-                dx = node.layer.backward(dy)
+            skip_dx = (needed is not None and node.layer.n_inputs == 1
+                       and id(node.inputs[0]) not in needed)
+            if skip_dx:
+                node.layer.input_gradient = False
+            try:
+                if node.layer is fused:
+                    dx = node.layer.backward(dy, skip_activation=True)
+                else:
+                    dx = node.layer.backward(dy)
+            finally:
+                if skip_dx:
+                    del node.layer.input_gradient   # back to the class default
+            if skip_dx:
+                continue
             dxs = dx if node.layer.n_inputs is None else [dx]
             for t, d in zip(node.inputs, dxs):
-                _accumulate(grads, id(t), d)
+                if d is not None and (needed is None or id(t) in needed):
+                    _accumulate(grads, id(t), d)
+        if not input_grads:
+            return [None] * len(self._inputs)
         out = []
         for t, (shape, dtype) in zip(self._inputs, self._last_input_shapes):
             g = grads.get(id(t))
             out.append(np.zeros(shape, dtype) if g is None else g)
         return out
+
+    def _tensors_needing_grads(self) -> set:
+        """ids of the tensors whose gradient reaches a trainable weight when the model
+        inputs need none: outputs of layers with trainable weights, and everything
+        computed from them."""
+        needed = set()
+        for node in self._nodes:
+            if has_trainable_weights(node.layer) or any(id(t) in needed for t in node.inputs):
+                needed.add(id(node.output))
+        return needed
 
     def __call__(self, x, training: bool = False):
         """Run the model on arrays: ``model(x)`` -> outputs (a list for several outputs)."""
@@ -435,6 +467,12 @@ class Model(Trainer):
 
 
 # --------------------------------------------------------------------------- helpers
+def has_trainable_weights(layer) -> bool:
+    """Whether ``layer`` has a weight an optimizer updates."""
+    return bool(getattr(layer, "trainable", False)) and any(
+        w.trainable for w in getattr(layer, "_weights", ()))
+
+
 def _accumulate(grads: dict, key: int, value) -> None:
     # A new array each time: never add into an array a layer may still own.
     grads[key] = value if key not in grads else grads[key] + value

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from ..errors import ConvkitError, ShapeError
 from ..layers.base import SymbolicTensor, unique_name
-from .graph import Model, _check_input, _check_unique_names, _input_from_config, _shape_text
+from .graph import (Model, _check_input, _check_unique_names, _input_from_config, _shape_text,
+                    has_trainable_weights)
 
 __all__ = ["Sequential"]
 
@@ -162,16 +163,28 @@ class Sequential(Model):
     def _fusable_output_layer(self):
         return self._layers[-1] if self._layers else None
 
-    def _backward(self, dys: list, fuse: bool = False) -> list:
+    def _backward(self, dys: list, fuse: bool = False, input_grads: bool = True) -> list:
+        """Backward through the layers, last to first. With ``input_grads=False`` (training:
+        the model's input needs no gradient) the layers before the first one with trainable
+        weights are skipped and that layer is told not to compute its input gradient
+        (``layer.input_gradient``); the result is then ``[None]``."""
         dy = dys[0]
         last = len(self._layers) - 1
-        for i in range(last, -1, -1):
+        first = 0 if input_grads else _first_trainable(self._layers)
+        for i in range(last, first - 1, -1):
             layer = self._layers[i]
-            if fuse and i == last:
-                dy = layer.backward(dy, skip_activation=True)
-            else:
-                dy = layer.backward(dy)
-        return [dy]
+            skip_dx = i == first and not input_grads
+            if skip_dx:
+                layer.input_gradient = False
+            try:
+                if fuse and i == last:
+                    dy = layer.backward(dy, skip_activation=True)
+                else:
+                    dy = layer.backward(dy)
+            finally:
+                if skip_dx:
+                    del layer.input_gradient       # back to the class default
+        return [dy] if input_grads else [None]
 
     # ----------------------------------------------------------------------- config
     def get_config(self) -> dict:
@@ -210,6 +223,14 @@ class Sequential(Model):
         if not model.built and config.get("build_input_shape") is not None:
             model.build(tuple(config["build_input_shape"]))
         return model
+
+
+def _first_trainable(layers) -> int:
+    """Index of the first layer with a trainable weight (``len(layers)`` if none)."""
+    for i, layer in enumerate(layers):
+        if has_trainable_weights(layer):
+            return i
+    return len(layers)
 
 
 def _input_layer_shape(layer) -> tuple:

@@ -17,10 +17,17 @@ cheaper and numerically better than dividing by tiny probabilities.
 
 A model class using this mixin provides ``layers``, ``_prepare_inputs(x, where)`` (a list of
 arrays checked against the model's inputs), ``_forward(xs, training)`` (a list of outputs),
-``_backward(dys, fuse)`` (a list of input gradients) and ``_fusable_output_layer()``.
+``_backward(dys, fuse, input_grads)`` (a list of input gradients, ``None`` each with
+``input_grads=False``) and ``_fusable_output_layer()``.
+
+Training never needs the gradient with respect to the model's input, so the step calls
+``_backward(..., input_grads=False)``: the first layer with trainable weights skips its
+input gradient (``layer.input_gradient``) and the layers before it skip backward
+altogether. ``model.backward(dy)`` still returns the input gradient.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 
@@ -245,12 +252,13 @@ class Trainer:
             return loss_value, y_pred, reg_grads, False
         fused_layer = self._fusable_output_layer()
         activation = getattr(getattr(fused_layer, "activation", None), "name", None)
+        # the inputs need no gradient: layers skip what only they would need
         if fused_layer is not None and activation and self.loss.fusable_with(activation):
             dy = self.loss.gradient_wrt_logits(y, y_pred)
-            self._backward([dy], fuse=True)
+            self._backward([dy], fuse=True, input_grads=False)
         else:
             dy = self.loss.gradient(y, y_pred)
-            self._backward([dy], fuse=False)
+            self._backward([dy], fuse=False, input_grads=False)
         return loss_value, y_pred, reg_grads, True
 
     def _gradients_and_weights(self, reg_grads):
@@ -269,9 +277,10 @@ class Trainer:
         return pairs
 
     def _train_step(self, xs, y):
-        loss_value, y_pred, reg_grads, finite = self._loss_and_backward(xs, y)
-        if finite:
-            self.optimizer.apply_gradients(self._gradients_and_weights(reg_grads))
+        with _ops_context():
+            loss_value, y_pred, reg_grads, finite = self._loss_and_backward(xs, y)
+            if finite:
+                self.optimizer.apply_gradients(self._gradients_and_weights(reg_grads))
         return loss_value, y_pred, finite
 
     def _test_loss(self, xs, y):
@@ -464,8 +473,9 @@ class Trainer:
         for step in range(steps):
             cbs.on_predict_batch_begin(step)
             start = step * batch_size
-            pieces.append(self._forward([a[start:start + batch_size] for a in xs],
-                                        training=False))
+            with _ops_context():
+                pieces.append(self._forward([a[start:start + batch_size] for a in xs],
+                                            training=False))
             cbs.on_predict_batch_end(step, {"outputs": pieces[-1]})
         cbs.on_predict_end()
         outputs = [np.concatenate([p[i] for p in pieces], axis=0)
@@ -507,6 +517,16 @@ class Trainer:
         if not self.compiled_metrics:
             return logs["loss"]
         return [logs["loss"]] + [logs[m.name] for m in self.compiled_metrics]
+
+
+def _ops_context():
+    """One one-thread-BLAS block around a whole step when the ops run their own threads
+    (backend ``"auto"``): every op inside limits the BLAS to one thread anyway, and setting
+    that limit once per step instead of once per op saves ~15 calls into threadpoolctl."""
+    from ..ops import _threads, accel
+    if accel.threaded():
+        return _threads.blas_limit(1)
+    return contextlib.nullcontext()
 
 
 def _check_int(value, name: str, where: str, minimum: int) -> int:

@@ -78,16 +78,32 @@ def can_limit_blas() -> bool:
     return _get_controller() is not None
 
 
+_limited_depth = 0        # how many blas_limit(1) blocks are open (the limit is global)
+
+
 @contextlib.contextmanager
 def blas_limit(limit: int = 1):
     """Limit the BLAS library to ``limit`` threads inside the block (no-op without
-    threadpoolctl)."""
+    threadpoolctl). Inside an open ``blas_limit(1)`` block a nested ``blas_limit(1)`` costs
+    nothing: setting the limit through threadpoolctl takes tens of microseconds, so a caller
+    running many small ops (a training step) opens one block around all of them."""
+    global _limited_depth
     controller = _get_controller()
     if controller is None:
         yield
         return
-    with controller.limit(limits=limit, user_api="blas"):
+    if limit == 1 and _limited_depth > 0:
         yield
+        return
+    with controller.limit(limits=limit, user_api="blas"):
+        with _lock:
+            outer = _limited_depth
+            _limited_depth = outer + 1 if limit == 1 else 0   # another limit: not nested
+        try:
+            yield
+        finally:
+            with _lock:
+                _limited_depth = outer
 
 
 def _get_pool(size: int) -> ThreadPoolExecutor:

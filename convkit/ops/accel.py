@@ -24,6 +24,7 @@ output size); arrays are NHWC::
 
     max_pool2d_forward(x, geo)                     (N, H, W, C) -> y, argmax (N, Ho, Wo, C)
     max_pool2d_backward(dy, argmax, x_shape)       -> dx (N, H, W, C)
+    max_pool2d_backward_direct(dy, x, geo)         -> dx, no argmax (windows not overlapping)
     avg_pool2d_forward(x, geo, count_include_pad)  -> y (N, Ho, Wo, C)
     avg_pool2d_backward(dy, geo, x_shape, count_include_pad) -> dx
     depthwise_conv2d_forward(x, kernel (kh, kw, 1, C*dm), bias, geo, dm) -> (N, Ho, Wo, C*dm)
@@ -34,6 +35,8 @@ output size); arrays are NHWC::
     col2im(dcols, geo, x_shape)                    -> dx (N, H, W, C)
     bias_act_(y, bias, relu)                       y += bias (then ReLU), in place
     relu_backward(dy, y)                           dy * (y > 0), any shape
+    conv2d_kernel_grad_small(dy, x, kernel_shape, geo, relu_y, write_dz)
+                                                   -> dkernel, dbias, dz (few taps, one pass)
 
 Output sizes per axis (input ``n``, kernel ``k``, stride ``s``, dilation ``d``, pads
 ``before/after``) are the geometry's: ``floor((n + before + after - d*(k-1) - 1) / s) + 1``
@@ -63,10 +66,11 @@ from . import _threads
 __all__ = [
     "available", "enabled", "threaded", "set_backend", "get_backend", "use_backend",
     "num_threads", "jit",
-    "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+    "max_pool2d_forward", "max_pool2d_backward", "max_pool2d_backward_direct",
+    "avg_pool2d_forward", "avg_pool2d_backward",
     "depthwise_conv2d_forward", "depthwise_conv2d_backward",
     "conv2d_direct_forward", "conv2d_direct_backward",
-    "im2col", "col2im", "bias_act_", "relu_backward",
+    "im2col", "col2im", "bias_act_", "relu_backward", "conv2d_kernel_grad_small",
 ]
 
 # Reassociation and fused multiply-add only change results by float32 rounding; NaN and
@@ -277,10 +281,12 @@ def _k_maxpool_fwd(x, y, arg, kh, kw, sh, sw, dh, dw, top, left, lo, hi):
                         for c in range(channels):
                             v = src[c]
                             best = dst[c]
-                            # strict '>' keeps the first maximum; a NaN wins and stays
-                            if v > best or (v != v and best == best):
-                                dst[c] = v
-                                where[c] = flat
+                            # strict '>' keeps the first maximum; a NaN wins and stays.
+                            # Selects, not a branch: the loop vectorises and a random
+                            # winner pattern costs no mispredictions
+                            take = (v > best) | ((v != v) & (best == best))
+                            dst[c] = v if take else best
+                            where[c] = flat if take else where[c]
             if first:  # the window holds only padding
                 for c in range(channels):
                     dst[c] = -np.inf
@@ -302,6 +308,105 @@ def _k_maxpool_bwd(dy, arg, dx_flat, lo, hi):
                     a = where[c]
                     if a >= 0:
                         dst[a * channels + c] += g[c]
+
+
+def _k_maxpool_bwd_direct(x, dy, dx, best, win, tiled, kh, kw, sh, sw, dh, dw, top, left,
+                          lo, hi):
+    """Max-pool gradient without an argmax array, for windows that do not overlap: per
+    window, find the winner of each channel (as :func:`_k_maxpool_fwd`: first maximum, a
+    NaN wins) and write ``dy`` there and 0 in the window's other cells. Rows ``lo:hi`` over
+    ``N*H_out``; output row ``oh`` first zeroes its band of input rows (``oh*sh - top`` up
+    to the next row's band, the last row to the bottom), so cells no window covers are 0
+    and ``dx`` needs no zeroing beforehand; with ``tiled`` (the windows tile the input
+    exactly) every cell is some window's and that pass is skipped."""
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    h_out, w_out = dy.shape[1], dy.shape[2]
+    for r in range(lo, hi):
+        n = r // h_out
+        oh = r - n * h_out
+        band_lo = 0 if oh == 0 else max(0, oh * sh - top)
+        band_hi = height if oh == h_out - 1 else min(height, (oh + 1) * sh - top)
+        for ih in range(band_lo, band_hi if not tiled else band_lo):
+            row = dx[n, ih]
+            for iw in range(width):
+                cell = row[iw]
+                for c in range(channels):
+                    cell[c] = 0
+        for ow in range(w_out):
+            first = True
+            k = 0
+            for i in range(kh):
+                ih = oh * sh - top + i * dh
+                if ih < 0 or ih >= height:
+                    continue
+                for j in range(kw):
+                    iw = ow * sw - left + j * dw
+                    if iw < 0 or iw >= width:
+                        continue
+                    src = x[n, ih, iw]
+                    if first:
+                        for c in range(channels):
+                            best[c] = src[c]
+                            win[c] = 0
+                        first = False
+                    else:
+                        for c in range(channels):
+                            v = src[c]
+                            b = best[c]
+                            take = (v > b) | ((v != v) & (b == b))
+                            best[c] = v if take else b
+                            win[c] = k if take else win[c]
+                    k += 1
+            if first:       # only padding: no gradient
+                continue
+            g = dy[n, oh, ow]
+            k = 0
+            for i in range(kh):
+                ih = oh * sh - top + i * dh
+                if ih < 0 or ih >= height:
+                    continue
+                for j in range(kw):
+                    iw = ow * sw - left + j * dw
+                    if iw < 0 or iw >= width:
+                        continue
+                    dst = dx[n, ih, iw]
+                    for c in range(channels):
+                        dst[c] = g[c] if win[c] == k else 0
+                    k += 1
+
+
+def max_pool2d_backward_direct(dy: np.ndarray, x: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """Gradient of max pooling from ``x`` itself (no argmax array), for windows that do not
+    overlap (stride >= dilated window on both axes): one pass that finds each window's
+    winner and writes ``dy`` to it. Same result as :func:`max_pool2d_backward` of
+    :func:`max_pool2d_forward`'s argmax. ``x (N, H, W, C)``, ``dy (N, H_out, W_out, C)``."""
+    where = "max_pool2d_backward_direct"
+    kernel = jit(_k_maxpool_bwd_direct, where, fastmath=False)
+    x = _nhwc(where, "input", x)
+    geo = _check_geometry(where, geometry, x.shape)
+    (kh, kw), (sh, sw), (dh, dw) = geo.kernel, geo.strides, geo.dilation
+    if sh < (kh - 1) * dh + 1 or sw < (kw - 1) * dw + 1:
+        raise ShapeError(f"{where}: the windows overlap (kernel {geo.kernel}, strides "
+                         f"{geo.strides}, dilation {geo.dilation}); use max_pool2d_backward")
+    dy = _check_dy(where, dy, geo, x.shape[0], x.shape[3], x.dtype)
+    dx = np.empty(x.shape, dtype=x.dtype)      # every cell is written by the kernel
+    if geo.out_hw[0] == 0 or geo.out_hw[1] == 0:
+        dx[...] = 0
+        return dx
+    chunks = _threads.split(x.shape[0] * geo.out_hw[0], _threads.num_threads())
+    scratch = np.empty((len(chunks), 2, x.shape[3]), dtype=x.dtype)
+    wins = np.empty((len(chunks), x.shape[3]), dtype=np.int64)
+    slot = {start: q for q, (start, _) in enumerate(chunks)}
+
+    tiled = (geo.dilation == (1, 1) and geo.kernel == geo.strides
+             and geo.pads == ((0, 0), (0, 0))
+             and geo.out_hw[0] * sh == x.shape[1] and geo.out_hw[1] * sw == x.shape[2])
+
+    def work(lo, hi):
+        q = slot[lo]
+        kernel(x, dy, dx, scratch[q, 0], wins[q], tiled, *_geo_ints(geo), lo, hi)
+    _threads.run_chunks(work, x.shape[0] * geo.out_hw[0], single_blas=False)
+    return dx
 
 
 def max_pool2d_forward(x: np.ndarray, geometry: Geometry) -> tuple[np.ndarray, np.ndarray]:
@@ -863,9 +968,10 @@ def conv2d_direct_forward(x: np.ndarray, kernel: np.ndarray, bias, geometry: Geo
 
 
 def conv2d_direct_backward(dy: np.ndarray, x: np.ndarray, kernel: np.ndarray,
-                           geometry: Geometry):
+                           geometry: Geometry, input_grad: bool = True):
     """Gradients of :func:`conv2d_direct_forward` (without ReLU): ``(dx (N, H, W, Cin),
-    dkernel (kh, kw, Cin, Cout), dbias (Cout,))``."""
+    dkernel (kh, kw, Cin, Cout), dbias (Cout,))``; ``dx`` is ``None`` with
+    ``input_grad=False``."""
     where = "conv2d_direct_backward"
     grad_kernel = jit(_k_direct_bwd_kernel, where)
     grad_input = jit(_k_direct_bwd_input, where)
@@ -880,6 +986,8 @@ def conv2d_direct_backward(dy: np.ndarray, x: np.ndarray, kernel: np.ndarray,
     dk, db = _run_partial(grad_kernel, n_batch * h_out, (kernel.shape, (c_out,)), np.float64,
                           xp, dyp, sh, sw, dh, dw, x.dtype.type(0))
     dk, db = dk.astype(x.dtype), db.astype(x.dtype)
+    if not input_grad:
+        return None, dk, db
     dxp = np.empty_like(xp)                                          # (N, Cin, Hp, Wp)
     _run(grad_input, n_batch * xp.shape[2], kernel, dyp, dxp, sh, sw, dh, dw)
     dx = np.empty_like(x)
@@ -952,16 +1060,124 @@ def _k_col2im(dcols, dx3, channels, kh, kw, sh, sw, dh, dw, top, left, h_out, w_
                 j_hi = kw
                 while j_hi > j_lo and iw0 + (j_hi - 1) * dw >= width:
                     j_hi -= 1
-                if dw == 1:
-                    d0 = iw0 * channels
-                    for q in range(j_lo * channels, j_hi * channels):
-                        dst[d0 + q] += src[base + q]
+                if dw == 1:                        # slices indexed from 0 vectorise
+                    d_run = dst[(iw0 + j_lo) * channels:(iw0 + j_hi) * channels]
+                    s_run = src[base + j_lo * channels:base + j_hi * channels]
+                    for q in range(d_run.shape[0]):
+                        d_run[q] += s_run[q]
                 else:
                     for j in range(j_lo, j_hi):
                         d0 = (iw0 + j * dw) * channels
                         s0 = base + j * channels
                         for c in range(channels):
                             dst[d0 + c] += src[s0 + c]
+
+
+def _k_kgrad_small(x3, dy2, y2, dz2, acc, channels, kh, kw, sh, sw, dh, dw, top, left,
+                   h_out, w_out, mask, write_dz, dk, db, lo, hi):
+    """Kernel and bias gradients for few taps (``kh*kw*C``), output rows ``lo:hi`` over
+    ``N*H_out``: ``dk[(a*kw + b)*C + c, f] += x_pad[n, i*sh + a*dh, j*sw + b*dw, c] *
+    dz[m, f]`` and ``db[f] += dz[m, f]`` with ``dz = dy * (y > 0)`` when ``mask`` (else
+    ``dy``), written to ``dz2`` when ``write_dz``. One output row is summed in the input
+    dtype (``acc``), the rows in ``dk``/``db`` (float64)."""
+    height, width = x3.shape[1], x3.shape[2] // channels
+    filters = dy2.shape[1]
+    taps = kh * kw * channels
+    g = np.empty(filters, dtype=dy2.dtype)
+    row_db = np.empty(filters, dtype=dy2.dtype)
+    for r in range(lo, hi):
+        n = r // h_out
+        oh = r - n * h_out
+        acc[:, :] = 0
+        row_db[:] = 0
+        for ow in range(w_out):
+            m = r * w_out + ow
+            src = dy2[m]
+            if mask:
+                yv = y2[m]
+                for f in range(filters):
+                    g[f] = src[f] * (yv[f] > 0)
+            else:
+                for f in range(filters):
+                    g[f] = src[f]
+            if write_dz:
+                out = dz2[m]
+                for f in range(filters):
+                    out[f] = g[f]
+            for f in range(filters):
+                row_db[f] += g[f]
+            iw0 = ow * sw - left
+            for a in range(kh):
+                ih = oh * sh - top + a * dh
+                if ih < 0 or ih >= height:
+                    continue
+                xrow = x3[n, ih]
+                for b in range(kw):
+                    iw = iw0 + b * dw
+                    if iw < 0 or iw >= width:
+                        continue
+                    for c in range(channels):
+                        xv = xrow[iw * channels + c]
+                        dst = acc[(a * kw + b) * channels + c]
+                        for f in range(filters):
+                            dst[f] += xv * g[f]
+        for t in range(taps):
+            src_row = acc[t]
+            dst_row = dk[t]
+            for f in range(filters):
+                dst_row[f] += src_row[f]
+        for f in range(filters):
+            db[f] += row_db[f]
+
+
+#: :func:`conv2d_kernel_grad_small` applies when ``kh*kw*C_in*filters`` is at most this (the
+#: per-thread sums stay in the L1 cache) and there are at least ``SMALL_KGRAD_MIN_FILTERS``
+#: filters (the inner loop runs over them)
+SMALL_KGRAD_MAX_CELLS = 1024
+SMALL_KGRAD_MIN_FILTERS = 8
+
+
+def conv2d_kernel_grad_small(dy: np.ndarray, x: np.ndarray, kernel_shape, geometry: Geometry,
+                             relu_y=None, write_dz: bool = False):
+    """``(dkernel (kh, kw, C, F), dbias (F,), dz)`` of a convolution with few taps, in one
+    pass over ``dy`` without im2col columns: ``dz = dy * (relu_y > 0)`` when ``relu_y`` (the
+    output of a fused ReLU) is given, else ``dy``; ``dz`` is returned (a new array) only
+    with ``write_dz``, else ``None``. Ungrouped; any stride, dilation and zero padding.
+    ``x (N, H, W, C)``, ``dy`` and ``relu_y`` ``(N, H_out, W_out, F)``."""
+    where = "conv2d_kernel_grad_small"
+    compiled = jit(_k_kgrad_small, where)
+    x = _nhwc(where, "input", x)
+    geo = _check_geometry(where, geometry, x.shape)
+    kh, kw, c_in, filters = (int(v) for v in kernel_shape)
+    if (kh, kw) != tuple(geo.kernel) or c_in != x.shape[3]:
+        raise ShapeError(f"{where}: kernel shape {tuple(kernel_shape)} does not fit input "
+                         f"shape {x.shape} and kernel size {geo.kernel}")
+    dy = _check_dy(where, dy, geo, x.shape[0], filters, x.dtype)
+    h_out, w_out = geo.out_hw
+    dy2 = dy.reshape(-1, filters)                               # (M, F)
+    mask = relu_y is not None
+    if mask:
+        relu_y = _check_dy(where, relu_y, geo, x.shape[0], filters, x.dtype)
+        y2 = relu_y.reshape(-1, filters)
+    else:
+        y2 = dy2
+    dz = np.empty_like(dy) if write_dz else None
+    dz2 = dz.reshape(-1, filters) if write_dz else dy2
+    x3 = x.reshape(x.shape[0], x.shape[1], -1)                  # (N, H, W*C)
+    taps = kh * kw * c_in
+    chunks = _threads.split(x.shape[0] * h_out, _threads.num_threads())
+    accs = np.empty((len(chunks), taps, filters), x.dtype)
+    slot = {start: q for q, (start, _) in enumerate(chunks)}
+    dk_parts = np.zeros((len(chunks), taps, filters), np.float64)
+    db_parts = np.zeros((len(chunks), filters), np.float64)
+
+    def work(lo, hi):
+        q = slot[lo]
+        compiled(x3, dy2, y2, dz2, accs[q], c_in, *_geo_ints(geo), h_out, w_out, mask,
+                 bool(write_dz), dk_parts[q], db_parts[q], lo, hi)
+    _threads.run_chunks(work, x.shape[0] * h_out, single_blas=False)
+    dk = dk_parts.sum(axis=0).astype(x.dtype).reshape(kh, kw, c_in, filters)
+    return dk, db_parts.sum(axis=0).astype(x.dtype), dz
 
 
 def _k_bias_act(y2, bias, relu, lo, hi):
@@ -1033,8 +1249,12 @@ def bias_act_(y: np.ndarray, bias, relu: bool = False) -> np.ndarray:
 
 
 def _k_relu_mask(dy, y, out, lo, hi):
-    for i in range(lo, hi):
-        out[i] = dy[i] if y[i] > 0 else 0
+    # Slices indexed from 0 and a select on values already loaded: the loop then
+    # vectorises (a data-dependent branch on a random sign pattern mispredicts every other
+    # element, and a runtime start index keeps the negative-index check in the loop).
+    d, v, o = dy[lo:hi], y[lo:hi], out[lo:hi]
+    for i in range(d.shape[0]):
+        o[i] = d[i] * (v[i] > 0)
 
 
 #: below this many elements the element-wise kernels run on the calling thread alone

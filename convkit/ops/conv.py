@@ -39,7 +39,7 @@ from .padding import (check_pads_fit, check_data_format, check_pad_mode, from_ch
                       layout_of, layout_shape, pad_nhwc, pad_nhwc_backward, to_channels_last)
 from .windows import offset_window, pad_for_windows, window_view, windows_backward
 
-__all__ = ["conv2d", "conv2d_backward", "conv2d_relu", "conv_plan"]
+__all__ = ["conv2d", "conv2d_backward", "conv2d_relu", "conv2d_relu_backward", "conv_plan"]
 
 #: below this many input channels per group, the input gradient is accumulated channel-major
 SMALL_CHANNELS = 16
@@ -229,10 +229,12 @@ def _conv2d(where, x, kernel, bias, strides, padding, dilation_rate, groups, pad
 
 
 def conv2d_backward(dy, x, kernel, *, strides=1, padding="valid", dilation_rate=1, groups=1,
-                    padding_mode="zeros", data_format="channels_last"):
+                    padding_mode="zeros", data_format="channels_last", input_grad=True):
     """Gradients of :func:`conv2d` for the upstream gradient ``dy`` (shaped like its output).
 
-    Returns ``(dx, dkernel, dbias)`` shaped like ``x``, ``kernel`` and ``(filters,)``::
+    Returns ``(dx, dkernel, dbias)`` shaped like ``x``, ``kernel`` and ``(filters,)``
+    (``dx`` is ``None`` with ``input_grad=False``: the input needs no gradient, e.g. a
+    model's first layer, and its computation is skipped)::
 
         dbias[f]         = sum_{n,i,j} dy[n, i, j, f]
         dkernel[a,b,c,f] = sum_{n,i,j} padded[n, i*sh + a*dh, j*sw + b*dw, c] * dy[n, i, j, f]
@@ -247,7 +249,29 @@ def conv2d_backward(dy, x, kernel, *, strides=1, padding="valid", dilation_rate=
            [2., 4., 4., 2.],
            [1., 2., 2., 1.]])
     """
-    where = "conv2d_backward"
+    return _conv2d_backward("conv2d_backward", dy, x, kernel, None, strides, padding,
+                            dilation_rate, groups, padding_mode, data_format, input_grad)
+
+
+def conv2d_relu_backward(dy, x, kernel, y, *, strides=1, padding="valid", dilation_rate=1,
+                         groups=1, padding_mode="zeros", data_format="channels_last",
+                         input_grad=True):
+    """Gradients of :func:`conv2d_relu` given its output ``y``: :func:`conv2d_backward` of
+    ``dy * (y > 0)`` (``y > 0`` exactly where the pre-activation is), with the mask fused
+    into the gradient's first pass where a fast path allows it. Same arguments and results
+    as :func:`conv2d_backward` plus ``y`` (shaped like ``dy``).
+
+    >>> x = np.array([[[[1.0], [-2.0]]]]); k = np.ones((1, 1, 1, 1))
+    >>> y = conv2d_relu(x, k)
+    >>> conv2d_relu_backward(np.ones_like(y), x, k, y)[1].ravel()    # only x = 1 counts
+    array([1.])
+    """
+    return _conv2d_backward("conv2d_relu_backward", dy, x, kernel, y, strides, padding,
+                            dilation_rate, groups, padding_mode, data_format, input_grad)
+
+
+def _conv2d_backward(where, dy, x, kernel, relu_y, strides, padding, dilation_rate, groups,
+                     padding_mode, data_format, input_grad):
     s = _setup(where, x, kernel, strides, padding, dilation_rate, groups, padding_mode,
                data_format)
     dy = as_float_array(dy, where, "dy", ndim=4, layout=layout_of(data_format))
@@ -256,24 +280,37 @@ def conv2d_backward(dy, x, kernel, *, strides=1, padding="valid", dilation_rate=
         raise ShapeError(f"{where}: dy has shape {dy.shape} but the output of conv2d for "
                          f"input shape {np.shape(x)} and kernel shape {s.kernel.shape} has "
                          f"shape {layout_shape(s.out_shape, data_format)}")
+    yl = None
+    if relu_y is not None:
+        relu_y = as_float_array(relu_y, where, "y", ndim=4, layout=layout_of(data_format))
+        if relu_y.shape != dy.shape:
+            raise ShapeError(f"{where}: y has shape {relu_y.shape}, expected the shape of dy "
+                             f"{dy.shape}")
+        yl = to_channels_last(relu_y, data_format).astype(s.dtype, copy=False)
     n, (h_out, w_out) = s.x.shape[0], s.geo.out_hw
     kh, kw, c_g, filters = s.kernel.shape
     m = n * h_out * w_out
     plan = _plan(s)
     if plan != "numpy":
-        dx, dkernel, dbias = _fast_backward(s, plan, dyl)
-        return from_channels_last(dx, data_format), dkernel, dbias
+        dx, dkernel, dbias = _fast_backward(s, plan, dyl, yl, bool(input_grad))
+        return (from_channels_last(dx, data_format) if dx is not None else None,
+                dkernel, dbias)
+    if yl is not None:
+        dyl = dyl * (yl > 0)                                           # through the ReLU
     dbias = dyl.sum(axis=(0, 1, 2))
 
     if _is_pointwise(s):
         dy2d = np.ascontiguousarray(dyl).reshape(m, filters)           # (M, F)
         x2d = s.x.reshape(m, c_g)                                      # (M, C_in)
         dkernel = (x2d.T @ dy2d).reshape(1, 1, c_g, filters)
+        if not input_grad:
+            return None, dkernel, dbias
         dx = (dy2d @ s.kernel.reshape(c_g, filters).T).reshape(s.x.shape)
         return from_channels_last(dx, data_format), dkernel, dbias
     if c_g == 1 and s.groups > 1:
-        dx, dkernel = _depthwise_backward(s, dyl)
-        return from_channels_last(dx, data_format), dkernel, dbias
+        dx, dkernel = _depthwise_backward(s, dyl, input_grad)
+        return (from_channels_last(dx, data_format) if dx is not None else None,
+                dkernel, dbias)
 
     dyg = _grouped_dy(s, dyl)                                          # (G, M, F_g)
     f_g = filters // s.groups
@@ -287,6 +324,8 @@ def conv2d_backward(dy, x, kernel, *, strides=1, padding="valid", dilation_rate=
         dk += np.matmul(cols.transpose(0, 2, 1), _grouped_dy(s, dyl[:, r0:r1]))
     dkernel = (dk.reshape(s.groups, kh, kw, c_g, f_g)
                .transpose(1, 2, 3, 0, 4).reshape(kh, kw, c_g, filters))
+    if not input_grad:
+        return None, dkernel, dbias
 
     # dx: for each kernel offset, dy @ kernel[a, b]^T lands on a strided slice of the input
     kernel_g = s.kernel.reshape(kh, kw, c_g, s.groups, f_g).transpose(0, 1, 3, 2, 4)
@@ -332,7 +371,7 @@ def _depthwise_forward(s: _ConvSetup) -> np.ndarray:
     return y                                                    # (N, H_out, W_out, C, mult)
 
 
-def _depthwise_backward(s: _ConvSetup, dyl: np.ndarray):
+def _depthwise_backward(s: _ConvSetup, dyl: np.ndarray, input_grad: bool = True):
     n, (h_out, w_out) = s.x.shape[0], s.geo.out_hw
     kh, kw, _, filters = s.kernel.shape
     mult = filters // s.groups
@@ -344,6 +383,8 @@ def _depthwise_backward(s: _ConvSetup, dyl: np.ndarray):
         for b in range(kw):
             win = offset_window(padded, s.geo, a, b)            # (N, H_out, W_out, C)
             dkernel[a, b] = np.einsum("nhwc,nhwcm->cm", win, dy5, optimize=True)
+    if not input_grad:
+        return None, dkernel.reshape(kh, kw, 1, filters)
 
     def offset_grad(a, b):
         if mult == 1:
@@ -491,37 +532,71 @@ def _fast_forward(s: _ConvSetup, plan: str, bias, relu: bool) -> np.ndarray:
     return y
 
 
-def _fast_backward(s: _ConvSetup, plan: str, dyl: np.ndarray):
-    """``(dx NHWC, dkernel, dbias)`` of :func:`conv2d` by ``plan``."""
+def _fast_backward(s: _ConvSetup, plan: str, dyl: np.ndarray, yl, input_grad: bool):
+    """``(dx NHWC or None, dkernel, dbias)`` of :func:`conv2d` by ``plan``; ``yl`` is the
+    output of a fused ReLU (``dy`` is masked by ``yl > 0`` first) or ``None``."""
     kh, kw, c_g, filters = s.kernel.shape
-    n = s.x.shape[0]
     kernel = np.ascontiguousarray(s.kernel)
     dy = np.ascontiguousarray(dyl)                                   # (N, H_out, W_out, F)
-    dy2d = dy.reshape(-1, filters)                                   # (M, F)
     if plan == "pointwise":
+        if yl is not None:
+            dy = accel.relu_backward(dy, yl)
+        dy2d = dy.reshape(-1, filters)                               # (M, F)
         x2d = np.ascontiguousarray(s.x).reshape(-1, c_g)             # (M, C_in)
         dkernel = _threads.matmul_tn(x2d, dy2d).reshape(1, 1, c_g, filters)
-        dx = _threads.matmul(dy2d, kernel.reshape(c_g, filters).T).reshape(s.x.shape)
+        dx = _threads.matmul(dy2d, kernel.reshape(c_g, filters).T).reshape(s.x.shape) \
+            if input_grad else None
         return dx, dkernel, dy2d.sum(axis=0)
     x, geo = _zero_padded(s)
+    if (plan == "im2col" or plan == "direct" and not input_grad) and _small_kernel_grad(s):
+        # one pass over dy: ReLU mask, kernel and bias gradients, no columns
+        dkernel, dbias, dz = accel.conv2d_kernel_grad_small(dy, x, kernel.shape, geo, yl,
+                                                            write_dz=input_grad)
+        dx = None
+        if input_grad:
+            dx, _ = _im2col_backward(s, x, geo, kernel, dz, with_kernel=False)
+        return _fold_padding(s, dx), dkernel, dbias
+    if yl is not None:
+        dy = accel.relu_backward(dy, yl)                             # dy * (y > 0)
+    dy2d = dy.reshape(-1, filters)                                   # (M, F)
+    dx = None
     if plan == "winograd":
-        if _tile_waste(x.shape[1:3]) <= MAX_TILE_WASTE:
+        if not input_grad:
+            pass
+        elif _tile_waste(x.shape[1:3]) <= MAX_TILE_WASTE:
             dx = winograd.conv3x3_winograd_input_grad(dy, kernel, geo.pads, x.shape[1:3])
         else:   # small images: 4x4 tiles over the input would be mostly padding
             dx, _ = _im2col_backward(s, x, geo, kernel, dy, with_kernel=False)
         dkernel = winograd.conv3x3_winograd_kernel_grad(x, dy, geo.pads)
         dbias = dy2d.sum(axis=0)
     elif plan == "direct":
-        dx, dkernel, dbias = accel.conv2d_direct_backward(dy, x, kernel, geo)
+        dx, dkernel, dbias = accel.conv2d_direct_backward(dy, x, kernel, geo, input_grad)
     elif plan == "depthwise":
         dx, dkernel, dbias = accel.depthwise_conv2d_backward(dy, x, kernel, geo,
                                                              filters // s.groups)
+        if not input_grad:
+            dx = None
     else:
-        dx, dkernel = _im2col_backward(s, x, geo, kernel, dy, with_kernel=True)
+        dx, dkernel = _im2col_backward(s, x, geo, kernel, dy, with_kernel=True,
+                                       with_input=input_grad)
         dbias = dy2d.sum(axis=0)
-    if s.mode != "zeros" and s.geo.pads != ((0, 0), (0, 0)):   # fold the padding back
+    return _fold_padding(s, dx), dkernel, dbias.astype(s.dtype, copy=False)
+
+
+def _fold_padding(s: _ConvSetup, dx):
+    """``dx`` of the explicitly padded input folded back onto the input (padding modes
+    other than zeros); ``None`` stays ``None``."""
+    if dx is not None and s.mode != "zeros" and s.geo.pads != ((0, 0), (0, 0)):
         dx = pad_nhwc_backward(dx, s.geo.pads, s.mode, s.x.shape[1:3])
-    return dx, dkernel, dbias.astype(s.dtype, copy=False)
+    return dx
+
+
+def _small_kernel_grad(s: _ConvSetup) -> bool:
+    """Whether :func:`convkit.ops.accel.conv2d_kernel_grad_small` takes the kernel
+    gradient: ungrouped, few taps times filters, enough filters to vectorise over."""
+    kh, kw, c_g, filters = s.kernel.shape
+    return (s.groups == 1 and filters >= accel.SMALL_KGRAD_MIN_FILTERS
+            and kh * kw * c_g * filters <= accel.SMALL_KGRAD_MAX_CELLS)
 
 
 #: the Winograd input gradient is used when its 4x4 tiles cover at most this much more area
@@ -536,9 +611,9 @@ def _tile_waste(hw) -> float:
 
 
 def _im2col_backward(s: _ConvSetup, x: np.ndarray, geo: Geometry, kernel: np.ndarray,
-                     dy: np.ndarray, with_kernel: bool):
-    """``(dx (N, Hp, Wp, C), dkernel or None)`` through columns, a group and a block of
-    images at a time: ``dkernel = columns^T @ dy``, ``dx = col2im(dy @ kernel^T)``."""
+                     dy: np.ndarray, with_kernel: bool, with_input: bool = True):
+    """``(dx (N, Hp, Wp, C) or None, dkernel or None)`` through columns, a group and a
+    block of images at a time: ``dkernel = columns^T @ dy``, ``dx = col2im(dy @ kernel^T)``."""
     kh, kw, c_g, filters = kernel.shape
     n, f_g = x.shape[0], filters // s.groups
     dx = np.empty(x.shape, dtype=s.dtype)                            # (N, Hp, Wp, C)
@@ -555,6 +630,8 @@ def _im2col_backward(s: _ConvSetup, x: np.ndarray, geo: Geometry, kernel: np.nda
                 cols = accel.im2col(xg[n0:n1], geo)                 # (M_block, kh*kw*C_g)
                 part = _threads.matmul_tn(cols, dy_block)            # (kh*kw*C_g, F_g)
                 dk_g = part if dk_g is None else dk_g + part
+                if not with_input:
+                    continue
                 dcols = _threads.matmul(dy_block, kg_t, out=cols)    # reuse the buffer
             else:
                 dcols = _threads.matmul(dy_block, kg_t)
@@ -569,4 +646,4 @@ def _im2col_backward(s: _ConvSetup, x: np.ndarray, geo: Geometry, kernel: np.nda
             dkernel[:, g * f_g:(g + 1) * f_g] = dk_g
     if with_kernel:
         dkernel = dkernel.reshape(kh, kw, c_g, filters)
-    return dx, dkernel
+    return (dx if with_input else None), dkernel

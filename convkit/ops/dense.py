@@ -52,8 +52,9 @@ def dense(x, kernel, bias=None) -> np.ndarray:
     return y
 
 
-def dense_backward(dy, x, kernel):
-    """Gradients of :func:`dense`: returns ``(dx, dkernel, dbias)``::
+def dense_backward(dy, x, kernel, input_grad=True):
+    """Gradients of :func:`dense`: returns ``(dx, dkernel, dbias)`` (``dx`` is ``None``
+    with ``input_grad=False``)::
 
         dx      = dy @ kernel^T                 shaped like x
         dkernel = x^T @ dy (over all rows)      (in, units)
@@ -75,10 +76,10 @@ def dense_backward(dy, x, kernel):
     dy2d = dy.reshape(-1, kernel.shape[1])              # (rows, units)
     if accel.threaded():   # rows split over threads for large products (same numbers)
         dy2d = np.ascontiguousarray(dy2d)
-        dx = _threads.matmul(dy2d, kernel.T).reshape(x.shape)
+        dx = _threads.matmul(dy2d, kernel.T).reshape(x.shape) if input_grad else None
         dkernel = _threads.matmul_tn(np.ascontiguousarray(x2d), dy2d)
     else:
-        dx = dy @ kernel.T
+        dx = dy @ kernel.T if input_grad else None
         dkernel = x2d.T @ dy2d
     dbias = dy2d.sum(axis=0)
     return dx, dkernel, dbias

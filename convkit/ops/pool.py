@@ -134,6 +134,10 @@ def max_pool2d_backward(dy, x, pool_size, strides=None, padding="valid", *, dila
                         data_format)
     dyl = _check_dy(where, dy, x, geo, data_format)
     if _compiled(xl):
+        (kh, kw), (sh, sw), (dh, dw) = geo.kernel, geo.strides, geo.dilation
+        if sh >= (kh - 1) * dh + 1 and sw >= (kw - 1) * dw + 1:   # windows do not overlap
+            return from_channels_last(accel.max_pool2d_backward_direct(dyl, xl, geo),
+                                      data_format)
         _, argmax = accel.max_pool2d_forward(xl, geo)
         return from_channels_last(accel.max_pool2d_backward(dyl, argmax, xl.shape), data_format)
     padded = pad_for_windows(xl, geo, "zeros", -np.inf)

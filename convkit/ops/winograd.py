@@ -314,10 +314,22 @@ def _check_input(where, x, kernel):
     return np.ascontiguousarray(x), kernel
 
 
+_G64 = winograd_matrices()[1]      # (6, 3)
+
+
+def _sandwich(left, core, right_t):
+    """``out[a, b] = sum_{i, j} left[a, i] * core[i, j] * right_t[b, j]`` over the first two
+    axes of ``core (I, J, C, F)``: two plain matrix products (``einsum`` with
+    ``optimize=True`` spends longer finding its path than computing on these sizes)."""
+    i, j, c, f = core.shape
+    t = (left @ core.reshape(i, j * c * f)).reshape(left.shape[0], j, c * f)  # (A, J, C*F)
+    out = right_t @ t                                      # (A, B, C*F): right_t (B, J)
+    return out.reshape(left.shape[0], right_t.shape[0], c, f)
+
+
 def _kernel_transform(kernel, dtype):
     """``U[p] = (G g G^T)[p // 6, p % 6]``: ``(36, Cin, Cout)``, computed in float64."""
-    _, g, _ = winograd_matrices()
-    u = np.einsum("ai,ijco,bj->abco", g, kernel.astype(np.float64), g, optimize=True)
+    u = _sandwich(_G64, kernel.astype(np.float64), _G64)          # (6, 6, Cin, Cout)
     return np.ascontiguousarray(u.reshape(POINTS, kernel.shape[2], kernel.shape[3]),
                                 dtype=dtype)                     # (36, Cin, Cout)
 
@@ -452,8 +464,7 @@ def conv3x3_winograd_kernel_grad(x: np.ndarray, dy: np.ndarray, pads) -> np.ndar
 
     _threads.run_chunks(work, n_batch * tiles_h, threads)
     du = partials.sum(axis=0, dtype=np.float64).reshape(6, 6, c_in, c_out)
-    _, g, _ = winograd_matrices()
-    dk = np.einsum("ai,abco,bj->ijco", g, du, g, optimize=True)
+    dk = _sandwich(_G64.T, du, _G64.T)                             # G^T dU G: (3, 3, Ci, Co)
     return np.ascontiguousarray(dk, dtype=dtype)
 
 
