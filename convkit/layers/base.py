@@ -299,7 +299,11 @@ class Layer:
 
     def _check_array(self, x) -> None:
         """Hook: check an input array (its rank, say) before it is used to build the layer,
-        so the error quotes the array's real shape."""
+        so the error quotes the array's real shape. Every layer needs a batch axis."""
+        shape = tuple(np.shape(x))
+        if len(shape) < 2:
+            raise ShapeError(f"{type(self).__name__}: expected an input of rank >= 2 (batch "
+                             f"first), got shape {shape}")
 
     # ----------------------------------------------------------- helpers for subclasses
     def _input(self, x, ndim: int | None = None, layout: str = "", name: str = "input"):

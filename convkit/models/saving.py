@@ -153,12 +153,16 @@ def load_model(path, compile: bool = True):
         raise FileFormatError(f"{where}: {path!s} holds weights only (saved with "
                               f"save_weights); build the model and call model.load_weights")
     try:
+        if not isinstance(meta.get("model_config"), dict):
+            raise FileFormatError(f"{where}: {path!s} holds no model description (a dict under "
+                                  f"'model_config')")
         model = model_from_config(meta["model_config"], meta.get("model_class", "Sequential"))
     except FileFormatError:
         raise
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise FileFormatError(f"{where}: the model description in {path!s} is invalid "
                               f"({type(exc).__name__}: {exc})") from None
+    _check_optimizer_state(model, arrays, path, where)
     _assign_weights(model, arrays, path, where)
     if compile and meta.get("compile_config"):
         model.compile_from_config(meta["compile_config"])
@@ -190,6 +194,11 @@ def _assign_weights(model, arrays: dict, path, where: str) -> None:
     expected = _weight_arrays(model)
     stored = {k: v for k, v in arrays.items() if not k.startswith(_OPT_PREFIX)}
     names = {name for name, _ in expected}
+    if names != set(stored) and [v.shape for v in stored.values()] == \
+            [v.shape for _, v in expected]:
+        # The same structure under other layer names (e.g. built twice in one process):
+        # match by position, as Keras 3 matches weights by structure.
+        stored = {name: value for (name, _), value in zip(expected, stored.values())}
     problems = []
     missing = [name for name, _ in expected if name not in stored]
     if missing:
@@ -206,6 +215,23 @@ def _assign_weights(model, arrays: dict, path, where: str) -> None:
                          + "; ".join(problems))
     for name, value in expected:
         value[...] = stored[name].astype(value.dtype, copy=False)
+
+
+def _check_optimizer_state(model, arrays: dict, path, where: str) -> None:
+    """Refuse optimizer slots whose shapes do not fit the trainable weights they belong to
+    (keys ``optimizer/<slot>/<i>``), before anything in the model changes."""
+    weights = [w.value for w in model.trainable_weights]
+    for key, value in arrays.items():
+        if not key.startswith(_OPT_PREFIX):
+            continue
+        _, _, index = key.rpartition("/")
+        if not index.isdigit():
+            continue
+        i = int(index)
+        if i >= len(weights) or np.shape(value) != weights[i].shape:
+            want = weights[i].shape if i < len(weights) else "no such weight"
+            raise FileFormatError(f"{where}: optimizer state {key!r} in {path!s} has shape "
+                                  f"{np.shape(value)}, but trainable weight {i} is {want}")
 
 
 def _assign_optimizer_state(model, arrays: dict) -> None:

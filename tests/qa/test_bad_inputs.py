@@ -171,11 +171,6 @@ def test_a_failed_call_leaves_the_layer_usable(rng):
     np.testing.assert_array_equal(conv.get_weights()[0], kernel)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Dense, Flatten and BatchNormalization build from (None,) + x.shape[1:] before checking "
-    "the rank, so a 1-D input (4,) is reported as shape (None,): fix in convkit/layers/core.py "
-    "(Dense), reshaping.py (Flatten) and normalization.py (BatchNormalization) by adding a "
-    "_check_array(self, x) hook that raises ShapeError quoting x's real shape when x.ndim < 2"))
 @pytest.mark.parametrize("make", [lambda: L.Dense(3), lambda: L.Flatten(),
                                   lambda: L.BatchNormalization()],
                          ids=["Dense", "Flatten", "BatchNormalization"])

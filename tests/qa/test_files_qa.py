@@ -215,11 +215,6 @@ def test_a_pickled_npy_is_never_unpickled(tmp_path):
 
 
 # ------------------------------------------------------------------ known gaps (models/)
-@pytest.mark.xfail(strict=True, reason=(
-    "convkit/models/saving.py load_model catches (KeyError, TypeError, ValueError) around "
-    "model_from_config, so a model_config that is not a dict raises AttributeError; check "
-    "isinstance(meta['model_config'], dict) (and catch AttributeError) and raise "
-    "FileFormatError"))
 def test_a_model_description_that_is_not_a_dict_is_a_file_format_error(tmp_path):
     path = tmp_path / "odd.convkit"
     archive.write_archive(path, {"kind": "model", "model_class": "Sequential",
@@ -228,12 +223,6 @@ def test_a_model_description_that_is_not_a_dict_is_a_file_format_error(tmp_path)
         ck.load_model(str(path))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "convkit/models/saving.py _assign_optimizer_state passes the stored optimizer arrays to "
-    "optimizer.set_state without checking them against the weights, so a crafted file with "
-    "a wrong-shaped 'optimizer/momentum/0' loads and only fails at the next fit; compare "
-    "each 'optimizer/<slot>/<i>' shape with the i-th trainable weight's before changing "
-    "anything and raise FileFormatError"))
 def test_optimizer_state_that_does_not_fit_the_weights_is_rejected(tmp_path):
     x, y = _data()
     model = _tiny_model()
@@ -247,12 +236,6 @@ def test_optimizer_state_that_does_not_fit_the_weights_is_rejected(tmp_path):
         ck.load_model(str(path))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "convkit/models/saving.py _assign_weights matches stored weights by layer name only, so "
-    "the same architecture built twice in one process (automatic names dense vs dense_1) "
-    "cannot load_weights from the other, unlike Keras 3 (which matches by structure); when "
-    "the names differ but the model's weight list has the same length and shapes in order, "
-    "fall back to assigning by position"))
 def test_load_weights_into_the_same_architecture_built_again(tmp_path):
     first = _tiny_model(seed=1)
     path = tmp_path / "w.convkit"
