@@ -81,7 +81,8 @@ class _Pooling2D(ImageLayer):
 class MaxPooling2D(_Pooling2D):
     """Maximum over each ``pool_size`` window (see the module docstring for shapes).
 
-    Backward sends each gradient to its window's maximum (the first one on a tie).
+    Backward sends each gradient to its window's maximum (the first one on a tie); a NaN
+    in a window gives NaN and takes the gradient (the last NaN, as in PyTorch).
     ``dilation_rate`` spreads the window's cells apart (PyTorch's ``dilation``).
 
     >>> pool = MaxPooling2D(2)
@@ -104,7 +105,13 @@ class MaxPooling2D(_Pooling2D):
     def forward(self, x, training: bool = False):
         from .. import ops
         x = self._image(x, self._channels())
-        # the compiled kernels also give each maximum's position: kept for backward
+        if not training:
+            # inference: no argmax to write (a backward after it finds the winners from x)
+            y = ops.max_pool2d(x, self.pool_size, self.strides, self.padding,
+                               **self._kwargs())
+            self.cache = (x, y.shape, None)
+            return y
+        # training: the compiled kernels also give each maximum's position, kept for backward
         y, argmax = ops.pool.max_pool2d_with_argmax(x, self.pool_size, self.strides,
                                                     self.padding, **self._kwargs())
         self.cache = (x, y.shape, argmax)
@@ -114,11 +121,8 @@ class MaxPooling2D(_Pooling2D):
         from .. import ops
         x, y_shape, argmax = self._cached()
         dy = self._check_dy(dy, y_shape).astype(x.dtype, copy=False)
-        if argmax is not None:
-            return ops.pool.max_pool2d_backward_from_argmax(dy, argmax, x.shape,
-                                                            self.data_format)
         return ops.max_pool2d_backward(dy, x, self.pool_size, self.strides, self.padding,
-                                       **self._kwargs())
+                                       argmax=argmax, **self._kwargs())
 
     def get_config(self):
         return {**super().get_config(), "dilation_rate": list(self.dilation_rate)}

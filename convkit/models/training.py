@@ -460,7 +460,8 @@ class Trainer:
         """Outputs for ``x`` in inference mode (dropout off, batch norm on its moving
         statistics), ``batch_size`` samples at a time, concatenated: e.g. ``(N, 10)``
         class probabilities. A list of arrays for a model with several outputs.
-        ``verbose=1`` draws a progress bar over the batches."""
+        ``verbose=1`` draws a progress bar over the batches. A batch whose activations
+        would be large runs in a few equal parts (see ``INFERENCE_BLOCK_BYTES``)."""
         where = f"{self._kind()} {self.name!r}: predict"
         batch_size = _check_int(batch_size, "batch_size", where, minimum=1)
         xs = self._prepare_inputs(x, where)
@@ -470,17 +471,47 @@ class Trainer:
                                   add_history=False)
         cbs.on_predict_begin()
         pieces = []
+        rows = self._inference_rows(batch_size)
         for step in range(steps):
             cbs.on_predict_batch_begin(step)
             start = step * batch_size
+            stop = min(start + batch_size, n)
             with _ops_context():
-                pieces.append(self._forward([a[start:start + batch_size] for a in xs],
-                                            training=False))
+                # a large batch runs in a few equal parts whose activations stay in cache
+                parts = -(-(stop - start) // rows)
+                bounds = [start + (stop - start) * i // parts for i in range(parts + 1)]
+                outs = [self._forward([a[lo:hi] for a in xs], training=False)
+                        for lo, hi in zip(bounds[:-1], bounds[1:])]
+            pieces.append(outs[0] if parts == 1 else
+                          [np.concatenate([o[i] for o in outs], axis=0)
+                           for i in range(len(outs[0]))])
             cbs.on_predict_batch_end(step, {"outputs": pieces[-1]})
         cbs.on_predict_end()
         outputs = [np.concatenate([p[i] for p in pieces], axis=0)
                    for i in range(len(pieces[0]))]
         return outputs[0] if len(outputs) == 1 else outputs
+
+    def _inference_rows(self, batch_size: int) -> int:
+        """Samples per forward pass in :meth:`predict`: ``batch_size``, or fewer when one
+        layer's output for the whole batch would exceed ``INFERENCE_BLOCK_BYTES``. Inference
+        is per sample, so the results are the same up to float32 rounding (a matrix product
+        of another height may round differently); the activations then stay in the cache
+        and their memory is reused instead of being mapped afresh."""
+        largest = 0
+        for layer in self.layers:
+            shapes = getattr(layer, "output_shape", None)
+            if shapes is None:
+                continue
+            shapes = shapes if isinstance(shapes, list) else [shapes]
+            for shape in shapes:
+                try:
+                    cells = int(np.prod([int(v) for v in tuple(shape)[1:]]))
+                except (TypeError, ValueError):      # unknown sizes: no splitting
+                    return batch_size
+                largest = max(largest, cells * np.dtype(self.dtype).itemsize)
+        if largest == 0:
+            return batch_size
+        return max(1, min(batch_size, INFERENCE_BLOCK_BYTES // largest))
 
     # ------------------------------------------------------------------------- one batch
     def train_on_batch(self, x, y, return_dict=False):
@@ -517,6 +548,10 @@ class Trainer:
         if not self.compiled_metrics:
             return logs["loss"]
         return [logs["loss"]] + [logs[m.name] for m in self.compiled_metrics]
+
+
+#: :meth:`predict` splits a batch so that no layer's output exceeds about this many bytes
+INFERENCE_BLOCK_BYTES = 8 << 20
 
 
 def _ops_context():

@@ -23,6 +23,7 @@ Every function takes the window geometry from :func:`convkit.shapes.window_geome
 output size); arrays are NHWC::
 
     max_pool2d_forward(x, geo)                     (N, H, W, C) -> y, argmax (N, Ho, Wo, C)
+    max_pool2d_values(x, geo)                      -> y only (inference)
     max_pool2d_backward(dy, argmax, x_shape)       -> dx (N, H, W, C)
     max_pool2d_backward_direct(dy, x, geo)         -> dx, no argmax (windows not overlapping)
     avg_pool2d_forward(x, geo, count_include_pad)  -> y (N, Ho, Wo, C)
@@ -31,6 +32,8 @@ output size); arrays are NHWC::
     depthwise_conv2d_backward(dy, x, kernel, geo, dm) -> dx, dkernel, dbias
     conv2d_direct_forward(x, kernel (kh, kw, Cin, Cout), bias, geo, relu) -> (N, Ho, Wo, Cout)
     conv2d_direct_backward(dy, x, kernel, geo)     -> dx, dkernel, dbias
+    conv2d_wide_forward(x, kernel, bias, geo, relu) -> y   (stride 1, few channels)
+    conv2d_wide_backward(dy, x, kernel, geo, relu_y, input_grad) -> dx, dkernel, dbias
     im2col(x, geo)                                 -> (N*Ho*Wo, kh*kw*C)
     col2im(dcols, geo, x_shape)                    -> dx (N, H, W, C)
     bias_act_(y, bias, relu)                       y += bias (then ReLU), in place
@@ -66,10 +69,12 @@ from . import _threads
 __all__ = [
     "available", "enabled", "threaded", "set_backend", "get_backend", "use_backend",
     "num_threads", "jit",
-    "max_pool2d_forward", "max_pool2d_backward", "max_pool2d_backward_direct",
+    "max_pool2d_forward", "max_pool2d_values", "max_pool2d_backward",
+    "max_pool2d_backward_direct",
     "avg_pool2d_forward", "avg_pool2d_backward",
     "depthwise_conv2d_forward", "depthwise_conv2d_backward",
-    "conv2d_direct_forward", "conv2d_direct_backward",
+    "conv2d_direct_forward", "conv2d_direct_backward", "conv2d_wide_forward",
+    "conv2d_wide_backward",
     "im2col", "col2im", "bias_act_", "relu_backward", "conv2d_kernel_grad_small",
 ]
 
@@ -281,16 +286,50 @@ def _k_maxpool_fwd(x, y, arg, kh, kw, sh, sw, dh, dw, top, left, lo, hi):
                         for c in range(channels):
                             v = src[c]
                             best = dst[c]
-                            # strict '>' keeps the first maximum; a NaN wins and stays.
+                            # strict '>' keeps the first maximum; a NaN always takes
+                            # over, so the last NaN of the window wins (PyTorch's rule).
                             # Selects, not a branch: the loop vectorises and a random
                             # winner pattern costs no mispredictions
-                            take = (v > best) | ((v != v) & (best == best))
+                            take = (v > best) | (v != v)
                             dst[c] = v if take else best
                             where[c] = flat if take else where[c]
             if first:  # the window holds only padding
                 for c in range(channels):
                     dst[c] = -np.inf
                     where[c] = -1
+
+
+def _k_maxpool_fwd_values(x, y, kh, kw, sh, sw, dh, dw, top, left, lo, hi):
+    """:func:`_k_maxpool_fwd` without the argmax (inference): the same values."""
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    h_out, w_out = y.shape[1], y.shape[2]
+    for r in range(lo, hi):
+        n = r // h_out
+        oh = r - n * h_out
+        for ow in range(w_out):
+            dst = y[n, oh, ow]
+            first = True
+            for i in range(kh):
+                ih = oh * sh - top + i * dh
+                if ih < 0 or ih >= height:
+                    continue
+                for j in range(kw):
+                    iw = ow * sw - left + j * dw
+                    if iw < 0 or iw >= width:
+                        continue
+                    src = x[n, ih, iw]
+                    if first:
+                        for c in range(channels):
+                            dst[c] = src[c]
+                        first = False
+                    else:
+                        for c in range(channels):
+                            v = src[c]
+                            best = dst[c]
+                            dst[c] = v if (v > best) | (v != v) else best
+            if first:
+                for c in range(channels):
+                    dst[c] = -np.inf
 
 
 def _k_maxpool_bwd(dy, arg, dx_flat, lo, hi):
@@ -310,11 +349,44 @@ def _k_maxpool_bwd(dy, arg, dx_flat, lo, hi):
                         dst[a * channels + c] += g[c]
 
 
+def _k_maxpool_bwd_tiles(dy, arg, dx, kh, kw, lo, hi):
+    """Max-pool gradient from the argmax when the windows tile the input (stride = window,
+    no padding, no dilation): input rows ``lo:hi`` over ``N*H``; every cell is written once,
+    ``dy`` where the argmax names it and 0 elsewhere (a select, no scatter), so ``dx``
+    needs no zeroing; rows and columns no window reaches get 0."""
+    height, width, channels = dx.shape[1], dx.shape[2], dx.shape[3]
+    h_out, w_out = dy.shape[1], dy.shape[2]
+    for r in range(lo, hi):
+        n = r // height
+        ih = r - n * height
+        oh = ih // kh
+        row = dx[n, ih]
+        if oh >= h_out:
+            for iw in range(width):
+                cell = row[iw]
+                for c in range(channels):
+                    cell[c] = 0
+            continue
+        for ow in range(w_out):
+            g = dy[n, oh, ow]
+            where = arg[n, oh, ow]
+            for j in range(kw):
+                iw = ow * kw + j
+                flat = ih * width + iw
+                cell = row[iw]
+                for c in range(channels):
+                    cell[c] = g[c] if where[c] == flat else 0
+        for iw in range(w_out * kw, width):
+            cell = row[iw]
+            for c in range(channels):
+                cell[c] = 0
+
+
 def _k_maxpool_bwd_direct(x, dy, dx, best, win, tiled, kh, kw, sh, sw, dh, dw, top, left,
                           lo, hi):
     """Max-pool gradient without an argmax array, for windows that do not overlap: per
-    window, find the winner of each channel (as :func:`_k_maxpool_fwd`: first maximum, a
-    NaN wins) and write ``dy`` there and 0 in the window's other cells. Rows ``lo:hi`` over
+    window, find the winner of each channel (as :func:`_k_maxpool_fwd`: first maximum, the
+    last NaN) and write ``dy`` there and 0 in the window's other cells. Rows ``lo:hi`` over
     ``N*H_out``; output row ``oh`` first zeroes its band of input rows (``oh*sh - top`` up
     to the next row's band, the last row to the bottom), so cells no window covers are 0
     and ``dx`` needs no zeroing beforehand; with ``tiled`` (the windows tile the input
@@ -353,7 +425,7 @@ def _k_maxpool_bwd_direct(x, dy, dx, best, win, tiled, kh, kw, sh, sw, dh, dw, t
                         for c in range(channels):
                             v = src[c]
                             b = best[c]
-                            take = (v > b) | ((v != v) & (b == b))
+                            take = (v > b) | (v != v)
                             best[c] = v if take else b
                             win[c] = k if take else win[c]
                     k += 1
@@ -409,14 +481,26 @@ def max_pool2d_backward_direct(dy: np.ndarray, x: np.ndarray, geometry: Geometry
     return dx
 
 
+def max_pool2d_values(x: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """The ``y`` of :func:`max_pool2d_forward` alone (no argmax array is written): for
+    inference. ``x (N, H, W, C)`` -> ``y (N, H_out, W_out, C)``; a NaN in a window gives NaN."""
+    where = "max_pool2d_values"
+    kernel = jit(_k_maxpool_fwd_values, where, fastmath=False)
+    x = _nhwc(where, "input", x)
+    geo = _check_geometry(where, geometry, x.shape)
+    y = np.empty((x.shape[0], *geo.out_hw, x.shape[3]), dtype=x.dtype)
+    _run(kernel, x.shape[0] * geo.out_hw[0], x, y, *_geo_ints(geo))
+    return y
+
+
 def max_pool2d_forward(x: np.ndarray, geometry: Geometry) -> tuple[np.ndarray, np.ndarray]:
     """Max pooling with the position of each maximum.
 
     ``x (N, H, W, C)`` -> ``y (N, H_out, W_out, C)`` and ``argmax`` (int32, same shape): the
     flat index ``ih * W + iw`` of the winning cell in the unpadded input, the first maximum
     in row-major window order on a tie, ``-1`` (and ``y = -inf``) where a window holds only
-    padding. Padded cells never win; a NaN in a window wins. Dilation, strides, pads and
-    ceil mode come from ``geometry``.
+    padding. Padded cells never win; a NaN in a window wins (the last NaN, as in PyTorch).
+    Dilation, strides, pads and ceil mode come from ``geometry``.
 
     >>> from convkit.shapes import window_geometry
     >>> y, arg = max_pool2d_forward(np.array([[1., 4.], [4., 2.]]).reshape(1, 2, 2, 1),
@@ -435,10 +519,12 @@ def max_pool2d_forward(x: np.ndarray, geometry: Geometry) -> tuple[np.ndarray, n
     return y, arg
 
 
-def max_pool2d_backward(dy: np.ndarray, argmax: np.ndarray, x_shape) -> np.ndarray:
+def max_pool2d_backward(dy: np.ndarray, argmax: np.ndarray, x_shape,
+                        geometry: Geometry | None = None) -> np.ndarray:
     """Gradient of :func:`max_pool2d_forward`: ``dx[n, argmax // W, argmax % W, c] += dy``
     (overlapping windows add up; ``argmax == -1`` sends nothing). Returns ``x_shape``, the
-    dtype of ``dy``.
+    dtype of ``dy``. With the forward's ``geometry``, windows that tile the input take a
+    faster pass that writes each cell once.
     """
     where = "max_pool2d_backward"
     kernel = jit(_k_maxpool_bwd, where, fastmath=False)
@@ -454,6 +540,11 @@ def max_pool2d_backward(dy: np.ndarray, argmax: np.ndarray, x_shape) -> np.ndarr
         raise ShapeError(f"{where}: argmax holds index {int(argmax.max())}, beyond the "
                          f"{x_shape[1]}x{x_shape[2]} input")
     dx = np.empty(x_shape, dtype=dy.dtype)
+    if geometry is not None and _is_tiling(_check_geometry(where, geometry, x_shape)) \
+            and tuple(geometry.out_hw) == dy.shape[1:3]:
+        tiles = jit(_k_maxpool_bwd_tiles, where, fastmath=False)
+        _run(tiles, x_shape[0] * x_shape[1], dy, argmax, dx, *geometry.kernel)
+        return dx
     _run(kernel, dy.shape[0], dy, argmax, dx.reshape(x_shape[0], -1))
     return dx
 
@@ -495,6 +586,74 @@ def _k_avgpool_fwd(x, y, kh, kw, sh, sw, dh, dw, top, left, lo_h, hi_h, lo_w, hi
                         dst[c] += src[c]
             for c in range(channels):
                 dst[c] = dst[c] / count
+
+
+def _k_avgpool_tiles_fwd(x3, y3, kh, kw, channels, divisor, rs, lo, hi):
+    """Average pooling whose windows tile the input (stride = window, no padding, no
+    dilation): output rows ``lo:hi`` over ``N*H_out``, ``x3 (N, H, W*C)``, ``y3 (N, H_out,
+    W_out*C)``. The ``kh`` input rows are summed first along whole rows (long contiguous
+    loops), then ``kw`` neighbouring cells; ``rs (W*C,)`` is this task's row buffer."""
+    h_out = y3.shape[1]
+    span = y3.shape[2] // channels * kw * channels     # the row cells the windows cover
+    row_sum = rs[:span]
+    for r in range(lo, hi):
+        n = r // h_out
+        oh = r - n * h_out
+        first = x3[n, oh * kh, :span]
+        for q in range(span):
+            row_sum[q] = first[q]
+        for i in range(1, kh):
+            src = x3[n, oh * kh + i, :span]
+            for q in range(span):
+                row_sum[q] += src[q]
+        out = y3[n, oh]
+        for ow in range(out.shape[0] // channels):
+            dst = out[ow * channels:(ow + 1) * channels]
+            src = row_sum[ow * kw * channels:(ow * kw + 1) * channels]
+            for c in range(channels):
+                dst[c] = src[c]
+            for j in range(1, kw):
+                src = row_sum[(ow * kw + j) * channels:(ow * kw + j + 1) * channels]
+                for c in range(channels):
+                    dst[c] += src[c]
+            for c in range(channels):
+                dst[c] = dst[c] / divisor
+
+
+def _k_avgpool_tiles_bwd(dy3, dx3, kh, kw, channels, divisor, rs, lo, hi):
+    """Gradient of :func:`_k_avgpool_tiles_fwd`: input rows ``lo:hi`` over ``N*H``; each
+    row is ``dy / divisor`` spread over its window's ``kw`` cells (0 in the rows and columns
+    no window reaches)."""
+    height, h_out = dx3.shape[1], dy3.shape[1]
+    width_c = dx3.shape[2]
+    w_out_c = dy3.shape[2]
+    span = w_out_c * kw
+    for r in range(lo, hi):
+        n = r // height
+        ih = r - n * height
+        dst = dx3[n, ih]
+        oh = ih // kh
+        if oh >= h_out:
+            for q in range(width_c):
+                dst[q] = 0
+            continue
+        for ow in range(w_out_c // channels):
+            g = dy3[n, oh, ow * channels:(ow + 1) * channels]
+            for j in range(kw):
+                cell = dst[(ow * kw + j) * channels:(ow * kw + j + 1) * channels]
+                for c in range(channels):
+                    cell[c] = g[c] / divisor
+        for q in range(span, width_c):
+            dst[q] = 0
+
+
+#: tiling average pools of fewer elements than this run on the calling thread alone
+SMALL_POOL = 1 << 19
+
+
+def _is_tiling(geo: Geometry) -> bool:
+    return (geo.strides == geo.kernel and geo.dilation == (1, 1) and geo.extra == (0, 0)
+            and geo.pads == ((0, 0), (0, 0)))
 
 
 def _k_avgpool_bwd(dy, dx, kh, kw, sh, sw, dh, dw, top, left, lo_h, hi_h, lo_w, hi_w, lo, hi):
@@ -560,6 +719,21 @@ def avg_pool2d_forward(x: np.ndarray, geometry: Geometry,
     x = _nhwc(where, "input", x)
     geo = _check_geometry(where, geometry, x.shape)
     y = np.empty((x.shape[0], *geo.out_hw, x.shape[3]), dtype=x.dtype)
+    if _is_tiling(geo) and y.size:     # windows tile the input: every divisor is kh*kw
+        tiles = jit(_k_avgpool_tiles_fwd, where, fastmath=False)
+        chunks, slot = _wide_slots(x.shape[0] * geo.out_hw[0])
+        rows = np.empty((len(chunks), x.shape[2] * x.shape[3]), dtype=x.dtype)
+        x3 = x.reshape(x.shape[0], x.shape[1], -1)              # (N, H, W*C)
+        y3 = y.reshape(y.shape[0], y.shape[1], -1)              # (N, H_out, W_out*C)
+        divisor = x.dtype.type(geo.kernel[0] * geo.kernel[1])
+        total = x.shape[0] * geo.out_hw[0]
+        if x.size < SMALL_POOL:          # a hand-off to another thread costs more
+            tiles(x3, y3, *geo.kernel, x.shape[3], divisor, rows[0], 0, total)
+            return y
+        _threads.run_chunks(lambda lo, hi: tiles(x3, y3, *geo.kernel, x.shape[3], divisor,
+                                                 rows[slot[lo]], lo, hi),
+                            total, single_blas=False)
+        return y
     _run(kernel, x.shape[0] * geo.out_hw[0], x, y, *_geo_ints(geo),
          *_count_bounds(geo, bool(count_include_pad)))
     return y
@@ -576,6 +750,17 @@ def avg_pool2d_backward(dy: np.ndarray, geometry: Geometry, x_shape,
     dy = _nhwc(where, "dy", dy)
     dy = _check_dy(where, dy, geo, x_shape[0], x_shape[3], dy.dtype)
     dx = np.empty(x_shape, dtype=dy.dtype)
+    if _is_tiling(geo) and dx.size:
+        tiles = jit(_k_avgpool_tiles_bwd, where, fastmath=False)
+        divisor = dy.dtype.type(geo.kernel[0] * geo.kernel[1])
+        args = (dy.reshape(dy.shape[0], dy.shape[1], -1),
+                dx.reshape(x_shape[0], x_shape[1], -1), *geo.kernel, x_shape[3], divisor,
+                dx[0, 0, :, 0])
+        if dx.size < SMALL_POOL:
+            tiles(*args, 0, x_shape[0] * x_shape[1])
+        else:
+            _run(tiles, x_shape[0] * x_shape[1], *args)
+        return dx
     _run(kernel, dy.shape[0], dy, dx, *_geo_ints(geo),
          *_count_bounds(geo, bool(count_include_pad)))
     return dx
@@ -995,6 +1180,221 @@ def conv2d_direct_backward(dy: np.ndarray, x: np.ndarray, kernel: np.ndarray,
     return dx, dk, db
 
 
+# ============================================== direct convolution on the wide grid (stride 1)
+# For a stride-1 convolution of a zero-padded planar image ``xp (C, Hp, Wp)`` flattened to
+# one row per channel, output pixel ``(i, j)`` reads ``xp[c, (i + a*dh)*Wp + j + b*dw]``.
+# Computing the output on the "wide" grid ``p = i*Wp + j`` for all ``j < Wp`` (the columns
+# ``j >= W_out`` are thrown away) makes every kernel offset one long contiguous product:
+#     yw[f, p] += kernel[a, b, c, f] * xp[c, p + a*dh*Wp + b*dw],   p = 0 .. H_out*Wp - 1
+# -- loops of hundreds of elements that vectorise fully, where a loop over one output row or
+# over a few filters would not. The gradients are the same loops with the roles exchanged
+# (``dy`` on the wide grid holds zeros in the thrown-away columns, so they add nothing).
+# Each image is one task; a plane carries ``(kw-1)*dw`` zero cells of slack at its end for
+# the reads past the last row.
+
+def _wide_fill_x(x, n, xp, top, left, wp, plane):
+    """Image ``n`` of NHWC ``x`` into the zeroed planar buffer ``xp`` (C * plane,)."""
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    for q in range(xp.shape[0]):
+        xp[q] = 0
+    for ih in range(height):
+        row = x[n, ih]                                   # (W, C)
+        base = (ih + top) * wp + left
+        for iw in range(width):
+            cell = row[iw]
+            for c in range(channels):
+                xp[c * plane + base + iw] = cell[c]
+
+
+def _k_wide_fwd(x, k, bias, y, top, left, dh, dw, wp, plane, relu, xp, yw, lo, hi):
+    """Images ``lo:hi``: ``y (N, H_out, W_out, F)`` of ``x (N, H, W, C)`` and ``k (kh, kw,
+    C, F)``; ``xp (C * plane,)`` and ``yw (F, H_out * Wp)`` are this task's buffers."""
+    channels = x.shape[3]
+    kh, kw, filters = k.shape[0], k.shape[1], k.shape[3]
+    h_out, w_out = y.shape[1], y.shape[2]
+    length = h_out * wp
+    for n in range(lo, hi):
+        _wide_fill_x(x, n, xp, top, left, wp, plane)
+        for f in range(filters):
+            acc = yw[f]
+            for p in range(length):
+                acc[p] = 0
+            for c in range(channels):
+                for a in range(kh):
+                    for b in range(kw):
+                        off = c * plane + a * dh * wp + b * dw
+                        src = xp[off:off + length]
+                        w = k[a, b, c, f]
+                        for p in range(length):
+                            acc[p] += w * src[p]
+        for oh in range(h_out):
+            for ow in range(w_out):
+                dst = y[n, oh, ow]
+                q = oh * wp + ow
+                for f in range(filters):
+                    v = yw[f, q] + bias[f]
+                    if relu and v < 0:
+                        v = 0
+                    dst[f] = v
+
+
+def _k_wide_bwd(x, k, dy, ymask, mask, top, left, dh, dw, wp, plane, want_dx, zero, xp, dyw,
+                dxp, dx, dk, db, lo, hi):
+    """Images ``lo:hi``: add the kernel and bias gradients to ``dk (kh, kw, C, F)`` and ``db
+    (F,)`` (this task's partial sums) and, with ``want_dx``, write ``dx (N, H, W, C)``.
+    ``dy`` is masked by ``ymask > 0`` when ``mask`` (a fused ReLU). Buffers: ``xp`` and
+    ``dxp`` ``(C * plane,)``, ``dyw (F, H_out * Wp)``."""
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    kh, kw, filters = k.shape[0], k.shape[1], k.shape[3]
+    h_out, w_out = dy.shape[1], dy.shape[2]
+    length = h_out * wp
+    for n in range(lo, hi):
+        _wide_fill_x(x, n, xp, top, left, wp, plane)
+        for f in range(filters):
+            row = dyw[f]
+            for p in range(length):
+                row[p] = 0
+        for oh in range(h_out):
+            for ow in range(w_out):
+                g = dy[n, oh, ow]
+                q = oh * wp + ow
+                if mask:
+                    yv = ymask[n, oh, ow]
+                    for f in range(filters):
+                        dyw[f, q] = g[f] if yv[f] > 0 else zero
+                else:
+                    for f in range(filters):
+                        dyw[f, q] = g[f]
+        for f in range(filters):
+            g = dyw[f]
+            s = zero
+            for p in range(length):
+                s += g[p]
+            db[f] += s
+            for c in range(channels):
+                for a in range(kh):
+                    for b in range(kw):
+                        off = c * plane + a * dh * wp + b * dw
+                        src = xp[off:off + length]
+                        s = zero
+                        for p in range(length):
+                            s += src[p] * g[p]
+                        dk[a, b, c, f] += s
+        if not want_dx:
+            continue
+        for q in range(dxp.shape[0]):
+            dxp[q] = 0
+        for c in range(channels):
+            for a in range(kh):
+                for b in range(kw):
+                    off = c * plane + a * dh * wp + b * dw
+                    dst = dxp[off:off + length]
+                    for f in range(filters):
+                        w = k[a, b, c, f]
+                        g = dyw[f]
+                        for p in range(length):
+                            dst[p] += w * g[p]
+        for ih in range(height):
+            base = (ih + top) * wp + left
+            for iw in range(width):
+                cell = dx[n, ih, iw]
+                for c in range(channels):
+                    cell[c] = dxp[c * plane + base + iw]
+
+
+def _wide_setup(where, x, kernel, geometry):
+    x = _nhwc(where, "input", x)
+    kernel = np.asarray(kernel)
+    geo = _check_geometry(where, geometry, x.shape)
+    if kernel.ndim != 4 or kernel.shape[2] != x.shape[3] \
+            or tuple(kernel.shape[:2]) != tuple(geo.kernel):
+        raise ShapeError(f"{where}: kernel must be ({geo.kernel[0]}, {geo.kernel[1]}, "
+                         f"{x.shape[3]}, filters) for input shape {x.shape}, got "
+                         f"{kernel.shape}")
+    if geo.strides != (1, 1) or geo.extra != (0, 0):
+        raise ShapeError(f"{where}: needs stride 1 (got strides {geo.strides})")
+    kernel = np.ascontiguousarray(kernel, dtype=x.dtype)
+    hp, wp = geo.padded_hw
+    plane = hp * wp + geo.kernel[1] * geo.dilation[1]     # slack past the last row
+    (top, _), (left, _) = geo.pads
+    return x, kernel, geo, int(hp), int(wp), int(plane), int(top), int(left)
+
+
+def _wide_slots(total: int):
+    chunks = _threads.split(total, _threads.num_threads())
+    return chunks, {start: q for q, (start, _) in enumerate(chunks)}
+
+
+def conv2d_wide_forward(x: np.ndarray, kernel: np.ndarray, bias, geometry: Geometry,
+                        relu: bool = False) -> np.ndarray:
+    """Stride-1 direct convolution for few channels, on the wide grid (see above).
+
+    ``x (N, H, W, Cin)``, ``kernel (kh, kw, Cin, Cout)``, ``bias (Cout,)`` or None ->
+    ``y (N, H_out, W_out, Cout)``; zero padding, any dilation, stride 1; ``max(y, 0)`` if
+    ``relu``::
+
+        y[n, i, j, f] = bias[f] + sum_{a, b, c} x_pad[n, i + a*dh, j + b*dw, c] * kernel[a, b, c, f]
+
+    Work per image: ``kh*kw*Cin*Cout`` contiguous products of ``H_out * Wp`` elements.
+    """
+    where = "conv2d_wide_forward"
+    compiled = jit(_k_wide_fwd, where, helpers=(_wide_fill_x,))
+    x, kernel, geo, hp, wp, plane, top, left = _wide_setup(where, x, kernel, geometry)
+    c_in, c_out = x.shape[3], kernel.shape[3]
+    b = np.zeros(c_out, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
+    if b.shape != (c_out,):
+        raise ShapeError(f"{where}: bias must have shape ({c_out},), got {b.shape}")
+    h_out, w_out = geo.out_hw
+    y = np.empty((x.shape[0], h_out, w_out, c_out), dtype=x.dtype)
+    if y.size == 0:
+        return y
+    chunks, slot = _wide_slots(x.shape[0])
+    xps = np.empty((len(chunks), c_in * plane), x.dtype)
+    yws = np.empty((len(chunks), c_out, h_out * wp), x.dtype)
+    (dh, dw) = geo.dilation
+
+    def work(lo, hi):
+        q = slot[lo]
+        compiled(x, kernel, b, y, top, left, dh, dw, wp, plane, bool(relu), xps[q], yws[q],
+                 lo, hi)
+    _threads.run_chunks(work, x.shape[0], single_blas=False)
+    return y
+
+
+def conv2d_wide_backward(dy: np.ndarray, x: np.ndarray, kernel: np.ndarray, geometry: Geometry,
+                         relu_y=None, input_grad: bool = True):
+    """Gradients of :func:`conv2d_wide_forward`: ``(dx (N, H, W, Cin) or None, dkernel,
+    dbias)``. With ``relu_y`` (the output of a fused ReLU) ``dy`` is masked by
+    ``relu_y > 0`` first. Kernel and bias gradients: per-image dot products of length
+    ``H_out * Wp`` summed per thread in float64."""
+    where = "conv2d_wide_backward"
+    compiled = jit(_k_wide_bwd, where, helpers=(_wide_fill_x,))
+    x, kernel, geo, hp, wp, plane, top, left = _wide_setup(where, x, kernel, geometry)
+    n_batch, c_in, c_out = x.shape[0], x.shape[3], kernel.shape[3]
+    dy = _check_dy(where, dy, geo, n_batch, c_out, x.dtype)
+    mask = relu_y is not None
+    ymask = _check_dy(where, relu_y, geo, n_batch, c_out, x.dtype) if mask else dy
+    h_out, _ = geo.out_hw
+    chunks, slot = _wide_slots(n_batch)
+    xps = np.empty((len(chunks), c_in * plane), x.dtype)
+    dxps = np.empty((len(chunks), c_in * plane if input_grad else 1), x.dtype)
+    dyws = np.empty((len(chunks), c_out, h_out * wp), x.dtype)
+    dks = np.zeros((len(chunks), *kernel.shape), np.float64)
+    dbs = np.zeros((len(chunks), c_out), np.float64)
+    dx = np.empty_like(x) if input_grad else x
+    (dh, dw) = geo.dilation
+
+    def work(lo, hi):
+        q = slot[lo]
+        compiled(x, kernel, dy, ymask, mask, top, left, dh, dw, wp, plane, bool(input_grad),
+                 x.dtype.type(0), xps[q], dyws[q], dxps[q], dx, dks[q], dbs[q], lo, hi)
+    if n_batch:
+        _threads.run_chunks(work, n_batch, single_blas=False)
+    dk = dks.sum(axis=0).astype(x.dtype)
+    db = dbs.sum(axis=0).astype(x.dtype)
+    return (dx if input_grad else None), dk, db
+
+
 # ========================================================================= im2col / col2im
 def _k_im2col(x3, cols, channels, kh, kw, sh, sw, dh, dw, top, left, h_out, w_out, lo, hi):
     """``x3`` is the NHWC input as ``(N, H, W*C)``: with dilation 1 the ``kw`` cells of one
@@ -1191,27 +1591,37 @@ def _k_bias_act(y2, bias, relu, lo, hi):
             row[c] = v
 
 
-def im2col(x: np.ndarray, geometry: Geometry) -> np.ndarray:
+def im2col(x: np.ndarray, geometry: Geometry, out: np.ndarray | None = None) -> np.ndarray:
     """Window columns ``(N*H_out*W_out, kh*kw*C)`` of an NHWC batch, zero padding folded in.
 
     ``cols[(n*H_out + i)*W_out + j, (a*kw + b)*C + c] = x_pad[n, i*sh + a*dh, j*sw + b*dw, c]``,
     so ``cols @ kernel.reshape(kh*kw*C, filters)`` is the convolution and
-    ``cols.T @ dy.reshape(-1, filters)`` its kernel gradient.
+    ``cols.T @ dy.reshape(-1, filters)`` its kernel gradient. ``out``: a C-contiguous array
+    of that shape and dtype to write into (a reused buffer).
     """
     where = "im2col"
     compiled = jit(_k_im2col, where)
     x = _nhwc(where, "input", x)
     geo = _check_geometry(where, geometry, x.shape)
     (kh, kw), (h_out, w_out) = geo.kernel, geo.out_hw
-    cols = np.empty((x.shape[0] * h_out * w_out, kh * kw * x.shape[3]), dtype=x.dtype)
+    shape = (x.shape[0] * h_out * w_out, kh * kw * x.shape[3])
+    if out is None:
+        cols = np.empty(shape, dtype=x.dtype)
+    elif out.shape != shape or out.dtype != x.dtype or not out.flags.c_contiguous:
+        raise ShapeError(f"{where}: out must be a C-contiguous {x.dtype} array of shape "
+                         f"{shape}, got {out.dtype} {out.shape}")
+    else:
+        cols = out
     x3 = x.reshape(x.shape[0], x.shape[1], -1)                  # (N, H, W*C)
     _run(compiled, x.shape[0] * h_out, x3, cols, x.shape[3], *_geo_ints(geo), h_out, w_out)
     return cols
 
 
-def col2im(dcols: np.ndarray, geometry: Geometry, x_shape) -> np.ndarray:
+def col2im(dcols: np.ndarray, geometry: Geometry, x_shape,
+           out: np.ndarray | None = None) -> np.ndarray:
     """Adjoint of :func:`im2col`: add each column entry back onto its input cell (cells in
-    the padding are dropped). ``dcols (N*H_out*W_out, kh*kw*C)`` -> ``dx x_shape``."""
+    the padding are dropped). ``dcols (N*H_out*W_out, kh*kw*C)`` -> ``dx x_shape``, written
+    into ``out`` (C-contiguous, ``x_shape``) when given."""
     where = "col2im"
     compiled = jit(_k_col2im, where)
     x_shape = tuple(int(v) for v in x_shape)
@@ -1223,7 +1633,13 @@ def col2im(dcols: np.ndarray, geometry: Geometry, x_shape) -> np.ndarray:
         raise ShapeError(f"{where}: dcols must be float32/float64 of shape {expected} for "
                          f"x_shape {x_shape}, got {dcols.dtype} {dcols.shape}")
     dcols = np.ascontiguousarray(dcols)
-    dx = np.empty(x_shape, dtype=dcols.dtype)
+    if out is None:
+        dx = np.empty(x_shape, dtype=dcols.dtype)
+    elif out.shape != x_shape or out.dtype != dcols.dtype or not out.flags.c_contiguous:
+        raise ShapeError(f"{where}: out must be a C-contiguous {dcols.dtype} array of shape "
+                         f"{x_shape}, got {out.dtype} {out.shape}")
+    else:
+        dx = out
     dx3 = dx.reshape(x_shape[0], x_shape[1], -1)                # (N, H, W*C)
     _run(compiled, x_shape[0] * x_shape[1], dcols, dx3, x_shape[3], *_geo_ints(geo), h_out,
          w_out)

@@ -401,6 +401,10 @@ WINOGRAD_MIN_CHANNELS = 8
 #: direct convolution for ``C_in * filters`` at most this, with kernels of at least 5x5
 DIRECT_MAX_CHANNEL_PAIRS = 16
 DIRECT_MIN_KERNEL = 5
+#: the wide-grid direct convolution for stride 1 and at most this many taps (kh*kw*C_in) per
+#: output (e.g. a first layer on grey images), while one image's wide output fits this
+WIDE_MAX_TAPS = 25
+WIDE_MAX_BYTES = 1 << 20
 #: im2col columns of the compiled path are built for this many bytes of images at a time
 FAST_BLOCK_BYTES = 1 << 25
 
@@ -412,6 +416,9 @@ def conv_plan(x_shape, kernel_shape, strides=1, padding="valid", dilation_rate=1
 
     ``"winograd"``   ungrouped 3x3, stride 1, dilation 1, ``C_in, filters >= 8``
                      (:mod:`convkit.ops.winograd`, ReLU and bias fused in the forward)
+    ``"wide"``       ungrouped, stride 1, ``kh*kw*C_in <= 25`` (e.g. a first layer on
+                     grey images): compiled direct convolution on the wide grid, one
+                     image per task, ReLU and bias fused, gradients in one pass
     ``"direct"``     ungrouped, ``C_in * filters <= 16``, kernel at least 5x5 (compiled)
     ``"depthwise"``  one input channel per group (compiled, any stride / dilation)
     ``"pointwise"``  ungrouped 1x1, stride 1, no padding: threaded matrix products
@@ -450,6 +457,10 @@ def _choose(batch: int, kernel_shape, geo: Geometry, groups: int, dtype) -> str:
         unit = geo.strides == (1, 1) and geo.dilation == (1, 1)
         if (kh, kw) == (3, 3) and unit and min(c_g, filters) >= WINOGRAD_MIN_CHANNELS:
             return "winograd"
+        if geo.strides == (1, 1) and kh * kw * c_g <= WIDE_MAX_TAPS \
+                and filters * geo.out_hw[0] * geo.padded_hw[1] * dtype.itemsize \
+                <= WIDE_MAX_BYTES:
+            return "wide"
         if c_g * filters <= DIRECT_MAX_CHANNEL_PAIRS and min(kh, kw) >= DIRECT_MIN_KERNEL:
             return "direct"
         return "im2col"
@@ -507,6 +518,8 @@ def _fast_forward(s: _ConvSetup, plan: str, bias, relu: bool) -> np.ndarray:
     x, geo = _zero_padded(s)
     if plan == "winograd":
         return winograd.conv3x3_winograd_forward(x, kernel, bias, geo.pads, relu)
+    if plan == "wide":
+        return accel.conv2d_wide_forward(x, kernel, bias, geo, relu)
     if plan == "direct":
         return accel.conv2d_direct_forward(x, kernel, bias, geo, relu)
     if plan == "depthwise":
@@ -518,6 +531,10 @@ def _fast_forward(s: _ConvSetup, plan: str, bias, relu: bool) -> np.ndarray:
     # one group at a time
     f_g = filters // s.groups
     y = np.empty((n, h_out, w_out, filters), dtype=s.dtype)
+    if s.groups == 1:
+        _cached_blocks_forward(x, geo, kernel.reshape(-1, filters), y)
+        _bias_act(y.reshape(-1, filters), bias, relu)
+        return y
     for g in range(s.groups):
         xg = _group_slice(x, g, c_g, s.groups)                       # (N, Hp, Wp, C_g)
         kg = np.ascontiguousarray(kernel[..., g * f_g:(g + 1) * f_g]).reshape(-1, f_g)
@@ -548,6 +565,9 @@ def _fast_backward(s: _ConvSetup, plan: str, dyl: np.ndarray, yl, input_grad: bo
             if input_grad else None
         return dx, dkernel, dy2d.sum(axis=0)
     x, geo = _zero_padded(s)
+    if plan == "wide":      # ReLU mask, kernel, bias and input gradients in one pass
+        dx, dkernel, dbias = accel.conv2d_wide_backward(dy, x, kernel, geo, yl, input_grad)
+        return _fold_padding(s, dx), dkernel, dbias
     if (plan == "im2col" or plan == "direct" and not input_grad) and _small_kernel_grad(s):
         # one pass over dy: ReLU mask, kernel and bias gradients, no columns
         dkernel, dbias, dz = accel.conv2d_kernel_grad_small(dy, x, kernel.shape, geo, yl,
@@ -610,11 +630,79 @@ def _tile_waste(hw) -> float:
     return tiled[0] * tiled[1] / (hw[0] * hw[1])
 
 
+#: per thread, the ungrouped im2col path builds the columns of this many bytes of images at a
+#: time, multiplies them and (backward) adds them back while they are in the core's cache
+CACHE_BLOCK_BYTES = 1 << 21
+
+
+def _cache_blocks(lo: int, hi: int, per_image: int) -> list[tuple[int, int]]:
+    """Images ``lo:hi`` in equal blocks of at most ``CACHE_BLOCK_BYTES`` of columns."""
+    most = max(1, CACHE_BLOCK_BYTES // max(per_image, 1))
+    count = -(-(hi - lo) // most)
+    return [(lo + (hi - lo) * i // count, lo + (hi - lo) * (i + 1) // count)
+            for i in range(count)]
+
+
+def _cached_blocks_forward(x: np.ndarray, geo: Geometry, kernel2d: np.ndarray,
+                           y: np.ndarray) -> None:
+    """``y (N, H_out, W_out, F) = im2col(x) @ kernel2d`` for an ungrouped convolution: each
+    thread takes a range of images and, a cache block at a time, writes their columns into
+    its own buffer and multiplies them (one-thread BLAS) straight into ``y``."""
+    n, (h_out, w_out) = x.shape[0], geo.out_hw
+    taps, filters = kernel2d.shape
+    rows = h_out * w_out
+
+    def work(lo, hi):
+        blocks = _cache_blocks(lo, hi, rows * taps * x.dtype.itemsize)
+        buf = np.empty(max(b - a for a, b in blocks) * rows * taps, dtype=x.dtype)
+        for n0, n1 in blocks:
+            cols = accel.im2col(x[n0:n1], geo, out=buf[:(n1 - n0) * rows * taps].reshape(
+                -1, taps))                                           # (block*Ho*Wo, taps)
+            np.matmul(cols, kernel2d, out=y[n0:n1].reshape(-1, filters))
+    _threads.run_chunks(work, n)
+
+
+def _cached_blocks_backward(x: np.ndarray, geo: Geometry, kernel: np.ndarray, dy: np.ndarray,
+                            with_kernel: bool, with_input: bool):
+    """``(dx (N, Hp, Wp, C) or None, dkernel (kh, kw, C, F) or None)`` of an ungrouped
+    convolution, a cache block of images at a time per thread: the block's columns,
+    ``dkernel += columns^T @ dy`` (a partial sum per thread), then ``dcols = dy @ kernel^T``
+    in the same buffer and ``col2im`` of it into ``dx`` while it is still in cache."""
+    kh, kw, c_in, filters = kernel.shape
+    n, (h_out, w_out) = x.shape[0], geo.out_hw
+    taps, rows = kh * kw * c_in, h_out * w_out
+    kernel_t = np.ascontiguousarray(kernel.reshape(taps, filters).T)   # (F, taps)
+    dy2 = dy.reshape(n, rows, filters)                               # (N, Ho*Wo, F)
+    dx = np.empty(x.shape, dtype=x.dtype) if with_input else None
+    chunks = _threads.split(n, _threads.num_threads())
+    slot = {start: q for q, (start, _) in enumerate(chunks)}
+    partials = np.zeros((len(chunks), taps, filters), dtype=x.dtype) if with_kernel else None
+
+    def work(lo, hi):
+        blocks = _cache_blocks(lo, hi, rows * taps * x.dtype.itemsize)
+        buf = np.empty(max(b - a for a, b in blocks) * rows * taps, dtype=x.dtype)
+        for n0, n1 in blocks:
+            cols = buf[:(n1 - n0) * rows * taps].reshape(-1, taps)   # (block*Ho*Wo, taps)
+            dy_block = dy2[n0:n1].reshape(-1, filters)               # (block*Ho*Wo, F)
+            if with_kernel:
+                accel.im2col(x[n0:n1], geo, out=cols)
+                partials[slot[lo]] += cols.T @ dy_block               # (taps, F)
+            if with_input:
+                np.matmul(dy_block, kernel_t, out=cols)
+                accel.col2im(cols, geo, (n1 - n0, *x.shape[1:]), out=dx[n0:n1])
+    _threads.run_chunks(work, n)
+    dkernel = partials.sum(axis=0).reshape(kh, kw, c_in, filters) if with_kernel else None
+    return dx, dkernel
+
+
 def _im2col_backward(s: _ConvSetup, x: np.ndarray, geo: Geometry, kernel: np.ndarray,
                      dy: np.ndarray, with_kernel: bool, with_input: bool = True):
     """``(dx (N, Hp, Wp, C) or None, dkernel or None)`` through columns, a group and a
     block of images at a time: ``dkernel = columns^T @ dy``, ``dx = col2im(dy @ kernel^T)``."""
     kh, kw, c_g, filters = kernel.shape
+    if s.groups == 1:
+        return _cached_blocks_backward(x, geo, kernel, np.ascontiguousarray(dy), with_kernel,
+                                       with_input)
     n, f_g = x.shape[0], filters // s.groups
     dx = np.empty(x.shape, dtype=s.dtype)                            # (N, Hp, Wp, C)
     dkernel = np.empty((kh * kw * c_g, filters), dtype=s.dtype) if with_kernel else None

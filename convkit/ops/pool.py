@@ -91,38 +91,98 @@ def _tiles(xl: np.ndarray, geo: Geometry) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- max
 def max_pool2d(x, pool_size, strides=None, padding="valid", *, dilation_rate=1,
-               ceil_mode=False, data_format="channels_last") -> np.ndarray:
+               ceil_mode=False, data_format="channels_last", return_argmax=False):
     """Maximum over each ``pool_size`` window.
 
     Shapes: ``(N, H, W, C) -> (N, H_out, W_out, C)`` (see the module docstring for
     ``H_out``); padded cells are -inf, so they never win. ``strides=None`` means
-    ``strides = pool_size``; ``dilation_rate`` spreads the window's cells apart.
+    ``strides = pool_size``; ``dilation_rate`` spreads the window's cells apart. A NaN in a
+    window gives NaN (as in PyTorch).
+
+    With ``return_argmax=True`` the result is ``(y, argmax)``: ``argmax`` is int32, shaped
+    ``(N, H_out, W_out, C)`` in channels_last order whatever ``data_format``, and holds the
+    flat index ``ih * W + iw`` of each window's winner in the unpadded input (the first
+    maximum in row-major window order on a tie, the last NaN if there is one, ``-1`` for a
+    window of padding only) -- what :func:`max_pool2d_backward` takes as ``argmax=`` to skip
+    finding the winners again (PyTorch's ``return_indices``, in NHWC).
 
     >>> x = np.arange(16.0).reshape(1, 4, 4, 1)
     >>> max_pool2d(x, 2)[0, :, :, 0]
     array([[ 5.,  7.],
            [13., 15.]])
+    >>> max_pool2d(x, 2, return_argmax=True)[1][0, :, :, 0]
+    array([[ 5,  7],
+           [13, 15]], dtype=int32)
     """
     x, xl, geo = _setup("max_pool2d", x, pool_size, strides, padding, dilation_rate, ceil_mode,
                         data_format)
+    if return_argmax:
+        if _compiled(xl):
+            y, argmax = accel.max_pool2d_forward(xl, geo)
+        else:
+            y, winner = _max_winners(xl, geo)
+            argmax = _winner_to_flat(winner, geo)
+        return from_channels_last(y, data_format), argmax
     if _compiled(xl):
-        y, _ = accel.max_pool2d_forward(xl, geo)
-        return from_channels_last(y, data_format)
+        return from_channels_last(accel.max_pool2d_values(xl, geo), data_format)
     if _is_tiling(geo):
-        y = _tiles(xl, geo).max(axis=(2, 4))
+        y = _tiles(xl, geo).max(axis=(2, 4))                    # NaN propagates
     else:
         padded = pad_for_windows(xl, geo, "zeros", -np.inf)
         y = offset_window(padded, geo, 0, 0).copy()
         for a, b in _offsets(geo)[1:]:
-            np.maximum(y, offset_window(padded, geo, a, b), out=y)
+            np.maximum(y, offset_window(padded, geo, a, b), out=y)   # NaN propagates
     return from_channels_last(y, data_format)
 
 
+def _max_winners(xl: np.ndarray, geo: Geometry):
+    """``(y, winner)``: each window's maximum and the index ``a * kw + b`` of its winning
+    offset, ``(N, H_out, W_out, C)`` each. Offsets are visited in row-major window order;
+    padded cells never win, a later cell wins only if strictly larger (the first maximum
+    stays) or NaN (so the last NaN wins, as in PyTorch). A window of padding only gives
+    ``-inf`` and ``-1``."""
+    (kh, kw), (sh, sw), (dh, dw) = geo.kernel, geo.strides, geo.dilation
+    (top, _), (left, _) = geo.pads
+    h_out, w_out = geo.out_hw
+    padded = pad_for_windows(xl, geo, "zeros", -np.inf)
+    best = np.full((xl.shape[0], h_out, w_out, xl.shape[3]), -np.inf, dtype=xl.dtype)
+    winner = np.full(best.shape, -1, dtype=np.int32)
+    rows = np.arange(h_out) * sh - top
+    cols = np.arange(w_out) * sw - left
+    for index, (a, b) in enumerate(_offsets(geo)):
+        ih, iw = rows + a * dh, cols + b * dw
+        real = (((ih >= 0) & (ih < xl.shape[1]))[:, None]
+                & ((iw >= 0) & (iw < xl.shape[2]))[None, :])[None, :, :, None]  # (1, Ho, Wo, 1)
+        win = offset_window(padded, geo, a, b)
+        better = real & ((win > best) | np.isnan(win) | (winner < 0))
+        np.copyto(best, win, where=better)
+        np.copyto(winner, index, where=better)
+    return best, winner
+
+
+def _winner_to_flat(winner: np.ndarray, geo: Geometry) -> np.ndarray:
+    """Offset indices of :func:`_max_winners` as flat input indices ``ih * W + iw``."""
+    (kh, kw), (sh, sw), (dh, dw) = geo.kernel, geo.strides, geo.dilation
+    (top, _), (left, _) = geo.pads
+    h_out, w_out = geo.out_hw
+    oh = np.arange(h_out).reshape(1, h_out, 1, 1)
+    ow = np.arange(w_out).reshape(1, 1, w_out, 1)
+    ih = oh * sh - top + (winner // kw) * dh
+    iw = ow * sw - left + (winner % kw) * dw
+    inside = (winner >= 0) & (ih >= 0) & (ih < geo.in_hw[0]) & (iw >= 0) & (iw < geo.in_hw[1])
+    return np.where(inside, ih * geo.in_hw[1] + iw, -1).astype(np.int32)
+
+
 def max_pool2d_backward(dy, x, pool_size, strides=None, padding="valid", *, dilation_rate=1,
-                        ceil_mode=False, data_format="channels_last") -> np.ndarray:
+                        ceil_mode=False, data_format="channels_last", argmax=None) -> np.ndarray:
     """Gradient of :func:`max_pool2d`: each ``dy`` value goes to the input cell that was its
-    window's maximum (the first in row-major window order on a tie); overlapping windows
-    add up. ``dy`` is shaped like the output, the result like ``x``.
+    window's maximum (the first in row-major window order on a tie, the last NaN if the
+    window has one); overlapping windows add up. ``dy`` is shaped like the output, the
+    result like ``x``.
+
+    ``argmax``: the second result of ``max_pool2d(..., return_argmax=True)`` on this ``x``;
+    given, the winners are not searched again (a scatter of ``dy``), else they are found
+    from ``x``.
 
     >>> x = np.array([[1., 4.], [4., 2.]]).reshape(1, 2, 2, 1)
     >>> max_pool2d_backward(np.ones((1, 1, 1, 1)), x, 2)[0, :, :, 0]   # tie: first 4 wins
@@ -133,28 +193,48 @@ def max_pool2d_backward(dy, x, pool_size, strides=None, padding="valid", *, dila
     x, xl, geo = _setup(where, x, pool_size, strides, padding, dilation_rate, ceil_mode,
                         data_format)
     dyl = _check_dy(where, dy, x, geo, data_format)
+    if argmax is not None:
+        argmax = _check_argmax(where, argmax, dyl, xl.shape)
+        return from_channels_last(_scatter_argmax(dyl, argmax, xl.shape, geo), data_format)
     if _compiled(xl):
-        (kh, kw), (sh, sw), (dh, dw) = geo.kernel, geo.strides, geo.dilation
-        if sh >= (kh - 1) * dh + 1 and sw >= (kw - 1) * dw + 1:   # windows do not overlap
-            return from_channels_last(accel.max_pool2d_backward_direct(dyl, xl, geo),
-                                      data_format)
+        # the forward's argmax then a scatter: both passes vectorise over channels, faster
+        # than accel.max_pool2d_backward_direct's one pass (compare-and-write per window)
         _, argmax = accel.max_pool2d_forward(xl, geo)
-        return from_channels_last(accel.max_pool2d_backward(dyl, argmax, xl.shape), data_format)
-    padded = pad_for_windows(xl, geo, "zeros", -np.inf)
-    offsets = _offsets(geo)
-    best = offset_window(padded, geo, 0, 0).copy()               # (N, H_out, W_out, C)
-    winner = np.zeros(best.shape, dtype=np.int32)                 # offset index of the max
-    for index, (a, b) in enumerate(offsets[1:], start=1):
-        win = offset_window(padded, geo, a, b)
-        better = win > best                                       # strict: first max stays
-        np.copyto(best, win, where=better)
-        np.copyto(winner, index, where=better)
+        return from_channels_last(accel.max_pool2d_backward(dyl, argmax, xl.shape, geo),
+                                  data_format)
+    _, winner = _max_winners(xl, geo)
 
     def offset_grad(a, b):
         return np.where(winner == a * geo.kernel[1] + b, dyl, 0).astype(xl.dtype, copy=False)
 
     dx = windows_backward(offset_grad, geo, xl.shape, xl.dtype)
     return from_channels_last(dx, data_format)
+
+
+def _check_argmax(where, argmax, dyl: np.ndarray, x_shape) -> np.ndarray:
+    """``argmax`` as a C-contiguous int32 array shaped like the NHWC ``dy``, indices in range."""
+    arr = np.asarray(argmax)
+    if arr.shape != dyl.shape or not np.issubdtype(arr.dtype, np.integer):
+        raise ShapeError(f"{where}: argmax must be an integer array shaped like the "
+                         f"channels_last output {dyl.shape} (from max_pool2d(..., "
+                         f"return_argmax=True)), got {arr.dtype} {arr.shape}")
+    cells = x_shape[1] * x_shape[2]
+    if arr.size and (int(arr.max()) >= cells or int(arr.min()) < -1):
+        raise ShapeError(f"{where}: argmax holds indices outside -1..{cells - 1} for input "
+                         f"shape {tuple(x_shape)}")
+    return np.ascontiguousarray(arr, dtype=np.int32)
+
+
+def _scatter_argmax(dyl: np.ndarray, argmax: np.ndarray, x_shape, geo: Geometry) -> np.ndarray:
+    """``dx[n, argmax // W, argmax % W, c] += dy`` (channels_last; ``-1`` sends nothing)."""
+    if _compiled(dyl):
+        return accel.max_pool2d_backward(dyl, argmax, x_shape, geo)
+    n, h, w, c = x_shape
+    dx = np.zeros((n, h * w, c), dtype=dyl.dtype)                 # (N, H*W, C)
+    keep = argmax >= 0
+    idx_n, _, _, idx_c = np.nonzero(keep)
+    np.add.at(dx, (idx_n, argmax[keep], idx_c), dyl[keep])
+    return dx.reshape(x_shape)
 
 
 # ------------------------------------------------------------------------- average

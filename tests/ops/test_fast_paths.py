@@ -24,7 +24,11 @@ CASES = [
     ((2, 6, 5, 5), (1, 1, 5, 7), dict(), "pointwise"),
     ((2, 9, 8, 8), (3, 3, 8, 8), dict(strides=2, padding=1), "im2col"),
     ((2, 9, 8, 4), (2, 3, 2, 6), dict(groups=2, dilation_rate=(2, 1), padding=1), "im2col"),
-    ((2, 8, 8, 1), (3, 3, 1, 32), dict(), "im2col"),
+    ((2, 8, 8, 1), (3, 3, 1, 32), dict(), "wide"),
+    ((2, 12, 11, 1), (5, 5, 1, 6), dict(padding="same"), "wide"),
+    ((2, 10, 9, 2), (3, 3, 2, 5), dict(padding="same", dilation_rate=2), "wide"),
+    ((2, 7, 9, 1), (3, 2, 1, 4), dict(padding=((2, 0), (1, 1))), "wide"),
+    ((2, 10, 10, 4), (3, 3, 4, 16), dict(), "im2col"),
 ]
 IDS = [f"{plan}-{i}" for i, (*_, plan) in enumerate(CASES)]
 PADDED = [(case, name) for case, name in zip(CASES, IDS)
@@ -138,7 +142,10 @@ def test_winograd_float32_error_bound(backend, rng):
 def test_winograd_and_direct_match_torch(torch, rng):
     F = torch.nn.functional
     for x_shape, k_shape, pad in [((2, 12, 11, 8), (3, 3, 8, 16), 1),
-                                  ((2, 15, 13, 3), (7, 7, 3, 2), 3)]:
+                                  ((2, 15, 13, 3), (7, 7, 3, 2), 3),
+                                  ((3, 14, 13, 1), (3, 3, 1, 32), 0),      # wide grid
+                                  ((2, 12, 12, 1), (5, 5, 1, 6), 2),       # wide, padded
+                                  ((2, 11, 10, 6), (5, 5, 6, 16), 0)]:     # cached im2col
         x, kernel, bias = _arrays(rng, x_shape, k_shape, np.float32)
         y = conv2d(x, kernel, bias, padding=pad)
         xt = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True)
@@ -191,3 +198,17 @@ def test_backend_switch_and_errors():
         assert conv_plan((2, 9, 9, 8), (3, 3, 8, 8)) == "numpy"
     with pytest.raises(ck.errors.ConvkitError, match="set_backend: backend must be one of"):
         accel.set_backend("gpu")
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_wide_grid_with_padding_modes(rng, mode):
+    """Other padding modes pad first, then take the zero-pad plan (the wide grid here) and
+    fold the input gradient back through the padding's adjoint."""
+    x, kernel, bias = _arrays(rng, (2, 9, 8, 1), (3, 3, 1, 12), np.float64)
+    kwargs = dict(padding="same", padding_mode=mode)
+    y = conv2d(x, kernel, bias, **kwargs)
+    np.testing.assert_allclose(y, conv2d_ref(x, kernel, bias, **kwargs), rtol=1e-12,
+                               atol=1e-12 * np.abs(y).max())
+    check_vjp(lambda x_, k_, b_: conv2d(x_, k_, b_, **kwargs),
+              lambda g, x_, k_, b_: conv2d_backward(g, x_, k_, **kwargs),
+              [x, kernel, bias], rng, n_dirs=2)

@@ -9,10 +9,12 @@ from convkit import ops
 from convkit.ops import accel, conv
 
 CASES = [  # (x shape, kernel shape, strides, padding): one per path of conv_plan
-    ((3, 12, 12, 1), (3, 3, 1, 16), 1, "valid"),        # im2col, one-pass kernel gradient
+    ((3, 12, 12, 1), (3, 3, 1, 16), 1, "valid"),        # wide grid
+    ((2, 12, 12, 1), (5, 5, 1, 6), 1, "same"),           # wide grid, padded
+    ((3, 10, 10, 4), (3, 3, 4, 16), 1, "valid"),        # im2col, one-pass kernel gradient
     ((2, 10, 9, 2), (3, 3, 2, 8), 2, 1),                 # strided, one-pass kernel gradient
     ((2, 9, 9, 6), (5, 5, 6, 16), 1, "valid"),           # im2col, columns
-    ((2, 12, 12, 1), (5, 5, 1, 6), 1, "same"),           # direct
+    ((2, 12, 12, 1), (7, 7, 1, 2), 1, "same"),           # direct
     ((2, 9, 9, 8), (3, 3, 8, 8), 1, "same"),             # Winograd
     ((2, 6, 6, 4), (1, 1, 4, 8), 1, "valid"),            # pointwise
     ((2, 7, 7, 4), (3, 3, 1, 4), 1, "same"),             # depthwise (groups = 4)

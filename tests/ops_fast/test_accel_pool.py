@@ -17,6 +17,7 @@ CASES = [
     (9, 6, (3, 2), (2, 1), ((1, 0), (0, 1)), (2, 1), False),
     (5, 9, 2, 3, ((1, 1), (1, 1)), 1, True),
     (8, 8, 3, 1, ((1, 1), (0, 1)), 2, True),
+    (11, 7, 3, 3, "valid", 1, False),        # windows tile the input, a row and a column left
 ]
 
 
@@ -153,3 +154,39 @@ def test_pool_bad_arguments_raise_clear_errors():
         accel.max_pool2d_backward(np.zeros((1, 2, 2, 1)), np.zeros((1, 2, 2, 1)), (1, 4, 4, 1))
     with pytest.raises(ValueError, match="avg_pool2d_backward: dy has shape"):
         accel.avg_pool2d_backward(np.zeros((1, 3, 2, 1)), geo, (1, 4, 4, 1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_tiling_avg_pool_threaded_matches_numpy_ops(rng, dtype):
+    """Above ``SMALL_POOL`` elements the tiling kernels split rows over the threads."""
+    from convkit import ops
+    x = rng.standard_normal((4, 65, 64, 33)).astype(dtype)
+    assert x.size >= accel.SMALL_POOL
+    y = ops.avg_pool2d(x, 2)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = ops.avg_pool2d_backward(dy, x, 2)
+    with accel.use_backend("numpy"):
+        y_ref = ops.avg_pool2d(x, 2)
+        dx_ref = ops.avg_pool2d_backward(dy, x, 2)
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    assert y.dtype == dtype and dx.dtype == dtype
+    np.testing.assert_allclose(y, y_ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(dx, dx_ref, rtol=tol, atol=tol)
+    assert np.all(dx[:, 64] == 0)                  # the row no window reaches
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("hw, pool", [((7, 9), 2), ((9, 8), (3, 2)), ((6, 6), 3)])
+def test_max_pool_backward_tiles_equals_scatter(rng, dtype, hw, pool):
+    """With the geometry of windows that tile the input, the gradient is written cell by
+    cell (no scatter, no zeroing pass): the same numbers, 0 where no window reaches."""
+    geo = window_geometry(hw, pool, pool)
+    x = distinct(rng, (3, *hw, 5), dtype)
+    x[0, 0, 0, 0] = np.nan
+    _, arg = accel.max_pool2d_forward(x, geo)
+    dy = rng.standard_normal((3, *geo.out_hw, 5)).astype(dtype)
+    scatter = accel.max_pool2d_backward(dy, arg, x.shape)
+    tiles = accel.max_pool2d_backward(dy, arg, x.shape, geo)
+    assert tiles.dtype == dtype
+    np.testing.assert_array_equal(tiles, scatter)
+    np.testing.assert_array_equal(tiles, _naive.max_pool_backward(dy, arg, x.shape))
