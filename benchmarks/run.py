@@ -107,13 +107,22 @@ def conv_flops(n, ho, wo, kh, kw, cin_per_group, cout) -> float:
 
 
 # --------------------------------------------------------------------------- workloads
+#: largest relative difference from PyTorch's result (max |a - b| / max |b|) accepted for a
+#: float32 row; a row above its bound prints MISMATCH and the run exits with status 1
+REL_ERR_BOUND = 1e-4
+#: the bound of the rows that take Winograd F(4x4, 3x3) (tested in tests/ops)
+WINOGRAD_REL_ERR_BOUND = 2e-5
+
+
 class Workload:
     """One row of the table: a convkit callable, an optional torch callable, the FLOPs of one
-    call and the two results to compare."""
+    call, the two results to compare and the largest relative difference accepted."""
 
-    def __init__(self, name, ck_fn, torch_fn=None, flops=None, results=None, repeats=7):
+    def __init__(self, name, ck_fn, torch_fn=None, flops=None, results=None, repeats=7,
+                 bound=REL_ERR_BOUND):
         self.name, self.ck_fn, self.torch_fn = name, ck_fn, torch_fn
         self.flops, self.results, self.repeats = flops, results, repeats
+        self.bound = bound
 
 
 def _torch_conv_fns(torch, x, k, b, stride, pad_torch, groups, dilation=1):
@@ -158,6 +167,7 @@ def conv_workloads(torch, rng, name, n, h, w, cin, cout, ksize, stride, padding,
                    activation=None, backward=True, ck_padding_for_torch=None, repeats=7):
     """Forward (and backward) workloads of one convolution shape."""
     import convkit as ck
+    from convkit.ops.conv import conv_plan
     from convkit.shapes import window_geometry
     x = rng.standard_normal((n, h, w, cin), dtype=np.float32)
     k = (rng.standard_normal((ksize, ksize, cin // groups, cout), dtype=np.float32)
@@ -181,6 +191,8 @@ def conv_workloads(torch, rng, name, n, h, w, cin, cout, ksize, stride, padding,
 
     t_fwd = t_bwd = None
     results_fwd = results_bwd = None
+    plan = conv_plan(x.shape, k.shape, strides=stride, padding=padding, groups=groups)
+    bound = WINOGRAD_REL_ERR_BOUND if plan == "winograd" else REL_ERR_BOUND
     if torch is not None:
         variants = _torch_conv_fns(torch, x, k, b, stride, (top, bottom, left, right), groups)
         # keep the faster memory format for each direction
@@ -209,9 +221,10 @@ def conv_workloads(torch, rng, name, n, h, w, cin, cout, ksize, stride, padding,
             dx_ref = dx_t.permute(0, 2, 3, 1).numpy()[:, top:top + h, left:left + w]
         results_bwd = (np.concatenate([dx_ck.ravel(), dk_ck.ravel()]),
                        np.concatenate([dx_ref.ravel(), dw_t.permute(2, 3, 1, 0).numpy().ravel()]))
-    out = [Workload(f"{name} forward", ck_fwd, t_fwd, flops, results_fwd, repeats)]
+    out = [Workload(f"{name} forward", ck_fwd, t_fwd, flops, results_fwd, repeats, bound)]
     if backward:
-        out.append(Workload(f"{name} backward", ck_bwd, t_bwd, 2 * flops, results_bwd, repeats))
+        out.append(Workload(f"{name} backward", ck_bwd, t_bwd, 2 * flops, results_bwd, repeats,
+                            bound))
     return out
 
 
@@ -428,7 +441,8 @@ def main(argv=None) -> int:
         results.append({"workload": wl.name, "convkit_ms": t_ck * 1e3,
                         "torch_ms": t_torch * 1e3 if t_torch else None,
                         "ratio": t_ck / t_torch if t_torch else None,
-                        "gflops": gflops, "rel_err": err})
+                        "gflops": gflops, "rel_err": err, "rel_err_bound": wl.bound,
+                        "mismatch": bool(err is not None and not err <= wl.bound)})
     # the cores are shared with other work: the peak is measured again after the timed
     # workloads and the better of the two is the reference for %peak
     peak = max(peak, gemm_peak())
@@ -485,12 +499,17 @@ def main(argv=None) -> int:
 
     elapsed = time.perf_counter() - started
     print(f"finished in {elapsed:.0f} s")
-    payload = {"info": info, "results": results, **extra, "elapsed_s": elapsed}
+    mismatches = [row["workload"] for row in results if row.get("mismatch")]
+    payload = {"info": info, "results": results, **extra, "elapsed_s": elapsed,
+               "mismatches": mismatches}
     tmp = args.json + ".tmp"
     with open(tmp, "w") as fh:
         json.dump(payload, fh, indent=2)
     os.replace(tmp, args.json)
     print(f"wrote {os.path.relpath(args.json)}")
+    if mismatches:
+        print(f"MISMATCH in {len(mismatches)} row(s): {'; '.join(mismatches)}")
+        return 1
     return 0
 
 
@@ -500,7 +519,8 @@ def _format_row(row) -> str:
     return (f"{row['workload']:<44} {num(row['convkit_ms'], '>10.2f')} "
             f"{num(row['torch_ms'], '>9.2f')} {num(row['ratio'], '>6.2f')} "
             f"{num(row['gflops'], '>8.1f')} {num(row['pct_peak'], '>6.1f')} "
-            f"{num(row['rel_err'], '>8.1e')}")
+            f"{num(row['rel_err'], '>8.1e')}"
+            + (f"  MISMATCH (bound {row['rel_err_bound']:.0e})" if row.get("mismatch") else ""))
 
 
 if __name__ == "__main__":

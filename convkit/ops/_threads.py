@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 __all__ = ["num_threads", "split", "run_chunks", "blas_limit", "can_limit_blas", "matmul",
-           "matmul_tn"]
+           "matmul_tn", "column_sums", "pointwise_backward"]
 
 _lock = threading.Lock()
 _state = threading.local()  # .busy is True while this thread runs a chunk
@@ -202,3 +202,55 @@ def matmul_tn(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         np.matmul(a[start:stop].T, b[start:stop], out=partials[slot[start]])
     run_chunks(work, length, threads)
     return partials.sum(axis=0)
+
+
+def column_sums(a: np.ndarray) -> np.ndarray:
+    """``a.sum(axis=0)`` of a C-contiguous 2-D ``a (M, N)`` as a BLAS product ``ones(M) @ a``
+    (a bias gradient). Like NumPy's ``axis=0`` reduction it accumulates rows in the array's
+    dtype without pairwise summation, but at memory speed instead of one vector add per row
+    (25088 x 128 float32: 0.14 ms instead of 0.55 ms). ``(N,)`` in ``a``'s dtype.
+
+    >>> column_sums(np.arange(6.0).reshape(3, 2)).tolist()
+    [6.0, 9.0]
+    """
+    if a.ndim != 2 or not a.flags.c_contiguous or a.shape[0] == 0 \
+            or a.dtype not in (np.float32, np.float64):
+        return a.sum(axis=0)
+    with blas_limit(1):
+        return np.ones(a.shape[0], dtype=a.dtype) @ a
+
+
+def pointwise_backward(x2d: np.ndarray, dy2d: np.ndarray, kernel2d: np.ndarray,
+                       input_grad: bool = True):
+    """``(dx (M, C) or None, dkernel (C, F), dbias (F,))`` of ``y = x2d @ kernel2d + bias``
+    (a 1x1 convolution or a dense layer), ``x2d (M, C)``, ``dy2d (M, F)``: each thread takes
+    a range of rows and computes its partial ``x^T dy``, its ``dy kernel^T`` rows and its
+    partial column sums while its rows of ``dy`` are in cache (one pass over ``dy`` per core
+    instead of three threaded products)::
+
+        dkernel = x2d^T @ dy2d,   dx = dy2d @ kernel2d^T,   dbias = sum over rows of dy2d
+    """
+    m, c = x2d.shape
+    f = dy2d.shape[1]
+    dtype = np.result_type(x2d, dy2d)
+    threads = _gemm_threads(m, m * c * f)
+    kernel_t = np.ascontiguousarray(kernel2d.T)                      # (F, C)
+    if threads == 1:
+        with blas_limit(1):
+            dx = dy2d @ kernel_t if input_grad else None
+            return dx, x2d.T @ dy2d, column_sums(dy2d)
+    chunks = split(m, threads)
+    slot = {start: q for q, (start, _) in enumerate(chunks)}
+    dk_parts = np.empty((len(chunks), c, f), dtype=dtype)
+    db_parts = np.empty((len(chunks), f), dtype=dtype)
+    dx = np.empty((m, c), dtype=dtype) if input_grad else None
+
+    def work(start, stop):
+        q = slot[start]
+        rows = dy2d[start:stop]                                      # (rows, F)
+        np.matmul(x2d[start:stop].T, rows, out=dk_parts[q])
+        if input_grad:
+            np.matmul(rows, kernel_t, out=dx[start:stop])
+        db_parts[q] = np.ones(stop - start, dtype=dtype) @ rows
+    run_chunks(work, m, threads)
+    return dx, dk_parts.sum(axis=0), db_parts.sum(axis=0)

@@ -532,8 +532,7 @@ def _fast_forward(s: _ConvSetup, plan: str, bias, relu: bool) -> np.ndarray:
     f_g = filters // s.groups
     y = np.empty((n, h_out, w_out, filters), dtype=s.dtype)
     if s.groups == 1:
-        _cached_blocks_forward(x, geo, kernel.reshape(-1, filters), y)
-        _bias_act(y.reshape(-1, filters), bias, relu)
+        _cached_blocks_forward(x, geo, kernel.reshape(-1, filters), y, bias, relu)
         return y
     for g in range(s.groups):
         xg = _group_slice(x, g, c_g, s.groups)                       # (N, Hp, Wp, C_g)
@@ -560,10 +559,10 @@ def _fast_backward(s: _ConvSetup, plan: str, dyl: np.ndarray, yl, input_grad: bo
             dy = accel.relu_backward(dy, yl)
         dy2d = dy.reshape(-1, filters)                               # (M, F)
         x2d = np.ascontiguousarray(s.x).reshape(-1, c_g)             # (M, C_in)
-        dkernel = _threads.matmul_tn(x2d, dy2d).reshape(1, 1, c_g, filters)
-        dx = _threads.matmul(dy2d, kernel.reshape(c_g, filters).T).reshape(s.x.shape) \
-            if input_grad else None
-        return dx, dkernel, dy2d.sum(axis=0)
+        dx, dkernel, dbias = _threads.pointwise_backward(x2d, dy2d, kernel.reshape(c_g, filters),
+                                                         input_grad)
+        return (dx.reshape(s.x.shape) if input_grad else None,
+                dkernel.reshape(1, 1, c_g, filters), dbias)
     x, geo = _zero_padded(s)
     if plan == "wide":      # ReLU mask, kernel, bias and input gradients in one pass
         dx, dkernel, dbias = accel.conv2d_wide_backward(dy, x, kernel, geo, yl, input_grad)
@@ -588,7 +587,7 @@ def _fast_backward(s: _ConvSetup, plan: str, dyl: np.ndarray, yl, input_grad: bo
         else:   # small images: 4x4 tiles over the input would be mostly padding
             dx, _ = _im2col_backward(s, x, geo, kernel, dy, with_kernel=False)
         dkernel = winograd.conv3x3_winograd_kernel_grad(x, dy, geo.pads)
-        dbias = dy2d.sum(axis=0)
+        dbias = _threads.column_sums(dy2d)
     elif plan == "direct":
         dx, dkernel, dbias = accel.conv2d_direct_backward(dy, x, kernel, geo, input_grad)
     elif plan == "depthwise":
@@ -599,7 +598,7 @@ def _fast_backward(s: _ConvSetup, plan: str, dyl: np.ndarray, yl, input_grad: bo
     else:
         dx, dkernel = _im2col_backward(s, x, geo, kernel, dy, with_kernel=True,
                                        with_input=input_grad)
-        dbias = dy2d.sum(axis=0)
+        dbias = _threads.column_sums(dy2d)
     return _fold_padding(s, dx), dkernel, dbias.astype(s.dtype, copy=False)
 
 
@@ -644,10 +643,11 @@ def _cache_blocks(lo: int, hi: int, per_image: int) -> list[tuple[int, int]]:
 
 
 def _cached_blocks_forward(x: np.ndarray, geo: Geometry, kernel2d: np.ndarray,
-                           y: np.ndarray) -> None:
-    """``y (N, H_out, W_out, F) = im2col(x) @ kernel2d`` for an ungrouped convolution: each
-    thread takes a range of images and, a cache block at a time, writes their columns into
-    its own buffer and multiplies them (one-thread BLAS) straight into ``y``."""
+                           y: np.ndarray, bias=None, relu: bool = False) -> None:
+    """``y (N, H_out, W_out, F) = act(im2col(x) @ kernel2d + bias)`` for an ungrouped
+    convolution: each thread takes a range of images and, a cache block at a time, writes
+    their columns into its own buffer, multiplies them (one-thread BLAS) straight into ``y``
+    and adds the bias (and ReLU) to that block of ``y`` while it is still in cache."""
     n, (h_out, w_out) = x.shape[0], geo.out_hw
     taps, filters = kernel2d.shape
     rows = h_out * w_out
@@ -658,7 +658,9 @@ def _cached_blocks_forward(x: np.ndarray, geo: Geometry, kernel2d: np.ndarray,
         for n0, n1 in blocks:
             cols = accel.im2col(x[n0:n1], geo, out=buf[:(n1 - n0) * rows * taps].reshape(
                 -1, taps))                                           # (block*Ho*Wo, taps)
-            np.matmul(cols, kernel2d, out=y[n0:n1].reshape(-1, filters))
+            y_block = y[n0:n1].reshape(-1, filters)                  # (block*Ho*Wo, F)
+            np.matmul(cols, kernel2d, out=y_block)
+            _bias_act(y_block, bias, relu)
     _threads.run_chunks(work, n)
 
 

@@ -90,3 +90,53 @@ def test_nested_run_chunks_does_not_deadlock(monkeypatch):
             _threads.run_chunks(inner, 5)
     _threads.run_chunks(outer, 4)
     np.testing.assert_array_equal(seen, 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_column_sums_match_numpy_and_keep_the_dtype(rng, dtype):
+    a = rng.standard_normal((1001, 37)).astype(dtype)
+    got = _threads.column_sums(a)
+    assert got.dtype == dtype and got.shape == (37,)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, a.astype(np.float64).sum(axis=0), rtol=tol, atol=tol * 40)
+    # non-contiguous, empty and integer inputs take NumPy's sum
+    np.testing.assert_array_equal(_threads.column_sums(a[::2]), a[::2].sum(axis=0))
+    assert _threads.column_sums(np.zeros((0, 3), dtype)).tolist() == [0.0, 0.0, 0.0]
+    assert _threads.column_sums(np.arange(6).reshape(3, 2)).tolist() == [6, 9]
+
+
+@pytest.mark.parametrize("input_grad", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pointwise_backward_threaded_matches_products(rng, monkeypatch, dtype, input_grad):
+    monkeypatch.setenv("CONVKIT_NUM_THREADS", "2")
+    x = rng.standard_normal((3001, 40)).astype(dtype)      # large enough to split the rows
+    dy = rng.standard_normal((3001, 50)).astype(dtype)
+    k = rng.standard_normal((40, 50)).astype(dtype)
+    dx, dk, db = _threads.pointwise_backward(x, dy, k, input_grad)
+    x64, dy64, k64 = (v.astype(np.float64) for v in (x, dy, k))
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    assert dk.dtype == db.dtype == dtype
+    np.testing.assert_allclose(dk, x64.T @ dy64, rtol=tol, atol=tol * 60)
+    np.testing.assert_allclose(db, dy64.sum(axis=0), rtol=tol, atol=tol * 60)
+    if input_grad:
+        assert dx.dtype == dtype
+        np.testing.assert_allclose(dx, dy64 @ k64.T, rtol=tol, atol=tol * 10)
+    else:
+        assert dx is None
+
+
+def test_large_pointwise_conv_backward_matches_torch(rng, torch):
+    from convkit.ops import conv2d_backward
+    x = rng.standard_normal((4, 32, 32, 32)).astype(np.float32)   # threaded: 4096 rows
+    k = (rng.standard_normal((1, 1, 32, 48)) / 6).astype(np.float32)
+    dy = rng.standard_normal((4, 32, 32, 48)).astype(np.float32)
+    dx, dk, db = conv2d_backward(dy, x, k)
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_()
+    wt = torch.from_numpy(k.transpose(3, 2, 0, 1).copy()).requires_grad_()
+    bt = torch.zeros(48, requires_grad=True)
+    torch.nn.functional.conv2d(xt, wt, bt).backward(torch.from_numpy(dy.transpose(0, 3, 1, 2)))
+    np.testing.assert_allclose(dx, xt.grad.numpy().transpose(0, 2, 3, 1), rtol=1e-4,
+                               atol=1e-4)
+    np.testing.assert_allclose(dk, wt.grad.numpy().transpose(2, 3, 1, 0), rtol=1e-4,
+                               atol=1e-3)
+    np.testing.assert_allclose(db, bt.grad.numpy(), rtol=1e-4, atol=1e-3)
