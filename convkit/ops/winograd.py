@@ -49,6 +49,7 @@ import numpy as np
 
 from ..errors import ShapeError
 from . import _threads, accel
+from .accel.backend import _run
 
 __all__ = ["available", "conv3x3_winograd_forward", "conv3x3_winograd_input_grad",
            "conv3x3_winograd_kernel_grad", "conv_stride1_kernel_grad", "winograd_matrices"]
@@ -498,9 +499,9 @@ def conv_stride1_kernel_grad(x: np.ndarray, dy: np.ndarray, kernel_hw, pads) -> 
     x = np.ascontiguousarray(x)
     dy = np.ascontiguousarray(dy, dtype=x.dtype)
     xp = np.empty((n_batch, hp, wp, c_in), x.dtype)               # (N, Hp, Wp, Cin)
-    accel._run(pad_copy, n_batch * hp, x, xp, top, left)
+    _run(pad_copy, n_batch * hp, x, xp, top, left)
     dyw = np.empty((n_batch, hp, wp, c_out), x.dtype)             # (N, Hp, Wp, Cout)
-    accel._run(pad_copy, n_batch * hp, dy, dyw, 0, 0)
+    _run(pad_copy, n_batch * hp, dy, dyw, 0, 0)
     x_flat = xp.reshape(-1, c_in)                                 # (N*Hp*Wp, Cin)
     dy_flat = dyw.reshape(-1, c_out)                              # (N*Hp*Wp, Cout)
     length = x_flat.shape[0] - (kh - 1) * wp - (kw - 1)

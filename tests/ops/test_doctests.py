@@ -4,6 +4,7 @@ import importlib
 import pytest
 
 MODULES = ["convkit.ops.conv", "convkit.ops.pool", "convkit.ops.padding", "convkit.ops.dense",
+           "convkit.ops.accel", "convkit.ops.accel.backend",
            "convkit.ops.activations", "convkit.shapes"]
 
 

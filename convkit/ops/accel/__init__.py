@@ -1,0 +1,99 @@
+"""Compiled fast paths for the CPU (numba), channels_last only.
+
+These kernels do the same arithmetic as the NumPy ops in :mod:`convkit.ops.conv` and
+:mod:`convkit.ops.pool`, but compiled and spread over the cores: each kernel works on a
+range of ``batch * rows`` (or of images, where several windows write the same input cell),
+one contiguous range per thread (:func:`convkit.ops._threads.run_chunks`; the kernels
+release the GIL), and the innermost loop runs over contiguous channels (or output columns)
+through a 1-D view so it vectorises. Reductions (kernel and bias gradients) add into one
+partial sum per thread. Plain threads rather than numba's parallel loops: no thread-pool
+barrier spinning when the cores are shared, and a much shorter compile.
+
+numba is optional (``pip install convkit[fast]``) and imported only when a kernel is first
+needed. :func:`available` says whether the kernels can run: it is ``False`` without numba or
+when the environment variable ``CONVKIT_ACCEL=0`` is set; callers then use the NumPy ops.
+The public ops in :mod:`convkit.ops` call these kernels when :func:`enabled` (backend
+``"auto"``, see :func:`set_backend`, and numba available).
+Kernels compile once per machine (``cache=True``); one compiled kernel serves every stride,
+dilation and padding (they are runtime integers), specialised only by dtype (float32 and
+float64 are both supported; the dtype of ``x`` is kept).
+
+Every function takes the window geometry from :func:`convkit.shapes.window_geometry`
+(pads ``((top, bottom), (left, right))``, ceil-mode ``extra`` ``(bottom, right)``,
+output size); arrays are NHWC::
+
+    max_pool2d_forward(x, geo)                     (N, H, W, C) -> y, argmax (N, Ho, Wo, C)
+    max_pool2d_values(x, geo)                      -> y only (inference)
+    max_pool2d_backward(dy, argmax, x_shape)       -> dx (N, H, W, C)
+    max_pool2d_backward_direct(dy, x, geo)         -> dx, no argmax (windows not overlapping)
+    avg_pool2d_forward(x, geo, count_include_pad)  -> y (N, Ho, Wo, C)
+    avg_pool2d_backward(dy, geo, x_shape, count_include_pad) -> dx
+    depthwise_conv2d_forward(x, kernel (kh, kw, 1, C*dm), bias, geo, dm) -> (N, Ho, Wo, C*dm)
+    depthwise_conv2d_backward(dy, x, kernel, geo, dm) -> dx, dkernel, dbias
+    conv2d_direct_forward(x, kernel (kh, kw, Cin, Cout), bias, geo, relu) -> (N, Ho, Wo, Cout)
+    conv2d_direct_backward(dy, x, kernel, geo)     -> dx, dkernel, dbias
+    conv2d_wide_forward(x, kernel, bias, geo, relu) -> y   (stride 1, few channels)
+    conv2d_wide_backward(dy, x, kernel, geo, relu_y, input_grad) -> dx, dkernel, dbias
+    im2col(x, geo)                                 -> (N*Ho*Wo, kh*kw*C)
+    col2im(dcols, geo, x_shape)                    -> dx (N, H, W, C)
+    bias_act_(y, bias, relu)                       y += bias (then ReLU), in place
+    relu_backward(dy, y)                           dy * (y > 0), any shape
+    conv2d_kernel_grad_small(dy, x, kernel_shape, geo, relu_y, write_dz)
+                                                   -> dkernel, dbias, dz (few taps, one pass)
+
+The package, one module per idea:
+
+    backend.py      backend choice (set_backend, use_backend, enabled, threaded), the lazy
+                    numba import (available), jit (cache=True) and the per-thread runners
+    checks.py       argument checks shared by the wrappers (NHWC arrays, geometry, dy)
+    pooling.py      max pooling (values, argmax, scatter) and average pooling
+    depthwise.py    depthwise convolution
+    direct.py       direct convolution (planar, any stride) and the stride-1 wide grid
+    im2col.py       im2col / col2im for the GEMM paths
+    kernel_grad.py  one-pass kernel and bias gradients for few taps (ReLU mask fused)
+    elementwise.py  bias (+ ReLU) in place, ReLU gradient
+
+Everything below is importable from :mod:`convkit.ops.accel` itself.
+
+Output sizes per axis (input ``n``, kernel ``k``, stride ``s``, dilation ``d``, pads
+``before/after``) are the geometry's: ``floor((n + before + after - d*(k-1) - 1) / s) + 1``
+(ceil in ceil mode). Conv padding is zeros; max pooling's padding never wins (-inf).
+
+>>> from convkit.shapes import window_geometry
+>>> geo = window_geometry((4, 4), 2, 2)
+>>> x = np.arange(16.0).reshape(1, 4, 4, 1)
+>>> if available():
+...     y, arg = max_pool2d_forward(x, geo)
+...     print(y[0, :, :, 0].tolist(), arg[0, :, :, 0].tolist())
+... else:
+...     print([[5.0, 7.0], [13.0, 15.0]], [[5, 7], [13, 15]])
+[[5.0, 7.0], [13.0, 15.0]] [[5, 7], [13, 15]]
+"""
+from __future__ import annotations
+
+import numpy as np  # noqa: F401  (the docstring example uses it)
+
+from .backend import (BACKENDS, FASTMATH, available, enabled, get_backend, jit, num_threads,
+                      set_backend, threaded, use_backend)
+from .depthwise import depthwise_conv2d_backward, depthwise_conv2d_forward
+from .direct import (conv2d_direct_backward, conv2d_direct_forward, conv2d_wide_backward,
+                     conv2d_wide_forward)
+from .elementwise import SMALL_ELEMENTWISE, bias_act_, relu_backward
+from .im2col import col2im, im2col
+from .kernel_grad import (SMALL_KGRAD_MAX_CELLS, SMALL_KGRAD_MIN_FILTERS,
+                          conv2d_kernel_grad_small)
+from .pooling import (SMALL_POOL, avg_pool2d_backward, avg_pool2d_forward,
+                      max_pool2d_backward, max_pool2d_backward_direct, max_pool2d_forward,
+                      max_pool2d_values)
+
+__all__ = [
+    "available", "enabled", "threaded", "set_backend", "get_backend", "use_backend",
+    "num_threads", "jit",
+    "max_pool2d_forward", "max_pool2d_values", "max_pool2d_backward",
+    "max_pool2d_backward_direct",
+    "avg_pool2d_forward", "avg_pool2d_backward",
+    "depthwise_conv2d_forward", "depthwise_conv2d_backward",
+    "conv2d_direct_forward", "conv2d_direct_backward", "conv2d_wide_forward",
+    "conv2d_wide_backward",
+    "im2col", "col2im", "bias_act_", "relu_backward", "conv2d_kernel_grad_small",
+]

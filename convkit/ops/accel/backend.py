@@ -1,0 +1,172 @@
+"""Backend choice and the numba machinery every compiled kernel goes through.
+
+* :func:`set_backend` / :func:`get_backend` / :func:`use_backend`: ``"auto"`` (the compiled
+  kernels and threaded products where they apply) or ``"numpy"`` (the plain NumPy ops);
+  :func:`enabled` and :func:`threaded` are what the public ops ask.
+* :func:`available`: numba is imported lazily, on the first question, and ``CONVKIT_ACCEL=0``
+  turns the kernels off.
+* :func:`jit`: ``numba.njit(cache=True, nogil=True)`` of a plain module-level kernel, compiled
+  once per machine and loaded from numba's cache afterwards.
+* ``_run`` / ``_run_partial``: call a kernel on one contiguous range of rows per thread
+  (:func:`convkit.ops._threads.run_chunks`), the second for reductions with one zeroed
+  partial sum per thread.
+
+>>> with use_backend("numpy"):
+...     print(get_backend(), enabled())
+numpy False
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import numpy as np
+
+from ...errors import ConvkitError
+from .. import _threads
+
+# Reassociation and fused multiply-add only change results by float32 rounding; NaN and
+# infinity handling stays exact (no "nnan"/"ninf"), and pooling kernels use no fastmath.
+FASTMATH = frozenset({"reassoc", "contract", "nsz"})
+
+_numba = None          # the numba module once imported
+_import_failed = False
+_compiled: dict = {}   # python kernel function -> numba dispatcher
+
+
+def _disabled_by_env() -> bool:
+    return os.environ.get("CONVKIT_ACCEL", "1").strip().lower() in ("0", "false", "no", "off")
+
+
+# ============================================================================ backend choice
+#: ``"auto"``: the public ops use these kernels (and the threaded products of
+#: :mod:`convkit.ops._threads`) where they apply; ``"numpy"``: the plain NumPy ops only.
+BACKENDS = ("auto", "numpy")
+_backend = "numpy" if os.environ.get("CONVKIT_BACKEND", "").strip().lower() == "numpy" \
+    else "auto"
+
+
+def set_backend(name: str) -> None:
+    """Choose how the public ops in :mod:`convkit.ops` compute: ``"auto"`` (default: the
+    compiled kernels when :func:`available`, threaded matrix products always) or ``"numpy"``
+    (the plain NumPy code, the reference the fast paths are tested against). The environment
+    variable ``CONVKIT_BACKEND=numpy`` sets it at import; ``CONVKIT_ACCEL=0`` keeps ``"auto"``
+    from using numba.
+
+    >>> set_backend("numpy"); get_backend()
+    'numpy'
+    >>> set_backend("auto")
+    """
+    global _backend
+    if not isinstance(name, str) or name.lower() not in BACKENDS:
+        raise ConvkitError(f"set_backend: backend must be one of {BACKENDS}, got {name!r}")
+    _backend = name.lower()
+
+
+def get_backend() -> str:
+    """The backend :func:`set_backend` chose: ``"auto"`` or ``"numpy"``."""
+    return _backend
+
+
+@contextlib.contextmanager
+def use_backend(name: str):
+    """``with use_backend("numpy"): ...`` -- :func:`set_backend` inside the block only."""
+    previous = _backend
+    set_backend(name)
+    try:
+        yield
+    finally:
+        set_backend(previous)
+
+
+def enabled() -> bool:
+    """True when the ops should call the compiled kernels: backend ``"auto"`` and
+    :func:`available`."""
+    return _backend == "auto" and available()
+
+
+def threaded() -> bool:
+    """True when the ops should use the threaded matrix products (backend ``"auto"``)."""
+    return _backend == "auto"
+
+
+def available() -> bool:
+    """True when numba is importable and ``CONVKIT_ACCEL`` is not ``0``."""
+    global _numba, _import_failed
+    if _disabled_by_env():
+        return False
+    if _numba is None and not _import_failed:
+        try:
+            import numba
+        except ImportError:
+            _import_failed = True
+        else:
+            _numba = numba
+    return _numba is not None
+
+
+def _require(where: str):
+    if not available():
+        reason = ("CONVKIT_ACCEL=0 is set" if _disabled_by_env()
+                  else "numba is not installed (pip install convkit[fast])")
+        raise ConvkitError(f"{where}: the compiled kernels are unavailable: {reason}; "
+                           f"use the NumPy ops in convkit.ops instead")
+    return _numba
+
+
+def num_threads() -> int:
+    """Threads the kernels split their rows over (``CONVKIT_NUM_THREADS`` or the CPUs)."""
+    return _threads.num_threads()
+
+
+def jit(func, where: str, fastmath=FASTMATH, helpers=()):
+    """The compiled version of a kernel written as a plain module-level function:
+    ``numba.njit(cache=True, nogil=True)``, serial (the threads come from
+    :func:`convkit.ops._threads.run_chunks`, which calls it on ranges of rows).
+
+    ``helpers`` are module-level functions the kernel calls; they are compiled first and
+    replaced in the kernel's module by their compiled versions. Later calls return the same
+    dispatcher. Raises :class:`ConvkitError` naming ``where`` when numba is unavailable.
+    """
+    numba = _require(where)            # also honours CONVKIT_ACCEL=0 set later
+    if hasattr(func, "py_func"):       # already compiled
+        return func
+    dispatcher = _compiled.get(func)
+    if dispatcher is None:
+        for helper in helpers:
+            if not hasattr(helper, "py_func"):
+                func.__globals__[helper.__name__] = jit(helper, where, fastmath)
+        options = dict(nogil=True, fastmath=set(fastmath) if fastmath else False)
+        try:
+            dispatcher = numba.njit(cache=True, **options)(func)
+        except RuntimeError:   # no writable cache directory: compile in memory each run
+            dispatcher = numba.njit(cache=False, **options)(func)
+        _compiled[func] = dispatcher
+    return dispatcher
+
+
+def _run(kernel, total: int, *args) -> None:
+    """``kernel(*args, lo, hi)`` over contiguous chunks of ``range(total)``, one per thread."""
+    _threads.run_chunks(lambda lo, hi: kernel(*args, lo, hi), total, single_blas=False)
+
+
+def _chunk_slots(total: int):
+    """The per-thread chunks of ``range(total)`` and a map from a chunk's start to its index
+    (for kernels that write into one scratch buffer per thread)."""
+    chunks = _threads.split(total, _threads.num_threads())
+    return chunks, {start: q for q, (start, _) in enumerate(chunks)}
+
+
+def _run_partial(kernel, total: int, shapes, dtype, *args):
+    """Like :func:`_run` for reductions: each chunk adds into its own zeroed partial arrays
+    (``kernel(*args, *partials, lo, hi)``); returns the partials summed over the chunks."""
+    chunks = _threads.split(total, _threads.num_threads())
+    partials = [np.zeros((len(chunks), *shape), dtype) for shape in shapes]
+    slot = {start: q for q, (start, _) in enumerate(chunks)}
+
+    def work(lo, hi):
+        q = slot[lo]
+        kernel(*args, *(p[q] for p in partials), lo, hi)
+    _threads.run_chunks(work, total, single_blas=False)
+    return [p.sum(axis=0) for p in partials]
+

@@ -1,0 +1,74 @@
+"""Compiled element-wise passes: bias plus optional ReLU in place (the epilogue of the
+GEMM paths) and the ReLU gradient from the output.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import ShapeError
+from .backend import _run, jit
+
+
+def _k_bias_act(y2, bias, relu, lo, hi):
+    rows, channels = y2.shape
+    for r in range(lo, hi):
+        row = y2[r]
+        for c in range(channels):
+            v = row[c] + bias[c]
+            if relu and v < 0:
+                v = 0
+            row[c] = v
+
+
+def bias_act_(y: np.ndarray, bias, relu: bool = False) -> np.ndarray:
+    """In place: ``y += bias`` over the last axis, then ``max(y, 0)`` if ``relu``; returns
+    ``y`` (any rank, C-contiguous, last axis = channels)."""
+    where = "bias_act_"
+    compiled = jit(_k_bias_act, where)
+    if not (isinstance(y, np.ndarray) and y.flags.c_contiguous
+            and y.dtype in (np.float32, np.float64)):
+        raise ShapeError(f"{where}: y must be a C-contiguous float32/float64 array")
+    channels = y.shape[-1]
+    b = np.zeros(channels, y.dtype) if bias is None else np.ascontiguousarray(bias, y.dtype)
+    if b.shape != (channels,):
+        raise ShapeError(f"{where}: bias must have shape ({channels},) for y shape {y.shape}, "
+                         f"got {b.shape}")
+    y2 = y.reshape(-1, channels)                                # (rows, C)
+    _run(compiled, y2.shape[0], y2, b, bool(relu))
+    return y
+
+
+def _k_relu_mask(dy, y, out, lo, hi):
+    # Slices indexed from 0 and a select on values already loaded: the loop then
+    # vectorises (a data-dependent branch on a random sign pattern mispredicts every other
+    # element, and a runtime start index keeps the negative-index check in the loop).
+    d, v, o = dy[lo:hi], y[lo:hi], out[lo:hi]
+    for i in range(d.shape[0]):
+        o[i] = d[i] * (v[i] > 0)
+
+
+#: below this many elements the element-wise kernels run on the calling thread alone
+SMALL_ELEMENTWISE = 1 << 16
+
+
+def relu_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Gradient through a ReLU from its output: ``dy`` where ``y > 0``, else 0 (a new array
+    shaped and typed like ``dy``; ``y`` is cast to ``dy``'s dtype if needed).
+
+    >>> relu_backward(np.array([1., 2., 3.]), np.array([0., 5., 0.]))   # doctest: +SKIP
+    array([0., 2., 0.])
+    """
+    where = "relu_backward"
+    compiled = jit(_k_relu_mask, where, fastmath=False)
+    dy = np.ascontiguousarray(dy)
+    if dy.dtype not in (np.float32, np.float64) or np.shape(y) != dy.shape:
+        raise ShapeError(f"{where}: dy (float32/float64) and y must have the same shape, got "
+                         f"{dy.dtype} {dy.shape} and {np.shape(y)}")
+    y = np.ascontiguousarray(y, dtype=dy.dtype)
+    out = np.empty_like(dy)
+    flat = (dy.reshape(-1), y.reshape(-1), out.reshape(-1))
+    if dy.size < SMALL_ELEMENTWISE:
+        compiled(*flat, 0, dy.size)
+    else:
+        _run(compiled, dy.size, *flat)
+    return out
