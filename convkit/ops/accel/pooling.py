@@ -312,6 +312,17 @@ def max_pool2d_backward(dy: np.ndarray, argmax: np.ndarray, x_shape,
 
 
 # ======================================================================== average pooling
+def _taps_inside(o, stride, pad_before, k, dilation, lo, hi):
+    """How many of the ``k`` taps of window ``o`` along one axis, at ``o*stride - pad_before
+    + t*dilation``, fall in ``[lo, hi)``: the divisor's factor for that axis."""
+    count = 0
+    for t in range(k):
+        p = o * stride - pad_before + t * dilation
+        if p >= lo and p < hi:
+            count += 1
+    return count
+
+
 def _k_avgpool_fwd(x, y, kh, kw, sh, sw, dh, dw, top, left, lo_h, hi_h, lo_w, hi_w, lo, hi):
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
     h_out, w_out = y.shape[1], y.shape[2]
@@ -319,17 +330,9 @@ def _k_avgpool_fwd(x, y, kh, kw, sh, sw, dh, dw, top, left, lo_h, hi_h, lo_w, hi
     for r in range(lo, hi):
         n = r // h_out
         oh = r - n * h_out
-        rows = 0
-        for i in range(kh):
-            p = oh * sh - top + i * dh
-            if p >= lo_h and p < hi_h:
-                rows += 1
+        rows = _taps_inside(oh, sh, top, kh, dh, lo_h, hi_h)
         for ow in range(w_out):
-            cols = 0
-            for j in range(kw):
-                p = ow * sw - left + j * dw
-                if p >= lo_w and p < hi_w:
-                    cols += 1
+            cols = _taps_inside(ow, sw, left, kw, dw, lo_w, hi_w)
             divisor[0] = max(rows * cols, 1)
             count = divisor[0]
             dst = y[n, oh, ow]
@@ -425,17 +428,9 @@ def _k_avgpool_bwd(dy, dx, kh, kw, sh, sw, dh, dw, top, left, lo_h, hi_h, lo_w, 
     for n in range(lo, hi):          # windows of one image may overlap: one image per task
         dx[n] = 0
         for oh in range(h_out):
-            rows = 0
-            for i in range(kh):
-                p = oh * sh - top + i * dh
-                if p >= lo_h and p < hi_h:
-                    rows += 1
+            rows = _taps_inside(oh, sh, top, kh, dh, lo_h, hi_h)
             for ow in range(w_out):
-                cols = 0
-                for j in range(kw):
-                    p = ow * sw - left + j * dw
-                    if p >= lo_w and p < hi_w:
-                        cols += 1
+                cols = _taps_inside(ow, sw, left, kw, dw, lo_w, hi_w)
                 share[0] = max(rows * cols, 1)
                 count = share[0]
                 g = dy[n, oh, ow]
@@ -477,7 +472,7 @@ def avg_pool2d_forward(x: np.ndarray, geometry: Geometry,
            [6.5, 8. ]])
     """
     where = "avg_pool2d_forward"
-    kernel = jit(_k_avgpool_fwd, where, fastmath=False)
+    kernel = jit(_k_avgpool_fwd, where, fastmath=False, helpers=(_taps_inside,))
     x = _nhwc(where, "input", x)
     geo = _check_geometry(where, geometry, x.shape)
     y = np.empty((x.shape[0], *geo.out_hw, x.shape[3]), dtype=x.dtype)
@@ -506,7 +501,7 @@ def avg_pool2d_backward(dy: np.ndarray, geometry: Geometry, x_shape,
     """Gradient of :func:`avg_pool2d_forward`: each ``dy`` divided by its window's divisor
     is added to the window's real input cells. Returns ``x_shape``, the dtype of ``dy``."""
     where = "avg_pool2d_backward"
-    kernel = jit(_k_avgpool_bwd, where, fastmath=False)
+    kernel = jit(_k_avgpool_bwd, where, fastmath=False, helpers=(_taps_inside,))
     x_shape = tuple(int(v) for v in x_shape)
     geo = _check_geometry(where, geometry, x_shape)
     dy = _nhwc(where, "dy", dy)
