@@ -34,7 +34,7 @@ import numpy as np
 from .._validate import as_float_array, result_float_dtype
 from ..errors import ShapeError
 from ..shapes import Geometry, window_geometry
-from . import _threads, accel, winograd
+from . import _threads, accel, tapcols, winograd
 from .padding import (check_pads_fit, check_data_format, check_pad_mode, from_channels_last,
                       layout_of, layout_shape, pad_nhwc, pad_nhwc_backward, to_channels_last)
 from .windows import offset_window, pad_for_windows, window_view, windows_backward
@@ -416,6 +416,10 @@ def conv_plan(x_shape, kernel_shape, strides=1, padding="valid", dilation_rate=1
 
     ``"winograd"``   ungrouped 3x3, stride 1, dilation 1, ``C_in, filters >= 8``
                      (:mod:`convkit.ops.winograd`, ReLU and bias fused in the forward)
+    ``"taps"``       ungrouped, ``kh*kw*C_in <= 32``, ``C_in <= 4``, ``filters >= 16``
+                     (a first layer on grey or RGB images, any stride / dilation): one GEMM
+                     per block of images over tap-major columns (:mod:`convkit.ops.tapcols`),
+                     bias and ReLU fused; its input gradient takes the next plan in this list
     ``"wide"``       ungrouped, stride 1, ``kh*kw*C_in <= 25`` (e.g. a first layer on
                      grey images): compiled direct convolution on the wide grid, one
                      image per task, ReLU and bias fused, gradients in one pass
@@ -444,7 +448,8 @@ def _plan(s: _ConvSetup) -> str:
     return _choose(s.x.shape[0], s.kernel.shape, s.geo, s.groups, s.dtype)
 
 
-def _choose(batch: int, kernel_shape, geo: Geometry, groups: int, dtype) -> str:
+def _choose(batch: int, kernel_shape, geo: Geometry, groups: int, dtype,
+            taps: bool = True) -> str:
     if not accel.threaded() or batch == 0 or dtype not in (np.float32, np.float64):
         return "numpy"
     kh, kw, c_g, filters = kernel_shape
@@ -457,6 +462,9 @@ def _choose(batch: int, kernel_shape, geo: Geometry, groups: int, dtype) -> str:
         unit = geo.strides == (1, 1) and geo.dilation == (1, 1)
         if (kh, kw) == (3, 3) and unit and min(c_g, filters) >= WINOGRAD_MIN_CHANNELS:
             return "winograd"
+        if taps and kh * kw * c_g <= tapcols.MAX_TAPS and c_g <= tapcols.MAX_CHANNELS \
+                and filters >= tapcols.MIN_FILTERS:
+            return "taps"
         if geo.strides == (1, 1) and kh * kw * c_g <= WIDE_MAX_TAPS \
                 and filters * geo.out_hw[0] * geo.padded_hw[1] * dtype.itemsize \
                 <= WIDE_MAX_BYTES:
@@ -518,6 +526,8 @@ def _fast_forward(s: _ConvSetup, plan: str, bias, relu: bool) -> np.ndarray:
     x, geo = _zero_padded(s)
     if plan == "winograd":
         return winograd.conv3x3_winograd_forward(x, kernel, bias, geo.pads, relu)
+    if plan == "taps":
+        return tapcols.taps_forward(x, kernel, bias, geo, relu)
     if plan == "wide":
         return accel.conv2d_wide_forward(x, kernel, bias, geo, relu)
     if plan == "direct":
@@ -564,6 +574,11 @@ def _fast_backward(s: _ConvSetup, plan: str, dyl: np.ndarray, yl, input_grad: bo
         return (dx.reshape(s.x.shape) if input_grad else None,
                 dkernel.reshape(1, 1, c_g, filters), dbias)
     x, geo = _zero_padded(s)
+    if plan == "taps":
+        if not input_grad:  # ReLU mask, kernel and bias gradients over tap-major columns
+            dkernel, dbias = tapcols.taps_kernel_grad(x, dy, yl, kernel.shape, geo)
+            return None, dkernel, dbias
+        plan = _choose(x.shape[0], kernel.shape, geo, s.groups, s.dtype, taps=False)
     if plan == "wide":      # ReLU mask, kernel, bias and input gradients in one pass
         dx, dkernel, dbias = accel.conv2d_wide_backward(dy, x, kernel, geo, yl, input_grad)
         return _fold_padding(s, dx), dkernel, dbias

@@ -9,7 +9,9 @@ from convkit import ops
 from convkit.ops import accel, conv
 
 CASES = [  # (x shape, kernel shape, strides, padding): one per path of conv_plan
-    ((3, 12, 12, 1), (3, 3, 1, 16), 1, "valid"),        # wide grid
+    ((3, 12, 12, 1), (3, 3, 1, 8), 1, "valid"),         # wide grid
+    ((3, 12, 12, 1), (3, 3, 1, 16), 1, "valid"),        # tap-major columns
+    ((2, 11, 12, 3), (3, 3, 3, 16), 2, "same"),         # tap-major columns, strided
     ((2, 12, 12, 1), (5, 5, 1, 6), 1, "same"),           # wide grid, padded
     ((3, 10, 10, 4), (3, 3, 4, 16), 1, "valid"),        # im2col, one-pass kernel gradient
     ((2, 10, 9, 2), (3, 3, 2, 8), 2, 1),                 # strided, one-pass kernel gradient

@@ -9,15 +9,35 @@ from ...errors import ShapeError
 from .backend import _run, jit
 
 
-def _k_bias_act(y2, bias, relu, lo, hi):
-    rows, channels = y2.shape
-    for r in range(lo, hi):
-        row = y2[r]
+def _k_bias_act(y2, bias_span, relu, lo, hi):
+    # Rows lo:hi of y2 (rows, C). bias_span is the bias repeated over ``per`` whole rows
+    # (at least 256 values): the loop runs over spans of that many contiguous values, long
+    # enough to vectorise -- a loop over C = 32 channels would run entirely in the scalar
+    # remainder of a loop vectorised 64 values at a time.
+    channels = y2.shape[1]
+    span = bias_span.shape[0]
+    per = span // channels
+    flat = y2.reshape(-1)
+    r = lo
+    while r + per <= hi:
+        seg = flat[r * channels:r * channels + span]
+        for i in range(span):
+            v = seg[i] + bias_span[i]
+            if relu and v < 0:
+                v = 0
+            seg[i] = v
+        r += per
+    for rr in range(r, hi):
+        row = y2[rr]
         for c in range(channels):
-            v = row[c] + bias[c]
+            v = row[c] + bias_span[c]
             if relu and v < 0:
                 v = 0
             row[c] = v
+
+
+#: the bias is repeated to at least this many values for :func:`_k_bias_act`
+BIAS_SPAN = 256
 
 
 def bias_act_(y: np.ndarray, bias, relu: bool = False) -> np.ndarray:
@@ -33,8 +53,11 @@ def bias_act_(y: np.ndarray, bias, relu: bool = False) -> np.ndarray:
     if b.shape != (channels,):
         raise ShapeError(f"{where}: bias must have shape ({channels},) for y shape {y.shape}, "
                          f"got {b.shape}")
+    if y.size == 0:
+        return y
+    span = np.tile(b, -(-BIAS_SPAN // max(channels, 1)))            # whole rows of bias
     y2 = y.reshape(-1, channels)                                # (rows, C)
-    _run(compiled, y2.shape[0], y2, b, bool(relu))
+    _run(compiled, y2.shape[0], y2, span, bool(relu))
     return y
 
 
@@ -51,9 +74,10 @@ def _k_relu_mask(dy, y, out, lo, hi):
 SMALL_ELEMENTWISE = 1 << 16
 
 
-def relu_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Gradient through a ReLU from its output: ``dy`` where ``y > 0``, else 0 (a new array
-    shaped and typed like ``dy``; ``y`` is cast to ``dy``'s dtype if needed).
+def relu_backward(dy: np.ndarray, y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Gradient through a ReLU from its output: ``dy`` where ``y > 0``, else 0 (shaped and
+    typed like ``dy``, written into ``out`` when given -- a C-contiguous array of that shape
+    and dtype; ``y`` is cast to ``dy``'s dtype if needed).
 
     >>> relu_backward(np.array([1., 2., 3.]), np.array([0., 5., 0.]))   # doctest: +SKIP
     array([0., 2., 0.])
@@ -65,7 +89,13 @@ def relu_backward(dy: np.ndarray, y: np.ndarray) -> np.ndarray:
         raise ShapeError(f"{where}: dy (float32/float64) and y must have the same shape, got "
                          f"{dy.dtype} {dy.shape} and {np.shape(y)}")
     y = np.ascontiguousarray(y, dtype=dy.dtype)
-    out = np.empty_like(dy)
+    if out is None:
+        out = np.empty_like(dy)
+    elif not (isinstance(out, np.ndarray) and out.shape == dy.shape and out.dtype == dy.dtype
+              and out.flags.c_contiguous):
+        raise ShapeError(f"{where}: out must be a C-contiguous {dy.dtype} array of shape "
+                         f"{dy.shape}, got {getattr(out, 'dtype', type(out).__name__)} "
+                         f"{np.shape(out)}")
     flat = (dy.reshape(-1), y.reshape(-1), out.reshape(-1))
     if dy.size < SMALL_ELEMENTWISE:
         compiled(*flat, 0, dy.size)
