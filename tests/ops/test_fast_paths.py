@@ -33,6 +33,7 @@ CASES = [
     ((2, 10, 9, 2), (3, 3, 2, 5), dict(padding="same", dilation_rate=2), "wide"),
     ((2, 7, 9, 1), (3, 2, 1, 4), dict(padding=((2, 0), (1, 1))), "wide"),
     ((2, 10, 10, 4), (3, 3, 4, 16), dict(), "im2col"),
+    ((2, 11, 10, 4), (3, 3, 4, 16), dict(strides=(2, 3)), "im2col"),
 ]
 IDS = [f"{plan}-{i}" for i, (*_, plan) in enumerate(CASES)]
 PADDED = [(case, name) for case, name in zip(CASES, IDS)
