@@ -5,6 +5,8 @@ import numpy as np
 
 from .errors import ShapeError
 
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
 
 def as_float_array(x, where: str, name: str = "input", ndim: int | None = None,
                    layout: str = "") -> np.ndarray:
@@ -14,6 +16,21 @@ def as_float_array(x, where: str, name: str = "input", ndim: int | None = None,
     ``layout`` describes the expected axes for the wrong-rank message, e.g.
     ``"(batch, height, width, channels)"``.
     """
+    if type(x) is np.ndarray and x.dtype in _FLOATS:      # the common case: no dtype checks
+        arr = x
+    else:
+        arr = _numeric_array(x, where, name)
+    if ndim is not None and arr.ndim != ndim:
+        expect = f"{ndim}-D" + (f" {layout}" if layout else "")
+        raise ShapeError(f"{where}: expected a {expect} {name}, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ShapeError(f"{where}: {name} is empty (shape {arr.shape})")
+    if arr.dtype not in _FLOATS:
+        arr = arr.astype(np.float32)
+    return arr
+
+
+def _numeric_array(x, where: str, name: str) -> np.ndarray:
     try:
         arr = np.asarray(x)
     except Exception as exc:  # ragged lists and the like
@@ -22,13 +39,6 @@ def as_float_array(x, where: str, name: str = "input", ndim: int | None = None,
         raise ShapeError(f"{where}: {name} must be numeric, got dtype {arr.dtype}")
     if np.issubdtype(arr.dtype, np.complexfloating):
         raise ShapeError(f"{where}: {name} must be real, got dtype {arr.dtype}")
-    if ndim is not None and arr.ndim != ndim:
-        expect = f"{ndim}-D" + (f" {layout}" if layout else "")
-        raise ShapeError(f"{where}: expected a {expect} {name}, got shape {arr.shape}")
-    if arr.size == 0:
-        raise ShapeError(f"{where}: {name} is empty (shape {arr.shape})")
-    if arr.dtype not in (np.float32, np.float64):
-        arr = arr.astype(np.float32)
     return arr
 
 
