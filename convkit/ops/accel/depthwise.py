@@ -29,20 +29,22 @@ def _k_dw_fwd(x, k, bias, y, sh, sw, dh, dw, top, left, dm, lo, hi):
         oh = r - n * h_out
         ih0 = oh * sh - top
         rows_inside = ih0 >= 0 and ih0 + 2 * dh < height
+        # the three input rows of a 3x3 window, as (W, C) views made once per output row
+        # (nine (C,) views per pixel cost more than the pixel's arithmetic at C = 128)
+        r0 = x[n, min(max(ih0, 0), height - 1)]
+        r1 = x[n, min(max(ih0 + dh, 0), height - 1)]
+        r2 = x[n, min(max(ih0 + 2 * dh, 0), height - 1)]
         for ow in range(w_out):
             dst = y[n, oh, ow]               # (C*dm,) views: inner loops index by c only
             iw0 = ow * sw - left
             if fast3 and rows_inside and iw0 >= 0 and iw0 + 2 * dw < width:
                 # 3x3 window inside the input: nine taps summed in registers, one store
-                a0, a1, a2 = x[n, ih0, iw0], x[n, ih0, iw0 + dw], x[n, ih0, iw0 + 2 * dw]
-                b0, b1, b2 = (x[n, ih0 + dh, iw0], x[n, ih0 + dh, iw0 + dw],
-                              x[n, ih0 + dh, iw0 + 2 * dw])
-                c0, c1, c2 = (x[n, ih0 + 2 * dh, iw0], x[n, ih0 + 2 * dh, iw0 + dw],
-                              x[n, ih0 + 2 * dh, iw0 + 2 * dw])
+                i1, i2 = iw0 + dw, iw0 + 2 * dw
                 for c in range(channels):
-                    dst[c] = (bias[c] + a0[c] * k00[c] + a1[c] * k01[c] + a2[c] * k02[c]
-                              + b0[c] * k10[c] + b1[c] * k11[c] + b2[c] * k12[c]
-                              + c0[c] * k20[c] + c1[c] * k21[c] + c2[c] * k22[c])
+                    dst[c] = (bias[c] + r0[iw0, c] * k00[c] + r0[i1, c] * k01[c]
+                              + r0[i2, c] * k02[c]
+                              + r1[iw0, c] * k10[c] + r1[i1, c] * k11[c] + r1[i2, c] * k12[c]
+                              + r2[iw0, c] * k20[c] + r2[i1, c] * k21[c] + r2[i2, c] * k22[c])
                 continue
             for o in range(c_out):
                 dst[o] = bias[o]
