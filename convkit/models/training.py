@@ -558,9 +558,8 @@ def _ops_context():
     """One one-thread-BLAS block around a whole step when the ops run their own threads
     (backend ``"auto"``): every op inside limits the BLAS to one thread anyway, and setting
     that limit once per step instead of once per op saves ~15 calls into threadpoolctl."""
-    from ..ops import _memory, _threads, accel
+    from ..ops import _threads, accel
     if accel.threaded():
-        _memory.keep_freed_memory()
         return _threads.blas_limit(1)
     return contextlib.nullcontext()
 

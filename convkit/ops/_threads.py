@@ -166,7 +166,6 @@ def _claim_workers(count: int):
     if not _dispatch.acquire(blocking=False):
         return None
     try:
-        _memory.keep_freed_memory()    # once per process: reuse freed activations' pages
         with _lock:
             while len(_workers) < count:
                 _workers.append(_Worker(len(_workers) + 1))
@@ -196,6 +195,7 @@ def run_chunks(fn, total: int, threads: int | None = None, single_blas: bool = T
         if total > 0:
             fn(0, total)
         return
+    _memory.keep_freed_memory()        # once per process: reuse freed activations' pages
     threads = num_threads() if threads is None else max(1, int(threads))
     chunks = split(total, threads)
     with (blas_limit(1) if single_blas else contextlib.nullcontext()):

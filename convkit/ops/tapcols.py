@@ -26,6 +26,7 @@ import numpy as np
 
 from ..shapes import Geometry
 from . import _threads, accel
+from .accel.backend import _chunk_slots
 
 __all__ = ["taps_forward", "taps_kernel_grad", "MAX_TAPS", "MAX_CHANNELS", "MIN_FILTERS"]
 
@@ -63,34 +64,41 @@ def _fill_columns(xp: np.ndarray, n0: int, n1: int, geo: Geometry, cols: np.ndar
                 t += 1
 
 
-def _images_per_block(geo: Geometry, taps: int, filters: int, itemsize: int) -> int:
-    per_image = geo.out_hw[0] * geo.out_hw[1] * max(taps, filters) * itemsize
-    return max(1, BLOCK_BYTES // per_image)
+def _prepare(x: np.ndarray, kernel_shape, geo: Geometry):
+    """``(xp, taps, rows, step)``: the zero-padded input, ``kh*kw*C_in``, output pixels per
+    image and images per block."""
+    kh, kw, c_in, filters = kernel_shape
+    taps = kh * kw * c_in
+    rows = geo.out_hw[0] * geo.out_hw[1]
+    step = max(1, BLOCK_BYTES // (rows * max(taps, filters) * x.dtype.itemsize))
+    return _padded(np.ascontiguousarray(x), geo), taps, rows, step
+
+
+def _column_blocks(xp: np.ndarray, geo: Geometry, taps: int, step: int, lo: int, hi: int):
+    """Images ``lo:hi`` a block at a time: ``(n0, n1, columns (T, (n1-n0)*H_out*W_out))``,
+    all blocks written into one buffer."""
+    cols = np.empty((taps, min(step, hi - lo), *geo.out_hw), dtype=xp.dtype)
+    for n0 in range(lo, hi, step):
+        n1 = min(hi, n0 + step)
+        block = cols[:, :n1 - n0]
+        _fill_columns(xp, n0, n1, geo, block)
+        yield n0, n1, block.reshape(taps, -1)
 
 
 def taps_forward(x: np.ndarray, kernel: np.ndarray, bias, geo: Geometry,
                  relu: bool = False) -> np.ndarray:
     """``y (N, H_out, W_out, F)`` = conv2d(x, kernel) + bias (then ReLU) through tap-major
     columns (see the module docstring)."""
-    n = x.shape[0]
-    kh, kw, c_in, filters = kernel.shape
-    taps = kh * kw * c_in
-    h_out, w_out = geo.out_hw
-    rows = h_out * w_out
-    xp = _padded(np.ascontiguousarray(x), geo)
+    n, filters = x.shape[0], kernel.shape[3]
+    xp, taps, rows, step = _prepare(x, kernel.shape, geo)
     k2 = np.ascontiguousarray(kernel.reshape(taps, filters), dtype=x.dtype)   # (T, F)
-    y = np.empty((n, h_out, w_out, filters), dtype=x.dtype)
+    y = np.empty((n, *geo.out_hw, filters), dtype=x.dtype)
     y2 = y.reshape(n * rows, filters)
-    step = _images_per_block(geo, taps, filters, x.dtype.itemsize)
 
     def work(lo, hi):
-        cols = np.empty((taps, min(step, hi - lo), h_out, w_out), dtype=x.dtype)
-        for n0 in range(lo, hi, step):
-            n1 = min(hi, n0 + step)
-            block = cols[:, :n1 - n0]
-            _fill_columns(xp, n0, n1, geo, block)
+        for n0, n1, cols in _column_blocks(xp, geo, taps, step, lo, hi):
             y_block = y2[n0 * rows:n1 * rows]                        # (B*H_out*W_out, F)
-            np.matmul(block.reshape(taps, -1).T, k2, out=y_block)
+            np.matmul(cols.T, k2, out=y_block)
             if bias is not None or relu:
                 accel.bias_act_(y_block, bias, relu)
     _threads.run_chunks(work, n)
@@ -102,37 +110,26 @@ def taps_kernel_grad(x: np.ndarray, dy: np.ndarray, relu_y, kernel_shape,
     """``(dkernel (kh, kw, C_in, F), dbias (F,))`` of :func:`taps_forward`; with ``relu_y``
     (the output of a fused ReLU) ``dy`` is masked by ``relu_y > 0`` first, a block at a
     time. The partial sums per thread are added in float64."""
-    n = x.shape[0]
-    kh, kw, c_in, filters = kernel_shape
-    taps = kh * kw * c_in
-    h_out, w_out = geo.out_hw
-    rows = h_out * w_out
-    xp = _padded(np.ascontiguousarray(x), geo)
+    n, filters = x.shape[0], kernel_shape[3]
+    xp, taps, rows, step = _prepare(x, kernel_shape, geo)
     dy2 = np.ascontiguousarray(dy, dtype=x.dtype).reshape(n * rows, filters)
     y2 = None if relu_y is None else \
         np.ascontiguousarray(relu_y, dtype=x.dtype).reshape(n * rows, filters)
-    step = _images_per_block(geo, taps, filters, x.dtype.itemsize)
-    chunks = _threads.split(n, _threads.num_threads())
-    slot = {start: q for q, (start, _) in enumerate(chunks)}
+    chunks, slot = _chunk_slots(n)
     dks = np.zeros((len(chunks), taps, filters), np.float64)
     dbs = np.zeros((len(chunks), filters), np.float64)
 
     def work(lo, hi):
         q = slot[lo]
-        most = min(step, hi - lo)
-        cols = np.empty((taps, most, h_out, w_out), dtype=x.dtype)
-        masked = np.empty((most * rows, filters), dtype=x.dtype) if y2 is not None else None
-        ones = np.ones(most * rows, dtype=x.dtype)
-        for n0 in range(lo, hi, step):
-            n1 = min(hi, n0 + step)
-            block = cols[:, :n1 - n0]
-            _fill_columns(xp, n0, n1, geo, block)
+        masked = None if y2 is None else \
+            np.empty((min(step, hi - lo) * rows, filters), dtype=x.dtype)
+        for n0, n1, cols in _column_blocks(xp, geo, taps, step, lo, hi):
             g = dy2[n0 * rows:n1 * rows]                             # (B*H_out*W_out, F)
             if y2 is not None:
                 g = accel.relu_backward(g, y2[n0 * rows:n1 * rows],
                                         out=masked[:(n1 - n0) * rows])
-            dks[q] += block.reshape(taps, -1) @ g                    # (T, F)
-            dbs[q] += ones[:(n1 - n0) * rows] @ g
+            dks[q] += cols @ g                                       # (T, F)
+            dbs[q] += _threads.column_sums(g)
     _threads.run_chunks(work, n)
-    dkernel = dks.sum(axis=0).astype(x.dtype).reshape(kh, kw, c_in, filters)
+    dkernel = dks.sum(axis=0).astype(x.dtype).reshape(kernel_shape)
     return dkernel, dbs.sum(axis=0).astype(x.dtype)

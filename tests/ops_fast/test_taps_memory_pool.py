@@ -60,6 +60,7 @@ def test_taps_match_the_reference_over_several_blocks(rng, monkeypatch, threads,
 def test_taps_float32_close_and_input_gradient_falls_back(rng):
     x = rng.standard_normal((6, 14, 14, 1)).astype(np.float32)
     kernel = rng.standard_normal((3, 3, 1, 32)).astype(np.float32)
+    assert conv_plan(x.shape, kernel.shape) == "taps"
     y = conv2d_relu(x, kernel)
     assert y.dtype == np.float32
     exact = np.maximum(conv2d_ref(x.astype(np.float64), kernel.astype(np.float64)), 0)

@@ -10,30 +10,21 @@ from .backend import _run, jit
 
 
 def _k_bias_act(y2, bias_span, relu, lo, hi):
-    # Rows lo:hi of y2 (rows, C). bias_span is the bias repeated over ``per`` whole rows
-    # (at least 256 values): the loop runs over spans of that many contiguous values, long
-    # enough to vectorise -- a loop over C = 32 channels would run entirely in the scalar
-    # remainder of a loop vectorised 64 values at a time.
+    # Rows lo:hi of y2 (rows, C). bias_span is the bias repeated over whole rows (at least
+    # 256 values): the loop runs over spans of that many contiguous values (the last one
+    # shorter), long enough to vectorise -- a loop over C = 32 channels would run entirely
+    # in the scalar remainder of a loop vectorised 64 values at a time.
     channels = y2.shape[1]
     span = bias_span.shape[0]
-    per = span // channels
     flat = y2.reshape(-1)
-    r = lo
-    while r + per <= hi:
-        seg = flat[r * channels:r * channels + span]
-        for i in range(span):
+    end = hi * channels
+    for s0 in range(lo * channels, end, span):   # every span starts on a row
+        seg = flat[s0:min(s0 + span, end)]
+        for i in range(seg.shape[0]):
             v = seg[i] + bias_span[i]
             if relu and v < 0:
                 v = 0
             seg[i] = v
-        r += per
-    for rr in range(r, hi):
-        row = y2[rr]
-        for c in range(channels):
-            v = row[c] + bias_span[c]
-            if relu and v < 0:
-                v = 0
-            row[c] = v
 
 
 #: the bias is repeated to at least this many values for :func:`_k_bias_act`
