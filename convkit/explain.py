@@ -25,7 +25,7 @@ import re
 import textwrap
 
 from . import shapes
-from .errors import ConvkitError, ShapeError
+from .errors import ConvkitError
 
 __all__ = ["explain_model", "explain_totals", "explanation_dict", "format_explanation",
            "print_explanation", "explain_conv", "explain_pool", "format_window"]

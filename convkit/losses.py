@@ -35,6 +35,7 @@ import warnings
 import numpy as np
 
 from ._validate import as_float_array
+from ._configurable import from_registry
 from .errors import ConvkitError, ShapeError
 
 __all__ = ["Loss", "CategoricalCrossentropy", "SparseCategoricalCrossentropy",
@@ -336,8 +337,8 @@ class BinaryCrossentropy(Loss):
     def _prepare(self, y_true, y_pred):
         t, p = self._float_pair(y_true, y_pred)
         if p.ndim == 0:
-            raise ShapeError(f"BinaryCrossentropy: predictions must be at least 1-D, got a "
-                             f"scalar")
+            raise ShapeError("BinaryCrossentropy: predictions must be at least 1-D, got a "
+                             "scalar")
         t = self._same_shape(t, p)
         if self.label_smoothing:
             t = t * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
@@ -556,11 +557,7 @@ def serialize(loss: Loss) -> dict:
 
 def deserialize(config: dict) -> Loss:
     """Inverse of :func:`serialize`."""
-    name = config.get("class_name")
-    if name not in _CLASSES:
-        raise ConvkitError(f"losses.deserialize: unknown loss {name!r}; known: "
-                           f"{', '.join(sorted(_CLASSES))}")
-    return _CLASSES[name].from_config(config.get("config", {}))
+    return from_registry(_CLASSES, config, "losses.deserialize", "loss")
 
 
 def get(identifier) -> Loss | None:

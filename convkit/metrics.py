@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._validate import as_float_array
+from ._configurable import from_registry
 from .errors import ConvkitError, ShapeError
 
 __all__ = ["Metric", "Mean", "MeanMetricWrapper", "Accuracy", "SparseCategoricalAccuracy",
@@ -404,10 +405,7 @@ def serialize(metric: Metric) -> dict:
 
 def deserialize(config: dict) -> Metric:
     """Inverse of :func:`serialize`."""
-    name = config.get("class_name")
-    if name not in _CLASSES:
-        raise ConvkitError(f"metrics.deserialize: unknown metric {name!r}")
-    return _CLASSES[name].from_config(config.get("config", {}))
+    return from_registry(_CLASSES, config, "metrics.deserialize", "metric")
 
 
 def get(identifier, loss=None) -> Metric:

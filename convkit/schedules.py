@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+from ._configurable import from_registry
 from .errors import ConvkitError
 
 __all__ = ["LearningRateSchedule", "ExponentialDecay", "CosineDecay", "PiecewiseConstantDecay",
@@ -167,11 +168,7 @@ def serialize(schedule: LearningRateSchedule) -> dict:
 
 def deserialize(config: dict) -> LearningRateSchedule:
     """Inverse of :func:`serialize`."""
-    name = config.get("class_name")
-    if name not in _SCHEDULES:
-        raise ConvkitError(f"schedules.deserialize: unknown schedule {name!r}; known: "
-                           f"{', '.join(sorted(_SCHEDULES))}")
-    return _SCHEDULES[name].from_config(config.get("config", {}))
+    return from_registry(_SCHEDULES, config, "schedules.deserialize", "schedule")
 
 
 def get(identifier):

@@ -310,6 +310,17 @@ class Layer:
         """``x`` as a float array of rank ``ndim`` (float64 stays float64), or a ShapeError."""
         return as_float_array(x, type(self).__name__, name, ndim, layout)
 
+    def _gradient(self, dy, output_shape, dtype=None):
+        """The upstream gradient ``dy`` as a float array (cast to ``dtype`` if given), or a
+        ShapeError naming this layer when its shape is not ``output_shape``."""
+        dy = self._input(dy, name="gradient dy")
+        if dtype is not None:
+            dy = dy.astype(dtype, copy=False)
+        if dy.shape != tuple(output_shape):
+            raise ShapeError(f"{type(self).__name__}: gradient dy has shape {dy.shape}, "
+                             f"expected the output shape {tuple(output_shape)}")
+        return dy
+
     def _compute_dtype(self, x, *weights):
         """The dtype a forward pass computes in: float64 if the input or a weight is."""
         return result_float_dtype(x, *weights)

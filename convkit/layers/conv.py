@@ -197,10 +197,7 @@ class _Conv(ImageLayer):
     def backward(self, dy, skip_activation: bool = False):
         from .. import ops
         x, op_kernel, z, y = self._cached()
-        dy = self._input(dy, name="gradient dy").astype(z.dtype, copy=False)
-        if dy.shape != y.shape:
-            raise ShapeError(f"{type(self).__name__}: gradient dy has shape {dy.shape}, "
-                             f"expected the output shape {y.shape}")
+        dy = self._gradient(dy, y.shape, z.dtype)
         input_grad = self.input_gradient
         if not skip_activation and self._fused_relu():
             # the mask dy * (y > 0) runs inside the gradient's first pass where it can

@@ -25,14 +25,6 @@ def _shape_arg(shape, where: str) -> tuple:
     return tuple(None if s is None else int(s) for s in shape)
 
 
-def _check_dy(layer, dy, expected_shape, dtype):
-    dy = layer._input(dy, name="gradient dy").astype(dtype, copy=False)
-    if dy.shape != tuple(expected_shape):
-        raise ShapeError(f"{type(layer).__name__}: gradient dy has shape {dy.shape}, expected "
-                         f"the output shape {tuple(expected_shape)}")
-    return dy
-
-
 # ----------------------------------------------------------------------------- input
 class InputLayer(Layer):
     """The entry point of a model: passes its input through, checking its shape.
@@ -76,7 +68,7 @@ class InputLayer(Layer):
         return x
 
     def backward(self, dy):
-        return _check_dy(self, dy, self._cached(), np.asarray(dy).dtype)
+        return self._gradient(dy, self._cached())
 
     def get_config(self):
         return {"name": self.name, "batch_shape": [self.batch_size, *self.shape],
@@ -172,7 +164,7 @@ class Dense(Layer):
     def backward(self, dy, skip_activation: bool = False):
         from .. import ops
         x, kernel, z, y = self._cached()
-        dy = _check_dy(self, dy, y.shape, z.dtype)
+        dy = self._gradient(dy, y.shape, z.dtype)
         dz = dy if skip_activation else self.activation.backward(dy, z, y)
         dx, dkernel, dbias = ops.dense_backward(dz, x, kernel, input_grad=self.input_gradient)
         self._set_grads([dkernel, dbias] if self.use_bias else [dkernel])
@@ -207,7 +199,7 @@ class Activation(Layer):
 
     def backward(self, dy, skip_activation: bool = False):
         x, y = self._cached()
-        dy = _check_dy(self, dy, y.shape, y.dtype)
+        dy = self._gradient(dy, y.shape, y.dtype)
         return dy if skip_activation else self.activation.backward(dy, x, y)
 
     def get_config(self):
@@ -252,7 +244,7 @@ class ReLU(Layer):
 
     def backward(self, dy):
         x = self._cached()
-        dy = _check_dy(self, dy, x.shape, x.dtype)
+        dy = self._gradient(dy, x.shape, x.dtype)
         slope = np.where(x < self.threshold, self.negative_slope, 1.0)
         if self.max_value is not None:
             slope = np.where(x >= self.max_value, 0.0, slope)

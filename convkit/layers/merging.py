@@ -52,13 +52,6 @@ class _Merge(Layer):
         dtype = self._compute_dtype(*arrays)
         return [a.astype(dtype, copy=False) for a in arrays]
 
-    def _dy(self, dy, shape):
-        dy = self._input(dy, name="gradient dy")
-        if dy.shape != shape:
-            raise ShapeError(f"{type(self).__name__}: gradient dy has shape {dy.shape}, "
-                             f"expected the output shape {shape}")
-        return dy
-
 
 class _Elementwise(_Merge):
     def compute_output_shape(self, input_shape):
@@ -89,7 +82,7 @@ class Add(_Elementwise):
 
     def backward(self, dy):
         count, shape = self._cached()
-        dy = self._dy(dy, shape)
+        dy = self._gradient(dy, shape)
         return [dy.copy() for _ in range(count)]
 
 
@@ -111,7 +104,7 @@ class Multiply(_Elementwise):
 
     def backward(self, dy):
         arrays = self._cached()
-        dy = self._dy(dy, arrays[0].shape)
+        dy = self._gradient(dy, arrays[0].shape)
         grads = []
         for i in range(len(arrays)):
             grad = dy.astype(arrays[0].dtype, copy=True)
@@ -169,7 +162,7 @@ class Concatenate(_Merge):
 
     def backward(self, dy):
         axis, sizes, shape = self._cached()
-        dy = self._dy(dy, shape)
+        dy = self._gradient(dy, shape)
         bounds = np.cumsum(sizes)[:-1]
         return [np.ascontiguousarray(part) for part in np.split(dy, bounds, axis=axis)]
 

@@ -65,13 +65,6 @@ class _Pooling2D(ImageLayer):
     def _channels(self):
         return None if self.input_shape is None else self.input_shape[self.channel_axis]
 
-    def _check_dy(self, dy, y_shape):
-        dy = self._input(dy, name="gradient dy")
-        if dy.shape != y_shape:
-            raise ShapeError(f"{type(self).__name__}: gradient dy has shape {dy.shape}, "
-                             f"expected the output shape {y_shape}")
-        return dy
-
     def get_config(self):
         return {**super().get_config(), "pool_size": list(self.pool_size),
                 "strides": list(self.strides), "padding": padding_config(self.padding),
@@ -120,7 +113,7 @@ class MaxPooling2D(_Pooling2D):
     def backward(self, dy):
         from .. import ops
         x, y_shape, argmax = self._cached()
-        dy = self._check_dy(dy, y_shape).astype(x.dtype, copy=False)
+        dy = self._gradient(dy, y_shape, x.dtype)
         return ops.max_pool2d_backward(dy, x, self.pool_size, self.strides, self.padding,
                                        argmax=argmax, **self._kwargs())
 
@@ -158,7 +151,7 @@ class AveragePooling2D(_Pooling2D):
     def backward(self, dy):
         from .. import ops
         x, y_shape = self._cached()
-        dy = self._check_dy(dy, y_shape)
+        dy = self._gradient(dy, y_shape)
         return ops.avg_pool2d_backward(dy, x, self.pool_size, self.strides, self.padding,
                                        **self._kwargs())
 
@@ -201,10 +194,7 @@ class _GlobalPooling2D(ImageLayer):
     def backward(self, dy):
         from .. import ops
         x, y_shape = self._cached()
-        dy = self._input(dy, name="gradient dy")
-        if dy.shape != y_shape:
-            raise ShapeError(f"{type(self).__name__}: gradient dy has shape {dy.shape}, "
-                             f"expected the output shape {y_shape}")
+        dy = self._gradient(dy, y_shape)
         return getattr(ops, self._op_backward)(dy, x, keepdims=self.keepdims,
                                                data_format=self.data_format)
 

@@ -141,7 +141,7 @@ def _max_winners(xl: np.ndarray, geo: Geometry):
     padded cells never win, a later cell wins only if strictly larger (the first maximum
     stays) or NaN (so the last NaN wins, as in PyTorch). A window of padding only gives
     ``-inf`` and ``-1``."""
-    (kh, kw), (sh, sw), (dh, dw) = geo.kernel, geo.strides, geo.dilation
+    (sh, sw), (dh, dw) = geo.strides, geo.dilation
     (top, _), (left, _) = geo.pads
     h_out, w_out = geo.out_hw
     padded = pad_for_windows(xl, geo, "zeros", -np.inf)
@@ -162,7 +162,7 @@ def _max_winners(xl: np.ndarray, geo: Geometry):
 
 def _winner_to_flat(winner: np.ndarray, geo: Geometry) -> np.ndarray:
     """Offset indices of :func:`_max_winners` as flat input indices ``ih * W + iw``."""
-    (kh, kw), (sh, sw), (dh, dw) = geo.kernel, geo.strides, geo.dilation
+    kw, (sh, sw), (dh, dw) = geo.kernel[1], geo.strides, geo.dilation
     (top, _), (left, _) = geo.pads
     h_out, w_out = geo.out_hw
     oh = np.arange(h_out).reshape(1, h_out, 1, 1)

@@ -52,7 +52,7 @@ def _k_planar_to_nhwc(xp, x, top, left, lo, hi):
 
 
 def _k_direct_fwd(xp, k, bias, y, sh, sw, dh, dw, relu, lo, hi):
-    n_batch, c_in = xp.shape[0], xp.shape[1]
+    c_in = xp.shape[1]
     h_out, w_out, c_out = y.shape[1], y.shape[2], y.shape[3]
     kh, kw = k.shape[0], k.shape[1]
     for r in range(lo, hi):
