@@ -32,6 +32,7 @@ CASES = [
     ((2, 12, 11, 1), (5, 5, 1, 6), dict(padding="same"), "wide"),
     ((2, 10, 9, 2), (3, 3, 2, 5), dict(padding="same", dilation_rate=2), "wide"),
     ((2, 7, 9, 1), (3, 2, 1, 4), dict(padding=((2, 0), (1, 1))), "wide"),
+    ((2, 6, 7, 1), (1, 3, 1, 3), dict(padding="same"), "wide"),   # < 4 taps and filters
     ((2, 10, 10, 4), (3, 3, 4, 16), dict(), "im2col"),
     ((2, 11, 10, 4), (3, 3, 4, 16), dict(strides=(2, 3)), "im2col"),
 ]

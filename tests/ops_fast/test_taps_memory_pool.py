@@ -57,6 +57,28 @@ def test_taps_match_the_reference_over_several_blocks(rng, monkeypatch, threads,
 
 
 @needs_numba
+@pytest.mark.parametrize("k_shape, by_columns", [((3, 3, 1, 16), False),   # 144 cells: wide
+                                                 ((5, 5, 1, 32), True)])   # 800: columns
+def test_taps_kernel_gradient_from_wide_grid_or_columns(rng, monkeypatch, k_shape,
+                                                        by_columns):
+    calls = []
+    real = tapcols.taps_kernel_grad
+    monkeypatch.setattr(tapcols, "taps_kernel_grad",
+                        lambda *args: calls.append(args) or real(*args))
+    x = rng.standard_normal((3, 10, 9, 1))
+    kernel = rng.standard_normal(k_shape)
+    assert conv_plan(x.shape, k_shape, padding="same") == "taps"
+    y = conv2d_relu(x, kernel, padding="same")
+    dy = rng.standard_normal(y.shape)
+    _, dk, db = conv2d_relu_backward(dy, x, kernel, y, input_grad=False, padding="same")
+    assert bool(calls) == by_columns
+    with accel.use_backend("numpy"):
+        _, dk_ref, db_ref = conv2d_relu_backward(dy, x, kernel, y, padding="same")
+    np.testing.assert_allclose(dk, dk_ref, rtol=1e-12, atol=1e-12 * np.abs(dk_ref).max())
+    np.testing.assert_allclose(db, db_ref, rtol=1e-12, atol=1e-12 * np.abs(db_ref).max())
+
+
+@needs_numba
 def test_taps_float32_close_and_input_gradient_falls_back(rng):
     x = rng.standard_normal((6, 14, 14, 1)).astype(np.float32)
     kernel = rng.standard_normal((3, 3, 1, 32)).astype(np.float32)
