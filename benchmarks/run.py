@@ -366,6 +366,8 @@ def epoch_runs(with_torch: bool, threads: int, repeats: int = 2) -> dict:
         summary[which] = {
             "epoch_s": statistics.median(r["epoch_s"] for r in runs),
             "infer_images_per_s": statistics.median(r["infer_images_per_s"] for r in runs),
+            "infer_first_images_per_s": statistics.median(r["infer_first_images_per_s"]
+                                                          for r in runs),
             "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
             "first_step_s": statistics.median(r["first_step_s"] for r in runs),
             "test_accuracy": runs[-1].get("test_accuracy"),
@@ -478,6 +480,10 @@ def main(argv=None) -> int:
             results.append(row)
             print(f"{'inference (images/s, ratio = torch/convkit)':<44} {ck_i:>10.0f} "
                   f"{(t_i or float('nan')):>9.0f} {row['ratio'] or float('nan'):>6.2f}")
+            ck_c = ck_e["infer_first_images_per_s"]
+            t_c = t_e["infer_first_images_per_s"] if t_e else None
+            print(f"{'  first (cold) inference pass, images/s':<44} {ck_c:>10.0f} "
+                  f"{(t_c or float('nan')):>9.0f}")
             row = {"workload": "first training step in a fresh process (ms)",
                    "convkit_ms": ck_e["first_step_s"] * 1e3,
                    "torch_ms": t_e["first_step_s"] * 1e3 if t_e else None,
