@@ -407,8 +407,8 @@ WIDE_MAX_TAPS = 25
 WIDE_MAX_BYTES = 1 << 20
 #: a "taps" layer's kernel gradient comes from the wide-grid kernel (four taps per pass, no
 #: columns) when it applies and ``kh*kw*C_in*filters`` is at most this; beyond it the GEMM
-#: over tap-major columns is faster (28x28x1 -> 32, 3x3: 2.2 against 3.2 ms; 5x5 -> 32 and
-#: 3x3x3 -> 32: 4.9 against 3.7 and 6.0 against 5.0 ms)
+#: over tap-major columns is faster (28x28x1 -> 32, 3x3: 2.2 against 3.2 ms; 5x5 -> 32:
+#: 4.9 against 3.7 ms)
 WIDE_KGRAD_MAX_CELLS = 640
 #: im2col columns of the compiled path are built for this many bytes of images at a time
 FAST_BLOCK_BYTES = 1 << 25
@@ -581,8 +581,8 @@ def _fast_backward(s: _ConvSetup, plan: str, dyl: np.ndarray, yl, input_grad: bo
     x, geo = _zero_padded(s)
     if plan == "taps":
         fallback = _choose(x.shape[0], kernel.shape, geo, s.groups, s.dtype, taps=False)
-        if not input_grad and not (fallback == "wide"
-                                   and kh * kw * c_g * filters <= WIDE_KGRAD_MAX_CELLS):
+        wide_is_faster = fallback == "wide" and kh * kw * c_g * filters <= WIDE_KGRAD_MAX_CELLS
+        if not input_grad and not wide_is_faster:
             # ReLU mask, kernel and bias gradients over tap-major columns
             dkernel, dbias = tapcols.taps_kernel_grad(x, dy, yl, kernel.shape, geo)
             return None, dkernel, dbias
