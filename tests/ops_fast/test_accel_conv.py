@@ -58,6 +58,27 @@ def test_depthwise_matches_naive(case, dm, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", [(6, 9, 3, 1, "same", 1), (7, 8, 3, 1, "valid", 1),
+                                  (9, 10, 3, 2, ((1, 1), (2, 0)), (2, 1))])
+def test_depthwise_kernel_grad_vector_channels(case, dtype, rng):
+    # 37 channels: the compiled loops run their vector body and their remainder; the kernel
+    # gradient's two-pixel pass meets an even and an odd number of pixels per tap column
+    geo = geometry(case)
+    channels = 37
+    x = rng.standard_normal((2, case[0], case[1], channels)).astype(dtype)
+    k = rng.standard_normal((*geo.kernel, 1, channels)).astype(dtype)
+    dy = rng.standard_normal((2, *geo.out_hw, channels)).astype(dtype)
+    dx, dk, db = accel.depthwise_conv2d_backward(dy, x, k, geo, 1)
+    win = _naive.windows(x, geo)                               # (N, Ho, Wo, kh, kw, C)
+    dk_ref = np.einsum("nhwabc,nhwc->abc", win.astype(np.float64), dy.astype(np.float64))
+    np.testing.assert_allclose(dk, dk_ref.reshape(k.shape), **tolerance(dtype))
+    np.testing.assert_allclose(db, dy.astype(np.float64).sum(axis=(0, 1, 2)), **tolerance(dtype))
+    directional_check(lambda v: _naive.conv(v, k.astype(np.float64), None, geo, channels),
+                      x.astype(np.float64), dx.astype(np.float64), dy.astype(np.float64), rng,
+                      rtol=1e-4 if dtype == np.float32 else 1e-6, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", CASES + [(13, 15, 7, 1, "same", 1)])
 def test_direct_conv_matches_naive(case, dtype, rng):
     geo = geometry(case)

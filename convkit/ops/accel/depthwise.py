@@ -77,10 +77,43 @@ def _k_dw_bwd_kernel(x, dy, sh, sw, dh, dw, top, left, dm, dk, db, lo, hi):
     for r in range(lo, hi):
         n = r // h_out
         oh = r - n * h_out
+        gr = dy[n, oh]                       # (W_out, C*dm)
         for ow in range(w_out):
-            g = dy[n, oh, ow]
+            g = gr[ow]
             for o in range(c_out):
                 db[o] += g[o]
+        ih0 = oh * sh - top
+        if dm == 1 and kh == 3 and ih0 >= 0 and ih0 + 2 * dh < height:
+            # all three kernel rows inside: each tap column j runs over two output pixels at
+            # a time, and the two pixels' dy values serve the three rows' products. The sums
+            # live in memory (dk), so this halves the stores and cuts the loads per product
+            # from three to under two -- what bounds this loop.
+            xa, xb, xc = x[n, ih0], x[n, ih0 + dh], x[n, ih0 + 2 * dh]
+            for j in range(kw):
+                off = j * dw - left
+                ow_lo = max(0, -(off // sw))
+                ow_hi = min(w_out, (width - 1 - off) // sw + 1)
+                ka, kb, kc = dk[0, j], dk[1, j], dk[2, j]
+                ow = ow_lo
+                while ow + 1 < ow_hi:
+                    p, q = ow * sw + off, (ow + 1) * sw + off
+                    g0, a0, b0, c0 = gr[ow], xa[p], xb[p], xc[p]
+                    g1, a1, b1, c1 = gr[ow + 1], xa[q], xb[q], xc[q]
+                    for c in range(channels):
+                        u, v = g0[c], g1[c]
+                        ka[c] += a0[c] * u + a1[c] * v
+                        kb[c] += b0[c] * u + b1[c] * v
+                        kc[c] += c0[c] * u + c1[c] * v
+                    ow += 2
+                if ow < ow_hi:                   # an odd pixel left over
+                    p = ow * sw + off
+                    g0, a0, b0, c0 = gr[ow], xa[p], xb[p], xc[p]
+                    for c in range(channels):
+                        u = g0[c]
+                        ka[c] += a0[c] * u
+                        kb[c] += b0[c] * u
+                        kc[c] += c0[c] * u
+            continue
         for i in range(kh):
             ih = oh * sh - top + i * dh
             if ih < 0 or ih >= height:
