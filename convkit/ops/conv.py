@@ -514,6 +514,16 @@ def _bias_act(y2d: np.ndarray, bias, relu: bool) -> None:
         np.maximum(y2d, 0, out=y2d)
 
 
+def _bias_act_epilogue(bias, relu: bool, channels: int, dtype):
+    """:func:`_bias_act` as a function of blocks of rows (``None`` when there is nothing to
+    add), with the compiled kernel's set-up done once."""
+    if bias is None and not relu:
+        return None
+    if accel.enabled():
+        return accel.bias_act_rows(bias, relu, channels, dtype)
+    return lambda rows: _bias_act(rows, bias, relu)
+
+
 def _group_slice(x: np.ndarray, g: int, width: int, groups: int) -> np.ndarray:
     return x if groups == 1 else np.ascontiguousarray(x[..., g * width:(g + 1) * width])
 
@@ -525,8 +535,8 @@ def _fast_forward(s: _ConvSetup, plan: str, bias, relu: bool) -> np.ndarray:
     kernel = np.ascontiguousarray(s.kernel)
     if plan == "pointwise":
         x2d = np.ascontiguousarray(s.x).reshape(-1, c_g)             # (M, C_in)
-        y2d = _threads.matmul(x2d, kernel.reshape(c_g, filters))     # (M, F)
-        _bias_act(y2d, bias, relu)
+        y2d = _threads.matmul(x2d, kernel.reshape(c_g, filters),      # (M, F)
+                              epilogue=_bias_act_epilogue(bias, relu, filters, s.dtype))
         return y2d.reshape(n, h_out, w_out, filters)
     x, geo = _zero_padded(s)
     if plan == "winograd":

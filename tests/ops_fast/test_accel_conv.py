@@ -132,6 +132,11 @@ def test_bias_act_in_place(rng):
     np.testing.assert_array_equal(y, expected)
     y64 = rng.standard_normal((7, 3))
     np.testing.assert_array_equal(accel.bias_act_(y64.copy(), np.ones(3)), y64 + 1)
+    with pytest.raises(ValueError, match=r"bias_act_rows: bias must have shape \(5,\) for 5 "
+                                         r"channels, got \(4,\)"):
+        accel.bias_act_rows(np.ones(4), False, 5, np.float32)
+    with pytest.raises(ValueError, match=r"bias_act_ \(y shape \(7, 3\)\): bias must have"):
+        accel.bias_act_(y64, np.ones(2))
 
 
 @pytest.mark.torch

@@ -107,6 +107,12 @@ def test_bias_act_any_channel_count_and_row_count(rng, channels, rows):
     got = accel.bias_act_(y.copy(), bias, relu=True)
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(accel.bias_act_(y.copy(), bias), y + bias)
+    # the same kernel as an epilogue over blocks of rows
+    apply = accel.bias_act_rows(bias, True, channels, np.float32)
+    blocks = y.copy()
+    for r0 in range(0, rows, 3):
+        apply(blocks[r0:r0 + 3])
+    np.testing.assert_array_equal(blocks, expected)
 
 
 @needs_numba

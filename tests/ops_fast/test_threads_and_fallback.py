@@ -79,6 +79,27 @@ def test_split_matmuls_match_numpy(rng, monkeypatch):
     assert _threads.matmul(a, b).dtype == np.float32
 
 
+@pytest.mark.parametrize("block_bytes", [1 << 20, 4096, 200])
+def test_matmul_epilogue_sees_every_output_row_once(rng, monkeypatch, block_bytes):
+    # the epilogue gets each block of rows right after its product: with small blocks a
+    # thread's chunk is several blocks (and a last, shorter one)
+    monkeypatch.setenv("CONVKIT_NUM_THREADS", "2")
+    monkeypatch.setattr(_threads, "EPILOGUE_BLOCK_BYTES", block_bytes)
+    a = rng.standard_normal((3001, 40)).astype(np.float32)
+    b = rng.standard_normal((40, 50)).astype(np.float32)
+    calls = []
+
+    def epilogue(rows):
+        calls.append(rows.shape[0])
+        rows += 1.0                         # a second call on a row would add 2
+    got = _threads.matmul(a, b, epilogue=epilogue)
+    np.testing.assert_allclose(got, a @ b + 1.0, rtol=1e-4, atol=1e-4)
+    assert sum(calls) == 3001
+    assert max(calls) <= max(1, block_bytes // (50 * 4))
+    small = _threads.matmul(a[:3], b, epilogue=epilogue)      # one thread, one block
+    np.testing.assert_allclose(small, a[:3] @ b + 1.0, rtol=1e-4, atol=1e-4)
+
+
 def test_nested_run_chunks_does_not_deadlock(monkeypatch):
     monkeypatch.setenv("CONVKIT_NUM_THREADS", "2")
     seen = np.zeros((4, 5), int)

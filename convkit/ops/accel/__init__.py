@@ -37,6 +37,7 @@ output size); arrays are NHWC::
     im2col(x, geo)                                 -> (N*Ho*Wo, kh*kw*C)
     col2im(dcols, geo, x_shape)                    -> dx (N, H, W, C)
     bias_act_(y, bias, relu)                       y += bias (then ReLU), in place
+    bias_act_rows(bias, relu, channels, dtype)     the same as a function of blocks of rows
     relu_backward(dy, y)                           dy * (y > 0), any shape
     conv2d_kernel_grad_small(dy, x, kernel_shape, geo, relu_y, write_dz)
                                                    -> dkernel, dbias, dz (few taps, one pass)
@@ -78,7 +79,7 @@ from .backend import (BACKENDS, FASTMATH, available, enabled, get_backend, jit, 
 from .depthwise import depthwise_conv2d_backward, depthwise_conv2d_forward
 from .direct import (conv2d_direct_backward, conv2d_direct_forward, conv2d_wide_backward,
                      conv2d_wide_forward)
-from .elementwise import SMALL_ELEMENTWISE, bias_act_, relu_backward
+from .elementwise import SMALL_ELEMENTWISE, bias_act_, bias_act_rows, relu_backward
 from .im2col import col2im, im2col
 from .kernel_grad import (SMALL_KGRAD_MAX_CELLS, SMALL_KGRAD_MIN_FILTERS,
                           conv2d_kernel_grad_small)
@@ -95,5 +96,5 @@ __all__ = [
     "depthwise_conv2d_forward", "depthwise_conv2d_backward",
     "conv2d_direct_forward", "conv2d_direct_backward", "conv2d_wide_forward",
     "conv2d_wide_backward",
-    "im2col", "col2im", "bias_act_", "relu_backward", "conv2d_kernel_grad_small",
+    "im2col", "col2im", "bias_act_", "bias_act_rows", "relu_backward", "conv2d_kernel_grad_small",
 ]

@@ -31,6 +31,15 @@ def _k_bias_act(y2, bias_span, relu, lo, hi):
 BIAS_SPAN = 256
 
 
+def _bias_span(where: str, bias, channels: int, dtype) -> np.ndarray:
+    """``bias`` (or zeros) repeated over whole rows to at least :data:`BIAS_SPAN` values."""
+    b = np.zeros(channels, dtype) if bias is None else np.ascontiguousarray(bias, dtype)
+    if b.shape != (channels,):
+        raise ShapeError(f"{where}: bias must have shape ({channels},) for {channels} channels, "
+                         f"got {b.shape}")
+    return np.tile(b, -(-BIAS_SPAN // max(channels, 1)))
+
+
 def bias_act_(y: np.ndarray, bias, relu: bool = False) -> np.ndarray:
     """In place: ``y += bias`` over the last axis, then ``max(y, 0)`` if ``relu``; returns
     ``y`` (any rank, C-contiguous, last axis = channels)."""
@@ -40,16 +49,27 @@ def bias_act_(y: np.ndarray, bias, relu: bool = False) -> np.ndarray:
             and y.dtype in (np.float32, np.float64)):
         raise ShapeError(f"{where}: y must be a C-contiguous float32/float64 array")
     channels = y.shape[-1]
-    b = np.zeros(channels, y.dtype) if bias is None else np.ascontiguousarray(bias, y.dtype)
-    if b.shape != (channels,):
-        raise ShapeError(f"{where}: bias must have shape ({channels},) for y shape {y.shape}, "
-                         f"got {b.shape}")
+    span = _bias_span(f"{where} (y shape {y.shape})", bias, channels, y.dtype)
     if y.size == 0:
         return y
-    span = np.tile(b, -(-BIAS_SPAN // max(channels, 1)))            # whole rows of bias
     y2 = y.reshape(-1, channels)                                # (rows, C)
     _run(compiled, y2.shape[0], y2, span, bool(relu))
     return y
+
+
+def bias_act_rows(bias, relu: bool, channels: int, dtype):
+    """``apply(y2d)``: :func:`bias_act_` for many blocks of rows with the same bias, its
+    checks and set-up done once -- ``y2d`` a C-contiguous ``(rows, channels)`` array of
+    ``dtype``, worked on by the calling thread alone (an epilogue run inside a thread's
+    chunk, :func:`convkit.ops._threads.matmul`)."""
+    where = "bias_act_rows"
+    compiled = jit(_k_bias_act, where)
+    span = _bias_span(where, bias, channels, np.dtype(dtype))
+    relu = bool(relu)
+
+    def apply(y2d: np.ndarray) -> None:
+        compiled(y2d, span, relu, 0, y2d.shape[0])
+    return apply
 
 
 def _k_relu_mask(dy, y, out, lo, hi):
