@@ -702,6 +702,7 @@ def _cached_blocks_forward(x: np.ndarray, geo: Geometry, kernel2d: np.ndarray,
     n, (h_out, w_out) = x.shape[0], geo.out_hw
     taps, filters = kernel2d.shape
     rows = h_out * w_out
+    epilogue = _bias_act_epilogue(bias, relu, filters, x.dtype)
 
     def work(lo, hi):
         blocks = _cache_blocks(lo, hi, rows * taps * x.dtype.itemsize)
@@ -711,7 +712,8 @@ def _cached_blocks_forward(x: np.ndarray, geo: Geometry, kernel2d: np.ndarray,
                 -1, taps))                                           # (block*Ho*Wo, taps)
             y_block = y[n0:n1].reshape(-1, filters)                  # (block*Ho*Wo, F)
             np.matmul(cols, kernel2d, out=y_block)
-            _bias_act(y_block, bias, relu)
+            if epilogue is not None:
+                epilogue(y_block)
     _threads.run_chunks(work, n)
 
 

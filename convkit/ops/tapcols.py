@@ -94,13 +94,15 @@ def taps_forward(x: np.ndarray, kernel: np.ndarray, bias, geo: Geometry,
     k2 = np.ascontiguousarray(kernel.reshape(taps, filters), dtype=x.dtype)   # (T, F)
     y = np.empty((n, *geo.out_hw, filters), dtype=x.dtype)
     y2 = y.reshape(n * rows, filters)
+    epilogue = accel.bias_act_rows(bias, relu, filters, x.dtype) if bias is not None or relu \
+        else None
 
     def work(lo, hi):
         for n0, n1, cols in _column_blocks(xp, geo, taps, step, lo, hi):
             y_block = y2[n0 * rows:n1 * rows]                        # (B*H_out*W_out, F)
             np.matmul(cols.T, k2, out=y_block)
-            if bias is not None or relu:
-                accel.bias_act_(y_block, bias, relu)
+            if epilogue is not None:
+                epilogue(y_block)
     _threads.run_chunks(work, n)
     return y
 
