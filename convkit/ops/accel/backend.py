@@ -119,13 +119,40 @@ def num_threads() -> int:
     return _threads.num_threads()
 
 
-def jit(func, where: str, fastmath=FASTMATH, helpers=()):
+def _compile_with_slp(dispatcher):
+    """Make ``dispatcher`` compile its signatures with LLVM's SLP vectorizer on.
+
+    numba switches that pass off for everything it compiles (``NUMBA_SLP_VECTORIZE``,
+    default 0); a kernel that keeps its sums in per-channel local variables needs it to pack
+    them into vector registers. The switch is numba's own setting, turned on only while
+    this dispatcher compiles, under numba's compiler lock, and restored after. Should numba
+    lose the setting, the kernel compiles as usual: the same results, slower."""
+    from numba.core import config
+    from numba.core.compiler_lock import global_compiler_lock
+    if not hasattr(config, "SLP_VECTORIZE"):
+        return dispatcher
+    plain_compile = dispatcher.compile
+
+    def compile_with_slp(sig):
+        with global_compiler_lock:
+            previous = config.SLP_VECTORIZE
+            config.SLP_VECTORIZE = 1
+            try:
+                return plain_compile(sig)
+            finally:
+                config.SLP_VECTORIZE = previous
+    dispatcher.compile = compile_with_slp
+    return dispatcher
+
+
+def jit(func, where: str, fastmath=FASTMATH, helpers=(), slp: bool = False):
     """The compiled version of a kernel written as a plain module-level function:
     ``numba.njit(cache=True, nogil=True)``, serial (the threads come from
     :func:`convkit.ops._threads.run_chunks`, which calls it on ranges of rows).
 
     ``helpers`` are module-level functions the kernel calls; they are compiled first and
-    replaced in the kernel's module by their compiled versions. Later calls return the same
+    replaced in the kernel's module by their compiled versions. ``slp=True`` compiles with
+    LLVM's SLP vectorizer on (:func:`_compile_with_slp`). Later calls return the same
     dispatcher. Raises :class:`ConvkitError` naming ``where`` when numba is unavailable.
     """
     numba = _require(where)            # also honours CONVKIT_ACCEL=0 set later
@@ -141,6 +168,8 @@ def jit(func, where: str, fastmath=FASTMATH, helpers=()):
             dispatcher = numba.njit(cache=True, **options)(func)
         except RuntimeError:   # no writable cache directory: compile in memory each run
             dispatcher = numba.njit(cache=False, **options)(func)
+        if slp:
+            dispatcher = _compile_with_slp(dispatcher)
         _compiled[func] = dispatcher
     return dispatcher
 

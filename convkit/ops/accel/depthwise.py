@@ -10,8 +10,13 @@ import numpy as np
 
 from ...errors import ShapeError
 from ...shapes import Geometry
+from ._dw_kgrad3x3 import LANES, _k_dw_kgrad3x3
 from .backend import _run, _run_partial, jit
 from .checks import _check_dy, _check_geometry, _geo_ints, _nhwc
+
+#: fastmath of the register kernel: fused multiply-add, but no reassociation -- with it, LLVM
+#: vectorises the sums over the row's pixels (gathers) instead of over the channels
+REGISTER_FASTMATH = frozenset({"contract", "nsz"})
 
 
 def _k_dw_fwd(x, k, bias, y, sh, sw, dh, dw, top, left, dm, lo, hi):
@@ -68,9 +73,12 @@ def _k_dw_fwd(x, k, bias, y, sh, sw, dh, dw, top, left, dm, lo, hi):
                                 dst[c * dm + m] += xv * kr[c * dm + m]
 
 
-def _k_dw_bwd_kernel(x, dy, sh, sw, dh, dw, top, left, dm, dk, db, lo, hi):
+def _k_dw_bwd_kernel(x, dy, sh, sw, dh, dw, top, left, dm, ow_a, ow_b, c_split, dk, db, lo,
+                     hi):
     """Add the kernel and bias gradients of output rows ``lo:hi`` (over ``N*H_out``) to
-    ``dk (kh, kw, C*dm)`` and ``db (C*dm,)``."""
+    ``dk (kh, kw, C*dm)`` and ``db (C*dm,)``, except the part :func:`_k_dw_kgrad3x3` adds:
+    channels ``0:c_split`` of columns ``ow_a:ow_b`` in rows whose three kernel rows are
+    inside (``c_split = 0`` when it does not run)."""
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
     h_out, w_out, c_out = dy.shape[1], dy.shape[2], dy.shape[3]
     kh, kw = dk.shape[0], dk.shape[1]
@@ -94,25 +102,34 @@ def _k_dw_bwd_kernel(x, dy, sh, sw, dh, dw, top, left, dm, dk, db, lo, hi):
                 ow_lo = max(0, -(off // sw))
                 ow_hi = min(w_out, (width - 1 - off) // sw + 1)
                 ka, kb, kc = dk[0, j], dk[1, j], dk[2, j]
-                ow = ow_lo
-                while ow + 1 < ow_hi:
-                    p, q = ow * sw + off, (ow + 1) * sw + off
-                    g0, a0, b0, c0 = gr[ow], xa[p], xb[p], xc[p]
-                    g1, a1, b1, c1 = gr[ow + 1], xa[q], xb[q], xc[q]
-                    for c in range(channels):
-                        u, v = g0[c], g1[c]
-                        ka[c] += a0[c] * u + a1[c] * v
-                        kb[c] += b0[c] * u + b1[c] * v
-                        kc[c] += c0[c] * u + c1[c] * v
-                    ow += 2
-                if ow < ow_hi:                   # an odd pixel left over
-                    p = ow * sw + off
-                    g0, a0, b0, c0 = gr[ow], xa[p], xb[p], xc[p]
-                    for c in range(channels):
-                        u = g0[c]
-                        ka[c] += a0[c] * u
-                        kb[c] += b0[c] * u
-                        kc[c] += c0[c] * u
+                # the columns before, inside and after ow_a:ow_b; inside, only the channels
+                # from c_split on
+                for part in range(3):
+                    if part == 0:
+                        first, last, c_lo = ow_lo, min(ow_hi, ow_a), 0
+                    elif part == 1:
+                        first, last, c_lo = max(ow_lo, ow_a), min(ow_hi, ow_b), c_split
+                    else:
+                        first, last, c_lo = max(ow_lo, ow_b), ow_hi, 0
+                    ow = first
+                    while ow + 1 < last:
+                        p, q = ow * sw + off, (ow + 1) * sw + off
+                        g0, a0, b0, c0 = gr[ow], xa[p], xb[p], xc[p]
+                        g1, a1, b1, c1 = gr[ow + 1], xa[q], xb[q], xc[q]
+                        for c in range(c_lo, channels):
+                            u, v = g0[c], g1[c]
+                            ka[c] += a0[c] * u + a1[c] * v
+                            kb[c] += b0[c] * u + b1[c] * v
+                            kc[c] += c0[c] * u + c1[c] * v
+                        ow += 2
+                    if ow < last:                    # an odd pixel left over
+                        p = ow * sw + off
+                        g0, a0, b0, c0 = gr[ow], xa[p], xb[p], xc[p]
+                        for c in range(c_lo, channels):
+                            u = g0[c]
+                            ka[c] += a0[c] * u
+                            kb[c] += b0[c] * u
+                            kc[c] += c0[c] * u
             continue
         for i in range(kh):
             ih = oh * sh - top + i * dh
@@ -192,6 +209,30 @@ def _k_dw_bwd_input(k, dy, dx, sh, sw, dh, dw, top, left, dm, lo, hi):
                             dst[c] = acc
 
 
+def _register_part(x_shape, geo: Geometry, dm: int, dtype):
+    """``(ow_a, ow_b, c_split)``: the output columns whose three kernel columns are inside the
+    input and the channels :func:`_k_dw_kgrad3x3` takes (a multiple of ``LANES``); ``(0, 0,
+    0)`` when it does not apply: not 3x3, depth multiplier above 1, fewer than ``LANES``
+    channels, no such column, or float64 (its compiled register kernel would cost seconds of
+    compilation for a dtype used to check gradients, not to train fast).
+
+    >>> from convkit.shapes import window_geometry
+    >>> _register_part((8, 56, 56, 70), window_geometry((56, 56), 3, 1, "same"), 1, np.float32)
+    (1, 55, 64)
+    """
+    width, channels = x_shape[2], x_shape[3]
+    (kh, kw), (_, sw), (_, dw) = geo.kernel, geo.strides, geo.dilation
+    left = geo.pads[1][0]
+    c_split = channels // LANES * LANES
+    if (kh, kw) != (3, 3) or dm != 1 or c_split == 0 or np.dtype(dtype) != np.float32:
+        return 0, 0, 0
+    ow_a = -(-left // sw)                                  # first column with iw0 >= 0
+    ow_b = min(geo.out_hw[1], (width - 1 - 2 * dw + left) // sw + 1)
+    if ow_b <= ow_a:
+        return 0, 0, 0
+    return ow_a, ow_b, c_split
+
+
 def _depthwise_setup(where, x, kernel, geometry, depth_multiplier):
     x = _nhwc(where, "input", x)
     kernel = np.asarray(kernel)
@@ -243,8 +284,20 @@ def depthwise_conv2d_backward(dy: np.ndarray, x: np.ndarray, kernel: np.ndarray,
     grad_input = jit(_k_dw_bwd_input, where)
     dy = _check_dy(where, dy, geo, x.shape[0], k.shape[2], x.dtype)
     kh, kw, sh, sw, dh, dw, top, left = _geo_ints(geo)
-    dk, db = _run_partial(grad_kernel, x.shape[0] * geo.out_hw[0], (k.shape, k.shape[2:]),
-                          x.dtype, x, dy, sh, sw, dh, dw, top, left, dm)
+    ow_a, ow_b, c_split = _register_part(x.shape, geo, dm, x.dtype)
+    if c_split:
+        grad_regs = jit(_k_dw_kgrad3x3, where, fastmath=REGISTER_FASTMATH, slp=True)
+
+        def grad_kernel_both(*args):     # args = (..., dk, db, sink, lo, hi)
+            *common, dk_part, db_part, sink, lo, hi = args
+            grad_regs(*common[:8], ow_a, ow_b, c_split, dk_part, sink, lo, hi)
+            grad_kernel(*common, ow_a, ow_b, c_split, dk_part, db_part, lo, hi)
+        dk, db, _ = _run_partial(grad_kernel_both, x.shape[0] * geo.out_hw[0],
+                                 (k.shape, k.shape[2:], (1,)), x.dtype,
+                                 x, dy, sh, sw, dh, dw, top, left, dm)
+    else:
+        dk, db = _run_partial(grad_kernel, x.shape[0] * geo.out_hw[0], (k.shape, k.shape[2:]),
+                              x.dtype, x, dy, sh, sw, dh, dw, top, left, dm, 0, 0, 0)
     dx = np.empty_like(x)
     _run(grad_input, x.shape[0] * x.shape[1], k, dy, dx, sh, sw, dh, dw, top, left, dm)
     return dx, dk.reshape(np.shape(kernel)), db
