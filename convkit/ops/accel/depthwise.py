@@ -86,12 +86,14 @@ def _k_dw_bwd_kernel(x, dy, sh, sw, dh, dw, top, left, dm, ow_a, ow_b, c_split, 
         n = r // h_out
         oh = r - n * h_out
         gr = dy[n, oh]                       # (W_out, C*dm)
+        ih0 = oh * sh - top
+        rows_inside = dm == 1 and kh == 3 and ih0 >= 0 and ih0 + 2 * dh < height
         for ow in range(w_out):
             g = gr[ow]
-            for o in range(c_out):
+            o_lo = c_split if rows_inside and ow_a <= ow < ow_b else 0
+            for o in range(o_lo, c_out):
                 db[o] += g[o]
-        ih0 = oh * sh - top
-        if dm == 1 and kh == 3 and ih0 >= 0 and ih0 + 2 * dh < height:
+        if rows_inside:
             # all three kernel rows inside: each tap column j runs over two output pixels at
             # a time, and the two pixels' dy values serve the three rows' products. The sums
             # live in memory (dk), so this halves the stores and cuts the loads per product
@@ -290,7 +292,7 @@ def depthwise_conv2d_backward(dy: np.ndarray, x: np.ndarray, kernel: np.ndarray,
 
         def grad_kernel_both(*args):     # args = (..., dk, db, sink, lo, hi)
             *common, dk_part, db_part, sink, lo, hi = args
-            grad_regs(*common[:8], ow_a, ow_b, c_split, dk_part, sink, lo, hi)
+            grad_regs(*common[:8], ow_a, ow_b, c_split, dk_part, db_part, sink, lo, hi)
             grad_kernel(*common, ow_a, ow_b, c_split, dk_part, db_part, lo, hi)
         dk, db, _ = _run_partial(grad_kernel_both, x.shape[0] * geo.out_hw[0],
                                  (k.shape, k.shape[2:], (1,)), x.dtype,
