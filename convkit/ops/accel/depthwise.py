@@ -287,19 +287,16 @@ def depthwise_conv2d_backward(dy: np.ndarray, x: np.ndarray, kernel: np.ndarray,
     dy = _check_dy(where, dy, geo, x.shape[0], k.shape[2], x.dtype)
     kh, kw, sh, sw, dh, dw, top, left = _geo_ints(geo)
     ow_a, ow_b, c_split = _register_part(x.shape, geo, dm, x.dtype)
-    if c_split:
-        grad_regs = jit(_k_dw_kgrad3x3, where, fastmath=REGISTER_FASTMATH, slp=True)
+    grad_regs = jit(_k_dw_kgrad3x3, where, fastmath=REGISTER_FASTMATH, slp=True) \
+        if c_split else None
+    window = (sh, sw, dh, dw, top, left)
 
-        def grad_kernel_both(*args):     # args = (..., dk, db, sink, lo, hi)
-            *common, dk_part, db_part, sink, lo, hi = args
-            grad_regs(*common[:8], ow_a, ow_b, c_split, dk_part, db_part, sink, lo, hi)
-            grad_kernel(*common, ow_a, ow_b, c_split, dk_part, db_part, lo, hi)
-        dk, db, _ = _run_partial(grad_kernel_both, x.shape[0] * geo.out_hw[0],
-                                 (k.shape, k.shape[2:], (1,)), x.dtype,
-                                 x, dy, sh, sw, dh, dw, top, left, dm)
-    else:
-        dk, db = _run_partial(grad_kernel, x.shape[0] * geo.out_hw[0], (k.shape, k.shape[2:]),
-                              x.dtype, x, dy, sh, sw, dh, dw, top, left, dm, 0, 0, 0)
+    def grad_rows(dk_part, db_part, sink, lo, hi):   # one thread's rows, its own partials
+        if grad_regs is not None:
+            grad_regs(x, dy, *window, ow_a, ow_b, c_split, dk_part, db_part, sink, lo, hi)
+        grad_kernel(x, dy, *window, dm, ow_a, ow_b, c_split, dk_part, db_part, lo, hi)
+    dk, db, _ = _run_partial(grad_rows, x.shape[0] * geo.out_hw[0],
+                             (k.shape, k.shape[2:], (1,)), x.dtype)
     dx = np.empty_like(x)
     _run(grad_input, x.shape[0] * x.shape[1], k, dy, dx, sh, sw, dh, dw, top, left, dm)
     return dx, dk.reshape(np.shape(kernel)), db
