@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import sys
 
+from _generated import write_module
+
 LANES = 16                 # channels per pass: 9 taps x 16 float32 = 9 AVX-512 registers
 TAPS = [(i, j) for i in range(3) for j in range(3)]
 TARGET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -108,13 +110,7 @@ def generate(lanes: int = LANES) -> str:
 
 
 def main(argv=None) -> int:
-    text = generate()
-    tmp = TARGET + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, TARGET)
-    print(f"wrote {TARGET} ({text.count(chr(10))} lines)")
-    return 0
+    return write_module(TARGET, generate())
 
 
 if __name__ == "__main__":

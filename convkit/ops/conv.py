@@ -35,6 +35,7 @@ from .._validate import as_float_array, result_float_dtype
 from ..errors import ShapeError
 from ..shapes import Geometry, window_geometry
 from . import _threads, accel, tapcols, winograd
+from .accel.implicit import applies as implicit_applies
 from .padding import (check_pads_fit, check_data_format, check_pad_mode, from_channels_last,
                       layout_of, layout_shape, pad_nhwc, pad_nhwc_backward, to_channels_last)
 from .windows import offset_window, pad_for_windows, window_view, windows_backward
@@ -430,7 +431,13 @@ def conv_plan(x_shape, kernel_shape, strides=1, padding="valid", dilation_rate=1
                      image per task, ReLU and bias fused, gradients in one pass
     ``"direct"``     ungrouped, ``C_in * filters <= 16``, kernel at least 5x5 (compiled)
     ``"depthwise"``  one input channel per group (compiled, any stride / dilation)
-    ``"pointwise"``  ungrouped 1x1, stride 1, no padding: threaded matrix products
+    ``"pointwise"``  ungrouped 1x1, stride 1, no padding: threaded matrix products (the
+                     forward of float32 with at least 16 input channels and a multiple of
+                     16 filters takes the ``"implicit"`` kernel)
+    ``"implicit"``   ungrouped float32, at least 16 input channels, a multiple of 16
+                     filters: the forward as an implicit product, no columns, the output
+                     tile, bias and ReLU in registers (:mod:`convkit.ops.accel.implicit`);
+                     its gradients are the ``"im2col"`` ones
     ``"im2col"``     anything else: compiled im2col / col2im around threaded products
                      (grouped convolutions one group at a time)
     ``"numpy"``      the NumPy code (backend ``"numpy"``, or numba unavailable)
@@ -476,6 +483,8 @@ def _choose(batch: int, kernel_shape, geo: Geometry, groups: int, dtype,
             return "wide"
         if c_g * filters <= DIRECT_MAX_CHANNEL_PAIRS and min(kh, kw) >= DIRECT_MIN_KERNEL:
             return "direct"
+        if implicit_applies(kernel_shape, groups, dtype):
+            return "implicit"
         return "im2col"
     if c_g == 1:
         return "depthwise"
@@ -533,6 +542,8 @@ def _fast_forward(s: _ConvSetup, plan: str, bias, relu: bool) -> np.ndarray:
     kh, kw, c_g, filters = s.kernel.shape
     n, (h_out, w_out) = s.x.shape[0], s.geo.out_hw
     kernel = np.ascontiguousarray(s.kernel)
+    if plan == "pointwise" and accel.enabled() and implicit_applies(s.kernel.shape, 1, s.dtype):
+        plan = "implicit"          # the same product, the bias and ReLU added in registers
     if plan == "pointwise":
         x2d = np.ascontiguousarray(s.x).reshape(-1, c_g)             # (M, C_in)
         y2d = _threads.matmul(x2d, kernel.reshape(c_g, filters),      # (M, F)
@@ -547,6 +558,8 @@ def _fast_forward(s: _ConvSetup, plan: str, bias, relu: bool) -> np.ndarray:
         return accel.conv2d_wide_forward(x, kernel, bias, geo, relu)
     if plan == "direct":
         return accel.conv2d_direct_forward(x, kernel, bias, geo, relu)
+    if plan == "implicit":
+        return accel.conv2d_implicit_forward(x, kernel, bias, geo, relu)
     if plan == "depthwise":
         y = accel.depthwise_conv2d_forward(x, kernel, bias, geo, filters // s.groups)
         if relu:
@@ -600,6 +613,8 @@ def _fast_backward(s: _ConvSetup, plan: str, dyl: np.ndarray, yl, input_grad: bo
     if plan == "wide":      # ReLU mask, kernel, bias and input gradients in one pass
         dx, dkernel, dbias = accel.conv2d_wide_backward(dy, x, kernel, geo, yl, input_grad)
         return _fold_padding(s, dx), dkernel, dbias
+    if plan == "implicit":
+        plan = "im2col"                          # the gradients are products over columns
     if (plan == "im2col" or plan == "direct" and not input_grad) and _small_kernel_grad(s):
         # one pass over dy: ReLU mask, kernel and bias gradients, no columns
         dkernel, dbias, dz = accel.conv2d_kernel_grad_small(dy, x, kernel.shape, geo, yl,

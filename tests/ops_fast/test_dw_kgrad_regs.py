@@ -1,9 +1,6 @@
 """The depthwise 3x3 kernel gradient with its sums in registers (``_dw_kgrad3x3``): a hand
 computed case, the naive reference over geometries and channel counts that split between
 it and the general loop, the generated module against its generator, and the SLP switch."""
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 
@@ -11,21 +8,14 @@ from convkit.ops import accel
 from convkit.ops.accel import depthwise
 from convkit.ops.accel._dw_kgrad3x3 import LANES
 from convkit.shapes import window_geometry
+from tests.ops_fast._generated import assert_current
 from tests.ops_fast import _naive
 
 pytestmark = pytest.mark.usefixtures("need_accel")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 
 def test_generated_module_is_current():
-    spec = importlib.util.spec_from_file_location(
-        "gen_dw_kgrad", os.path.join(ROOT, "tools", "gen_dw_kgrad.py"))
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
-    with open(os.path.join(ROOT, "convkit", "ops", "accel", "_dw_kgrad3x3.py"),
-              encoding="utf-8") as f:
-        assert f.read() == gen.generate(), "run: python tools/gen_dw_kgrad.py"
+    assert_current("gen_dw_kgrad", "_dw_kgrad3x3")
 
 
 def test_hand_computed_counts():

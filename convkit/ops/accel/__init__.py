@@ -81,6 +81,7 @@ from .direct import (conv2d_direct_backward, conv2d_direct_forward, conv2d_wide_
                      conv2d_wide_forward)
 from .elementwise import SMALL_ELEMENTWISE, bias_act_, bias_act_rows, relu_backward
 from .im2col import col2im, im2col
+from .implicit import conv2d_implicit_forward
 from .kernel_grad import (SMALL_KGRAD_MAX_CELLS, SMALL_KGRAD_MIN_FILTERS,
                           conv2d_kernel_grad_small)
 from .pooling import (SMALL_POOL, avg_pool2d_backward, avg_pool2d_forward,
@@ -96,5 +97,5 @@ __all__ = [
     "depthwise_conv2d_forward", "depthwise_conv2d_backward",
     "conv2d_direct_forward", "conv2d_direct_backward", "conv2d_wide_forward",
     "conv2d_wide_backward",
-    "im2col", "col2im", "bias_act_", "bias_act_rows", "relu_backward", "conv2d_kernel_grad_small",
+    "conv2d_implicit_forward", "im2col", "col2im", "bias_act_", "bias_act_rows", "relu_backward", "conv2d_kernel_grad_small",
 ]

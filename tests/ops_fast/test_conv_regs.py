@@ -1,0 +1,123 @@
+"""The implicit-product convolution forward with its output tile in registers
+(``accel.implicit``, ``_conv_regs``): the generated module against its generator, a hand
+computed case, the naive reference over geometries that split between the register kernel
+and its tail loop, every variant (padding, ReLU), the planner's choice and bad arguments."""
+import numpy as np
+import pytest
+
+from convkit.errors import ShapeError
+from convkit.ops import accel, conv2d, conv2d_backward
+from convkit.ops.accel import implicit
+from convkit.ops.accel._conv_regs import LANES, ROWS
+from convkit.ops.conv import conv2d_relu, conv_plan
+from convkit.ops.reference import conv2d_ref
+from convkit.shapes import window_geometry
+from tests.ops_fast._generated import assert_current
+
+pytestmark = pytest.mark.usefixtures("need_accel")
+
+
+def test_generated_module_is_current():
+    assert_current("gen_conv_regs", "_conv_regs")
+
+
+def test_hand_computed_same_padding():
+    # ones over a 3x3 image, 3x3 kernel of ones, 'same': each output counts the taps inside
+    # the image times 16 channels -- 4 at a corner, 6 on an edge, 9 in the middle -- plus the
+    # bias 1. Nine pixels: the first eight are one register tile, the ninth takes the tail.
+    geo = window_geometry((3, 3), 3, 1, "same")
+    x = np.ones((1, 3, 3, 16), np.float32)
+    y = accel.conv2d_implicit_forward(x, np.ones((3, 3, 16, LANES), np.float32),
+                                      np.ones(LANES, np.float32), geo)
+    counts = np.array([[4, 6, 4], [6, 9, 6], [4, 6, 4]], np.float32)
+    np.testing.assert_array_equal(y[0], np.repeat(counts[..., None] * 16 + 1, LANES, 2))
+
+
+# (N, H, W, C, kernel, strides, padding, dilation, filters)
+GEOMETRIES = [
+    (2, 6, 7, 16, (1, 1), 1, "valid", 1, 32),                   # a plain product
+    (2, 9, 8, 16, (3, 3), 2, ((1, 1), (1, 1)), 1, 32),          # stride 2, pad 1
+    (3, 7, 9, 24, (3, 3), 1, "same", 1, 16),
+    (1, 10, 11, 17, (2, 3), (1, 2), ((1, 0), (0, 2)), (2, 1), 48),
+    (2, 9, 10, 16, (5, 5), 1, "valid", 1, 16),
+    (2, 5, 6, 16, (3, 3), 1, "same", 2, 37),                    # 5 filters in the tail
+    (1, 3, 3, 16, (3, 3), 1, "valid", 1, 16),                   # one pixel: tail only
+]
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("case", GEOMETRIES)
+def test_matches_naive(case, relu, rng):
+    n, h, w, c, ksize, strides, padding, dilation, filters = case
+    geo = window_geometry((h, w), ksize, strides, padding, dilation)
+    x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    kernel = rng.standard_normal((*ksize, c, filters)).astype(np.float32)
+    bias = rng.standard_normal(filters).astype(np.float32)
+    y = accel.conv2d_implicit_forward(x, kernel, bias, geo, relu)
+    ref = conv2d_ref(x.astype(np.float64), kernel, bias, strides=strides,
+                     padding=geo.pads, dilation_rate=dilation)
+    if relu:
+        ref = np.maximum(ref, 0)
+        assert (y == 0).any()
+    assert y.dtype == np.float32 and y.shape == ref.shape
+    assert np.abs(y - ref).max() / np.abs(ref).max() < 1e-5
+
+
+def test_without_bias_and_every_pixel_written(rng):
+    # more pixels than one tile per thread, none left unwritten (np.empty output)
+    geo = window_geometry((11, 13), 3, 1, "same")
+    x = rng.standard_normal((3, 11, 13, 16)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, 16, 32)).astype(np.float32)
+    y = accel.conv2d_implicit_forward(x, kernel, None, geo)
+    ref = conv2d_ref(x.astype(np.float64), kernel, padding="same")
+    assert (x.shape[0] * 11 * 13) % ROWS != 0
+    assert np.abs(y - ref).max() / np.abs(ref).max() < 1e-5
+
+
+def test_planner_takes_it_for_float32_only():
+    shape, kernel = (8, 56, 56, 64), (3, 3, 64, 128)
+    assert conv_plan(shape, kernel, strides=2, padding=1) == "implicit"
+    assert conv_plan(shape, kernel, strides=2, padding=1, dtype=np.float64) == "im2col"
+    assert conv_plan(shape, (3, 3, 64, 120), strides=2, padding=1) == "im2col"   # 120 % 16
+    assert conv_plan(shape, (3, 3, 8, 16), strides=2, padding=1) == "im2col"     # C < 16
+    assert conv_plan(shape, (3, 3, 64, 128), padding=1) == "winograd"
+    assert conv_plan(shape, (1, 1, 64, 128)) == "pointwise"    # its forward: this kernel
+    assert implicit.applies((1, 1, 64, 128), 1, np.float32)
+    assert not implicit.applies((1, 1, 64, 128), 2, np.float32)
+
+
+@pytest.mark.parametrize("kwargs, ksize", [(dict(strides=2, padding="same"), 3),
+                                           (dict(padding="valid"), 1),
+                                           (dict(padding=1, padding_mode="reflect"), 3)])
+def test_conv2d_through_it(rng, kwargs, ksize):
+    # conv2d's float32 forward on this path (plain and fused ReLU, a padding mode that pads
+    # first), its gradients from the im2col plan, all against the float64 reference
+    x = rng.standard_normal((2, 9, 8, 16)).astype(np.float32)
+    kernel = rng.standard_normal((ksize, ksize, 16, 32)).astype(np.float32)
+    bias = rng.standard_normal(32).astype(np.float32)
+    ref = conv2d_ref(x.astype(np.float64), kernel, bias, **kwargs)
+    for y, want in ((conv2d(x, kernel, bias, **kwargs), ref),
+                    (conv2d_relu(x, kernel, bias, **kwargs), np.maximum(ref, 0))):
+        assert y.dtype == np.float32
+        assert np.abs(y - want).max() / np.abs(want).max() < 1e-5
+    dy = rng.standard_normal(ref.shape).astype(np.float32)
+    grads = conv2d_backward(dy, x, kernel, **kwargs)
+    with accel.use_backend("numpy"):
+        expected = conv2d_backward(dy.astype(np.float64), x.astype(np.float64),
+                                   kernel.astype(np.float64), **kwargs)
+    for ours, want in zip(grads, expected):
+        assert np.abs(ours - want).max() / np.abs(want).max() < 1e-5
+
+
+def test_bad_arguments_name_the_function():
+    geo = window_geometry((5, 5), 3, 1, "valid")
+    x = np.zeros((1, 5, 5, 16), np.float32)
+    with pytest.raises(ShapeError, match=r"conv2d_implicit_forward: kernel shape \(3, 3, 8, "
+                                         r"16\).*input shape \(1, 5, 5, 16\)"):
+        accel.conv2d_implicit_forward(x, np.zeros((3, 3, 8, 16)), None, geo)
+    with pytest.raises(ShapeError, match=r"conv2d_implicit_forward: bias must have shape "
+                                         r"\(16,\), got \(3,\)"):
+        accel.conv2d_implicit_forward(x, np.zeros((3, 3, 16, 16)), np.zeros(3), geo)
+    with pytest.raises(ShapeError, match="conv2d_implicit_forward: input shape"):
+        accel.conv2d_implicit_forward(np.zeros((1, 6, 5, 16)), np.zeros((3, 3, 16, 16)),
+                                      None, geo)
