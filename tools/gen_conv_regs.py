@@ -56,6 +56,17 @@ VARIANTS = [("", False, False), ("_relu", False, True), ("_pad", True, False),
             ("_pad_relu", True, True)]
 
 
+def _tile_update(w, rows: int, lanes: int, vector: str, scalars: list) -> None:
+    """The innermost step of a tile: ``lanes`` values of the row ``vector`` (from ``f0``),
+    then each tile row's scalar times them added to its ``lanes`` sums ``s<row>_<lane>``."""
+    for q in range(lanes):
+        w(5, "e%d = %s[f0 + %d]" % (q, vector, q))
+    for r in range(rows):
+        w(5, "v = %s" % scalars[r])
+        for q in range(lanes):
+            w(5, "s%d_%d += v * e%d" % (r, q, q))
+
+
 def _forward(out: list, rows: int, lanes: int, suffix: str, padded: bool,
              relu: bool) -> None:
     w = lambda depth, text: _w(out, depth, text)    # noqa: E731
@@ -123,12 +134,7 @@ def _forward(out: list, rows: int, lanes: int, suffix: str, padded: bool,
     w(4, "wt = w3[t]")
     w(4, "for c in range(channels):")
     w(5, "wr = wt[c]")
-    for q in range(lanes):
-        w(5, "e%d = wr[f0 + %d]" % (q, q))
-    for r in range(rows):
-        w(5, "v = a%d[c]" % r)
-        for q in range(lanes):
-            w(5, "s%d_%d += v * e%d" % (r, q, q))
+    _tile_update(w, rows, lanes, "wr", ["a%d[c]" % r for r in range(rows)])
     for r in range(rows):
         for q in range(lanes):
             if relu:
@@ -138,13 +144,47 @@ def _forward(out: list, rows: int, lanes: int, suffix: str, padded: bool,
     w(2, "m += %d" % rows)
 
 
+KROWS = 8                  # rows of the transposed product's output tile
+
+
+def _transposed(out: list, krows: int, lanes: int) -> None:
+    w = lambda depth, text: _w(out, depth, text)    # noqa: E731
+    w(0, "def _k_gemm_tn_regs(a, b, out, chunk, lo, hi):")
+    w(1, '"""``out[:K - K %% %d, :N - N %% %d] += a[lo:hi]^T @ b[lo:hi]`` for ``a (M, K)``,'
+      % (krows, lanes))
+    w(1, "``b (M, N)``, ``out (K, N)``: %d x %d tiles of ``out`` in registers over ``chunk``"
+      % (krows, lanes))
+    w(1, 'rows of ``a`` and ``b`` at a time (a chunk sized to stay in the core\'s cache)."""')
+    w(1, "k_dim = a.shape[1]")
+    w(1, "n_dim = b.shape[1]")
+    w(1, "for p0 in range(lo, hi, chunk):")
+    w(2, "p1 = min(p0 + chunk, hi)")
+    w(2, "for kb in range(k_dim // %d):" % krows)
+    w(3, "k0 = kb * %d" % krows)
+    for r in range(krows):
+        w(3, "o%d = out[k0 + %d]" % (r, r))
+    w(3, "for block in range(n_dim // %d):" % lanes)
+    w(4, "f0 = block * %d" % lanes)
+    for r in range(krows):
+        for q in range(lanes):
+            w(4, "s%d_%d = o%d[f0 + %d]" % (r, q, r, q))
+    w(4, "for m in range(p0, p1):")
+    w(5, "ar = a[m]")
+    w(5, "br = b[m]")
+    _tile_update(w, krows, lanes, "br", ["ar[k0 + %d]" % r for r in range(krows)])
+    for r in range(krows):
+        for q in range(lanes):
+            w(4, "o%d[f0 + %d] = s%d_%d" % (r, q, r, q))
+
+
 def generate(rows: int = ROWS, lanes: int = LANES) -> str:
     """The module's source text."""
     out = [HEADER.format(rows=rows, lanes=lanes), "", "ROWS = %d" % rows,
-           "LANES = %d" % lanes, "", ""]
+           "LANES = %d" % lanes, "KROWS = %d" % KROWS, "", ""]
     for suffix, padded, relu in VARIANTS:
         _forward(out, rows, lanes, suffix, padded, relu)
         out.extend(["", ""])
+    _transposed(out, KROWS, lanes)
     return "\n".join(out).rstrip("\n") + "\n"
 
 

@@ -308,7 +308,7 @@ def column_sums(a: np.ndarray) -> np.ndarray:
 
 
 def pointwise_backward(x2d: np.ndarray, dy2d: np.ndarray, kernel2d: np.ndarray,
-                       input_grad: bool = True):
+                       input_grad: bool = True, products=None):
     """``(dx (M, C) or None, dkernel (C, F), dbias (F,))`` of ``y = x2d @ kernel2d + bias``
     (a 1x1 convolution or a dense layer), ``x2d (M, C)``, ``dy2d (M, F)``: each thread takes
     a range of rows and computes its partial ``x^T dy``, its ``dy kernel^T`` rows and its
@@ -316,6 +316,10 @@ def pointwise_backward(x2d: np.ndarray, dy2d: np.ndarray, kernel2d: np.ndarray,
     instead of three threaded products)::
 
         dkernel = x2d^T @ dy2d,   dx = dy2d @ kernel2d^T,   dbias = sum over rows of dy2d
+
+    ``products = (matmul_into, matmul_tn_add)`` replaces the threads' BLAS calls:
+    ``matmul_into(a, b, out)`` sets ``out = a @ b``, ``matmul_tn_add(a, b, out)`` adds
+    ``a^T @ b`` to ``out`` (the compiled register kernels of :mod:`convkit.ops.accel.implicit`).
     """
     m, c = x2d.shape
     f = dy2d.shape[1]
@@ -328,16 +332,21 @@ def pointwise_backward(x2d: np.ndarray, dy2d: np.ndarray, kernel2d: np.ndarray,
             return dx, x2d.T @ dy2d, column_sums(dy2d)
     chunks = split(m, threads)
     slot = {start: q for q, (start, _) in enumerate(chunks)}
-    dk_parts = np.empty((len(chunks), c, f), dtype=dtype)
+    dk_parts = (np.empty if products is None else np.zeros)((len(chunks), c, f), dtype=dtype)
     db_parts = np.empty((len(chunks), f), dtype=dtype)
     dx = np.empty((m, c), dtype=dtype) if input_grad else None
 
     def work(start, stop):
         q = slot[start]
         rows = dy2d[start:stop]                                      # (rows, F)
-        np.matmul(x2d[start:stop].T, rows, out=dk_parts[q])
-        if input_grad:
-            np.matmul(rows, kernel_t, out=dx[start:stop])
+        if products is None:
+            np.matmul(x2d[start:stop].T, rows, out=dk_parts[q])
+            if input_grad:
+                np.matmul(rows, kernel_t, out=dx[start:stop])
+        else:
+            products[1](x2d[start:stop], rows, dk_parts[q])
+            if input_grad:
+                products[0](rows, kernel_t, dx[start:stop])
         db_parts[q] = np.ones(stop - start, dtype=dtype) @ rows
     run_chunks(work, m, threads)
     return dx, dk_parts.sum(axis=0), db_parts.sum(axis=0)

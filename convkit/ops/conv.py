@@ -35,7 +35,7 @@ from .._validate import as_float_array, result_float_dtype
 from ..errors import ShapeError
 from ..shapes import Geometry, window_geometry
 from . import _threads, accel, tapcols, winograd
-from .accel.implicit import applies as implicit_applies
+from .accel import implicit
 from .padding import (check_pads_fit, check_data_format, check_pad_mode, from_channels_last,
                       layout_of, layout_shape, pad_nhwc, pad_nhwc_backward, to_channels_last)
 from .windows import offset_window, pad_for_windows, window_view, windows_backward
@@ -483,7 +483,7 @@ def _choose(batch: int, kernel_shape, geo: Geometry, groups: int, dtype,
             return "wide"
         if c_g * filters <= DIRECT_MAX_CHANNEL_PAIRS and min(kh, kw) >= DIRECT_MIN_KERNEL:
             return "direct"
-        if implicit_applies(kernel_shape, groups, dtype):
+        if implicit.applies(kernel_shape, groups, dtype):
             return "implicit"
         return "im2col"
     if c_g == 1:
@@ -542,7 +542,7 @@ def _fast_forward(s: _ConvSetup, plan: str, bias, relu: bool) -> np.ndarray:
     kh, kw, c_g, filters = s.kernel.shape
     n, (h_out, w_out) = s.x.shape[0], s.geo.out_hw
     kernel = np.ascontiguousarray(s.kernel)
-    if plan == "pointwise" and accel.enabled() and implicit_applies(s.kernel.shape, 1, s.dtype):
+    if plan == "pointwise" and accel.enabled() and implicit.applies(s.kernel.shape, 1, s.dtype):
         plan = "implicit"          # the same product, the bias and ReLU added in registers
     if plan == "pointwise":
         x2d = np.ascontiguousarray(s.x).reshape(-1, c_g)             # (M, C_in)
@@ -598,7 +598,8 @@ def _fast_backward(s: _ConvSetup, plan: str, dyl: np.ndarray, yl, input_grad: bo
         dy2d = dy.reshape(-1, filters)                               # (M, F)
         x2d = np.ascontiguousarray(s.x).reshape(-1, c_g)             # (M, C_in)
         dx, dkernel, dbias = _threads.pointwise_backward(x2d, dy2d, kernel.reshape(c_g, filters),
-                                                         input_grad)
+                                                         input_grad,
+                                                         _register_products(s, c_g, filters))
         return (dx.reshape(s.x.shape) if input_grad else None,
                 dkernel.reshape(1, 1, c_g, filters), dbias)
     x, geo = _zero_padded(s)
@@ -732,8 +733,19 @@ def _cached_blocks_forward(x: np.ndarray, geo: Geometry, kernel2d: np.ndarray,
     _threads.run_chunks(work, n)
 
 
+def _register_products(s: _ConvSetup, columns: int, filters: int):
+    """The compiled register-tile products ``(matmul_rows, matmul_tn_add)`` of
+    :mod:`convkit.ops.accel.implicit` for a backward whose products are ``columns^T @ dy``
+    (``(M, columns)``, ``(M, filters)``) and ``dy @ kernel^T``, or ``None`` (BLAS) when they
+    do not apply: not float32, or sizes that are not whole tiles."""
+    if not accel.enabled() or not (implicit.products_apply(s.dtype, columns, filters)
+                                   and implicit.products_apply(s.dtype, filters, columns)):
+        return None
+    return implicit.matmul_rows, implicit.matmul_tn_add
+
+
 def _cached_blocks_backward(x: np.ndarray, geo: Geometry, kernel: np.ndarray, dy: np.ndarray,
-                            with_kernel: bool, with_input: bool):
+                            with_kernel: bool, with_input: bool, products=None):
     """``(dx (N, Hp, Wp, C) or None, dkernel (kh, kw, C, F) or None)`` of an ungrouped
     convolution, a cache block of images at a time per thread: the block's columns,
     ``dkernel += columns^T @ dy`` (a partial sum per thread), then ``dcols = dy @ kernel^T``
@@ -756,9 +768,15 @@ def _cached_blocks_backward(x: np.ndarray, geo: Geometry, kernel: np.ndarray, dy
             dy_block = dy2[n0:n1].reshape(-1, filters)               # (block*Ho*Wo, F)
             if with_kernel:
                 _im2col_into(x[n0:n1], geo, cols)
-                partials[slot[lo]] += cols.T @ dy_block               # (taps, F)
+                if products is None:
+                    partials[slot[lo]] += cols.T @ dy_block           # (taps, F)
+                else:
+                    products[1](cols, dy_block, partials[slot[lo]])
             if with_input:
-                np.matmul(dy_block, kernel_t, out=cols)
+                if products is None:
+                    np.matmul(dy_block, kernel_t, out=cols)
+                else:
+                    products[0](dy_block, kernel_t, cols)
                 accel.col2im(cols, geo, (n1 - n0, *x.shape[1:]), out=dx[n0:n1])
     _threads.run_chunks(work, n)
     dkernel = partials.sum(axis=0).reshape(kh, kw, c_in, filters) if with_kernel else None
@@ -772,7 +790,7 @@ def _im2col_backward(s: _ConvSetup, x: np.ndarray, geo: Geometry, kernel: np.nda
     kh, kw, c_g, filters = kernel.shape
     if s.groups == 1:
         return _cached_blocks_backward(x, geo, kernel, np.ascontiguousarray(dy), with_kernel,
-                                       with_input)
+                                       with_input, _register_products(s, kh * kw * c_g, filters))
     n, f_g = x.shape[0], filters // s.groups
     dx = np.empty(x.shape, dtype=s.dtype)                            # (N, Hp, Wp, C)
     dkernel = np.empty((kh * kw * c_g, filters), dtype=s.dtype) if with_kernel else None

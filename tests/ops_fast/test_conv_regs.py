@@ -121,3 +121,41 @@ def test_bad_arguments_name_the_function():
     with pytest.raises(ShapeError, match="conv2d_implicit_forward: input shape"):
         accel.conv2d_implicit_forward(np.zeros((1, 6, 5, 16)), np.zeros((3, 3, 16, 16)),
                                       None, geo)
+
+
+def test_products_hand_computed():
+    # a = rows of ones, b = ones: every entry of a @ b counts K; a^T @ b counts the rows, added
+    # to what out held
+    a = np.ones((9, 8), np.float32)                 # 9 rows: one tile of 8 and one in the tail
+    b = np.ones((8, 16), np.float32)
+    out = np.full((9, 16), np.nan, np.float32)
+    implicit.matmul_rows(a, b, out)
+    np.testing.assert_array_equal(out, np.full((9, 16), 8, np.float32))
+    acc = np.ones((8, 16), np.float32)
+    implicit.matmul_tn_add(a, np.ones((9, 16), np.float32), acc)
+    np.testing.assert_array_equal(acc, np.full((8, 16), 10, np.float32))
+
+
+@pytest.mark.parametrize("m, k, n", [(1, 16, 16), (37, 24, 48), (300, 64, 128),
+                                     (205, 576, 32)])
+def test_products_match_float64(rng, m, k, n):
+    assert implicit.products_apply(np.float32, k, n)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    out = np.empty((m, n), np.float32)
+    implicit.matmul_rows(a, b, out)
+    want = a.astype(np.float64) @ b
+    assert np.abs(out - want).max() / np.abs(want).max() < 1e-5
+    dy = rng.standard_normal((m, n)).astype(np.float32)
+    start = rng.standard_normal((k, n)).astype(np.float32)
+    acc = start.copy()
+    implicit.matmul_tn_add(a, dy, acc)            # m > TN_CHUNK: several chunks
+    want = start + a.T.astype(np.float64) @ dy
+    assert np.abs(acc - want).max() / np.abs(want).max() < 1e-5
+
+
+def test_products_apply_only_to_whole_float32_tiles():
+    assert implicit.products_apply(np.float32, 64, 128)
+    assert not implicit.products_apply(np.float64, 64, 128)
+    assert not implicit.products_apply(np.float32, 60, 128)     # K % 8
+    assert not implicit.products_apply(np.float32, 64, 120)     # N % 16
