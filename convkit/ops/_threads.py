@@ -307,6 +307,20 @@ def column_sums(a: np.ndarray) -> np.ndarray:
         return np.ones(a.shape[0], dtype=a.dtype) @ a
 
 
+def _blas_matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    np.matmul(a, b, out=out)
+
+
+def _blas_matmul_tn_add(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    out += a.T @ b
+
+
+#: ``(matmul_into, matmul_tn_add)`` on the calling thread's BLAS: ``out = a @ b`` and
+#: ``out += a^T @ b``; the per-thread products of the backward passes unless the compiled
+#: register-tile kernels (:mod:`convkit.ops.accel.implicit`) are passed instead
+BLAS_PRODUCTS = (_blas_matmul_into, _blas_matmul_tn_add)
+
+
 def pointwise_backward(x2d: np.ndarray, dy2d: np.ndarray, kernel2d: np.ndarray,
                        input_grad: bool = True, products=None):
     """``(dx (M, C) or None, dkernel (C, F), dbias (F,))`` of ``y = x2d @ kernel2d + bias``
@@ -317,9 +331,8 @@ def pointwise_backward(x2d: np.ndarray, dy2d: np.ndarray, kernel2d: np.ndarray,
 
         dkernel = x2d^T @ dy2d,   dx = dy2d @ kernel2d^T,   dbias = sum over rows of dy2d
 
-    ``products = (matmul_into, matmul_tn_add)`` replaces the threads' BLAS calls:
-    ``matmul_into(a, b, out)`` sets ``out = a @ b``, ``matmul_tn_add(a, b, out)`` adds
-    ``a^T @ b`` to ``out`` (the compiled register kernels of :mod:`convkit.ops.accel.implicit`).
+    ``products = (matmul_into, matmul_tn_add)`` are the threads' two products
+    (:data:`BLAS_PRODUCTS` when ``None``).
     """
     m, c = x2d.shape
     f = dy2d.shape[1]
@@ -332,21 +345,17 @@ def pointwise_backward(x2d: np.ndarray, dy2d: np.ndarray, kernel2d: np.ndarray,
             return dx, x2d.T @ dy2d, column_sums(dy2d)
     chunks = split(m, threads)
     slot = {start: q for q, (start, _) in enumerate(chunks)}
-    dk_parts = (np.empty if products is None else np.zeros)((len(chunks), c, f), dtype=dtype)
+    matmul_into, matmul_tn_add = products or BLAS_PRODUCTS
+    dk_parts = np.zeros((len(chunks), c, f), dtype=dtype)
     db_parts = np.empty((len(chunks), f), dtype=dtype)
     dx = np.empty((m, c), dtype=dtype) if input_grad else None
 
     def work(start, stop):
         q = slot[start]
         rows = dy2d[start:stop]                                      # (rows, F)
-        if products is None:
-            np.matmul(x2d[start:stop].T, rows, out=dk_parts[q])
-            if input_grad:
-                np.matmul(rows, kernel_t, out=dx[start:stop])
-        else:
-            products[1](x2d[start:stop], rows, dk_parts[q])
-            if input_grad:
-                products[0](rows, kernel_t, dx[start:stop])
+        matmul_tn_add(x2d[start:stop], rows, dk_parts[q])
+        if input_grad:
+            matmul_into(rows, kernel_t, dx[start:stop])
         db_parts[q] = np.ones(stop - start, dtype=dtype) @ rows
     run_chunks(work, m, threads)
     return dx, dk_parts.sum(axis=0), db_parts.sum(axis=0)

@@ -736,16 +736,18 @@ def _cached_blocks_forward(x: np.ndarray, geo: Geometry, kernel2d: np.ndarray,
 def _register_products(s: _ConvSetup, columns: int, filters: int):
     """The compiled register-tile products ``(matmul_rows, matmul_tn_add)`` of
     :mod:`convkit.ops.accel.implicit` for a backward whose products are ``columns^T @ dy``
-    (``(M, columns)``, ``(M, filters)``) and ``dy @ kernel^T``, or ``None`` (BLAS) when they
-    do not apply: not float32, or sizes that are not whole tiles."""
+    (``(M, columns)``, ``(M, filters)``) and ``dy @ kernel^T``, or the BLAS ones
+    (``_threads.BLAS_PRODUCTS``) when they do not apply: not float32, or sizes that are not
+    whole tiles."""
     if not accel.enabled() or not (implicit.products_apply(s.dtype, columns, filters)
                                    and implicit.products_apply(s.dtype, filters, columns)):
-        return None
+        return _threads.BLAS_PRODUCTS
     return implicit.matmul_rows, implicit.matmul_tn_add
 
 
 def _cached_blocks_backward(x: np.ndarray, geo: Geometry, kernel: np.ndarray, dy: np.ndarray,
-                            with_kernel: bool, with_input: bool, products=None):
+                            with_kernel: bool, with_input: bool,
+                            products=_threads.BLAS_PRODUCTS):
     """``(dx (N, Hp, Wp, C) or None, dkernel (kh, kw, C, F) or None)`` of an ungrouped
     convolution, a cache block of images at a time per thread: the block's columns,
     ``dkernel += columns^T @ dy`` (a partial sum per thread), then ``dcols = dy @ kernel^T``
@@ -755,6 +757,7 @@ def _cached_blocks_backward(x: np.ndarray, geo: Geometry, kernel: np.ndarray, dy
     taps, rows = kh * kw * c_in, h_out * w_out
     kernel_t = np.ascontiguousarray(kernel.reshape(taps, filters).T)   # (F, taps)
     dy2 = dy.reshape(n, rows, filters)                               # (N, Ho*Wo, F)
+    matmul_into, matmul_tn_add = products
     dx = np.empty(x.shape, dtype=x.dtype) if with_input else None
     chunks = _threads.split(n, _threads.num_threads())
     slot = {start: q for q, (start, _) in enumerate(chunks)}
@@ -768,15 +771,9 @@ def _cached_blocks_backward(x: np.ndarray, geo: Geometry, kernel: np.ndarray, dy
             dy_block = dy2[n0:n1].reshape(-1, filters)               # (block*Ho*Wo, F)
             if with_kernel:
                 _im2col_into(x[n0:n1], geo, cols)
-                if products is None:
-                    partials[slot[lo]] += cols.T @ dy_block           # (taps, F)
-                else:
-                    products[1](cols, dy_block, partials[slot[lo]])
+                matmul_tn_add(cols, dy_block, partials[slot[lo]])    # (taps, F)
             if with_input:
-                if products is None:
-                    np.matmul(dy_block, kernel_t, out=cols)
-                else:
-                    products[0](dy_block, kernel_t, cols)
+                matmul_into(dy_block, kernel_t, cols)
                 accel.col2im(cols, geo, (n1 - n0, *x.shape[1:]), out=dx[n0:n1])
     _threads.run_chunks(work, n)
     dkernel = partials.sum(axis=0).reshape(kh, kw, c_in, filters) if with_kernel else None

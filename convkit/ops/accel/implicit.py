@@ -41,7 +41,7 @@ def applies(kernel_shape, groups: int, dtype) -> bool:
     filters to the much slower tail loop) and at least :data:`MIN_CHANNELS` input channels.
     The kernel itself takes any filter and channel count."""
     _, _, c_in, filters = kernel_shape
-    return (groups == 1 and np.dtype(dtype) == np.float32 and filters >= LANES
+    return (groups == 1 and np.dtype(dtype) == np.float32 and filters > 0
             and filters % LANES == 0 and c_in >= MIN_CHANNELS)
 
 
