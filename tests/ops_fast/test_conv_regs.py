@@ -36,6 +36,7 @@ def test_hand_computed_same_padding():
 # (N, H, W, C, kernel, strides, padding, dilation, filters)
 GEOMETRIES = [
     (2, 6, 7, 16, (1, 1), 1, "valid", 1, 32),                   # a plain product
+    (3, 5, 3, 16, (1, 1), 1, "valid", 1, 37),                   # ... with 5 tail filters
     (2, 9, 8, 16, (3, 3), 2, ((1, 1), (1, 1)), 1, 32),          # stride 2, pad 1
     (3, 7, 9, 24, (3, 3), 1, "same", 1, 16),
     (1, 10, 11, 17, (2, 3), (1, 2), ((1, 0), (0, 2)), (2, 1), 48),
@@ -134,6 +135,46 @@ def test_products_hand_computed():
     acc = np.ones((8, 16), np.float32)
     implicit.matmul_tn_add(a, np.ones((9, 16), np.float32), acc)
     np.testing.assert_array_equal(acc, np.full((8, 16), 10, np.float32))
+
+
+def _plain_kernel(relu):
+    from convkit.ops.accel import _conv_regs
+    from convkit.ops.accel.backend import jit
+    name = "_k_gemm_regs_relu" if relu else "_k_gemm_regs"
+    return jit(getattr(_conv_regs, name), "test", fastmath=implicit.REGISTER_FASTMATH,
+               slp=True)
+
+
+def test_plain_kernel_hand_computed():
+    # rows of ones (row r scaled by r - 5) @ ones + bias 1: row r holds 8 * (r - 5) + 1,
+    # negative rows are 0 after ReLU. Rows 2:13 are written: one tile of 8, then 3 single
+    # rows; rows outside lo:hi and the 4 columns past the last multiple of 16 keep NaN.
+    a = np.ones((15, 8), np.float32) * (np.arange(15, dtype=np.float32)[:, None] - 5)
+    b = np.ones((8, 20), np.float32)
+    bias = np.ones(20, np.float32)
+    for relu in (False, True):
+        out = np.full((15, 20), np.nan, np.float32)
+        _plain_kernel(relu)(a, b, bias, out, 2, 13)
+        want = 8 * (np.arange(2, 13, dtype=np.float32) - 5) + 1
+        if relu:
+            want = np.maximum(want, 0)
+        np.testing.assert_array_equal(out[2:13, :16], np.repeat(want[:, None], 16, 1))
+        assert np.isnan(out[:2]).all() and np.isnan(out[13:]).all()
+        assert np.isnan(out[:, 16:]).all()
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("m, k, n", [(1, 3, 16), (29, 64, 48), (203, 128, 64)])
+def test_plain_kernel_matches_float64(rng, m, k, n, relu):
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    out = np.empty((m, n), np.float32)
+    _plain_kernel(relu)(a, b, bias, out, 0, m)
+    want = a.astype(np.float64) @ b + bias
+    if relu:
+        want = np.maximum(want, 0)
+    assert np.abs(out - want).max() / np.abs(want).max() < 1e-5
 
 
 @pytest.mark.parametrize("m, k, n", [(1, 16, 16), (37, 24, 48), (300, 64, 128),

@@ -3,13 +3,14 @@ stride, dilation and zero padding), NHWC: no column matrix is written.
 
 Output pixels are taken :data:`ROWS` at a time and filters :data:`LANES` at a time; the tile's
 sums stay in registers while the reduction runs over the taps and the input channels
-(:func:`._conv_regs._k_conv_fwd_regs`, a generated kernel). A 1x1 convolution is the plain
-product ``x2d @ w2d``; with bias and ReLU added before the tile is stored.
+(:func:`._conv_regs._k_conv_fwd_regs`, a generated kernel), with bias and ReLU added before
+the tile is stored. A 1x1 convolution is the plain product ``x2d @ w2d`` by the same tile
+without the pixel and tap bookkeeping (:func:`._conv_regs._k_gemm_regs`).
 
 Measured on the 2-core Zen 4 machine of ``benchmarks/README.md``, two threads, 8 images of
-56x56x64 -> 128 filters: the 1x1 kernel 2.01 ms into a preallocated output (OpenBLAS's
-product alone, without the bias: 2.27 ms), the 3x3 stride-2 convolution 4.2-4.4 ms
-(im2col and OpenBLAS: 5.4-5.5 ms).
+56x56x64 -> 128 filters: the 1x1 convolution 2.27 ms (through the implicit kernel: 2.40 ms,
+in the same run; PyTorch: 2.42 ms), the 3x3 stride-2 convolution 4.4-4.6 ms (im2col and
+OpenBLAS: 5.4-5.5 ms).
 """
 from __future__ import annotations
 
@@ -112,20 +113,33 @@ def conv2d_implicit_forward(x: np.ndarray, kernel: np.ndarray, bias, geometry: G
     y2 = y.reshape(-1, filters)
     zrow = np.zeros(x.shape[3], np.float32)
     padded = geo.pads != ((0, 0), (0, 0))
-    name = "_k_conv_fwd_regs" + ("_pad" if padded else "") + ("_relu" if relu else "")
-    regs = jit(getattr(_conv_regs, name), where, fastmath=REGISTER_FASTMATH, slp=True)
     tail = jit(_k_conv_fwd_tail, where, fastmath=REGISTER_FASTMATH)
     window = (kh, kw, sh, sw, dh, dw, top, left, h_out, w_out, y2)
     split = filters - filters % LANES
+    if (kh, kw, sh, sw) == (1, 1, 1, 1) and not padded:
+        # a plain product of the pixels' rows: the kernel without the pixel and tap
+        # bookkeeping, which takes every row itself
+        gemm = jit(_conv_regs._k_gemm_regs_relu if relu else _conv_regs._k_gemm_regs, where,
+                   fastmath=REGISTER_FASTMATH, slp=True)
+        pixels = x.reshape(-1, x.shape[3])
 
-    def rows(lo, hi):
-        end = lo + (hi - lo) // ROWS * ROWS
-        if split:
-            regs(x, w2, b, zrow, *window, lo, end)
-        if end < hi:
-            tail(x, w2, b, relu, *window, end, hi, 0)
-        if split < filters and lo < end:
-            tail(x, w2, b, relu, *window, lo, end, split)
+        def rows(lo, hi):
+            if split:
+                gemm(pixels, w2, b, y2, lo, hi)
+            if split < filters:
+                tail(x, w2, b, relu, *window, lo, hi, split)
+    else:
+        name = "_k_conv_fwd_regs" + ("_pad" if padded else "") + ("_relu" if relu else "")
+        regs = jit(getattr(_conv_regs, name), where, fastmath=REGISTER_FASTMATH, slp=True)
+
+        def rows(lo, hi):
+            end = lo + (hi - lo) // ROWS * ROWS
+            if split:
+                regs(x, w2, b, zrow, *window, lo, end)
+            if end < hi:
+                tail(x, w2, b, relu, *window, end, hi, 0)
+            if split < filters and lo < end:
+                tail(x, w2, b, relu, *window, lo, end, split)
     _run(rows, y2.shape[0])
     return y
 
@@ -140,20 +154,12 @@ def products_apply(dtype, k_dim: int, n_dim: int) -> bool:
 
 def matmul_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     """``out = a @ b`` on the calling thread, ``a (M, K)``, ``b (K, N)``, ``out (M, N)``
-    C-contiguous float32 (see :func:`products_apply`): a 1x1 convolution of ``a``'s rows
-    through the forward's register kernel, no bias. Measured against one-thread OpenBLAS,
-    25088 x 64 @ 64 x 128 per two threads: 1.8 against 2.1 ms per half."""
-    m, k_dim = a.shape
-    regs = jit(_conv_regs._k_conv_fwd_regs, "matmul_rows", fastmath=REGISTER_FASTMATH,
-               slp=True)
-    end = m // ROWS * ROWS
-    zero = np.zeros(b.shape[1], np.float32)
-    pixels = a.reshape(1, 1, m, k_dim)
-    window = (1, 1, 1, 1, 1, 1, 0, 0, 1, m, out)
-    if end:
-        regs(pixels, b, zero, zero, *window, 0, end)
-    if end < m:
-        np.matmul(a[end:], b, out=out[end:])
+    C-contiguous float32 with ``N`` a multiple of :data:`LANES` (see :func:`products_apply`):
+    the plain register-tile product, no bias. Against one-thread OpenBLAS, 12544 x 128 @
+    128 x 64 (a 1x1 convolution's input gradient, per half of the rows): 1.84 against
+    2.17 ms; 3136 x 128 @ 128 x 576: 4.10 against 4.42 ms."""
+    gemm = jit(_conv_regs._k_gemm_regs, "matmul_rows", fastmath=REGISTER_FASTMATH, slp=True)
+    gemm(a, b, np.zeros(b.shape[1], np.float32), out, 0, a.shape[0])
 
 
 def matmul_tn_add(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
