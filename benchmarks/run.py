@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -84,12 +85,30 @@ def rel_err(a, b) -> float:
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
 
 
-def interleaved(fn_a, fn_b, repeats: int, warmup: int = 2):
-    """Median seconds of two callables, run alternately after warm-up (fn_b may be None)."""
+#: seconds of timed calls per library and row, at the least: a short row (a pooling call
+#: takes half a millisecond) gets more repeats, so that its median does not rest on a few
+#: milliseconds of a shared machine
+MIN_TIMED_SECONDS = 0.15
+#: the most repeats a short row gets
+MAX_REPEATS = 61
+
+
+def interleaved(fn_a, fn_b, repeats: int, warmup: int = 2, min_seconds: float = 0.0):
+    """Median seconds of two callables, run alternately after warm-up (fn_b may be None).
+
+    With ``min_seconds``, the warm-up's slower call sets the repeats: at least ``repeats``,
+    enough for ``min_seconds`` of timed calls of each, at most :data:`MAX_REPEATS`."""
+    slowest = 0.0
     for _ in range(warmup):
+        t = time.perf_counter()
         fn_a()
+        slowest = max(slowest, time.perf_counter() - t)
         if fn_b is not None:
+            t = time.perf_counter()
             fn_b()
+            slowest = max(slowest, time.perf_counter() - t)
+    if min_seconds > 0 and slowest > 0:
+        repeats = max(repeats, min(MAX_REPEATS, math.ceil(min_seconds / slowest)))
     times_a, times_b = [], []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -437,7 +456,8 @@ def main(argv=None) -> int:
 
     results = []
     for wl in workloads:
-        t_ck, t_torch = interleaved(wl.ck_fn, wl.torch_fn, wl.repeats)
+        t_ck, t_torch = interleaved(wl.ck_fn, wl.torch_fn, wl.repeats,
+                                    min_seconds=0.0 if args.quick else MIN_TIMED_SECONDS)
         gflops = wl.flops / t_ck / 1e9 if wl.flops else None
         err = rel_err(*wl.results) if wl.results is not None else None
         results.append({"workload": wl.name, "convkit_ms": t_ck * 1e3,
