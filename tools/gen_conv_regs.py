@@ -190,9 +190,7 @@ def _transposed(out: list, krows: int, lanes: int) -> None:
     w(5, "ar = a[m]")
     w(5, "br = b[m]")
     _tile_update(w, krows, lanes, "br", ["ar[k0 + %d]" % r for r in range(krows)])
-    for r in range(krows):
-        for q in range(lanes):
-            w(4, "o%d[f0 + %d] = s%d_%d" % (r, q, r, q))
+    _tile_store(w, 4, krows, lanes, False, "o")
 
 
 def _plain(out: list, rows: int, lanes: int, relu: bool) -> None:
@@ -201,11 +199,12 @@ def _plain(out: list, rows: int, lanes: int, relu: bool) -> None:
     w = lambda depth, text: _w(out, depth, text)    # noqa: E731
     suffix = "_relu" if relu else ""
     w(0, "def _k_gemm_regs%s(a, b, bias, out, lo, hi):" % suffix)
-    w(1, '"""``out[lo:hi, :N - N %% %d] = %s(a[lo:hi] @ b + bias)`` for ``a (M, K)``, ``b (K, N)``,'
+    w(1, '"""``out[lo:hi, :N - N %% %d] = %s(a[lo:hi] @ b + bias)`` for ``a (M, K)``,'
       % (lanes, "relu" if relu else ""))
-    w(1, "``bias (N,)``, ``out (M, N)``: %d x %d tiles of ``out`` in registers over the whole"
+    w(1, "``b (K, N)``, ``bias (N,)``, ``out (M, N)``: %d x %d tiles of ``out`` in registers"
       % (rows, lanes))
-    w(1, 'reduction, then the last ``(hi - lo) %% %d`` rows as 1 x %d tiles."""' % (rows, lanes))
+    w(1, 'over the whole reduction, then the last ``(hi - lo) %% %d`` rows as 1 x %d tiles."""'
+      % (rows, lanes))
     w(1, "k_dim = a.shape[1]")
     w(1, "n_dim = b.shape[1]")
     w(1, "full = lo + (hi - lo) // %d * %d" % (rows, rows))

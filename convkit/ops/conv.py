@@ -431,9 +431,10 @@ def conv_plan(x_shape, kernel_shape, strides=1, padding="valid", dilation_rate=1
                      image per task, ReLU and bias fused, gradients in one pass
     ``"direct"``     ungrouped, ``C_in * filters <= 16``, kernel at least 5x5 (compiled)
     ``"depthwise"``  one input channel per group (compiled, any stride / dilation)
-    ``"pointwise"``  ungrouped 1x1, stride 1, no padding: threaded matrix products (the
-                     forward of float32 with at least 16 input channels and a multiple of
-                     16 filters takes the ``"implicit"`` kernel)
+    ``"pointwise"``  ungrouped 1x1, stride 1, no padding: threaded matrix products (float32
+                     with at least 16 input channels and a multiple of 16 filters: the
+                     register-tile product of :mod:`convkit.ops.accel.implicit`, bias and
+                     ReLU in registers)
     ``"implicit"``   ungrouped float32, at least 16 input channels, a multiple of 16
                      filters: the forward as an implicit product, no columns, the output
                      tile, bias and ReLU in registers (:mod:`convkit.ops.accel.implicit`);

@@ -7,7 +7,8 @@ import pytest
 
 from convkit.errors import ShapeError
 from convkit.ops import accel, conv2d, conv2d_backward
-from convkit.ops.accel import implicit
+from convkit.ops.accel import _conv_regs, implicit
+from convkit.ops.accel.backend import jit
 from convkit.ops.accel._conv_regs import LANES, ROWS
 from convkit.ops.conv import conv2d_relu, conv_plan
 from convkit.ops.reference import conv2d_ref
@@ -138,8 +139,6 @@ def test_products_hand_computed():
 
 
 def _plain_kernel(relu):
-    from convkit.ops.accel import _conv_regs
-    from convkit.ops.accel.backend import jit
     name = "_k_gemm_regs_relu" if relu else "_k_gemm_regs"
     return jit(getattr(_conv_regs, name), "test", fastmath=implicit.REGISTER_FASTMATH,
                slp=True)

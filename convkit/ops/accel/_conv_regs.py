@@ -2677,9 +2677,9 @@ def _k_gemm_tn_regs(a, b, out, chunk, lo, hi):
 
 
 def _k_gemm_regs(a, b, bias, out, lo, hi):
-    """``out[lo:hi, :N - N % 16] = (a[lo:hi] @ b + bias)`` for ``a (M, K)``, ``b (K, N)``,
-    ``bias (N,)``, ``out (M, N)``: 8 x 16 tiles of ``out`` in registers over the whole
-    reduction, then the last ``(hi - lo) % 8`` rows as 1 x 16 tiles."""
+    """``out[lo:hi, :N - N % 16] = (a[lo:hi] @ b + bias)`` for ``a (M, K)``,
+    ``b (K, N)``, ``bias (N,)``, ``out (M, N)``: 8 x 16 tiles of ``out`` in registers
+    over the whole reduction, then the last ``(hi - lo) % 8`` rows as 1 x 16 tiles."""
     k_dim = a.shape[1]
     n_dim = b.shape[1]
     full = lo + (hi - lo) // 8 * 8
@@ -3219,9 +3219,9 @@ def _k_gemm_regs(a, b, bias, out, lo, hi):
 
 
 def _k_gemm_regs_relu(a, b, bias, out, lo, hi):
-    """``out[lo:hi, :N - N % 16] = relu(a[lo:hi] @ b + bias)`` for ``a (M, K)``, ``b (K, N)``,
-    ``bias (N,)``, ``out (M, N)``: 8 x 16 tiles of ``out`` in registers over the whole
-    reduction, then the last ``(hi - lo) % 8`` rows as 1 x 16 tiles."""
+    """``out[lo:hi, :N - N % 16] = relu(a[lo:hi] @ b + bias)`` for ``a (M, K)``,
+    ``b (K, N)``, ``bias (N,)``, ``out (M, N)``: 8 x 16 tiles of ``out`` in registers
+    over the whole reduction, then the last ``(hi - lo) % 8`` rows as 1 x 16 tiles."""
     k_dim = a.shape[1]
     n_dim = b.shape[1]
     full = lo + (hi - lo) // 8 * 8
