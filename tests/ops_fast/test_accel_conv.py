@@ -123,6 +123,26 @@ def test_im2col_col2im(case, dtype, rng):
     np.testing.assert_array_equal(ones, counts)
 
 
+def test_im2col_col2im_out_buffers(rng):
+    # a reused buffer is written and returned; a wrong one is refused by name and shapes
+    geo = geometry(CASES[0])
+    x = rng.standard_normal((2, 7, 8, 3))
+    buf = np.full((2 * 7 * 8, 27), np.nan)
+    assert accel.im2col(x, geo, out=buf) is buf
+    np.testing.assert_array_equal(buf, accel.im2col(x, geo))
+    dx = np.full(x.shape, np.nan)
+    assert accel.col2im(buf, geo, x.shape, out=dx) is dx
+    np.testing.assert_array_equal(dx, accel.col2im(buf, geo, x.shape))
+    with pytest.raises(ValueError, match=r"im2col: out must be a C-contiguous float64 array "
+                                         r"of shape \(112, 27\), got float32 \(112, 27\)"):
+        accel.im2col(x, geo, out=buf.astype(np.float32))
+    with pytest.raises(ValueError, match=r"col2im: out must be a C-contiguous float64 array "
+                                         r"of shape \(2, 7, 8, 3\), got float64 \(2, 8, 7, 3\)"):
+        accel.col2im(buf, geo, x.shape, out=np.empty((2, 8, 7, 3)))
+    with pytest.raises(ValueError, match=r"col2im: out must be a C-contiguous"):
+        accel.col2im(buf, geo, x.shape, out=np.empty((2, 7, 8, 6))[..., ::2])
+
+
 def test_bias_act_in_place(rng):
     y = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
     b = rng.standard_normal(5).astype(np.float32)

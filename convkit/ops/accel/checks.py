@@ -1,6 +1,6 @@
 """Argument checks shared by the kernels' wrappers: NHWC float arrays, a
 :class:`convkit.shapes.Geometry` that fits the input, ``dy`` of the output's shape, and the
-geometry as the plain integers the kernels take.
+geometry as the plain integers the kernels take, and ``out=`` buffers.
 
 Every check raises :class:`convkit.errors.ShapeError` naming the calling function (``where``).
 """
@@ -49,3 +49,16 @@ def _geo_ints(geo: Geometry):
     (top, _), (left, _) = geo.pads
     return kh, kw, sh, sw, dh, dw, top, left
 
+
+
+def _out_array(where: str, out, shape, dtype) -> np.ndarray:
+    """``out`` when it is a C-contiguous ``dtype`` array of ``shape`` (a reused buffer), a
+    fresh ``np.empty`` when it is None."""
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if not (isinstance(out, np.ndarray) and out.shape == tuple(shape) and out.dtype == dtype
+            and out.flags.c_contiguous):
+        raise ShapeError(f"{where}: out must be a C-contiguous {np.dtype(dtype)} array of "
+                         f"shape {tuple(shape)}, got {getattr(out, 'dtype', type(out).__name__)} "
+                         f"{np.shape(out)}")
+    return out

@@ -7,6 +7,7 @@ import numpy as np
 
 from ...errors import ShapeError
 from .backend import _run, jit
+from .checks import _out_array
 
 
 def _k_bias_act(y2, bias_span, relu, lo, hi):
@@ -100,13 +101,7 @@ def relu_backward(dy: np.ndarray, y: np.ndarray, out: np.ndarray | None = None) 
         raise ShapeError(f"{where}: dy (float32/float64) and y must have the same shape, got "
                          f"{dy.dtype} {dy.shape} and {np.shape(y)}")
     y = np.ascontiguousarray(y, dtype=dy.dtype)
-    if out is None:
-        out = np.empty_like(dy)
-    elif not (isinstance(out, np.ndarray) and out.shape == dy.shape and out.dtype == dy.dtype
-              and out.flags.c_contiguous):
-        raise ShapeError(f"{where}: out must be a C-contiguous {dy.dtype} array of shape "
-                         f"{dy.shape}, got {getattr(out, 'dtype', type(out).__name__)} "
-                         f"{np.shape(out)}")
+    out = _out_array(where, out, dy.shape, dy.dtype)
     flat = (dy.reshape(-1), y.reshape(-1), out.reshape(-1))
     if dy.size < SMALL_ELEMENTWISE:
         compiled(*flat, 0, dy.size)

@@ -11,7 +11,7 @@ import numpy as np
 from ...errors import ShapeError
 from ...shapes import Geometry
 from .backend import _run, jit
-from .checks import _check_geometry, _geo_ints, _nhwc
+from .checks import _check_geometry, _geo_ints, _nhwc, _out_array
 
 
 def _k_im2col(x3, cols, channels, kh, kw, sh, sw, dh, dw, top, left, h_out, w_out, lo, hi):
@@ -106,13 +106,7 @@ def im2col(x: np.ndarray, geometry: Geometry, out: np.ndarray | None = None) -> 
     geo = _check_geometry(where, geometry, x.shape)
     (kh, kw), (h_out, w_out) = geo.kernel, geo.out_hw
     shape = (x.shape[0] * h_out * w_out, kh * kw * x.shape[3])
-    if out is None:
-        cols = np.empty(shape, dtype=x.dtype)
-    elif out.shape != shape or out.dtype != x.dtype or not out.flags.c_contiguous:
-        raise ShapeError(f"{where}: out must be a C-contiguous {x.dtype} array of shape "
-                         f"{shape}, got {out.dtype} {out.shape}")
-    else:
-        cols = out
+    cols = _out_array(where, out, shape, x.dtype)
     x3 = x.reshape(x.shape[0], x.shape[1], -1)                  # (N, H, W*C)
     _run(compiled, x.shape[0] * h_out, x3, cols, x.shape[3], *_geo_ints(geo), h_out, w_out)
     return cols
@@ -134,13 +128,7 @@ def col2im(dcols: np.ndarray, geometry: Geometry, x_shape,
         raise ShapeError(f"{where}: dcols must be float32/float64 of shape {expected} for "
                          f"x_shape {x_shape}, got {dcols.dtype} {dcols.shape}")
     dcols = np.ascontiguousarray(dcols)
-    if out is None:
-        dx = np.empty(x_shape, dtype=dcols.dtype)
-    elif out.shape != x_shape or out.dtype != dcols.dtype or not out.flags.c_contiguous:
-        raise ShapeError(f"{where}: out must be a C-contiguous {dcols.dtype} array of shape "
-                         f"{x_shape}, got {out.dtype} {out.shape}")
-    else:
-        dx = out
+    dx = _out_array(where, out, x_shape, dcols.dtype)
     dx3 = dx.reshape(x_shape[0], x_shape[1], -1)                # (N, H, W*C)
     _run(compiled, x_shape[0] * x_shape[1], dcols, dx3, x_shape[3], *_geo_ints(geo), h_out,
          w_out)
