@@ -131,6 +131,22 @@ class Geometry:
         return (self.in_hw[0] + t + b + self.extra[0], self.in_hw[1] + l + r + self.extra[1])
 
     @property
+    def inner_out(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """``((oh0, oh1), (ow0, ow1))``: the output rows ``oh0:oh1`` and columns ``ow0:ow1``
+        whose windows lie wholly inside the input, no tap in the padding. Per axis, output
+        ``o`` reads input ``o*s - before`` to ``o*s - before + d*(k - 1)``, so
+        ``o0 = ceil(before / s)`` and ``o1 = floor((n - d*(k - 1) - 1 + before) / s) + 1``,
+        clipped to ``0:out``. 3x3, stride 2, pads 1 on 56 inputs (28 outputs): ``(1, 28)``."""
+        spans = []
+        for n, eff, s, (before, _), out in zip(self.in_hw, self.effective_kernel,
+                                               self.strides, self.pads, self.out_hw):
+            first = min(-(-before // s), out)
+            last = n - eff + before
+            stop = min(last // s + 1, out) if last >= 0 else 0
+            spans.append((first, max(stop, first)))
+        return tuple(spans)
+
+    @property
     def dropped(self) -> tuple[int, int]:
         """Rows / columns at the bottom / right that no window reaches."""
         ph, pw = self.padded_hw

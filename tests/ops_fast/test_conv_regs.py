@@ -1,7 +1,9 @@
 """The implicit-product convolution forward with its output tile in registers
-(``accel.implicit``, ``_conv_regs``): the generated module against its generator, a hand
-computed case, the naive reference over geometries that split between the register kernel
-and its tail loop, every variant (padding, ReLU), the planner's choice and bad arguments."""
+(``accel.implicit``, ``_conv_regs``): the generated module against its generator, the inner
+window and the border pixels (hand computed and by brute force), hand computed cases for
+both kernels (short last tiles, pixels outside the range untouched), the naive reference
+over geometries that split between the two kernels, every variant (padding, ReLU), the
+planner's choice and bad arguments."""
 import numpy as np
 import pytest
 
@@ -25,7 +27,8 @@ def test_generated_module_is_current():
 def test_hand_computed_same_padding():
     # ones over a 3x3 image, 3x3 kernel of ones, 'same': each output counts the taps inside
     # the image times 16 channels -- 4 at a corner, 6 on an edge, 9 in the middle -- plus the
-    # bias 1. Nine pixels: the first eight are one register tile, the ninth takes the tail.
+    # bias 1. The middle pixel is the inner window (a short tile of one pixel), the other
+    # eight one tile of the border kernel.
     geo = window_geometry((3, 3), 3, 1, "same")
     x = np.ones((1, 3, 3, 16), np.float32)
     y = accel.conv2d_implicit_forward(x, np.ones((3, 3, 16, LANES), np.float32),
@@ -37,13 +40,15 @@ def test_hand_computed_same_padding():
 # (N, H, W, C, kernel, strides, padding, dilation, filters)
 GEOMETRIES = [
     (2, 6, 7, 16, (1, 1), 1, "valid", 1, 32),                   # a plain product
-    (3, 5, 3, 16, (1, 1), 1, "valid", 1, 37),                   # ... with 5 tail filters
+    (3, 5, 3, 16, (1, 1), 1, "valid", 1, 37),                   # ... 37 filters: zeros added
     (2, 9, 8, 16, (3, 3), 2, ((1, 1), (1, 1)), 1, 32),          # stride 2, pad 1
     (3, 7, 9, 24, (3, 3), 1, "same", 1, 16),
     (1, 10, 11, 17, (2, 3), (1, 2), ((1, 0), (0, 2)), (2, 1), 48),
-    (2, 9, 10, 16, (5, 5), 1, "valid", 1, 16),
-    (2, 5, 6, 16, (3, 3), 1, "same", 2, 37),                    # 5 filters in the tail
-    (1, 3, 3, 16, (3, 3), 1, "valid", 1, 16),                   # one pixel: tail only
+    (2, 9, 10, 16, (5, 5), 1, "valid", 1, 16),                  # no border pixels
+    (2, 5, 6, 16, (3, 3), 1, "same", 2, 37),                    # dilation 2: tap by tap
+    (2, 9, 10, 16, (3, 2), 1, ((2, 2), (1, 3)), (1, 3), 32),    # column dilation 3
+    (1, 3, 3, 16, (3, 3), 1, "valid", 1, 16),                   # one pixel: a short tile
+    (2, 3, 4, 16, (5, 5), 1, "same", 1, 16),                    # no inner pixels
 ]
 
 
@@ -74,6 +79,93 @@ def test_without_bias_and_every_pixel_written(rng):
     ref = conv2d_ref(x.astype(np.float64), kernel, padding="same")
     assert (x.shape[0] * 11 * 13) % ROWS != 0
     assert np.abs(y - ref).max() / np.abs(ref).max() < 1e-5
+
+
+def _inner_out_naive(geo):
+    # the output rows / columns none of whose taps falls outside the input, one by one
+    spans = []
+    for n, k, s, d, (before, _), out in zip(geo.in_hw, geo.kernel, geo.strides, geo.dilation,
+                                            geo.pads, geo.out_hw):
+        inside = [o for o in range(out)
+                  if all(0 <= o * s - before + t * d < n for t in range(k))]
+        spans.append((inside[0], inside[-1] + 1) if inside else None)
+    return spans
+
+
+def test_inner_window_hand_computed():
+    # 56 inputs, 3x3, stride 2, pads 1: output 0 reads input -1, output 27 reads 53..55
+    assert window_geometry((56, 56), 3, 2, ((1, 1), (1, 1))).inner_out == ((1, 28), (1, 28))
+    # 'same' for stride 2 on 56 pads (0, 1): output 27 reads 54..56, 56 is padding
+    assert window_geometry((56, 56), 3, 2, "same").inner_out == ((0, 27), (0, 27))
+    # pads (5, 0) over 5 rows, 3 tall: outputs 5..7 read rows 0..4; pads (0, 5) across
+    assert window_geometry((5, 5), 3, 1, ((5, 0), (0, 5))).inner_out == ((5, 8), (0, 3))
+    # a 7x7 window never fits in 5x5: the window is empty (start == stop)
+    (a, b), (c, d) = window_geometry((5, 5), 7, 1, ((3, 3), (3, 3))).inner_out
+    assert a == b and c == d
+
+
+def test_inner_window_matches_naive(rng):
+    for _ in range(300):
+        h, w = rng.integers(1, 12, 2)
+        k = rng.integers(1, 5, 2)
+        s = rng.integers(1, 4, 2)
+        d = rng.integers(1, 3, 2)
+        pads = tuple(tuple(int(v) for v in rng.integers(0, 4, 2)) for _ in range(2))
+        if any(n + p[0] + p[1] < dd * (kk - 1) + 1 for n, p, kk, dd in zip((h, w), pads, k, d)):
+            continue
+        geo = window_geometry((int(h), int(w)), tuple(int(v) for v in k),
+                              tuple(int(v) for v in s), pads, tuple(int(v) for v in d))
+        for (start, stop), want in zip(geo.inner_out, _inner_out_naive(geo)):
+            assert (start, stop) == want if want else start == stop, geo
+
+
+def test_border_pixels_are_the_rest():
+    # 2 images of 3x4 outputs, inner window rows 1:3, columns 1:3: the border is row 0,
+    # and columns 0 and 3 of rows 1 and 2
+    rows = implicit._border_pixels(2, (3, 4), ((1, 3), (1, 3)))
+    np.testing.assert_array_equal(rows, [0, 1, 2, 3, 4, 7, 8, 11, 12, 13, 14, 15, 16, 19,
+                                         20, 23])
+    assert not rows.flags.writeable
+    assert implicit._border_pixels(1, (2, 2), ((0, 2), (0, 2))).size == 0
+
+
+def _forward_kernel(padded, relu=False):
+    name = "_k_conv_fwd_regs" + ("_pad" if padded else "") + ("_relu" if relu else "")
+    return jit(getattr(_conv_regs, name), "test", fastmath=implicit.REGISTER_FASTMATH,
+               slp=True)
+
+
+def test_inner_kernel_hand_computed():
+    # image n of ones scaled by (n - 1), 3x3 valid over 5x5 (3x3 outputs), kernel of ones,
+    # 16 channels, bias 1: each output holds 144 * (n - 1) + 1. The inner window is every
+    # output; of its 27 pixels (3 images), 3:14 are asked for: a tile of 8, then a short
+    # tile of 3 that repeats its last pixel. The others keep NaN; ReLU zeroes image 0.
+    x = np.ones((3, 5, 5, 16), np.float32) * (np.arange(3, dtype=np.float32)[:, None, None,
+                                                                             None] - 1)
+    w2 = np.ones((144, 16), np.float32)
+    for relu in (False, True):
+        y = np.full((27, 16), np.nan, np.float32)
+        _forward_kernel(False, relu)(x, w2, np.ones(16, np.float32), 3, 3, 1, 1, 1, 1, 0, 0,
+                                     3, 3, y, 0, 3, 0, 3, 3, 14)
+        want = 144 * (np.arange(27) // 9 - 1.0) + 1
+        if relu:
+            want = np.maximum(want, 0)
+        np.testing.assert_array_equal(y[3:14], np.repeat(want[3:14, None], 16, 1))
+        assert np.isnan(y[:3]).all() and np.isnan(y[14:]).all()
+
+
+def test_border_kernel_hand_computed():
+    # ones over a 3x3 image, 3x3 kernel of ones, pads 1 (3x3 outputs), 16 channels, no
+    # bias: a corner counts 4 taps, an edge 6, the middle 9 (times 16). Pixels [8, 0, 4] of
+    # the list are asked for: one short tile. The rest keep NaN.
+    x = np.ones((1, 3, 3, 16), np.float32)
+    y = np.full((9, 16), np.nan, np.float32)
+    pixels = np.array([5, 8, 0, 4, 2])
+    _forward_kernel(True)(x, np.ones((144, 16), np.float32), np.zeros(16, np.float32),
+                          np.zeros(16, np.float32), 3, 3, 1, 1, 1, 1, 1, 1, 3, 3, y, pixels,
+                          1, 4)
+    np.testing.assert_array_equal(y[[8, 0, 4]], np.repeat([[64.0], [64.0], [144.0]], 16, 1))
+    assert np.isnan(np.delete(y, [8, 0, 4], axis=0)).all()
 
 
 def test_planner_takes_it_for_float32_only():

@@ -1,11 +1,13 @@
 """Compiled convolution as an implicit matrix product (ungrouped, float32, any kernel size,
 stride, dilation and zero padding), NHWC: no column matrix is written.
 
-Output pixels are taken :data:`ROWS` at a time and filters :data:`LANES` at a time; the tile's
-sums stay in registers while the reduction runs over the taps and the input channels
-(:func:`._conv_regs._k_conv_fwd_regs`, a generated kernel), with bias and ReLU added before
-the tile is stored. A 1x1 convolution is the plain product ``x2d @ w2d`` by the same tile
-without the pixel and tap bookkeeping (:func:`._conv_regs._k_gemm_regs`).
+Output pixels are taken 8 at a time and filters :data:`LANES` at a time; the tile's sums stay
+in registers while the reduction runs over the taps and the input channels (generated kernels
+in :mod:`._conv_regs`), with bias and ReLU added before the tile is stored. The pixels whose
+windows lie inside the input take a kernel without padding checks that reduces a kernel
+row's taps in one run; the border pixels take one that checks each tap. A 1x1 convolution
+is the plain product ``x2d @ w2d`` by the same tile without the pixel and tap bookkeeping
+(:func:`._conv_regs._k_gemm_regs`).
 
 Measured on the 2-core Zen 4 machine of ``benchmarks/README.md``, two threads, 8 images of
 56x56x64 -> 128 filters: the 1x1 convolution 2.27 ms (through the implicit kernel: 2.40 ms,
@@ -14,12 +16,14 @@ OpenBLAS: 5.4-5.5 ms).
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ...errors import ShapeError
 from ...shapes import Geometry
 from . import _conv_regs
-from ._conv_regs import KROWS, LANES, ROWS
+from ._conv_regs import KROWS, LANES
 from .backend import _run, jit
 from .checks import _check_geometry, _geo_ints, _nhwc
 
@@ -46,40 +50,18 @@ def applies(kernel_shape, groups: int, dtype) -> bool:
             and filters % LANES == 0 and c_in >= MIN_CHANNELS)
 
 
-def _k_conv_fwd_tail(x, w2, bias, relu, kh, kw, sh, sw, dh, dw, top, left, h_out, w_out,
-                     y, m0, m1, f_from):
-    """Output pixels ``m0:m1``, filters ``f_from:F`` of ``y (M, F)``: the part the register
-    kernel leaves (the last pixels of a range, the filters past the last multiple of
-    ``LANES``)."""
-    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
-    filters = w2.shape[1]
-    acc = np.empty(filters, dtype=y.dtype)
-    per_image = h_out * w_out
-    for m in range(m0, m1):
-        n = m // per_image
-        oh = (m - n * per_image) // w_out
-        ow = m - n * per_image - oh * w_out
-        for f in range(f_from, filters):
-            acc[f] = bias[f]
-        for i in range(kh):
-            ih = oh * sh - top + i * dh
-            if ih < 0 or ih >= height:
-                continue
-            for j in range(kw):
-                iw = ow * sw - left + j * dw
-                if iw < 0 or iw >= width:
-                    continue
-                src = x[n, ih, iw]
-                wt = w2[(i * kw + j) * channels:(i * kw + j + 1) * channels]
-                for c in range(channels):
-                    v = src[c]
-                    wr = wt[c]
-                    for f in range(f_from, filters):
-                        acc[f] += v * wr[f]
-        out = y[m]
-        for f in range(f_from, filters):
-            s = acc[f]
-            out[f] = 0.0 if relu and s < 0.0 else s
+@functools.lru_cache(maxsize=64)
+def _border_pixels(images: int, out_hw: tuple, inner: tuple) -> np.ndarray:
+    """The rows of the flattened output ``(images*H_out*W_out, F)`` outside the inner window
+    ``inner = ((oh0, oh1), (ow0, ow1))``, in order: the pixels whose windows reach into the
+    padding. Read-only; cached per shape."""
+    (a, b), (c, d) = inner
+    outside = np.ones(out_hw, dtype=bool)
+    outside[a:b, c:d] = False
+    per_image = np.flatnonzero(outside)
+    rows = (np.arange(images)[:, None] * (out_hw[0] * out_hw[1]) + per_image).ravel()
+    rows.setflags(write=False)
+    return rows
 
 
 def conv2d_implicit_forward(x: np.ndarray, kernel: np.ndarray, bias, geometry: Geometry,
@@ -90,7 +72,11 @@ def conv2d_implicit_forward(x: np.ndarray, kernel: np.ndarray, bias, geometry: G
         y[n, oh, ow, f] = bias[f] + sum_{i, j, c} x_pad[n, oh*sh + i*dh, ow*sw + j*dw, c]
                                                   * kernel[i, j, c, f]
 
-    ``act`` is ReLU when ``relu``. The padding is never materialised.
+    ``act`` is ReLU when ``relu``. The padding is never materialised: the pixels whose
+    windows lie inside the input (:attr:`Geometry.inner_out`) go to the register kernel
+    without padding checks, the rest (:func:`_border_pixels`) to the one with them. A filter
+    count that is not a multiple of :data:`LANES` is computed with zero filters added, then
+    cut.
     """
     where = "conv2d_implicit_forward"
     relu = bool(relu)
@@ -103,45 +89,48 @@ def conv2d_implicit_forward(x: np.ndarray, kernel: np.ndarray, bias, geometry: G
                          f"{(kh, kw)} window over {x.shape[3]} input channels "
                          f"(input shape {x.shape})")
     filters = kernel.shape[3]
-    w2 = np.ascontiguousarray(kernel, np.float32).reshape(-1, filters)
-    b = np.zeros(filters, np.float32) if bias is None else \
-        np.ascontiguousarray(bias, np.float32)
-    if b.shape != (filters,):
-        raise ShapeError(f"{where}: bias must have shape ({filters},), got {b.shape}")
-    h_out, w_out = geo.out_hw
-    y = np.empty((x.shape[0], h_out, w_out, filters), dtype=np.float32)
-    y2 = y.reshape(-1, filters)
-    zrow = np.zeros(x.shape[3], np.float32)
-    padded = geo.pads != ((0, 0), (0, 0))
-    tail = jit(_k_conv_fwd_tail, where, fastmath=REGISTER_FASTMATH)
-    window = (kh, kw, sh, sw, dh, dw, top, left, h_out, w_out, y2)
-    split = filters - filters % LANES
-    if (kh, kw, sh, sw) == (1, 1, 1, 1) and not padded:
-        # a plain product of the pixels' rows: the kernel without the pixel and tap
-        # bookkeeping, which takes every row itself
-        gemm = jit(_conv_regs._k_gemm_regs_relu if relu else _conv_regs._k_gemm_regs, where,
-                   fastmath=REGISTER_FASTMATH, slp=True)
-        pixels = x.reshape(-1, x.shape[3])
-
-        def rows(lo, hi):
-            if split:
-                gemm(pixels, w2, b, y2, lo, hi)
-            if split < filters:
-                tail(x, w2, b, relu, *window, lo, hi, split)
+    if bias is not None and np.shape(bias) != (filters,):
+        raise ShapeError(f"{where}: bias must have shape ({filters},), got {np.shape(bias)}")
+    width = -(-filters // LANES) * LANES           # whole register tiles of filters
+    if width == filters:
+        w2 = np.ascontiguousarray(kernel, np.float32).reshape(-1, filters)
     else:
-        name = "_k_conv_fwd_regs" + ("_pad" if padded else "") + ("_relu" if relu else "")
-        regs = jit(getattr(_conv_regs, name), where, fastmath=REGISTER_FASTMATH, slp=True)
+        w2 = np.zeros((kh * kw * x.shape[3], width), np.float32)
+        w2[:, :filters] = kernel.reshape(-1, filters)
+    bias_v = np.zeros(width, np.float32)
+    if bias is not None:
+        bias_v[:filters] = bias
+    h_out, w_out = geo.out_hw
+    y = np.empty((x.shape[0], h_out, w_out, width), dtype=np.float32)
+    y2 = y.reshape(-1, width)
+    suffix = "_relu" if relu else ""
+    if (kh, kw, sh, sw) == (1, 1, 1, 1) and geo.pads == ((0, 0), (0, 0)):
+        # a plain product of the pixels' rows: the kernel without the pixel and tap
+        # bookkeeping
+        gemm = jit(getattr(_conv_regs, "_k_gemm_regs" + suffix), where,
+                   fastmath=REGISTER_FASTMATH, slp=True)
+        _run(gemm, y2.shape[0], x.reshape(-1, x.shape[3]), w2, bias_v, y2)
+        return y if width == filters else np.ascontiguousarray(y[..., :filters])
+    (oh0, oh1), (ow0, ow1) = geo.inner_out
+    inner_count = x.shape[0] * (oh1 - oh0) * (ow1 - ow0)
+    border = _border_pixels(x.shape[0], geo.out_hw, geo.inner_out)
+    window = (kh, kw, sh, sw, dh, dw, top, left, h_out, w_out, y2)
+    inner_kernel = jit(getattr(_conv_regs, "_k_conv_fwd_regs" + suffix), where,
+                       fastmath=REGISTER_FASTMATH, slp=True)
+    if len(border):
+        border_kernel = jit(getattr(_conv_regs, "_k_conv_fwd_regs_pad" + suffix), where,
+                            fastmath=REGISTER_FASTMATH, slp=True)
+        zrow = np.zeros(x.shape[3], np.float32)
 
-        def rows(lo, hi):
-            end = lo + (hi - lo) // ROWS * ROWS
-            if split:
-                regs(x, w2, b, zrow, *window, lo, end)
-            if end < hi:
-                tail(x, w2, b, relu, *window, end, hi, 0)
-            if split < filters and lo < end:
-                tail(x, w2, b, relu, *window, lo, end, split)
-    _run(rows, y2.shape[0])
-    return y
+    def rows(lo, hi):
+        # lo:hi numbers the inner window's pixels, then the border pixels
+        if lo < inner_count:
+            inner_kernel(x, w2, bias_v, *window, oh0, oh1, ow0, ow1, lo, min(hi, inner_count))
+        if hi > inner_count:
+            border_kernel(x, w2, bias_v, zrow, *window, border, max(lo - inner_count, 0),
+                          hi - inner_count)
+    _run(rows, inner_count + len(border))
+    return y if width == filters else np.ascontiguousarray(y[..., :filters])
 
 
 def products_apply(dtype, k_dim: int, n_dim: int) -> bool:
