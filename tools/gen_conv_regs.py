@@ -53,7 +53,8 @@ twice, with the same values).
 :func:`_k_gemm_regs` (and ``_relu``) is the same tile for a plain product ``a @ b + bias``
 (a 1x1 convolution, an input gradient): no pixel or tap bookkeeping, and the last rows of a
 range are taken one at a time. :func:`_k_gemm_tn_regs` is ``out += a^T @ b`` (a kernel
-gradient).
+gradient); :func:`_k_conv_kgrad_regs` the same with ``a`` the implicit columns of the inner
+window's pixels, read from ``x`` in place.
 """
 '''
 
@@ -104,6 +105,25 @@ def _tile_store(w, depth: int, rows: int, lanes: int, relu: bool, row: str) -> N
                 w(depth, "%s%d[f0 + %d] = s%d_%d" % (row, r, q, r, q))
 
 
+def _walk_start(w, depth: int, index: str) -> None:
+    """``(n, oh, ow)`` of pixel ``index`` of the window ``(n, oh0:oh1, ow0:ow1)``, numbered
+    ``n``-major (``across = ow1 - ow0``, ``per_image = (oh1 - oh0) * across``)."""
+    w(depth, "n = %s // per_image" % index)
+    w(depth, "oh = oh0 + (%s - n * per_image) // across" % index)
+    w(depth, "ow = ow0 + %s - n * per_image - (oh - oh0) * across" % index)
+
+
+def _walk_step(w, depth: int) -> None:
+    """``(n, oh, ow)`` moved on to the window's next pixel."""
+    w(depth, "ow += 1")
+    w(depth, "if ow == ow1:")
+    w(depth + 1, "ow = ow0")
+    w(depth + 1, "oh += 1")
+    w(depth + 1, "if oh == oh1:")
+    w(depth + 2, "oh = oh0")
+    w(depth + 2, "n += 1")
+
+
 def _forward(out: list, rows: int, lanes: int, suffix: str, padded: bool,
              relu: bool) -> None:
     w = lambda depth, text: _w(out, depth, text)    # noqa: E731
@@ -144,9 +164,7 @@ def _forward(out: list, rows: int, lanes: int, suffix: str, padded: bool,
     w(1, "last = hi - 1       # a short last tile repeats its last pixel")
     w(1, "for m in range(lo, hi, %d):" % rows)
     if not padded:
-        w(2, "n = m // per_image")
-        w(2, "oh = oh0 + (m - n * per_image) // across")
-        w(2, "ow = ow0 + m - n * per_image - (oh - oh0) * across")
+        _walk_start(w, 2, "m")
     for r in range(rows):
         if padded:
             w(2, "row = pixels[min(m + %d, last)]" % r)
@@ -159,13 +177,7 @@ def _forward(out: list, rows: int, lanes: int, suffix: str, padded: bool,
         else:
             if r:
                 w(2, "if m + %d <= last:" % r)
-                w(3, "ow += 1")
-                w(3, "if ow == ow1:")
-                w(4, "ow = ow0")
-                w(4, "oh += 1")
-                w(4, "if oh == oh1:")
-                w(5, "oh = oh0")
-                w(5, "n += 1")
+                _walk_step(w, 3)
             w(2, "p%d = ((n * height + oh * sh - top) * width + ow * sw - left) * channels" % r)
             w(2, "out%d = y[(n * h_out + oh) * w_out + ow]" % r)
     _blocks(w, 2, rows, lanes, relu, padded)
@@ -207,6 +219,19 @@ def _blocks(w, depth: int, rows: int, lanes: int, relu: bool, padded: bool) -> N
 KROWS = 8                  # rows of the transposed product's output tile
 
 
+def _tn_tile_open(w, depth: int, krows: int, lanes: int, first: str, count: str) -> None:
+    """A transposed product's output rows ``out[first:first + krows]`` as ``o<row>``, then
+    the loop over blocks of ``lanes`` columns (``count`` in all), each tile's sums starting
+    from what ``out`` holds."""
+    for r in range(krows):
+        w(depth, "o%d = out[%s + %d]" % (r, first, r))
+    w(depth, "for block in range(%s // %d):" % (count, lanes))
+    w(depth + 1, "f0 = block * %d" % lanes)
+    for r in range(krows):
+        for q in range(lanes):
+            w(depth + 1, "s%d_%d = o%d[f0 + %d]" % (r, q, r, q))
+
+
 def _transposed(out: list, krows: int, lanes: int) -> None:
     w = lambda depth, text: _w(out, depth, text)    # noqa: E731
     w(0, "def _k_gemm_tn_regs(a, b, out, chunk, lo, hi):")
@@ -221,18 +246,53 @@ def _transposed(out: list, krows: int, lanes: int) -> None:
     w(2, "p1 = min(p0 + chunk, hi)")
     w(2, "for kb in range(k_dim // %d):" % krows)
     w(3, "k0 = kb * %d" % krows)
-    for r in range(krows):
-        w(3, "o%d = out[k0 + %d]" % (r, r))
-    w(3, "for block in range(n_dim // %d):" % lanes)
-    w(4, "f0 = block * %d" % lanes)
-    for r in range(krows):
-        for q in range(lanes):
-            w(4, "s%d_%d = o%d[f0 + %d]" % (r, q, r, q))
+    _tn_tile_open(w, 3, krows, lanes, "k0", "n_dim")
     w(4, "for m in range(p0, p1):")
     w(5, "ar = a[m]")
     w(5, "br = b[m]")
     _tile_update(w, krows, lanes, "br", ["ar[k0 + %d]" % r for r in range(krows)])
     _tile_store(w, 4, krows, lanes, False, "o")
+
+
+def _kernel_grad(out: list, krows: int, lanes: int) -> None:
+    """The transposed product over implicit columns: a kernel gradient straight from ``x``."""
+    w = lambda depth, text: _w(out, depth, text)    # noqa: E731
+    w(0, "def _k_conv_kgrad_regs(x, dy, out, kh, kw, sh, sw, dh, dw, top, left, h_out, w_out,")
+    w(0, "                       oh0, oh1, ow0, ow1, chunk, lo, hi):")
+    w(1, '"""``out (kh*kw*C, F) += columns^T @ dy`` over the output pixels ``lo:hi`` of the')
+    w(1, "window ``(n, oh0:oh1, ow0:ow1)`` (numbered ``n``-major; every window inside the input),")
+    w(1, "``x (N, H, W, C)``, ``dy (N*H_out*W_out, F)``, without writing the columns: per")
+    w(1, "``chunk`` pixels their input and ``dy`` offsets are listed, then each %d x %d tile of"
+      % (krows, lanes))
+    w(1, "``out`` (%d channels of one tap x %d filters) runs over them in registers. ``C`` a"
+      % (krows, lanes))
+    w(1, 'multiple of %d; filters past the last multiple of %d are left."""' % (krows, lanes))
+    w(1, "height, width, channels = x.shape[1], x.shape[2], x.shape[3]")
+    w(1, "filters = dy.shape[1]")
+    w(1, "flat = x.reshape(-1)")
+    w(1, "across = ow1 - ow0")
+    w(1, "per_image = (oh1 - oh0) * across")
+    w(1, "xo = np.empty(chunk, np.int64)")
+    w(1, "dyc = np.empty((chunk, filters), dy.dtype)")
+    w(1, "for p0 in range(lo, hi, chunk):")
+    w(2, "count = min(chunk, hi - p0)")
+    _walk_start(w, 2, "p0")
+    w(2, "for i in range(count):")
+    w(3, "xo[i] = ((n * height + oh * sh - top) * width + ow * sw - left) * channels")
+    w(3, "dyc[i] = dy[(n * h_out + oh) * w_out + ow]")
+    _walk_step(w, 3)
+    w(2, "for t in range(kh * kw):")
+    w(3, "ti = t // kw")
+    w(3, "step = (ti * dh * width + (t - ti * kw) * dw) * channels")
+    w(3, "for kb in range(channels // %d):" % krows)
+    w(4, "k0 = kb * %d" % krows)
+    _tn_tile_open(w, 4, krows, lanes, "t * channels + k0", "filters")
+    w(5, "for i in range(count):")
+    w(6, "q = xo[i] + step + k0")
+    w(6, "br = dyc[i]")
+    _tile_update(lambda depth, text: w(depth + 1, text), krows, lanes, "br",
+                 ["flat[q + %d]" % r for r in range(krows)])
+    _tile_store(w, 5, krows, lanes, False, "o")
 
 
 def _plain(out: list, rows: int, lanes: int, relu: bool) -> None:
@@ -272,12 +332,15 @@ def _plain_body(out: list, rows: int, lanes: int, relu: bool) -> None:
 
 def generate(rows: int = ROWS, lanes: int = LANES) -> str:
     """The module's source text."""
-    out = [HEADER.format(rows=rows, lanes=lanes), "", "ROWS = %d" % rows,
+    out = [HEADER.format(rows=rows, lanes=lanes), "import numpy as np", "",
+           "ROWS = %d" % rows,
            "LANES = %d" % lanes, "KROWS = %d" % KROWS, "", ""]
     for suffix, padded, relu in VARIANTS:
         _forward(out, rows, lanes, suffix, padded, relu)
         out.extend(["", ""])
     _transposed(out, KROWS, lanes)
+    out.extend(["", ""])
+    _kernel_grad(out, KROWS, lanes)
     for relu in (False, True):
         out.extend(["", ""])
         _plain(out, rows, lanes, relu)

@@ -752,25 +752,35 @@ def _cached_blocks_backward(x: np.ndarray, geo: Geometry, kernel: np.ndarray, dy
     """``(dx (N, Hp, Wp, C) or None, dkernel (kh, kw, C, F) or None)`` of an ungrouped
     convolution, a cache block of images at a time per thread: the block's columns,
     ``dkernel += columns^T @ dy`` (a partial sum per thread), then ``dcols = dy @ kernel^T``
-    in the same buffer and ``col2im`` of it into ``dx`` while it is still in cache."""
+    in the same buffer and ``col2im`` of it into ``dx`` while it is still in cache. With
+    the register products and whole tiles of channels, the kernel gradient comes first,
+    for all the thread's images, without columns (:func:`implicit.kernel_grad_add`)."""
     kh, kw, c_in, filters = kernel.shape
     n, (h_out, w_out) = x.shape[0], geo.out_hw
     taps, rows = kh * kw * c_in, h_out * w_out
     kernel_t = np.ascontiguousarray(kernel.reshape(taps, filters).T)   # (F, taps)
     dy2 = dy.reshape(n, rows, filters)                               # (N, Ho*Wo, F)
     matmul_into, matmul_tn_add = products
+    # the kernel gradient without columns where the register products run
+    implicit_kgrad = products is not _threads.BLAS_PRODUCTS and \
+        implicit.kernel_grad_applies(x.dtype, c_in, filters)
     dx = np.empty(x.shape, dtype=x.dtype) if with_input else None
     chunks = _threads.split(n, _threads.num_threads())
     slot = {start: q for q, (start, _) in enumerate(chunks)}
     partials = np.zeros((len(chunks), taps, filters), dtype=x.dtype) if with_kernel else None
 
     def work(lo, hi):
+        if with_kernel and implicit_kgrad:       # the thread's images at once, no columns
+            implicit.kernel_grad_add(x[lo:hi], dy2[lo:hi].reshape(-1, filters), geo,
+                                     partials[slot[lo]])
+            if not with_input:
+                return
         blocks = _cache_blocks(lo, hi, rows * taps * x.dtype.itemsize)
         buf = np.empty(max(b - a for a, b in blocks) * rows * taps, dtype=x.dtype)
         for n0, n1 in blocks:
             cols = buf[:(n1 - n0) * rows * taps].reshape(-1, taps)   # (block*Ho*Wo, taps)
             dy_block = dy2[n0:n1].reshape(-1, filters)               # (block*Ho*Wo, F)
-            if with_kernel:
+            if with_kernel and not implicit_kgrad:
                 _im2col_into(x[n0:n1], geo, cols)
                 matmul_tn_add(cols, dy_block, partials[slot[lo]])    # (taps, F)
             if with_input:

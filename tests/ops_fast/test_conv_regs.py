@@ -168,6 +168,70 @@ def test_border_kernel_hand_computed():
     assert np.isnan(np.delete(y, [8, 0, 4], axis=0)).all()
 
 
+def test_kernel_grad_hand_computed():
+    # x of ones, 3x3 kernel, pads 1 over a 4x4 image (4x4 outputs), dy of ones: the
+    # gradient of tap (a, b) counts the outputs whose tap (a, b) falls inside the image --
+    # 3 rows x 3 columns for a corner tap, 3 x 4 for an edge tap, 4 x 4 for the middle one.
+    # The inner window is outputs 1:3 x 1:3 (kernel), the 12 others are gathered.
+    geo = window_geometry((4, 4), 3, 1, ((1, 1), (1, 1)))
+    assert geo.inner_out == ((1, 3), (1, 3))
+    out = np.full((9 * 8, 16), 0.5, np.float32)              # added to
+    implicit.kernel_grad_add(np.ones((1, 4, 4, 8), np.float32), np.ones((16, 16), np.float32),
+                             geo, out)
+    counts = np.array([[9, 12, 9], [12, 16, 12], [9, 12, 9]], np.float32).ravel()
+    np.testing.assert_array_equal(out, np.repeat(counts, 8)[:, None] * np.ones(16) + 0.5)
+
+
+# (N, H, W, C, kernel, strides, padding, dilation, filters)
+KGRAD_GEOMETRIES = [
+    (2, 9, 8, 16, (3, 3), 2, ((1, 1), (1, 1)), 1, 32),          # stride 2, pad 1
+    (3, 7, 9, 24, (3, 3), 1, "same", 1, 16),
+    (1, 10, 11, 8, (2, 3), (1, 2), ((1, 0), (0, 2)), (2, 1), 48),
+    (2, 9, 10, 16, (5, 5), 1, "valid", 1, 16),                  # no border pixels
+    (2, 9, 10, 16, (3, 2), 1, ((2, 2), (1, 3)), (1, 3), 32),    # column dilation 3
+    (2, 3, 4, 16, (5, 5), 1, "same", 1, 16),                    # no inner pixels
+    (5, 30, 31, 8, (3, 3), 1, "same", 1, 16),                   # several 96-pixel chunks
+]
+
+
+@pytest.mark.parametrize("case", KGRAD_GEOMETRIES)
+def test_kernel_grad_matches_float64(case, rng):
+    n, h, w, c, ksize, strides, padding, dilation, filters = case
+    geo = window_geometry((h, w), ksize, strides, padding, dilation)
+    assert implicit.kernel_grad_applies(np.float32, c, filters)
+    x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    dy = rng.standard_normal((n * geo.out_hw[0] * geo.out_hw[1], filters)).astype(np.float32)
+    start = rng.standard_normal((ksize[0] * ksize[1] * c, filters)).astype(np.float32)
+    out = start.copy()
+    implicit.kernel_grad_add(x, dy, geo, out)
+    cols = accel.im2col(x.astype(np.float64), geo)
+    want = start + cols.T @ dy
+    assert np.abs(out - want).max() / np.abs(want).max() < 1e-5
+
+
+def test_kernel_grad_applies_to_whole_tiles_only():
+    assert implicit.kernel_grad_applies(np.float32, 64, 128)
+    assert not implicit.kernel_grad_applies(np.float64, 64, 128)
+    assert not implicit.kernel_grad_applies(np.float32, 12, 128)     # C % 8
+    assert not implicit.kernel_grad_applies(np.float32, 64, 40)      # F % 16
+
+
+def test_border_taps_hand_computed():
+    # 1 image, 3x3 input, 2x2 kernel, pads 1 top/left (3x3 outputs): the inner window is
+    # outputs 1:3 x 1:3, the border rows 0, 1, 2, 3, 6. Output 0 reads input (-1, -1),
+    # (-1, 0), (0, -1), (0, 0): only the last is inside (input pixel 0).
+    geo = window_geometry((3, 3), 2, 1, ((1, 0), (1, 0)))
+    rows, taps, inside = implicit._border_taps(1, geo)
+    np.testing.assert_array_equal(rows, [0, 1, 2, 3, 6])
+    np.testing.assert_array_equal(inside[0], [False, False, False, True])
+    assert taps[0, 3] == 0
+    np.testing.assert_array_equal(inside[1], [False, False, True, True])    # output (0, 1)
+    np.testing.assert_array_equal(taps[1, 2:], [0, 1])
+    np.testing.assert_array_equal(inside[4], [False, True, False, True])     # output (2, 0)
+    np.testing.assert_array_equal(taps[4][inside[4]], [3, 6])
+    assert ((taps >= 0) & (taps < 9)).all() and not taps.flags.writeable
+
+
 def test_planner_takes_it_for_float32_only():
     shape, kernel = (8, 56, 56, 64), (3, 3, 64, 128)
     assert conv_plan(shape, kernel, strides=2, padding=1) == "implicit"

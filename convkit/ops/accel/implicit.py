@@ -133,6 +133,62 @@ def conv2d_implicit_forward(x: np.ndarray, kernel: np.ndarray, bias, geometry: G
     return y if width == filters else np.ascontiguousarray(y[..., :filters])
 
 
+def kernel_grad_applies(dtype, channels: int, filters: int) -> bool:
+    """Whether :func:`kernel_grad_add` takes a kernel gradient whole: float32, ``C`` a
+    multiple of ``KROWS`` and the filters of :data:`LANES`."""
+    return np.dtype(dtype) == np.float32 and channels > 0 and channels % KROWS == 0 \
+        and filters > 0 and filters % LANES == 0
+
+
+def kernel_grad_add(x: np.ndarray, dy2: np.ndarray, geometry: Geometry,
+                    out: np.ndarray) -> None:
+    """``out (kh*kw*C, F) += columns(x)^T @ dy2`` on the calling thread, without writing
+    the columns of the inner window's pixels: ``x (N, H, W, C)`` and ``dy2 (N*H_out*W_out,
+    F)`` C-contiguous float32, sizes as :func:`kernel_grad_applies` says (unchecked). The
+    inner window (:attr:`Geometry.inner_out`) goes to the generated kernel
+    (``_conv_regs._k_conv_kgrad_regs``, :data:`TN_CHUNK` pixels at a time); the border
+    pixels' columns are gathered by NumPy (:func:`_border_taps`, zeros for the padding) and
+    go to :func:`matmul_tn_add`."""
+    where = "kernel_grad_add"
+    kh, kw, sh, sw, dh, dw, top, left = _geo_ints(geometry)
+    h_out, w_out = geometry.out_hw
+    (oh0, oh1), (ow0, ow1) = geometry.inner_out
+    inner_count = x.shape[0] * (oh1 - oh0) * (ow1 - ow0)
+    if inner_count:
+        kgrad = jit(_conv_regs._k_conv_kgrad_regs, where, fastmath=REGISTER_FASTMATH,
+                    slp=True)
+        kgrad(x, dy2, out, kh, kw, sh, sw, dh, dw, top, left, h_out, w_out, oh0, oh1, ow0,
+              ow1, TN_CHUNK, 0, inner_count)
+    border, taps, inside = _border_taps(x.shape[0], geometry)
+    if len(border):
+        cols = x.reshape(-1, x.shape[3])[taps]                   # (B, kh*kw, C)
+        cols[~inside] = 0.0
+        matmul_tn_add(cols.reshape(len(border), -1), dy2[border], out)
+
+
+@functools.lru_cache(maxsize=64)
+def _border_taps(images: int, geometry: Geometry):
+    """``(rows, taps, inside)`` for the border pixels of :func:`_border_pixels`: ``taps (B,
+    kh*kw)`` the input pixel (a row of ``x.reshape(-1, C)``) of each tap, clipped into the
+    input, and ``inside`` whether the tap is really there (else it reads padding: zero).
+    Read-only; cached per shape."""
+    rows = _border_pixels(images, geometry.out_hw, geometry.inner_out)
+    (kh, kw), (sh, sw), (dh, dw) = geometry.kernel, geometry.strides, geometry.dilation
+    (top, _), (left, _) = geometry.pads
+    height, width = geometry.in_hw
+    n, rest = np.divmod(rows, geometry.out_hw[0] * geometry.out_hw[1])
+    oh, ow = np.divmod(rest, geometry.out_hw[1])
+    ih = (oh * sh - top)[:, None, None] + (np.arange(kh) * dh)[None, :, None]
+    iw = (ow * sw - left)[:, None, None] + (np.arange(kw) * dw)[None, None, :]
+    inside = ((ih >= 0) & (ih < height) & (iw >= 0) & (iw < width)).reshape(len(rows),
+                                                                            kh * kw)
+    taps = ((n[:, None, None] * height + np.clip(ih, 0, height - 1)) * width
+            + np.clip(iw, 0, width - 1)).reshape(len(rows), kh * kw)
+    for array in (taps, inside):
+        array.setflags(write=False)
+    return rows, taps, inside
+
+
 def products_apply(dtype, k_dim: int, n_dim: int) -> bool:
     """Whether :func:`matmul_rows` (``(M, K) @ (K, N)``) and :func:`matmul_tn_add`
     (``(M, K)^T @ (M, N)``) run whole in registers: float32, ``K`` a multiple of ``KROWS``
