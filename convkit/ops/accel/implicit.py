@@ -111,9 +111,10 @@ def conv2d_implicit_forward(x: np.ndarray, kernel: np.ndarray, bias, geometry: G
                    fastmath=REGISTER_FASTMATH, slp=True)
         _run(gemm, y2.shape[0], x.reshape(-1, x.shape[3]), w2, bias_v, y2)
         return y if width == filters else np.ascontiguousarray(y[..., :filters])
-    (oh0, oh1), (ow0, ow1) = geo.inner_out
+    inner = geo.inner_out
+    (oh0, oh1), (ow0, ow1) = inner
     inner_count = x.shape[0] * (oh1 - oh0) * (ow1 - ow0)
-    border = _border_pixels(x.shape[0], geo.out_hw, geo.inner_out)
+    border = _border_pixels(x.shape[0], geo.out_hw, inner)
     window = (kh, kw, sh, sw, dh, dw, top, left, h_out, w_out, y2)
     inner_kernel = jit(getattr(_conv_regs, "_k_conv_fwd_regs" + suffix), where,
                        fastmath=REGISTER_FASTMATH, slp=True)
