@@ -72,9 +72,22 @@ def _get_controller():
     return _controller
 
 
+_blas_libs = None         # threadpoolctl's controllers of the loaded BLAS libraries, once found
+
+
+def _blas_controllers() -> list:
+    global _blas_libs
+    if _blas_libs is None:
+        controller = _get_controller()
+        _blas_libs = [] if controller is None else [
+            lib for lib in controller.lib_controllers if lib.user_api == "blas"]
+    return _blas_libs
+
+
 def can_limit_blas() -> bool:
-    """True when the BLAS thread count can be changed at run time (threadpoolctl)."""
-    return _get_controller() is not None
+    """True when the BLAS thread count can be changed at run time (threadpoolctl found the
+    BLAS library NumPy uses)."""
+    return bool(_blas_controllers())
 
 
 _limited_depth = 0        # how many blas_limit(1) blocks are open (the limit is global)
@@ -82,33 +95,73 @@ _limited_depth = 0        # how many blas_limit(1) blocks are open (the limit is
 
 @contextlib.contextmanager
 def blas_limit(limit: int = 1):
-    """Limit the BLAS library to ``limit`` threads inside the block (no-op without
-    threadpoolctl). Inside an open ``blas_limit(1)`` block a nested ``blas_limit(1)`` costs
-    nothing: setting the limit through threadpoolctl takes tens of microseconds, so a caller
-    running many small ops (a training step) opens one block around all of them."""
+    """Limit the BLAS library to ``limit`` threads inside the block, then restore its count
+    (no-op without threadpoolctl). The library's own get/set calls are used directly (~1 us
+    each; threadpoolctl's ``limit`` context costs ~13 us). Inside an open ``blas_limit(1)``
+    block a nested ``blas_limit(1)`` does nothing, so a caller running many small ops (a
+    training step) can open one block around all of them."""
     global _limited_depth
-    controller = _get_controller()
-    if controller is None:
+    libs = _blas_controllers()
+    if not libs or (limit == 1 and _limited_depth > 0):
         yield
         return
-    if limit == 1 and _limited_depth > 0:
+    previous = [lib.get_num_threads() for lib in libs]
+    for lib, count in zip(libs, previous):
+        if count != limit:
+            lib.set_num_threads(limit)
+    with _lock:
+        outer = _limited_depth
+        _limited_depth = outer + 1 if limit == 1 else 0   # another limit: not nested
+    try:
         yield
-        return
-    with controller.limit(limits=limit, user_api="blas"):
+    finally:
         with _lock:
-            outer = _limited_depth
-            _limited_depth = outer + 1 if limit == 1 else 0   # another limit: not nested
-        try:
-            yield
-        finally:
-            with _lock:
-                _limited_depth = outer
+            _limited_depth = outer
+        for lib, count in zip(libs, previous):
+            if count is not None and count != limit:
+                lib.set_num_threads(count)
+
+
+class _SpinPlan:
+    """The compiled waits of :mod:`convkit.ops.accel.spin` and their bounds in rounds."""
+
+    def __init__(self, kernels, caller_rounds: int, worker_rounds: int):
+        self.wait_flag, self.signal_then_wait = kernels
+        self.caller_rounds = caller_rounds
+        self.worker_rounds = worker_rounds
+
+
+_spin = None              # the current _SpinPlan, or None: hand-offs through the locks only
+_spin_key = None          # the CONVKIT_SPIN_US value _spin was made for
+
+
+def _spin_plan():
+    """The :class:`_SpinPlan` for ``CONVKIT_SPIN_US`` (``None`` when it is ``0``, or when the
+    compiled kernels are not in use: backend ``"numpy"``, no numba), remade when either
+    changes."""
+    global _spin, _spin_key
+    from .accel import backend, spin
+    key = (os.environ.get("CONVKIT_SPIN_US", ""), backend.enabled())
+    if key != _spin_key:
+        plan = None
+        worker_us = spin.worker_spin_us()
+        if key[1] and worker_us > 0 and spin.usable():
+            plan = _SpinPlan(spin._compile(), spin.rounds_for(spin.CALLER_SPIN_US),
+                             spin.rounds_for(worker_us))
+        _spin, _spin_key = plan, key
+    return _spin
 
 
 class _Worker:
     """One pool thread, woken through a pair of plain locks (``go`` / ``done``): less
     overhead than ``concurrent.futures``' queue and futures (a two-thread call that does
-    nothing: ~70 us against ~80-100 us on a 2-core VM), and safe after ``fork``."""
+    nothing: ~50 us against ~80-100 us on a 2-core VM), and safe after ``fork``.
+
+    With a :class:`_SpinPlan` the two sides also watch a pair of sequence numbers, ``flags
+    = [go, done]``, so that neither has to be woken from sleep: the thread sets ``done``
+    with the GIL released and watches ``go`` for a while before blocking on ``go`` again,
+    and the caller watches ``done`` before taking the ``done`` lock (a call that does
+    nothing: ~25 us). The locks are still taken and released once per task either way."""
 
     def __init__(self, index: int):
         self._go = threading.Lock()
@@ -117,6 +170,8 @@ class _Worker:
         self._done.acquire()
         self._task = None
         self._error = None
+        self._flags = np.zeros(2, np.int64)     # [go, done]: the last task started / ended
+        self._seq = 0
         self._thread = threading.Thread(target=self._loop, name=f"convkit-{index}",
                                         daemon=True)
         self._thread.start()
@@ -124,17 +179,23 @@ class _Worker:
     def start(self, fn, start: int, stop: int) -> None:
         self._task = (fn, start, stop)
         self._error = None
+        self._seq += 1
+        self._flags[0] = self._seq
         self._go.release()
 
-    def wait(self):
+    def wait(self, plan=None):
         """Block until the task ends; return the exception it raised, or None."""
+        if plan is not None:
+            plan.wait_flag(self._flags, 1, self._seq, plan.caller_rounds)
         self._done.acquire()
         error, self._error = self._error, None
         return error
 
     def _loop(self) -> None:
+        seq = 0
         while True:
             self._go.acquire()
+            seq += 1
             fn, start, stop = self._task
             self._task = None
             try:
@@ -142,6 +203,11 @@ class _Worker:
             except BaseException as exc:     # handed to the caller by wait()
                 self._error = exc
             self._done.release()
+            plan = _spin
+            if plan is not None:
+                plan.signal_then_wait(self._flags, seq, seq + 1, plan.worker_rounds)
+            else:
+                self._flags[1] = seq
 
 
 _workers: list = []
@@ -208,6 +274,7 @@ def run_chunks(fn, total: int, threads: int | None = None, single_blas: bool = T
             for start, stop in chunks:
                 _run_marked(fn, start, stop)
             return
+        plan = _spin_plan()
         errors = []
         try:
             started = []
@@ -218,7 +285,7 @@ def run_chunks(fn, total: int, threads: int | None = None, single_blas: bool = T
                 _run_marked(fn, *chunks[0])
             finally:
                 for worker in started:       # every chunk ends before anything is raised
-                    error = worker.wait()
+                    error = worker.wait(plan)
                     if error is not None:
                         errors.append(error)
         finally:

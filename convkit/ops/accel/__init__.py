@@ -6,8 +6,9 @@ range of ``batch * rows`` (or of images, where several windows write the same in
 one contiguous range per thread (:func:`convkit.ops._threads.run_chunks`; the kernels
 release the GIL), and the innermost loop runs over contiguous channels (or output columns)
 through a 1-D view so it vectorises. Reductions (kernel and bias gradients) add into one
-partial sum per thread. Plain threads rather than numba's parallel loops: no thread-pool
-barrier spinning when the cores are shared, and a much shorter compile.
+partial sum per thread. Plain threads rather than numba's parallel loops: a much shorter
+compile, and waits that spin only briefly and yield the core (:mod:`.spin`) instead of a
+thread-pool barrier that spins while the cores are shared.
 
 numba is optional (``pip install convkit[fast]``) and imported only when a kernel is first
 needed. :func:`available` says whether the kernels can run: it is ``False`` without numba or
@@ -53,6 +54,7 @@ The package, one module per idea:
     im2col.py       im2col / col2im for the GEMM paths
     kernel_grad.py  one-pass kernel and bias gradients for few taps (ReLU mask fused)
     elementwise.py  bias (+ ReLU) in place, ReLU gradient
+    spin.py         bounded GIL-free spin-waits for the thread pool's hand-offs
 
 Everything below is importable from :mod:`convkit.ops.accel` itself.
 
