@@ -20,6 +20,7 @@ Example: a 28x28 input, 5x5 kernel, stride 1, valid -> floor((28 + 0 - 5) / 1) +
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from numbers import Integral
 
 from .errors import ShapeError
@@ -130,7 +131,7 @@ class Geometry:
         (t, b), (l, r) = self.pads
         return (self.in_hw[0] + t + b + self.extra[0], self.in_hw[1] + l + r + self.extra[1])
 
-    @property
+    @cached_property
     def inner_out(self) -> tuple[tuple[int, int], tuple[int, int]]:
         """``((oh0, oh1), (ow0, ow1))``: the output rows ``oh0:oh1`` and columns ``ow0:ow1``
         whose windows lie wholly inside the input, no tap in the padding. Per axis, output
@@ -155,6 +156,12 @@ class Geometry:
                 pw - ((self.out_hw[1] - 1) * self.strides[1] + kw))
 
 
+#: geometries already resolved, by their arguments (``where`` aside): an op called step after
+#: step with the same shapes skips the checks and arithmetic (a few microseconds a call)
+_GEOMETRIES: dict = {}
+_GEOMETRIES_MAX = 4096
+
+
 def window_geometry(in_hw, kernel_size, strides=1, padding="valid", dilation_rate=1,
                     ceil_mode: bool = False, where: str = "conv2d",
                     max_pad_half_window: bool = False) -> Geometry:
@@ -162,12 +169,32 @@ def window_geometry(in_hw, kernel_size, strides=1, padding="valid", dilation_rat
 
     ``in_hw`` is ``(height, width)``; the other arguments are as for :func:`convkit.ops.conv2d`.
     Raises :class:`ShapeError` quoting every argument when an output size would be <= 0.
+    Results are remembered by their (hashable) arguments; a :class:`Geometry` is immutable.
 
     >>> window_geometry((28, 28), 5).out_hw
     (24, 24)
     >>> window_geometry((5, 5), 2, 2, "same").pads
     ((0, 1), (0, 1))
     """
+    try:
+        # repr, not the values: True == 1 and 2.0 == 2 compare equal but are refused
+        key = (tuple(in_hw), repr((kernel_size, strides, padding, dilation_rate)),
+               bool(ceil_mode), bool(max_pad_half_window))
+        geometry = _GEOMETRIES.get(key)
+    except TypeError:                       # in_hw not a sequence: the checks below say so
+        key = geometry = None
+    if geometry is None:
+        geometry = _window_geometry(in_hw, kernel_size, strides, padding, dilation_rate,
+                                    ceil_mode, where, max_pad_half_window)
+        if key is not None:
+            if len(_GEOMETRIES) >= _GEOMETRIES_MAX:
+                _GEOMETRIES.clear()
+            _GEOMETRIES[key] = geometry
+    return geometry
+
+
+def _window_geometry(in_hw, kernel_size, strides, padding, dilation_rate, ceil_mode, where,
+                     max_pad_half_window) -> Geometry:
     kernel = to_pair(kernel_size, "kernel_size", where)
     stride = to_pair(strides, "strides", where)
     dilation = to_pair(dilation_rate, "dilation_rate", where)

@@ -119,3 +119,27 @@ def test_geometry_dropped_rows():
     # 28 wide, k 3, s 2, valid: windows cover 0..26, so one column is dropped
     assert window_geometry((28, 28), 3, 2).dropped == (1, 1)
     assert window_geometry((27, 27), 3, 2).dropped == (0, 0)
+
+
+def test_geometries_are_remembered_without_loosening_the_checks(monkeypatch):
+    from convkit import shapes
+    first = window_geometry((56, 56), 3, 2, 1)
+    assert window_geometry((56, 56), 3, 2, 1) is first          # remembered
+    assert window_geometry([56, 56], [3, 3], [2, 2], 1) == first  # lists: same result
+    assert first.inner_out == ((1, 28), (1, 28))
+    # values equal to remembered ones but of a refused type are still refused
+    window_geometry((28, 28), (3, 1))
+    for bad in [dict(kernel_size=(3, True)), dict(kernel_size=3, strides=2.0),
+                dict(kernel_size=3, strides=(2, True)), dict(kernel_size=3, dilation_rate=True)]:
+        for _ in range(2):
+            with pytest.raises(ShapeError):
+                window_geometry((28, 28), **bad)
+    # errors are not remembered; the memory is bounded
+    for _ in range(2):
+        with pytest.raises(ShapeError, match="output size would be"):
+            window_geometry((2, 2), 5)
+    monkeypatch.setattr(shapes, "_GEOMETRIES", {})
+    monkeypatch.setattr(shapes, "_GEOMETRIES_MAX", 3)
+    for n in range(10, 20):
+        window_geometry((n, n), 3)
+    assert 1 <= len(shapes._GEOMETRIES) <= 3
