@@ -71,7 +71,8 @@ def test_spin_releases_the_gil():
 
 def test_worker_spin_time_from_the_environment(monkeypatch):
     monkeypatch.delenv("CONVKIT_SPIN_US", raising=False)
-    assert spin.worker_spin_us() == spin.DEFAULT_WORKER_SPIN_US
+    assert spin.worker_spin_us() == spin.DEFAULT_WORKER_SPIN_US == 0.0     # off by default
+    assert _threads._spin_plan() is None
     monkeypatch.setenv("CONVKIT_SPIN_US", "250")
     assert spin.worker_spin_us() == 250.0
     monkeypatch.setenv("CONVKIT_SPIN_US", "-3")
@@ -90,6 +91,8 @@ def test_worker_spin_time_from_the_environment(monkeypatch):
     with accel.use_backend("numpy"):                    # the NumPy ops: no compiled waits
         assert _threads._spin_plan() is None
     assert (_threads._spin_plan() is not None) == spin.usable()
+    monkeypatch.setenv("CONVKIT_SPIN_US", "0")
+    assert _threads._spin_plan() is None
 
 
 @pytest.mark.parametrize("spin_us", ["0", "100", "1"])

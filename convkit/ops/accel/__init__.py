@@ -7,8 +7,8 @@ one contiguous range per thread (:func:`convkit.ops._threads.run_chunks`; the ke
 release the GIL), and the innermost loop runs over contiguous channels (or output columns)
 through a 1-D view so it vectorises. Reductions (kernel and bias gradients) add into one
 partial sum per thread. Plain threads rather than numba's parallel loops: a much shorter
-compile, and waits that spin only briefly and yield the core (:mod:`.spin`) instead of a
-thread-pool barrier that spins while the cores are shared.
+compile, and no thread-pool barrier spinning while the cores are shared (short, yielding
+spin-waits are opt-in: ``CONVKIT_SPIN_US``, :mod:`.spin`).
 
 numba is optional (``pip install convkit[fast]``) and imported only when a kernel is first
 needed. :func:`available` says whether the kernels can run: it is ``False`` without numba or

@@ -8,20 +8,25 @@ running. Every two-thread op pays it twice (the pool thread's start and the call
 which is 2-15 % of a 0.5-4 ms op.
 
 These kernels let a thread wait by watching a flag instead, for a bounded time, with the
-GIL released:
+GIL released. They are used when ``CONVKIT_SPIN_US`` is set to a positive number of
+microseconds (off by default):
 
 * the caller, after its own chunk, waits for the pool thread's "done" flag (bounded by
   :data:`CALLER_SPIN_US`), then takes the lock as before (free by then);
 * the pool thread, after its chunk, sets its "done" flag without the GIL and watches for
-  the next task's "go" flag for :func:`worker_spin_us` (100 us unless ``CONVKIT_SPIN_US``
-  says otherwise; ``0`` turns all spinning off) before it goes back to sleeping on its lock.
+  the next task's "go" flag for ``CONVKIT_SPIN_US`` microseconds before it goes back to
+  sleeping on its lock.
 
 The waiting loop is ``pause`` instructions (x86) with a ``sched_yield`` every
 :data:`PAUSES` of them, so another runnable thread on that core gets it at once. Flags are
 ``int64`` arrays read and written with acquire/release atomics (LLVM ``load atomic`` /
 ``store atomic``), so the compiler can neither hoist the load out of the loop nor reorder
-the store. Measured on the benchmark's rows (2 threads, interleaved A/B): LeNet-5 training
-step 6-7 % faster, max pooling forward 11-12 %, depthwise 3-4 %, stride-2 convolution 1.5-2 %.
+the store. Measured with ``CONVKIT_SPIN_US=100`` on the benchmark's rows run alone (2
+threads, interleaved A/B): LeNet-5 training step 6-7 % faster, max pooling forward 11-12 %,
+depthwise 3-4 %, stride-2 convolution 1.5-2 %. It is off by default because a spinning
+thread makes its core look busy to the scheduler: with PyTorch's calls interleaved (the
+benchmark), PyTorch's pool thread was sometimes placed beside its main thread, and some
+pooling rows of either library ran 1.5-10x slower for a whole run.
 
 >>> import numpy as np
 >>> flags = np.zeros(2, np.int64)
@@ -49,8 +54,8 @@ __all__ = ["usable", "wait_flag", "signal_then_wait", "rounds_for", "worker_spin
 PAUSES = 32
 #: the most a caller spins for its pool thread's end before it sleeps on the lock
 CALLER_SPIN_US = 2000.0
-#: the pool thread's spin after each chunk when ``CONVKIT_SPIN_US`` is unset
-DEFAULT_WORKER_SPIN_US = 100.0
+#: the pool thread's spin after each chunk when ``CONVKIT_SPIN_US`` is unset: none
+DEFAULT_WORKER_SPIN_US = 0.0
 
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
 _kernels = None            # (wait_flag, signal_then_wait) once compiled
@@ -177,8 +182,8 @@ def rounds_for(microseconds: float) -> int:
 
 def worker_spin_us() -> float:
     """How long a pool thread watches for its next task before sleeping:
-    ``CONVKIT_SPIN_US`` microseconds if set (``0``: no spinning at all), else
-    :data:`DEFAULT_WORKER_SPIN_US`."""
+    ``CONVKIT_SPIN_US`` microseconds if set, else :data:`DEFAULT_WORKER_SPIN_US` (0: no
+    spinning at all, on either side)."""
     value = os.environ.get("CONVKIT_SPIN_US", "").strip()
     if not value:
         return DEFAULT_WORKER_SPIN_US
