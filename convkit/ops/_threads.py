@@ -132,7 +132,7 @@ class _SpinPlan:
 
 
 _spin = None              # the current _SpinPlan, or None: hand-offs through the locks only
-_spin_key = None          # the CONVKIT_SPIN_US value _spin was made for
+_spin_key = None          # (CONVKIT_SPIN_US, kernels in use) that _spin was made for
 
 
 def _spin_plan():
