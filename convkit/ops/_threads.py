@@ -133,19 +133,27 @@ class _SpinPlan:
 
 _spin = None              # the current _SpinPlan, or None: hand-offs through the locks only
 _spin_key = None          # (CONVKIT_SPIN_US, kernels in use) that _spin was made for
+_no_spin_setting = None   # a CONVKIT_SPIN_US value already found to mean "no spinning"
 
 
 def _spin_plan():
-    """The :class:`_SpinPlan` for ``CONVKIT_SPIN_US`` (``None`` when it is ``0``, or when the
-    compiled kernels are not in use: backend ``"numpy"``, no numba), remade when either
-    changes."""
-    global _spin, _spin_key
+    """The :class:`_SpinPlan` for ``CONVKIT_SPIN_US`` (``None`` when it is unset or ``0``, or
+    when the compiled kernels are not in use: backend ``"numpy"``, no numba), remade when
+    either changes. With spinning off (the default) this costs one environment lookup."""
+    global _spin, _spin_key, _no_spin_setting
+    setting = os.environ.get("CONVKIT_SPIN_US", "")
+    if setting == _no_spin_setting:
+        _spin = _spin_key = None
+        return None
     from .accel import backend, spin
-    key = (os.environ.get("CONVKIT_SPIN_US", ""), backend.enabled())
+    worker_us = spin.worker_spin_us()
+    if worker_us <= 0:
+        _spin, _spin_key, _no_spin_setting = None, None, setting
+        return None
+    key = (setting, backend.enabled())
     if key != _spin_key:
         plan = None
-        worker_us = spin.worker_spin_us()
-        if key[1] and worker_us > 0 and spin.usable():
+        if key[1] and spin.usable():
             plan = _SpinPlan(spin._compile(), spin.rounds_for(spin.CALLER_SPIN_US),
                              spin.rounds_for(worker_us))
         _spin, _spin_key = plan, key

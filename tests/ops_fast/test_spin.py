@@ -81,6 +81,11 @@ def test_worker_spin_time_from_the_environment(monkeypatch):
     assert spin.worker_spin_us() == spin.DEFAULT_WORKER_SPIN_US
     monkeypatch.setenv("CONVKIT_SPIN_US", "0")
     assert _threads._spin_plan() is None
+    assert _threads._spin is None               # what the pool thread reads is off too
+    monkeypatch.setenv("CONVKIT_SPIN_US", "100")
+    assert (_threads._spin_plan() is not None) == spin.usable()
+    monkeypatch.setenv("CONVKIT_SPIN_US", "0")  # back to a setting already seen: still off
+    assert _threads._spin_plan() is None and _threads._spin is None
     monkeypatch.setenv("CONVKIT_SPIN_US", "100")
     plan = _threads._spin_plan()
     if spin.usable():
@@ -93,6 +98,11 @@ def test_worker_spin_time_from_the_environment(monkeypatch):
     assert (_threads._spin_plan() is not None) == spin.usable()
     monkeypatch.setenv("CONVKIT_SPIN_US", "0")
     assert _threads._spin_plan() is None
+    assert _threads._spin is None               # what the pool thread reads is off too
+    monkeypatch.setenv("CONVKIT_SPIN_US", "100")
+    assert (_threads._spin_plan() is not None) == spin.usable()
+    monkeypatch.setenv("CONVKIT_SPIN_US", "0")  # back to a setting already seen: still off
+    assert _threads._spin_plan() is None and _threads._spin is None
 
 
 @pytest.mark.parametrize("spin_us", ["0", "100", "1"])
