@@ -35,7 +35,7 @@ from .._validate import as_float_array, result_float_dtype
 from ..errors import ShapeError
 from ..shapes import Geometry, window_geometry
 from . import _threads, accel, tapcols, winograd
-from .accel import implicit
+from .accel import implicit, winograd_s2
 from .padding import (check_pads_fit, check_data_format, check_pad_mode, from_channels_last,
                       layout_of, layout_shape, pad_nhwc, pad_nhwc_backward, to_channels_last)
 from .windows import offset_window, pad_for_windows, window_view, windows_backward
@@ -435,6 +435,11 @@ def conv_plan(x_shape, kernel_shape, strides=1, padding="valid", dilation_rate=1
                      with at least 16 input channels and a multiple of 16 filters: the
                      register-tile product of :mod:`convkit.ops.accel.implicit`, bias and
                      ReLU in registers)
+    ``"winograd_s2"`` ungrouped float32 3x3, stride 2, dilation 1, at least 16 input
+                     channels, a multiple of 16 filters, output width cut into 4-wide tiles
+                     with at most 15 % waste: F(4, 2) along the width, 75 % of the
+                     multiplies (:mod:`convkit.ops.accel.winograd_s2`, bias and ReLU fused);
+                     its gradients are the ``"im2col"`` ones
     ``"implicit"``   ungrouped float32, at least 16 input channels, a multiple of 16
                      filters: the forward as an implicit product, no columns, the output
                      tile, bias and ReLU in registers (:mod:`convkit.ops.accel.implicit`);
@@ -484,6 +489,9 @@ def _choose(batch: int, kernel_shape, geo: Geometry, groups: int, dtype,
             return "wide"
         if c_g * filters <= DIRECT_MAX_CHANNEL_PAIRS and min(kh, kw) >= DIRECT_MIN_KERNEL:
             return "direct"
+        if winograd_s2.applies(kernel_shape, geo.strides, geo.dilation, groups, dtype) \
+                and _s2_tile_waste(geo.out_hw[1]) <= S2_MAX_TILE_WASTE:
+            return "winograd_s2"
         if implicit.applies(kernel_shape, groups, dtype):
             return "implicit"
         return "im2col"
@@ -561,6 +569,8 @@ def _fast_forward(s: _ConvSetup, plan: str, bias, relu: bool) -> np.ndarray:
         return accel.conv2d_direct_forward(x, kernel, bias, geo, relu)
     if plan == "implicit":
         return accel.conv2d_implicit_forward(x, kernel, bias, geo, relu)
+    if plan == "winograd_s2":
+        return winograd_s2.conv3x3_s2_forward(x, kernel, bias, geo.pads, relu)
     if plan == "depthwise":
         y = accel.depthwise_conv2d_forward(x, kernel, bias, geo, filters // s.groups)
         if relu:
@@ -615,7 +625,7 @@ def _fast_backward(s: _ConvSetup, plan: str, dyl: np.ndarray, yl, input_grad: bo
     if plan == "wide":      # ReLU mask, kernel, bias and input gradients in one pass
         dx, dkernel, dbias = accel.conv2d_wide_backward(dy, x, kernel, geo, yl, input_grad)
         return _fold_padding(s, dx), dkernel, dbias
-    if plan == "implicit":
+    if plan in ("implicit", "winograd_s2"):
         plan = "im2col"                          # the gradients are products over columns
     if (plan == "im2col" or plan == "direct" and not input_grad) and _small_kernel_grad(s):
         # one pass over dy: ReLU mask, kernel and bias gradients, no columns
@@ -671,6 +681,15 @@ def _small_kernel_grad(s: _ConvSetup) -> bool:
 #: the Winograd input gradient is used when its 4x4 tiles cover at most this much more area
 #: than the input (beyond it, im2col's products are cheaper)
 MAX_TILE_WASTE = 1.3
+#: the most 4-wide tiles may overshoot a stride-2 output's width for ``"winograd_s2"``:
+#: 9 products per tile against 3 per output pixel directly, so at 1.15 (e.g. 8 columns
+#: of tiles for 7) the tiles still save about 14 % of the multiplies
+S2_MAX_TILE_WASTE = 1.15
+
+
+def _s2_tile_waste(w_out: int) -> float:
+    """Columns the 4-wide tiles of ``"winograd_s2"`` compute per output column."""
+    return -(-w_out // winograd_s2.TILE) * winograd_s2.TILE / max(w_out, 1)
 
 
 def _tile_waste(hw) -> float:

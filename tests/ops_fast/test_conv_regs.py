@@ -234,7 +234,9 @@ def test_border_taps_hand_computed():
 
 def test_planner_takes_it_for_float32_only():
     shape, kernel = (8, 56, 56, 64), (3, 3, 64, 128)
-    assert conv_plan(shape, kernel, strides=2, padding=1) == "implicit"
+    assert conv_plan(shape, kernel, strides=2, padding=1) == "winograd_s2"
+    assert conv_plan(shape, kernel, strides=2, padding=1, dilation_rate=2) == "implicit"
+    assert conv_plan(shape, (5, 5, 64, 128), strides=2, padding=1) == "implicit"
     assert conv_plan(shape, kernel, strides=2, padding=1, dtype=np.float64) == "im2col"
     assert conv_plan(shape, (3, 3, 64, 120), strides=2, padding=1) == "im2col"   # 120 % 16
     assert conv_plan(shape, (3, 3, 8, 16), strides=2, padding=1) == "im2col"     # C < 16

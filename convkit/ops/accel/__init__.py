@@ -35,6 +35,7 @@ output size); arrays are NHWC::
     conv2d_direct_backward(dy, x, kernel, geo)     -> dx, dkernel, dbias
     conv2d_wide_forward(x, kernel, bias, geo, relu) -> y   (stride 1, few channels)
     conv2d_wide_backward(dy, x, kernel, geo, relu_y, input_grad) -> dx, dkernel, dbias
+    conv3x3_s2_forward(x, kernel (3, 3, Cin, Cout), bias, pads, relu) -> y  (stride 2)
     im2col(x, geo)                                 -> (N*Ho*Wo, kh*kw*C)
     col2im(dcols, geo, x_shape)                    -> dx (N, H, W, C)
     bias_act_(y, bias, relu)                       y += bias (then ReLU), in place
@@ -54,6 +55,7 @@ The package, one module per idea:
     im2col.py       im2col / col2im for the GEMM paths
     kernel_grad.py  one-pass kernel and bias gradients for few taps (ReLU mask fused)
     elementwise.py  bias (+ ReLU) in place, ReLU gradient
+    winograd_s2.py  stride-2 3x3 convolution by Winograd F(4, 2) along the width
     spin.py         bounded GIL-free spin-waits for the thread pool's hand-offs
 
 Everything below is importable from :mod:`convkit.ops.accel` itself.
@@ -89,6 +91,7 @@ from .kernel_grad import (SMALL_KGRAD_MAX_CELLS, SMALL_KGRAD_MIN_FILTERS,
 from .pooling import (SMALL_POOL, avg_pool2d_backward, avg_pool2d_forward,
                       max_pool2d_backward, max_pool2d_backward_direct, max_pool2d_forward,
                       max_pool2d_values)
+from .winograd_s2 import conv3x3_s2_forward
 
 __all__ = [
     "available", "enabled", "threaded", "set_backend", "get_backend", "use_backend",
@@ -99,6 +102,6 @@ __all__ = [
     "depthwise_conv2d_forward", "depthwise_conv2d_backward",
     "conv2d_direct_forward", "conv2d_direct_backward", "conv2d_wide_forward",
     "conv2d_wide_backward",
-    "conv2d_implicit_forward", "im2col", "col2im", "bias_act_", "bias_act_rows",
+    "conv2d_implicit_forward", "conv3x3_s2_forward", "im2col", "col2im", "bias_act_", "bias_act_rows",
     "relu_backward", "conv2d_kernel_grad_small",
 ]

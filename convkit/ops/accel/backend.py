@@ -150,7 +150,8 @@ def jit(func, where: str, fastmath=FASTMATH, helpers=(), slp: bool = False):
     ``numba.njit(cache=True, nogil=True)``, serial (the threads come from
     :func:`convkit.ops._threads.run_chunks`, which calls it on ranges of rows).
 
-    ``helpers`` are module-level functions the kernel calls; they are compiled first and
+    ``helpers`` are module-level functions the kernel calls; they are compiled first (with
+    this kernel's ``fastmath``; a helper given already compiled keeps its own options) and
     replaced in the kernel's module by their compiled versions. ``slp=True`` compiles with
     LLVM's SLP vectorizer on (:func:`_compile_with_slp`). Later calls return the same
     dispatcher. Raises :class:`ConvkitError` naming ``where`` when numba is unavailable.
@@ -161,7 +162,9 @@ def jit(func, where: str, fastmath=FASTMATH, helpers=(), slp: bool = False):
     dispatcher = _compiled.get(func)
     if dispatcher is None:
         for helper in helpers:
-            if not hasattr(helper, "py_func"):
+            if hasattr(helper, "py_func"):      # compiled already, with its own options
+                func.__globals__[helper.py_func.__name__] = helper
+            else:
                 func.__globals__[helper.__name__] = jit(helper, where, fastmath)
         options = dict(nogil=True, fastmath=set(fastmath) if fastmath else False)
         try:
