@@ -490,7 +490,7 @@ def _choose(batch: int, kernel_shape, geo: Geometry, groups: int, dtype,
         if c_g * filters <= DIRECT_MAX_CHANNEL_PAIRS and min(kh, kw) >= DIRECT_MIN_KERNEL:
             return "direct"
         if winograd_s2.applies(kernel_shape, geo.strides, geo.dilation, groups, dtype) \
-                and _s2_tile_waste(geo.out_hw[1]) <= S2_MAX_TILE_WASTE:
+                and _tile_waste(geo.out_hw[1:], winograd_s2.TILE) <= S2_MAX_TILE_WASTE:
             return "winograd_s2"
         if implicit.applies(kernel_shape, groups, dtype):
             return "implicit"
@@ -687,15 +687,13 @@ MAX_TILE_WASTE = 1.3
 S2_MAX_TILE_WASTE = 1.15
 
 
-def _s2_tile_waste(w_out: int) -> float:
-    """Columns the 4-wide tiles of ``"winograd_s2"`` compute per output column."""
-    return -(-w_out // winograd_s2.TILE) * winograd_s2.TILE / max(w_out, 1)
-
-
-def _tile_waste(hw) -> float:
-    """Area of the 4x4 Winograd tiles covering an ``hw`` image, over the image's area."""
-    tiled = [-(-v // winograd.TILE) * winograd.TILE for v in hw]
-    return tiled[0] * tiled[1] / (hw[0] * hw[1])
+def _tile_waste(sizes, tile: int = winograd.TILE) -> float:
+    """Cells of the ``tile``-wide tiles covering an array of ``sizes`` (one per axis), over
+    the array's cells: 4x4 Winograd tiles over an ``(H, W)`` image by default."""
+    waste = 1.0
+    for v in sizes:
+        waste *= -(-v // tile) * tile / max(v, 1)
+    return waste
 
 
 #: per thread, the ungrouped im2col path builds the columns of this many bytes of images at a

@@ -50,6 +50,7 @@ import numpy as np
 from ..errors import ShapeError
 from . import _threads, accel
 from .accel.backend import _run
+from .accel.checks import _pads
 
 __all__ = ["available", "conv3x3_winograd_forward", "conv3x3_winograd_input_grad",
            "conv3x3_winograd_kernel_grad", "conv_stride1_kernel_grad", "winograd_matrices"]
@@ -291,18 +292,6 @@ def _k_pad_copy(x, xp, top, left, lo, hi):
 
 
 # ============================================================================ public API
-def _pads(where, pads):
-    try:
-        (top, bottom), (left, right) = pads
-        values = tuple(int(p) for p in (top, bottom, left, right))
-    except (TypeError, ValueError):
-        raise ShapeError(f"{where}: pads must be ((top, bottom), (left, right)) ints, "
-                         f"got {pads!r}") from None
-    if min(values) < 0:
-        raise ShapeError(f"{where}: pads must not be negative, got {pads!r}")
-    return values
-
-
 def _check_input(where, x, kernel):
     x = np.asarray(x)
     if x.ndim != 4 or x.dtype not in (np.float32, np.float64):

@@ -102,6 +102,6 @@ __all__ = [
     "depthwise_conv2d_forward", "depthwise_conv2d_backward",
     "conv2d_direct_forward", "conv2d_direct_backward", "conv2d_wide_forward",
     "conv2d_wide_backward",
-    "conv2d_implicit_forward", "conv3x3_s2_forward", "im2col", "col2im", "bias_act_", "bias_act_rows",
-    "relu_backward", "conv2d_kernel_grad_small",
+    "conv2d_implicit_forward", "conv3x3_s2_forward", "im2col", "col2im", "bias_act_",
+    "bias_act_rows", "relu_backward", "conv2d_kernel_grad_small",
 ]

@@ -1,6 +1,7 @@
 """Argument checks shared by the kernels' wrappers: NHWC float arrays, a
 :class:`convkit.shapes.Geometry` that fits the input, ``dy`` of the output's shape, and the
-geometry as the plain integers the kernels take, and ``out=`` buffers.
+geometry as the plain integers the kernels take, zero pads as four integers, and ``out=``
+buffers.
 
 Every check raises :class:`convkit.errors.ShapeError` naming the calling function (``where``).
 """
@@ -49,6 +50,20 @@ def _geo_ints(geo: Geometry):
     (top, _), (left, _) = geo.pads
     return kh, kw, sh, sw, dh, dw, top, left
 
+
+
+def _pads(where: str, pads):
+    """``(top, bottom, left, right)`` ints from zero pads ``((top, bottom), (left, right))``,
+    none negative."""
+    try:
+        (top, bottom), (left, right) = pads
+        values = tuple(int(p) for p in (top, bottom, left, right))
+    except (TypeError, ValueError):
+        raise ShapeError(f"{where}: pads must be ((top, bottom), (left, right)) ints, "
+                         f"got {pads!r}") from None
+    if min(values) < 0:
+        raise ShapeError(f"{where}: pads must not be negative, got {pads!r}")
+    return values
 
 
 def _out_array(where: str, out, shape, dtype) -> np.ndarray:

@@ -54,6 +54,7 @@ from ...errors import ShapeError
 from .. import _threads
 from ._conv_regs import LANES, _k_gemm_regs
 from .backend import jit
+from .checks import _pads
 from .implicit import REGISTER_FASTMATH
 
 __all__ = ["applies", "conv3x3_s2_forward", "s2_matrices", "TILE", "POINTS"]
@@ -279,14 +280,7 @@ def conv3x3_s2_forward(x: np.ndarray, kernel: np.ndarray, bias, pads,
             or kernel.shape[3] % LANES or kernel.shape[3] == 0:
         raise ShapeError(f"{where}: kernel must be (3, 3, {x.shape[3]}, F) with F a multiple "
                          f"of {LANES} for input shape {x.shape}, got {kernel.shape}")
-    try:
-        (top, bottom), (left, right) = pads
-        top, bottom, left, right = (int(p) for p in (top, bottom, left, right))
-    except (TypeError, ValueError):
-        raise ShapeError(f"{where}: pads must be ((top, bottom), (left, right)) ints, "
-                         f"got {pads!r}") from None
-    if min(top, bottom, left, right) < 0:
-        raise ShapeError(f"{where}: pads must not be negative, got {pads!r}")
+    top, bottom, left, right = _pads(where, pads)
     n_batch, height, width, c_in = x.shape
     filters = kernel.shape[3]
     h_out = (height + top + bottom - 3) // 2 + 1
@@ -312,9 +306,9 @@ def conv3x3_s2_forward(x: np.ndarray, kernel: np.ndarray, bias, pads,
     chunk_rows = max(step, CHUNK_BYTES // row_bytes // step * step)
 
     def work(lo, hi):
-        v, m = _workspace(min(chunk_rows, hi - lo) * tiles_w, c_in, filters)
-        driver(x, u, b, zero, y, v, m, top, left, tiles_w, min(chunk_rows, hi - lo),
-               bool(relu), lo, hi)
+        rows = min(chunk_rows, hi - lo)
+        v, m = _workspace(rows * tiles_w, c_in, filters)
+        driver(x, u, b, zero, y, v, m, top, left, tiles_w, rows, bool(relu), lo, hi)
 
     _threads.run_chunks(work, n_batch * h_out, single_blas=False)
     return y
