@@ -439,7 +439,8 @@ def conv_plan(x_shape, kernel_shape, strides=1, padding="valid", dilation_rate=1
                      channels, a multiple of 16 filters, output width cut into 4-wide tiles
                      with at most 15 % waste: F(4, 2) along the width, 75 % of the
                      multiplies (:mod:`convkit.ops.accel.winograd_s2`, bias and ReLU fused);
-                     its gradients are the ``"im2col"`` ones
+                     its gradients by the transforms' adjoints, also 75 % (input channels
+                     a multiple of 16; else the ``"im2col"`` ones)
     ``"implicit"``   ungrouped float32, at least 16 input channels, a multiple of 16
                      filters: the forward as an implicit product, no columns, the output
                      tile, bias and ReLU in registers (:mod:`convkit.ops.accel.implicit`);
@@ -624,6 +625,12 @@ def _fast_backward(s: _ConvSetup, plan: str, dyl: np.ndarray, yl, input_grad: bo
         plan = fallback
     if plan == "wide":      # ReLU mask, kernel, bias and input gradients in one pass
         dx, dkernel, dbias = accel.conv2d_wide_backward(dy, x, kernel, geo, yl, input_grad)
+        return _fold_padding(s, dx), dkernel, dbias
+    if plan == "winograd_s2" and winograd_s2.backward_applies(kernel.shape, geo.strides,
+                                                              geo.dilation, s.groups, s.dtype):
+        # the transforms' adjoints, ReLU mask and bias gradient fused (9 products, not 12)
+        dx, dkernel, dbias = winograd_s2.conv3x3_s2_backward(dy, x, kernel, geo.pads, yl,
+                                                             input_grad)
         return _fold_padding(s, dx), dkernel, dbias
     if plan in ("implicit", "winograd_s2"):
         plan = "im2col"                          # the gradients are products over columns

@@ -52,12 +52,13 @@ import numpy as np
 
 from ...errors import ShapeError
 from .. import _threads
-from ._conv_regs import LANES, _k_gemm_regs
+from ._conv_regs import LANES, _k_gemm_regs, _k_gemm_tn_regs
 from .backend import jit
 from .checks import _pads
 from .implicit import REGISTER_FASTMATH
 
-__all__ = ["applies", "conv3x3_s2_forward", "s2_matrices", "TILE", "POINTS"]
+__all__ = ["applies", "backward_applies", "conv3x3_s2_backward", "conv3x3_s2_forward",
+           "s2_matrices", "TILE", "POINTS"]
 
 TILE = 4            # outputs per tile along the width
 POINTS = 9          # 5 Winograd points of the even columns + 4 odd columns
@@ -67,6 +68,10 @@ CHUNK_BYTES = 1048576
 MIN_CHANNELS = 16
 
 _local = threading.local()
+
+# float32 constants for the compiled transforms (an integer literal times a float32 value
+# would be computed in float64 there, at half the vector width)
+two, three, four, eight = np.float32(2), np.float32(3), np.float32(4), np.float32(8)
 
 
 def s2_matrices(dtype=np.float64):
@@ -146,19 +151,19 @@ def _k_s2_input(x, v, top, left, q0, q1, tiles_w, h_out):
                 # (nine loads and nine stores in one loop exceed its alias-check budget)
                 v0 = v[0, row]
                 for c in range(channels):
-                    v0[base + c] = 2 * (e0[c] - e2[c]) - e1[c] + e3[c]
+                    v0[base + c] = two * (e0[c] - e2[c]) - e1[c] + e3[c]
                 v1 = v[1, row]
                 for c in range(channels):
-                    v1[base + c] = 2 * e1[c] + e2[c] - e3[c]
+                    v1[base + c] = two * e1[c] + e2[c] - e3[c]
                 v2 = v[2, row]
                 for c in range(channels):
-                    v2[base + c] = 3 * e2[c] - 2 * e1[c] - e3[c]
+                    v2[base + c] = three * e2[c] - two * e1[c] - e3[c]
                 v3 = v[3, row]
                 for c in range(channels):
                     v3[base + c] = e3[c] - e1[c]
                 v4 = v[4, row]
                 for c in range(channels):
-                    v4[base + c] = 2 * (e1[c] - e3[c]) - e2[c] + e4[c]
+                    v4[base + c] = two * (e1[c] - e3[c]) - e2[c] + e4[c]
                 for p, odd in enumerate((o0, o1, o2, o3)):
                     vp = v[5 + p, row]
                     for c in range(channels):
@@ -200,11 +205,11 @@ def _k_s2_output(m, bias, y, q0, q1, tiles_w, relu):
             for f in range(filters):
                 d0[f] = m0[f] + m1[f] + m2[f] + m3[f] + m5[f] + bias[f]
             for f in range(filters):
-                d1[f] = m1[f] - m2[f] + 2 * m3[f] + m6[f] + bias[f]
+                d1[f] = m1[f] - m2[f] + two * m3[f] + m6[f] + bias[f]
             for f in range(filters):
-                d2[f] = m1[f] + m2[f] + 4 * m3[f] + m7[f] + bias[f]
+                d2[f] = m1[f] + m2[f] + four * m3[f] + m7[f] + bias[f]
             for f in range(filters):
-                d3[f] = m1[f] - m2[f] + 8 * m3[f] + m4[f] + m8[f] + bias[f]
+                d3[f] = m1[f] - m2[f] + eight * m3[f] + m4[f] + m8[f] + bias[f]
             if 4 * t + 4 > w_out:
                 for j in range(w_out - 4 * t):
                     dst[4 * t + j, :] = out[j]
@@ -212,7 +217,7 @@ def _k_s2_output(m, bias, y, q0, q1, tiles_w, relu):
                 for j in range(min(4, w_out - 4 * t)):
                     row_out = dst[4 * t + j]
                     for f in range(filters):
-                        row_out[f] = max(row_out[f], 0)
+                        row_out[f] = max(row_out[f], np.float32(0))
 
 
 def _k_s2_forward(x, u, bias, zero, y, v, m, top, left, tiles_w, chunk_rows, relu, lo, hi):
@@ -228,25 +233,223 @@ def _k_s2_forward(x, u, bias, zero, y, v, m, top, left, tiles_w, chunk_rows, rel
         _k_s2_output(m, bias, y, q0, q1, tiles_w, relu)
 
 
+def _k_s2_dy(dy, y, m, dbias, q0, q1, tiles_w, relu):
+    """The adjoint of the output transform for the output rows ``q0:q1``: ``m[p, (q - q0)
+    * tiles_w + t]`` = ``sum_j A^T[j, p] g_j`` for the five Winograd points and ``g_j`` for
+    the four odd ones, ``g`` the tile's four columns of ``dy (N, H_out, W_out, F)`` (zero
+    past ``W_out``; with ``relu``, zero where ``y <= 0``). ``dbias += sum_j g_j``."""
+    h_out, w_out, filters = dy.shape[1], dy.shape[2], dy.shape[3]
+    g = np.empty((4, filters), dtype=dy.dtype)
+    for q in range(q0, q1):
+        n = q // h_out
+        i = q - n * h_out
+        src = dy[n, i]                                           # (W_out, F)
+        ysrc = y[n, i]
+        for t in range(tiles_w):
+            row = (q - q0) * tiles_w + t
+            cols = min(4, w_out - 4 * t)
+            if cols == 4 and not relu:
+                g0 = src[4 * t]
+                g1 = src[4 * t + 1]
+                g2 = src[4 * t + 2]
+                g3 = src[4 * t + 3]
+            else:                             # masked by the ReLU, or the cut last tile
+                for j in range(4):
+                    gj = g[j]
+                    if j < cols:
+                        sj = src[4 * t + j]
+                        yj = ysrc[4 * t + j]
+                        if relu:
+                            for f in range(filters):
+                                gj[f] = sj[f] if yj[f] > 0 else 0
+                        else:
+                            for f in range(filters):
+                                gj[f] = sj[f]
+                    else:
+                        for f in range(filters):
+                            gj[f] = 0
+                g0 = g[0]
+                g1 = g[1]
+                g2 = g[2]
+                g3 = g[3]
+            m1 = m[1, row]
+            for f in range(filters):
+                m1[f] = g0[f] + g1[f] + g2[f] + g3[f]
+                dbias[f] += m1[f]
+            m2 = m[2, row]
+            for f in range(filters):
+                m2[f] = g0[f] - g1[f] + g2[f] - g3[f]
+            m3 = m[3, row]
+            for f in range(filters):
+                m3[f] = g0[f] + two * g1[f] + four * g2[f] + eight * g3[f]
+            for p, gp in ((0, g0), (4, g3), (5, g0), (6, g1), (7, g2), (8, g3)):
+                mp = m[p, row]
+                for f in range(filters):
+                    mp[f] = gp[f]
+
+
+def _k_s2_input_adjoint(v, dx, side, top, left, q0, q1, lo, tiles_w, h_out):
+    """The adjoint of :func:`_k_s2_input` for the output rows ``q0:q1`` of a thread whose
+    range starts at ``lo``: each tile's nine columns of ``v[:, row, r*C:(r+1)*C]`` go back
+    through ``B`` onto the nine input columns of its window on input row ``2i - top + r``.
+
+    An input row is written (not added to) by the first output row that reads it; the
+    column shared by neighbouring tiles and the row shared by neighbouring output rows
+    (``r = 2`` of row ``i``, ``r = 0`` of row ``i + 1``) are added the second time. The
+    shared row at the start of a thread's range goes to ``side (W, C)`` instead (the
+    previous thread writes it too); the caller adds it. Columns in the padding go to a
+    scratch row each; rows in the padding are skipped."""
+    height, width, channels = dx.shape[1], dx.shape[2], dx.shape[3]
+    junk = np.empty((9, channels), dtype=dx.dtype)
+    for q in range(q0, q1):
+        n = q // h_out
+        i = q - n * h_out
+        for r in range(3):
+            ih = 2 * i - top + r
+            if ih < 0 or ih >= height:
+                continue
+            base = r * channels
+            shared = r == 0 and i > 0              # row written by output row i - 1 already
+            if shared and q == lo:
+                dst = side
+                add_row = False
+            else:
+                dst = dx[n, ih]                                  # (W, C)
+                add_row = shared
+            for t in range(tiles_w):
+                row = (q - q0) * tiles_w + t
+                a0 = v[0, row, base:base + channels]
+                a1 = v[1, row, base:base + channels]
+                a2 = v[2, row, base:base + channels]
+                a3 = v[3, row, base:base + channels]
+                a4 = v[4, row, base:base + channels]
+                a5 = v[5, row, base:base + channels]
+                a6 = v[6, row, base:base + channels]
+                a7 = v[7, row, base:base + channels]
+                a8 = v[8, row, base:base + channels]
+                w0 = 8 * t - left
+                c0 = dst[w0] if w0 >= 0 and w0 < width else junk[0]
+                c1 = dst[w0 + 1] if w0 + 1 >= 0 and w0 + 1 < width else junk[1]
+                c2 = dst[w0 + 2] if w0 + 2 >= 0 and w0 + 2 < width else junk[2]
+                c3 = dst[w0 + 3] if w0 + 3 >= 0 and w0 + 3 < width else junk[3]
+                c4 = dst[w0 + 4] if w0 + 4 >= 0 and w0 + 4 < width else junk[4]
+                c5 = dst[w0 + 5] if w0 + 5 >= 0 and w0 + 5 < width else junk[5]
+                c6 = dst[w0 + 6] if w0 + 6 >= 0 and w0 + 6 < width else junk[6]
+                c7 = dst[w0 + 7] if w0 + 7 >= 0 and w0 + 7 < width else junk[7]
+                c8 = dst[w0 + 8] if w0 + 8 >= 0 and w0 + 8 < width else junk[8]
+                # one loop per column (see _k_s2_input)
+                if add_row or t > 0:
+                    for c in range(channels):
+                        c0[c] += two * a0[c]
+                else:
+                    for c in range(channels):
+                        c0[c] = two * a0[c]
+                if add_row:
+                    for c in range(channels):
+                        c1[c] += a5[c]
+                    for c in range(channels):
+                        c2[c] += two * (a1[c] + a4[c] - a2[c]) - a0[c] - a3[c]
+                    for c in range(channels):
+                        c3[c] += a6[c]
+                    for c in range(channels):
+                        c4[c] += a1[c] + three * a2[c] - two * a0[c] - a4[c]
+                    for c in range(channels):
+                        c5[c] += a7[c]
+                    for c in range(channels):
+                        c6[c] += a0[c] - a1[c] - a2[c] + a3[c] - two * a4[c]
+                    for c in range(channels):
+                        c7[c] += a8[c]
+                    for c in range(channels):
+                        c8[c] += a4[c]
+                else:
+                    for c in range(channels):
+                        c1[c] = a5[c]
+                    for c in range(channels):
+                        c2[c] = two * (a1[c] + a4[c] - a2[c]) - a0[c] - a3[c]
+                    for c in range(channels):
+                        c3[c] = a6[c]
+                    for c in range(channels):
+                        c4[c] = a1[c] + three * a2[c] - two * a0[c] - a4[c]
+                    for c in range(channels):
+                        c5[c] = a7[c]
+                    for c in range(channels):
+                        c6[c] = a0[c] - a1[c] - a2[c] + a3[c] - two * a4[c]
+                    for c in range(channels):
+                        c7[c] = a8[c]
+                    for c in range(channels):
+                        c8[c] = a4[c]
+
+
+def _k_s2_backward(x, dy, y, ut, zero, dx, side, du, dbias, v, m, top, left, tiles_w,
+                   chunk_rows, relu, with_input, lo, hi):
+    """Gradients for the output rows ``lo:hi`` (over ``N*H_out``), ``chunk_rows`` at a
+    time: ``dy`` through the output transform's adjoint into ``m``, the input transform
+    into ``v`` and ``du[min(p, 5)] += v[p]^T @ m[p]``; with ``with_input`` then ``v[p] =
+    m[p] @ ut[min(p, 5)]`` and the input transform's adjoint into ``dx`` (see
+    :func:`_k_s2_input_adjoint` for ``side``)."""
+    h_out = dy.shape[1]
+    for q0 in range(lo, hi, chunk_rows):
+        q1 = min(q0 + chunk_rows, hi)
+        rows = (q1 - q0) * tiles_w
+        _k_s2_dy(dy, y, m, dbias, q0, q1, tiles_w, relu)
+        _k_s2_input(x, v, top, left, q0, q1, tiles_w, h_out)
+        for p in range(9):
+            _k_gemm_tn_regs(v[p], m[p], du[min(p, 5)], rows, 0, rows)
+        if with_input:
+            for p in range(9):
+                _k_gemm_regs(m[p], ut[min(p, 5)], zero, v[p], 0, rows)
+            _k_s2_input_adjoint(v, dx, side, top, left, q0, q1, lo, tiles_w, h_out)
+
+
 # ============================================================================ public API
-def _k_s2_kernel_transform(k, u):
+def _k_s2_kernel_transform(k, u, transposed):
     """``u (6, 3*C_in, F)`` from ``k (3, 3, C_in, F)``: ``u[p] = G[p, 0] k[:, 0] + G[p, 1]
     k[:, 2]`` for the five Winograd points (in float64, then rounded), ``u[5] = k[:, 1]``
     for the four odd columns (one matrix serves all four); kernel rows and channels
-    flattened as ``V``'s columns."""
+    flattened as ``V``'s columns. With ``transposed``, ``u (6, F, 3*C_in)`` gets each matrix
+    transposed (the input gradient's products)."""
     channels, filters = k.shape[2], k.shape[3]
     for r in range(3):
         for c in range(channels):
             row = r * channels + c
             for f in range(filters):
+                i, j = (f, row) if transposed else (row, f)
                 k0 = np.float64(k[r, 0, c, f])
                 k2 = np.float64(k[r, 2, c, f])
-                u[0, row, f] = k0 / 2
-                u[1, row, f] = (k0 + k2) / 2
-                u[2, row, f] = (k0 - k2) / 6
-                u[3, row, f] = (k0 + 2 * k2) / 6
-                u[4, row, f] = k2
-                u[5, row, f] = k[r, 1, c, f]
+                u[0, i, j] = k0 / 2
+                u[1, i, j] = (k0 + k2) / 2
+                u[2, i, j] = (k0 - k2) / 6
+                u[3, i, j] = (k0 + 2 * k2) / 6
+                u[4, i, j] = k2
+                u[5, i, j] = k[r, 1, c, f]
+
+
+def _k_s2_kernel_grad(du, dk):
+    """``dk (3, 3, C_in, F)`` from the threads' partial sums ``du (P, 6, 3*C_in, F)`` of
+    ``V[p]^T @ M[p]``: the adjoint of the kernel transform, ``G^T`` on the five Winograd
+    points for the kernel columns 0 and 2, the odd points' sum for column 1 (in float64,
+    then rounded)."""
+    parts, channels, filters = du.shape[0], dk.shape[2], dk.shape[3]
+    for r in range(3):
+        for c in range(channels):
+            row = r * channels + c
+            for f in range(filters):
+                s0 = 0.0
+                s1 = 0.0
+                s2 = 0.0
+                s3 = 0.0
+                s4 = 0.0
+                s5 = 0.0
+                for q in range(parts):
+                    s0 += du[q, 0, row, f]
+                    s1 += du[q, 1, row, f]
+                    s2 += du[q, 2, row, f]
+                    s3 += du[q, 3, row, f]
+                    s4 += du[q, 4, row, f]
+                    s5 += du[q, 5, row, f]
+                dk[r, 0, c, f] = (s0 + s1) / 2 + (s2 + s3) / 6
+                dk[r, 1, c, f] = s5
+                dk[r, 2, c, f] = s1 / 2 - s2 / 6 + s3 / 3 + s4
 
 
 def _workspace(rows: int, c_in: int, filters: int):
@@ -260,6 +463,28 @@ def _workspace(rows: int, c_in: int, filters: int):
     return cached[1], cached[2]
 
 
+def _checked(where: str, x, kernel, pads):
+    """``(x, kernel, (top, left), (H_out, W_out))`` for the public functions, after
+    checking ``x (N, H, W, C_in)`` float32, ``kernel (3, 3, C_in, F)`` with ``F`` a
+    multiple of :data:`LANES` and zero ``pads`` that leave an output."""
+    x = np.ascontiguousarray(x)
+    kernel = np.asarray(kernel)
+    if x.ndim != 4 or x.dtype != np.float32:
+        raise ShapeError(f"{where}: expected a float32 (batch, height, width, channels) "
+                         f"input, got {x.dtype} {x.shape}")
+    if kernel.ndim != 4 or kernel.shape[:3] != (3, 3, x.shape[3]) \
+            or kernel.shape[3] % LANES or kernel.shape[3] == 0:
+        raise ShapeError(f"{where}: kernel must be (3, 3, {x.shape[3]}, F) with F a multiple "
+                         f"of {LANES} for input shape {x.shape}, got {kernel.shape}")
+    top, bottom, left, right = _pads(where, pads)
+    h_out = (x.shape[1] + top + bottom - 3) // 2 + 1
+    w_out = (x.shape[2] + left + right - 3) // 2 + 1
+    if h_out <= 0 or w_out <= 0:
+        raise ShapeError(f"{where}: output size would be {h_out}x{w_out} for input shape "
+                         f"{x.shape} and pads {pads!r}")
+    return x, kernel, (top, left), (h_out, w_out)
+
+
 def conv3x3_s2_forward(x: np.ndarray, kernel: np.ndarray, bias, pads,
                        relu: bool = False) -> np.ndarray:
     """Ungrouped 3x3 convolution, stride 2, dilation 1, float32, by F(4, 2) along the width.
@@ -271,39 +496,20 @@ def conv3x3_s2_forward(x: np.ndarray, kernel: np.ndarray, bias, pads,
     rounding (see the module docstring).
     """
     where = "conv3x3_s2_forward"
-    x = np.asarray(x)
-    kernel = np.asarray(kernel)
-    if x.ndim != 4 or x.dtype != np.float32:
-        raise ShapeError(f"{where}: expected a float32 (batch, height, width, channels) "
-                         f"input, got {x.dtype} {x.shape}")
-    if kernel.ndim != 4 or kernel.shape[:3] != (3, 3, x.shape[3]) \
-            or kernel.shape[3] % LANES or kernel.shape[3] == 0:
-        raise ShapeError(f"{where}: kernel must be (3, 3, {x.shape[3]}, F) with F a multiple "
-                         f"of {LANES} for input shape {x.shape}, got {kernel.shape}")
-    top, bottom, left, right = _pads(where, pads)
-    n_batch, height, width, c_in = x.shape
+    x, kernel, (top, left), (h_out, w_out) = _checked(where, x, kernel, pads)
+    n_batch, _, _, c_in = x.shape
     filters = kernel.shape[3]
-    h_out = (height + top + bottom - 3) // 2 + 1
-    w_out = (width + left + right - 3) // 2 + 1
-    if h_out <= 0 or w_out <= 0:
-        raise ShapeError(f"{where}: output size would be {h_out}x{w_out} for input shape "
-                         f"{x.shape} and pads {pads!r}")
     b = np.zeros(filters, np.float32) if bias is None else np.ascontiguousarray(bias,
                                                                                 np.float32)
     if b.shape != (filters,):
         raise ShapeError(f"{where}: bias must have shape ({filters},), got {b.shape}")
-    driver, kernel_transform = _compiled(where)
-    x = np.ascontiguousarray(x)
+    driver, kernel_transform, _ = _compiled(where)
     u = np.empty((6, 3 * c_in, filters), np.float32)
-    kernel_transform(np.ascontiguousarray(kernel, np.float32), u)
+    kernel_transform(np.ascontiguousarray(kernel, np.float32), u, False)
     zero = np.zeros(filters, np.float32)
     tiles_w = -(-w_out // TILE)
     y = np.empty((n_batch, h_out, w_out, filters), np.float32)
-    row_bytes = POINTS * tiles_w * (3 * c_in + filters) * 4
-    # whole 8-row register tiles per chunk where the tile count allows (a chunk's last
-    # rows otherwise take the product's slower one-row tail)
-    step = 8 // math.gcd(tiles_w, 8)
-    chunk_rows = max(step, CHUNK_BYTES // row_bytes // step * step)
+    chunk_rows = _chunk_rows(tiles_w, c_in, filters)
 
     def work(lo, hi):
         rows = min(chunk_rows, hi - lo)
@@ -314,10 +520,117 @@ def conv3x3_s2_forward(x: np.ndarray, kernel: np.ndarray, bias, pads,
     return y
 
 
+def backward_applies(kernel_shape, strides, dilation, groups: int, dtype) -> bool:
+    """Whether :func:`conv3x3_s2_backward` takes this convolution's gradients: as
+    :func:`applies`, with the input channels a multiple of :data:`LANES` (``3*C_in`` is the
+    width of the input gradient's products)."""
+    return applies(kernel_shape, strides, dilation, groups, dtype) \
+        and kernel_shape[2] % LANES == 0
+
+
+def conv3x3_s2_backward(dy: np.ndarray, x: np.ndarray, kernel: np.ndarray, pads, y=None,
+                        input_grad: bool = True):
+    """Gradients of :func:`conv3x3_s2_forward` by the adjoints of its transforms.
+
+    ``dy (N, H_out, W_out, F)``, ``x (N, H, W, C_in)`` and ``kernel (3, 3, C_in, F)``
+    float32 (``C_in`` and ``F`` multiples of :data:`LANES`), zero ``pads`` as for the
+    forward; ``y`` the forward's output when it had ``relu=True`` (``dy`` counts only where
+    ``y > 0``). Returns ``(dx (N, H, W, C_in) or None, dkernel (3, 3, C_in, F), dbias
+    (F,))``. With ``g`` the four columns of ``dy`` of a tile and ``M = [A g ; g]`` (the
+    output transform's adjoint, nine points)::
+
+        dkernel = G^T-adjoint of  sum over tiles of  V[p]^T @ M[p]     (V: the forward's)
+        dx      = B-adjoint of  M[p] @ U[p]^T,  added up over overlapping windows
+
+    nine products per 4 output columns for each gradient instead of 12; accuracy as the
+    forward's (the module docstring).
+    """
+    where = "conv3x3_s2_backward"
+    x, kernel, (top, left), (h_out, w_out) = _checked(where, x, kernel, pads)
+    n_batch, height, width, c_in = x.shape
+    filters = kernel.shape[3]
+    if c_in % LANES:
+        raise ShapeError(f"{where}: input channels must be a multiple of {LANES}, got input "
+                         f"shape {x.shape}")
+    dy = np.asarray(dy)
+    if dy.shape != (n_batch, h_out, w_out, filters) or dy.dtype != np.float32:
+        raise ShapeError(f"{where}: dy must be float32 {(n_batch, h_out, w_out, filters)} "
+                         f"for input shape {x.shape}, got {dy.dtype} {dy.shape}")
+    relu = y is not None
+    if relu:
+        y = np.ascontiguousarray(y)
+        if y.shape != dy.shape or y.dtype != np.float32:
+            raise ShapeError(f"{where}: y must be float32 {dy.shape} like dy, got "
+                             f"{y.dtype} {y.shape}")
+    _, kernel_transform, kernel_grad = _compiled(where)
+    driver = _compiled_backward(where)
+    dy = np.ascontiguousarray(dy)
+    tiles_w = -(-w_out // TILE)
+    if input_grad:
+        ut = np.empty((6, filters, 3 * c_in), np.float32)
+        kernel_transform(np.ascontiguousarray(kernel, np.float32), ut, True)
+        dx = np.empty(x.shape, np.float32)
+    else:
+        ut = np.empty((6, 1, 3 * c_in), np.float32)         # unused
+        dx = np.empty((1, 1, 1, c_in), np.float32)
+    zero = np.zeros(3 * c_in, np.float32)
+    total = n_batch * h_out
+    chunks = _threads.split(total, _threads.num_threads())
+    slot = {start: q for q, (start, _) in enumerate(chunks)}
+    du = np.zeros((len(chunks), 6, 3 * c_in, filters), np.float32)
+    dbias = np.zeros((len(chunks), filters), np.float64)
+    sides = np.zeros((len(chunks), width, c_in), np.float32)
+    chunk_rows = _chunk_rows(tiles_w, c_in, filters)
+
+    def work(lo, hi):
+        q = slot.get(lo, 0)
+        rows = min(chunk_rows, hi - lo)
+        v, m = _workspace(rows * tiles_w, c_in, filters)
+        driver(x, dy, y if relu else dy, ut, zero, dx, sides[q], du[q], dbias[q], v, m,
+               top, left, tiles_w, rows, relu, bool(input_grad), lo, hi)
+
+    _threads.run_chunks(work, total, single_blas=False)
+    dkernel = np.empty(kernel.shape, np.float32)
+    kernel_grad(du, dkernel)
+    dbias = dbias.sum(axis=0).astype(np.float32)
+    if not input_grad:
+        return None, dkernel, dbias
+    for q, (lo, _) in enumerate(chunks):         # rows shared with the previous thread
+        n, i = divmod(lo, h_out)
+        if i > 0 and 0 <= 2 * i - top < height:
+            dx[n, 2 * i - top] += sides[q]
+    last_row = 2 * h_out - top                  # the last input row a window reads
+    if last_row + 1 < height:
+        dx[:, last_row + 1:] = 0
+    last_col = 8 * tiles_w - left               # the last input column a tile reads
+    if last_col + 1 < width:
+        dx[:, :min(last_row + 1, height), last_col + 1:] = 0
+    return dx, dkernel, dbias
+
+
+def _chunk_rows(tiles_w: int, c_in: int, filters: int) -> int:
+    """Output rows per chunk: ``V`` and ``M`` within :data:`CHUNK_BYTES`, and whole 8-row
+    register tiles where the tile count allows (a chunk's last rows otherwise take the
+    product's slower one-row tail)."""
+    row_bytes = POINTS * tiles_w * (3 * c_in + filters) * 4
+    step = 8 // math.gcd(tiles_w, 8)
+    return max(step, CHUNK_BYTES // row_bytes // step * step)
+
+
 def _compiled(where: str):
-    """The compiled driver and kernel transform; the driver's product kernel compiled as the 1x1 convolution's is (the
-    same dispatcher: SLP vectorisation on)."""
+    """The compiled forward driver, kernel transform and the kernel gradient's last step;
+    the driver's products compiled as the 1x1 convolution's are (the same dispatchers: SLP
+    vectorisation on)."""
     gemm = jit(_k_gemm_regs, where, fastmath=REGISTER_FASTMATH, slp=True)
     return (jit(_k_s2_forward, where, fastmath=REGISTER_FASTMATH, slp=True,
                 helpers=(_k_s2_input, _k_s2_output, gemm)),
-            jit(_k_s2_kernel_transform, where, fastmath=False))
+            jit(_k_s2_kernel_transform, where, fastmath=False),
+            jit(_k_s2_kernel_grad, where, fastmath=False))
+
+
+def _compiled_backward(where: str):
+    """The compiled backward driver (the products as in :func:`_compiled`)."""
+    gemm = jit(_k_gemm_regs, where, fastmath=REGISTER_FASTMATH, slp=True)
+    tn = jit(_k_gemm_tn_regs, where, fastmath=REGISTER_FASTMATH, slp=True)
+    return jit(_k_s2_backward, where, fastmath=REGISTER_FASTMATH, slp=True,
+               helpers=(_k_s2_dy, _k_s2_input, _k_s2_input_adjoint, gemm, tn))
