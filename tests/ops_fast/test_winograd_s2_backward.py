@@ -146,9 +146,13 @@ def test_adjoint_identity_and_central_differences(rng):
         np.testing.assert_allclose(slope, np.sum(grad * direction), rtol=1e-4)
 
 
-def test_conv2d_backward_hands_off_and_falls_back(rng):
+def test_conv2d_backward_hands_off_and_falls_back(rng, monkeypatch):
     # 16 input channels: the adjoint path; 24: the forward still takes winograd_s2, the
     # gradients the im2col ones; reflect padding: the padded input, folded back after
+    calls = []
+    adjoint = winograd_s2.conv3x3_s2_backward
+    monkeypatch.setattr(winograd_s2, "conv3x3_s2_backward",
+                        lambda *a, **k: calls.append(a[1].shape) or adjoint(*a, **k))
     for c, mode in ((16, "zeros"), (24, "zeros"), (16, "reflect")):
         x = rng.standard_normal((2, 9, 14, c)).astype(np.float32)
         kernel = rng.standard_normal((3, 3, c, 16)).astype(np.float32)
@@ -163,6 +167,8 @@ def test_conv2d_backward_hands_off_and_falls_back(rng):
                                    kernel.astype(np.float64), **kwargs)
         for g, ref in zip(got, want):
             assert g.dtype == np.float32 and rel(g, ref) < 1e-5
+    # the adjoint path ran for 16 channels (reflect: on the input padded by one pixel)
+    assert calls == [(2, 9, 14, 16), (2, 11, 16, 16)]
 
 
 def test_bad_arguments():

@@ -59,7 +59,7 @@ import numpy as np
 from ...errors import ShapeError
 from .. import _threads
 from ._conv_regs import LANES, _k_gemm_regs, _k_gemm_tn_regs
-from .backend import jit
+from .backend import _chunk_slots, jit
 from .checks import _pads
 from .implicit import REGISTER_FASTMATH
 
@@ -581,8 +581,7 @@ def conv3x3_s2_backward(dy: np.ndarray, x: np.ndarray, kernel: np.ndarray, pads,
         dx = np.empty((1, 1, 1, c_in), np.float32)
     zero = np.zeros(3 * c_in, np.float32)
     total = n_batch * h_out
-    chunks = _threads.split(total, _threads.num_threads())
-    slot = {start: q for q, (start, _) in enumerate(chunks)}
+    chunks, slot = _chunk_slots(total)
     du = np.zeros((len(chunks), 6, 3 * c_in, filters), np.float32)
     dbias = np.zeros((len(chunks), filters), np.float64)
     sides = np.zeros((len(chunks), width, c_in), np.float32)
