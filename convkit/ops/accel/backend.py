@@ -24,6 +24,7 @@ import numpy as np
 
 from ...errors import ConvkitError
 from .. import _threads
+from . import prefetch
 
 # Reassociation and fused multiply-add only change results by float32 rounding; NaN and
 # infinity handling stays exact (no "nnan"/"ninf"), and pooling kernels use no fastmath.
@@ -159,6 +160,7 @@ def jit(func, where: str, fastmath=FASTMATH, helpers=(), slp: bool = False):
     numba = _require(where)            # also honours CONVKIT_ACCEL=0 set later
     if hasattr(func, "py_func"):       # already compiled
         return func
+    prefetch.register()                # the kernels' prefetch hint, compiled (once)
     dispatcher = _compiled.get(func)
     if dispatcher is None:
         for helper in helpers:
