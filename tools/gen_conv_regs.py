@@ -54,8 +54,11 @@ twice, with the same values).
 (a 1x1 convolution, an input gradient): no pixel or tap bookkeeping, and the last rows of a
 range are taken one at a time. :func:`_k_gemm_tn_regs` is ``out += a^T @ b`` (a kernel
 gradient); :func:`_k_conv_kgrad_regs` the same with ``a`` the implicit columns of the inner
-window's pixels, read from ``x`` in place. Both plain products ask for the next tile's rows
-of ``a`` (and of ``b``) a few cache lines at a time while the current tile runs
+window's pixels, read from ``x`` in place, {krows} channels of one tap per tile;
+:func:`_k_conv_kgrad_taps_regs` is the kernel gradient for few input channels (a first
+layer's 1 or 3), its tiles {ktaps} taps of any offsets x {lanes} filters, with the ReLU mask
+and the bias gradient taken while ``dy`` is gathered. Both plain products ask for the next
+tile's rows of ``a`` (and of ``b``) a few cache lines at a time while the current tile runs
 (:func:`.prefetch.prefetch`): their first reads otherwise wait on memory, 5-15 % of a 1x1
 convolution's time.
 """
@@ -220,6 +223,8 @@ def _blocks(w, depth: int, rows: int, lanes: int, relu: bool, padded: bool) -> N
 
 
 KROWS = 8                  # rows of the transposed product's output tile
+KTAPS = 9                  # taps per tile of the few-channel kernel gradient (a 3x3x1 kernel)
+AHEAD = 16                 # pixels ahead that the few-channel kernel gradient prefetches
 
 
 def _tn_tile_open(w, depth: int, krows: int, lanes: int, first: str, count: str) -> None:
@@ -312,6 +317,82 @@ def _kernel_grad(out: list, krows: int, lanes: int) -> None:
     _tile_store(w, 5, krows, lanes, False, "o")
 
 
+def _kernel_grad_taps(out: list, krows: int, lanes: int) -> None:
+    """The kernel gradient of a convolution with few input channels: tiles of any
+    ``krows`` taps (listed by their offsets) x ``lanes`` filters, with the ReLU mask and
+    the bias gradient taken while ``dy`` is gathered."""
+    w = lambda depth, text: _w(out, depth, text)    # noqa: E731
+    w(0, "def _k_conv_kgrad_taps_regs(x, dy, y, mask, toff, out, db, sh, sw, h_out, w_out,")
+    w(0, "                            chunk, lo, hi):")
+    w(1, '"""``out (T, F) += columns^T @ dz`` and ``db (F,) += sum of dz`` over the output')
+    w(1, "pixels ``lo:hi`` (of all ``N*H_out*W_out``; every window inside ``x (N, H, W, C)``,")
+    w(1, "no padding), with ``dz = dy * (y > 0)`` when ``mask`` (a fused ReLU), else ``dy``;")
+    w(1, "``dy`` and ``y`` ``(N*H_out*W_out, F)``. Column ``t`` of a pixel is the input value")
+    w(1, "``toff[t]`` places past its window's first value in ``x.reshape(-1)``")
+    w(1, "(``toff (T,)``, ``T`` a multiple of %d: pad with any offset inside the window"
+      % krows)
+    w(1, "and ignore those rows of ``out``). Per ``chunk`` pixels, ``dz`` is gathered once into")
+    w(1, "rows of ``out``'s width (zero past ``F``), then each %d x %d tile of ``out`` runs"
+      % (krows, lanes))
+    w(1, "over them in registers. ``out``'s width a multiple of %d, at least ``F``; ``db``" % lanes)
+    w(1, 'float64, ``F`` long."""')
+    w(1, "height, width, channels = x.shape[1], x.shape[2], x.shape[3]")
+    w(1, "filters = dy.shape[1]")
+    w(1, "wide = out.shape[1]")
+    w(1, "whole = filters - filters %% %d" % lanes)
+    w(1, "flat = x.reshape(-1)")
+    w(1, "oh0, oh1, ow0, ow1 = 0, h_out, 0, w_out")
+    w(1, "across = w_out")
+    w(1, "per_image = h_out * w_out")
+    w(1, "xo = np.empty(chunk, np.int64)")
+    w(1, "dyc = np.zeros((chunk, wide), dy.dtype)")
+    w(1, "sums = np.empty(filters, dy.dtype)")
+    w(1, "for p0 in range(lo, hi, chunk):")
+    w(2, "count = min(chunk, hi - p0)")
+    _walk_start(w, 2, "p0")
+    w(2, "sums[:] = 0")
+    w(2, "for i in range(count):")
+    w(3, "xo[i] = ((n * height + oh * sh) * width + ow * sw) * channels")
+    w(3, "for f in range(0, filters, 16):    # rows a few pixels on (past the end: harmless)")
+    w(4, "prefetch(dy, p0 + i + AHEAD, f)")
+    w(4, "prefetch(y, p0 + i + AHEAD, f)")
+    w(3, "src = dy[p0 + i]")
+    w(3, "dst = dyc[i]")
+    w(3, "yv = y[p0 + i]")
+    # whole blocks of LANES filters written out, every load before every store, so that
+    # the SLP vectorizer makes each one vector (a loop over all the filters is vectorised
+    # 64 at a time, and 32 filters would run in its scalar remainder)
+    w(3, "for f0 in range(0, whole, %d):" % lanes)
+    for q in range(lanes):
+        w(4, "d%d = src[f0 + %d]" % (q, q))
+    w(4, "if mask:       # a product, not a branch on a random sign pattern")
+    for q in range(lanes):
+        w(5, "d%d = d%d * (yv[f0 + %d] > 0)" % (q, q, q))
+    for q in range(lanes):
+        w(4, "c%d = sums[f0 + %d]" % (q, q))
+    for q in range(lanes):
+        w(4, "dst[f0 + %d] = d%d" % (q, q))
+    for q in range(lanes):
+        w(4, "sums[f0 + %d] = c%d + d%d" % (q, q, q))
+    w(3, "for f in range(whole, filters):")
+    w(4, "d = src[f] * (yv[f] > 0) if mask else src[f]")
+    w(4, "dst[f] = d")
+    w(4, "sums[f] += d")
+    _walk_step(w, 3)
+    w(2, "for f in range(filters):")
+    w(3, "db[f] += sums[f]")
+    w(2, "for kb in range(toff.shape[0] // %d):" % krows)
+    w(3, "k0 = kb * %d" % krows)
+    for r in range(krows):
+        w(3, "t%d = toff[k0 + %d]" % (r, r))
+    _tn_tile_open(w, 3, krows, lanes, "k0", "wide")
+    w(4, "for i in range(count):")
+    w(5, "q = xo[i]")
+    w(5, "br = dyc[i]")
+    _tile_update(w, krows, lanes, "br", ["flat[q + t%d]" % r for r in range(krows)])
+    _tile_store(w, 4, krows, lanes, False, "o")
+
+
 def _plain(out: list, rows: int, lanes: int, relu: bool) -> None:
     """The plain product kernel: the forward's tile without its pixel and tap bookkeeping
     (5-10 % faster as a 1x1 convolution or a product, one thread)."""
@@ -358,16 +439,20 @@ def _plain_body(out: list, rows: int, lanes: int, relu: bool) -> None:
 
 def generate(rows: int = ROWS, lanes: int = LANES) -> str:
     """The module's source text."""
-    out = [HEADER.format(rows=rows, lanes=lanes), "import numpy as np", "",
+    out = [HEADER.format(rows=rows, lanes=lanes, krows=KROWS, ktaps=KTAPS),
+           "import numpy as np", "",
            "from .prefetch import prefetch", "",
            "ROWS = %d" % rows,
-           "LANES = %d" % lanes, "KROWS = %d" % KROWS, "", ""]
+           "LANES = %d" % lanes, "KROWS = %d" % KROWS, "KTAPS = %d" % KTAPS,
+           "AHEAD = %d" % AHEAD, "", ""]
     for suffix, padded, relu in VARIANTS:
         _forward(out, rows, lanes, suffix, padded, relu)
         out.extend(["", ""])
     _transposed(out, KROWS, lanes)
     out.extend(["", ""])
     _kernel_grad(out, KROWS, lanes)
+    out.extend(["", ""])
+    _kernel_grad_taps(out, KTAPS, lanes)
     for relu in (False, True):
         out.extend(["", ""])
         _plain(out, rows, lanes, relu)

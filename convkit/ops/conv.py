@@ -615,6 +615,13 @@ def _fast_backward(s: _ConvSetup, plan: str, dyl: np.ndarray, yl, input_grad: bo
         return (dx.reshape(s.x.shape) if input_grad else None,
                 dkernel.reshape(1, 1, c_g, filters), dbias)
     x, geo = _zero_padded(s)
+    if not input_grad and accel.enabled() and \
+            implicit.kernel_grad_taps_applies(s.dtype, kernel.shape, s.groups):
+        # a first layer's few input channels: ReLU mask, kernel and bias gradients in one
+        # pass over dy, tiles of taps x filters in registers (about twice as fast as the
+        # wide grid or the columns for 3x3x1 -> 32 and 3x3x3 -> 32)
+        dkernel, dbias = implicit.kernel_grad_taps(dy, x, kernel.shape, geo, yl)
+        return None, dkernel, dbias
     if plan == "taps":
         fallback = _choose(x.shape[0], kernel.shape, geo, s.groups, s.dtype, taps=False)
         wide_is_faster = fallback == "wide" and kh * kw * c_g * filters <= WIDE_KGRAD_MAX_CELLS

@@ -96,3 +96,18 @@ def conv(x, kernel, bias, geo, groups=1):
     if bias is not None:
         y += bias
     return y
+
+
+def check_central_differences(fn, args, grads, dy, rng, eps=1e-6, rtol=1e-4):
+    """For each ``name: grad`` of ``grads``: the float64 central difference of
+    ``sum(fn(**args) * dy)`` along a random direction of ``args[name]`` against
+    ``<grad, direction>`` (``args`` are taken in float64)."""
+    for name, grad in grads.items():
+        direction = rng.standard_normal(np.shape(args[name]))
+
+        def loss(sign):
+            shifted = {key: np.asarray(value, np.float64) for key, value in args.items()}
+            shifted[name] = shifted[name] + sign * eps * direction
+            return np.sum(fn(**shifted) * dy)
+        slope = (loss(1) - loss(-1)) / (2 * eps)
+        np.testing.assert_allclose(slope, np.sum(grad * direction), rtol=rtol)

@@ -10,6 +10,7 @@ from convkit.errors import ShapeError
 from convkit.ops import _threads, accel, conv2d, conv2d_backward
 from convkit.ops.accel import winograd_s2
 from convkit.ops.conv import conv2d_relu, conv2d_relu_backward, conv_plan
+from tests.ops_fast._naive import check_central_differences
 
 pytestmark = pytest.mark.usefixtures("need_accel")
 
@@ -133,17 +134,9 @@ def test_adjoint_identity_and_central_differences(rng):
 
     y_relu = conv2d_relu(x, kernel, bias, **kwargs)
     dx, dk, db = conv2d_relu_backward(dy, x, kernel, y_relu, **kwargs)
-    eps = 1e-6
-    for direction, grad, shift in ((rng.standard_normal(x.shape), dx, "x"),
-                                   (rng.standard_normal(kernel.shape), dk, "kernel"),
-                                   (rng.standard_normal(32), db, "bias")):
-        def loss(sign):
-            args = {"x": x.astype(np.float64), "kernel": kernel.astype(np.float64),
-                    "bias": bias.astype(np.float64)}
-            args[shift] = args[shift] + sign * eps * direction
-            return np.sum(conv2d_relu(args["x"], args["kernel"], args["bias"], **kwargs) * dy)
-        slope = (loss(1) - loss(-1)) / (2 * eps)
-        np.testing.assert_allclose(slope, np.sum(grad * direction), rtol=1e-4)
+    check_central_differences(lambda x, kernel, bias: conv2d_relu(x, kernel, bias, **kwargs),
+                              {"x": x, "kernel": kernel, "bias": bias},
+                              {"x": dx, "kernel": dk, "bias": db}, dy, rng)
 
 
 def test_conv2d_backward_hands_off_and_falls_back(rng, monkeypatch):
