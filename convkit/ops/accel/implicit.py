@@ -202,7 +202,7 @@ def kernel_grad_taps(dy: np.ndarray, x: np.ndarray, kernel_shape, geometry: Geom
     from ``x`` in place. Zero padding is applied to ``x`` first (a copy of the input, small
     beside ``dy`` for few channels). Each thread's sums are float32 over its pixels, the
     threads' sums added in float64. The MNIST convnet's first layer (128 x 28 x 28 x 1,
-    3x3 -> 32, ReLU): 0.9-1.1 ms on two threads, against 2.1-2.3 ms for the wide-grid kernel.
+    3x3 -> 32, ReLU): 0.9-1.2 ms on two threads, against 2.1-2.3 ms for the wide-grid kernel.
     Sizes as :func:`kernel_grad_taps_applies` says (unchecked beyond the shapes)."""
     where = "kernel_grad_taps"
     x = _nhwc(where, "x", x, np.float32)
