@@ -176,10 +176,11 @@ def test_bad_arguments():
     with pytest.raises(ShapeError, match=r"kernel shape \(3, 3, 2, 16\) does not fit input "
                                          r"shape \(1, 8, 8, 1\)"):
         f(dy, x, (3, 3, 2, 16), geo)
-    with pytest.raises(ShapeError, match=r"dy must have shape \(1, 6, 6, 16\), got \(1, 6, 5"):
+    with pytest.raises(ShapeError, match=r"kernel_grad_taps: dy has shape \(1, 6, 5, 16\), "
+                                         r"expected the output shape \(1, 6, 6, 16\)"):
         f(dy[:, :, :5], x, (3, 3, 1, 16), geo)
-    with pytest.raises(ShapeError, match=r"relu_y must have shape \(1, 6, 6, 16\), got "
-                                         r"\(1, 5, 6"):
+    with pytest.raises(ShapeError, match=r"relu_y has shape \(1, 5, 6, 16\), expected the "
+                                         r"output shape \(1, 6, 6, 16\)"):
         f(dy, x, (3, 3, 1, 16), geo, dy[:, :5])
     with pytest.raises(ShapeError, match="kernel_grad_taps"):
         f(dy, x[0], (3, 3, 1, 16), geo)

@@ -35,11 +35,14 @@ def _check_geometry(where: str, geometry, x_shape) -> Geometry:
     return geometry
 
 
-def _check_dy(where: str, dy, geo: Geometry, batch: int, channels: int, dtype) -> np.ndarray:
-    dy = _nhwc(where, "dy", dy, dtype)
+def _check_dy(where: str, dy, geo: Geometry, batch: int, channels: int, dtype,
+              name: str = "dy") -> np.ndarray:
+    """``dy`` (or another array named ``name`` shaped like the output) as a C-contiguous
+    ``dtype`` array of the output shape ``(batch, H_out, W_out, channels)``."""
+    dy = _nhwc(where, name, dy, dtype)
     expected = (batch, *geo.out_hw, channels)
     if dy.shape != expected:
-        raise ShapeError(f"{where}: dy has shape {dy.shape}, expected the output shape "
+        raise ShapeError(f"{where}: {name} has shape {dy.shape}, expected the output shape "
                          f"{expected}")
     return dy
 

@@ -26,7 +26,7 @@ from . import _conv_regs
 from ._conv_regs import KROWS, KTAPS, LANES
 from .. import _threads
 from .backend import _chunk_slots, _run, jit
-from .checks import _check_geometry, _geo_ints, _nhwc
+from .checks import _check_dy, _check_geometry, _geo_ints, _nhwc
 
 #: fastmath of the register kernels: fused multiply-add, but no reassociation (with it,
 #: LLVM would vectorise over the reduction instead of over the tile's filters)
@@ -212,10 +212,10 @@ def kernel_grad_taps(dy: np.ndarray, x: np.ndarray, kernel_shape, geometry: Geom
         raise ShapeError(f"{where}: kernel shape {tuple(kernel_shape)} does not fit input "
                          f"shape {x.shape} and kernel size {geo.kernel}")
     h_out, w_out = geo.out_hw
-    want = (x.shape[0], h_out, w_out, filters)
-    for name, array in (("dy", dy), ("relu_y", relu_y)):
-        if array is not None and np.shape(array) != want:
-            raise ShapeError(f"{where}: {name} must have shape {want}, got {np.shape(array)}")
+    dy2 = _check_dy(where, dy, geo, x.shape[0], filters, np.float32).reshape(-1, filters)
+    mask = relu_y is not None
+    y2 = _check_dy(where, relu_y, geo, x.shape[0], filters, np.float32,
+                   "relu_y").reshape(-1, filters) if mask else dy2
     (top, bottom), (left, right) = geo.pads
     if top or bottom or left or right:
         x = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
@@ -226,9 +226,6 @@ def kernel_grad_taps(dy: np.ndarray, x: np.ndarray, kernel_shape, geometry: Geom
             * c_in + np.arange(c_in)).reshape(-1)
     toff = np.concatenate([toff, np.zeros(-taps % KTAPS, np.int64)]).astype(np.int64)
     wide = -(-filters // LANES) * LANES
-    dy2 = np.ascontiguousarray(dy, np.float32).reshape(-1, filters)
-    mask = relu_y is not None
-    y2 = np.ascontiguousarray(relu_y, np.float32).reshape(-1, filters) if mask else dy2
     kgrad = jit(_conv_regs._k_conv_kgrad_taps_regs, where, fastmath=REGISTER_FASTMATH,
                 slp=True)
     chunks, slot = _chunk_slots(dy2.shape[0])
