@@ -291,7 +291,7 @@ def _conv2d_backward(where, dy, x, kernel, relu_y, strides, padding, dilation_ra
     n, (h_out, w_out) = s.x.shape[0], s.geo.out_hw
     kh, kw, c_g, filters = s.kernel.shape
     m = n * h_out * w_out
-    plan = _plan(s)
+    plan = _plan(s, backward=True)
     if plan != "numpy":
         dx, dkernel, dbias = _fast_backward(s, plan, dyl, yl, bool(input_grad))
         return (from_channels_last(dx, data_format) if dx is not None else None,
@@ -399,6 +399,14 @@ def _depthwise_backward(s: _ConvSetup, dyl: np.ndarray, input_grad: bool = True)
 # ---------------------------------------------------------------- compiled / threaded paths
 #: Winograd needs at least this many input and output channels to beat im2col
 WINOGRAD_MIN_CHANNELS = 8
+#: where the register-tile implicit product applies (float32, whole tiles of filters),
+#: Winograd's forward needs at least this many channel pairs ``C_in * filters`` to beat it:
+#: its transforms cost per channel, its products per pair (3x3, two threads: 16 -> 32
+#: 0.3-0.45, 32 -> 64 0.8-0.96 of Winograd's time at 7x7 to 56x56; 64 -> 64 1.06-1.3)
+WINOGRAD_MIN_PAIRS_FORWARD = 4096
+#: ... and its gradients at least this many (the column products' gradients, 32 -> 32: as
+#: fast; 16 -> 32: 0.65 of Winograd's time; 32 -> 64: 1.15-1.25)
+WINOGRAD_MIN_PAIRS_BACKWARD = 1024
 #: direct convolution for ``C_in * filters`` at most this, with kernels of at least 5x5
 DIRECT_MAX_CHANNEL_PAIRS = 16
 DIRECT_MIN_KERNEL = 5
@@ -416,12 +424,18 @@ FAST_BLOCK_BYTES = 1 << 25
 
 
 def conv_plan(x_shape, kernel_shape, strides=1, padding="valid", dilation_rate=1, groups=1,
-              data_format="channels_last", dtype=np.float32) -> str:
-    """Which implementation :func:`conv2d` and :func:`conv2d_backward` use for these shapes
-    under the current backend (:func:`convkit.ops.accel.set_backend`):
+              data_format="channels_last", dtype=np.float32, backward=False) -> str:
+    """Which implementation :func:`conv2d` (or, with ``backward=True``,
+    :func:`conv2d_backward`) uses for these shapes under the current backend
+    (:func:`convkit.ops.accel.set_backend`). The first that applies, in this order:
 
     ``"winograd"``   ungrouped 3x3, stride 1, dilation 1, ``C_in, filters >= 8``
-                     (:mod:`convkit.ops.winograd`, ReLU and bias fused in the forward)
+                     (:mod:`convkit.ops.winograd`, ReLU and bias fused in the forward);
+                     where ``"implicit"`` applies, only from ``C_in * filters`` of
+                     :data:`WINOGRAD_MIN_PAIRS_FORWARD` (forward) or
+                     :data:`WINOGRAD_MIN_PAIRS_BACKWARD` (gradients) on
+    ``"implicit"``   (forward only, ahead of the next four) where the register-tile
+                     product applies (see below) and ``"winograd_s2"`` does not
     ``"taps"``       ungrouped, ``kh*kw*C_in <= 32``, ``C_in <= 4``, ``filters >= 16``
                      (a first layer on grey or RGB images, any stride / dilation): one GEMM
                      per block of images over tap-major columns (:mod:`convkit.ops.tapcols`),
@@ -441,10 +455,12 @@ def conv_plan(x_shape, kernel_shape, strides=1, padding="valid", dilation_rate=1
                      multiplies (:mod:`convkit.ops.accel.winograd_s2`, bias and ReLU fused);
                      its gradients by the transforms' adjoints, also 75 % (input channels
                      a multiple of 16; else the ``"im2col"`` ones)
-    ``"implicit"``   ungrouped float32, at least 16 input channels, a multiple of 16
-                     filters: the forward as an implicit product, no columns, the output
-                     tile, bias and ReLU in registers (:mod:`convkit.ops.accel.implicit`);
-                     its gradients are the ``"im2col"`` ones
+    ``"implicit"``   ungrouped float32, a multiple of 16 filters, at least 3 contiguous
+                     input values per kernel row (``kw*C_in``; ``C_in`` with a dilated
+                     width; a 1x1 kernel needs 16 channels): the forward as an implicit
+                     product, no columns, the output tile, bias and ReLU in registers
+                     (:mod:`convkit.ops.accel.implicit`); its gradients are the
+                     ``"im2col"`` ones
     ``"im2col"``     anything else: compiled im2col / col2im around threaded products
                      (grouped convolutions one group at a time)
     ``"numpy"``      the NumPy code (backend ``"numpy"``, or numba unavailable)
@@ -453,22 +469,25 @@ def conv_plan(x_shape, kernel_shape, strides=1, padding="valid", dilation_rate=1
 
     >>> conv_plan((8, 56, 56, 64), (1, 1, 64, 128)) in ("pointwise", "numpy")
     True
+    >>> conv_plan((128, 14, 14, 6), (5, 5, 6, 16)) in ("implicit", "numpy")   # LeNet-5
+    True
     """
     check_data_format(data_format, "conv_plan")
     n, h, w = (x_shape[0], *x_shape[1:3]) if data_format == "channels_last" else \
         (x_shape[0], *x_shape[2:4])
     geo = window_geometry((h, w), kernel_shape[:2], strides, padding, dilation_rate,
                           where="conv_plan")
-    return _choose(n, tuple(kernel_shape), geo, int(groups), np.dtype(dtype))
+    return _choose(n, tuple(kernel_shape), geo, int(groups), np.dtype(dtype),
+                   backward=bool(backward))
 
 
-def _plan(s: _ConvSetup) -> str:
+def _plan(s: _ConvSetup, backward: bool = False) -> str:
     """See :func:`conv_plan`."""
-    return _choose(s.x.shape[0], s.kernel.shape, s.geo, s.groups, s.dtype)
+    return _choose(s.x.shape[0], s.kernel.shape, s.geo, s.groups, s.dtype, backward=backward)
 
 
 def _choose(batch: int, kernel_shape, geo: Geometry, groups: int, dtype,
-            taps: bool = True) -> str:
+            taps: bool = True, backward: bool = False) -> str:
     if not accel.threaded() or batch == 0 or dtype not in (np.float32, np.float64):
         return "numpy"
     kh, kw, c_g, filters = kernel_shape
@@ -479,8 +498,17 @@ def _choose(batch: int, kernel_shape, geo: Geometry, groups: int, dtype,
         return "numpy"
     if groups == 1:
         unit = geo.strides == (1, 1) and geo.dilation == (1, 1)
-        if (kh, kw) == (3, 3) and unit and min(c_g, filters) >= WINOGRAD_MIN_CHANNELS:
+        registers = implicit.applies(kernel_shape, groups, dtype, geo.dilation[1])
+        pairs = WINOGRAD_MIN_PAIRS_BACKWARD if backward else WINOGRAD_MIN_PAIRS_FORWARD
+        if (kh, kw) == (3, 3) and unit and min(c_g, filters) >= WINOGRAD_MIN_CHANNELS \
+                and not (registers and c_g * filters < pairs):
             return "winograd"
+        s2 = winograd_s2.applies(kernel_shape, geo.strides, geo.dilation, groups, dtype) \
+            and _tile_waste(geo.out_hw[1:], winograd_s2.TILE) <= S2_MAX_TILE_WASTE
+        if registers and not backward and not s2:
+            # few channels, or too few pairs for Winograd: the register-tile product
+            # (LeNet-5's 5x5, 6 -> 16: 0.4 against 0.9 ms over columns)
+            return "implicit"
         if taps and kh * kw * c_g <= tapcols.MAX_TAPS and c_g <= tapcols.MAX_CHANNELS \
                 and filters >= tapcols.MIN_FILTERS:
             return "taps"
@@ -490,10 +518,9 @@ def _choose(batch: int, kernel_shape, geo: Geometry, groups: int, dtype,
             return "wide"
         if c_g * filters <= DIRECT_MAX_CHANNEL_PAIRS and min(kh, kw) >= DIRECT_MIN_KERNEL:
             return "direct"
-        if winograd_s2.applies(kernel_shape, geo.strides, geo.dilation, groups, dtype) \
-                and _tile_waste(geo.out_hw[1:], winograd_s2.TILE) <= S2_MAX_TILE_WASTE:
+        if s2:
             return "winograd_s2"
-        if implicit.applies(kernel_shape, groups, dtype):
+        if registers:
             return "implicit"
         return "im2col"
     if c_g == 1:
@@ -615,15 +642,21 @@ def _fast_backward(s: _ConvSetup, plan: str, dyl: np.ndarray, yl, input_grad: bo
         return (dx.reshape(s.x.shape) if input_grad else None,
                 dkernel.reshape(1, 1, c_g, filters), dbias)
     x, geo = _zero_padded(s)
-    if not input_grad and accel.enabled() and \
-            implicit.kernel_grad_taps_applies(s.dtype, kernel.shape, s.groups):
-        # a first layer's few input channels: ReLU mask, kernel and bias gradients in one
-        # pass over dy, tiles of taps x filters in registers (about twice as fast as the
-        # wide grid or the columns for 3x3x1 -> 32 and 3x3x3 -> 32)
+    if accel.enabled() and implicit.kernel_grad_taps_applies(s.dtype, kernel.shape, s.groups) \
+            and (not input_grad or plan in ("implicit", "im2col")):
+        # few input channels: ReLU mask, kernel and bias gradients in one pass over dy,
+        # tiles of taps x filters in registers (about twice as fast as the wide grid or the
+        # columns for 3x3x1 -> 32 and 3x3x3 -> 32); the input gradient, if asked for, from
+        # the columns without their kernel gradient
         dkernel, dbias = implicit.kernel_grad_taps(dy, x, kernel.shape, geo, yl)
-        return None, dkernel, dbias
+        if not input_grad:
+            return None, dkernel, dbias
+        dz = dy if yl is None else accel.relu_backward(dy, yl)
+        dx, _ = _im2col_backward(s, x, geo, kernel, dz, with_kernel=False)
+        return _fold_padding(s, dx), dkernel, dbias
     if plan == "taps":
-        fallback = _choose(x.shape[0], kernel.shape, geo, s.groups, s.dtype, taps=False)
+        fallback = _choose(x.shape[0], kernel.shape, geo, s.groups, s.dtype, taps=False,
+                           backward=True)
         wide_is_faster = fallback == "wide" and kh * kw * c_g * filters <= WIDE_KGRAD_MAX_CELLS
         if not input_grad and not wide_is_faster:
             # ReLU mask, kernel and bias gradients over tap-major columns

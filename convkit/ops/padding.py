@@ -105,7 +105,8 @@ def pad_nhwc(x: np.ndarray, pads, mode: str = "zeros", value: float = 0.0) -> np
         return out
     rows = _source_index(h, top, bottom, mode)
     cols = _source_index(w, left, right, mode)
-    return x[:, rows][:, :, cols]   # (N, H + top + bottom, W + left + right, C)
+    # np.take returns C-contiguous arrays (fancy indexing on a middle axis does not)
+    return np.take(np.take(x, rows, axis=1), cols, axis=2)    # (N, H + pads, W + pads, C)
 
 
 def _axis_pad_backward(grad: np.ndarray, n: int, before: int, after: int, mode: str,

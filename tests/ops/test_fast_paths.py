@@ -13,7 +13,8 @@ from tests.gradcheck import check_vjp
 
 needs_numba = pytest.mark.skipif(not accel.available(), reason="numba is not available")
 
-# (input shape, kernel shape, keyword arguments, plan under "auto" with numba)
+# (input shape, kernel shape, keyword arguments, plan under "auto" with numba, float32:
+# "forward/backward" where the two differ)
 CASES = [
     ((2, 9, 10, 8), (3, 3, 8, 8), dict(padding="same"), "winograd"),
     ((2, 7, 6, 8), (3, 3, 8, 9), dict(padding=((0, 2), (1, 0))), "winograd"),
@@ -24,8 +25,8 @@ CASES = [
     ((2, 6, 5, 5), (1, 1, 5, 7), dict(), "pointwise"),
     ((2, 9, 8, 8), (3, 3, 8, 8), dict(strides=2, padding=1), "im2col"),
     ((2, 9, 8, 4), (2, 3, 2, 6), dict(groups=2, dilation_rate=(2, 1), padding=1), "im2col"),
-    ((2, 8, 8, 1), (3, 3, 1, 32), dict(), "taps"),
-    ((2, 11, 10, 3), (3, 3, 3, 16), dict(padding="same", strides=2), "taps"),
+    ((2, 8, 8, 1), (3, 3, 1, 32), dict(), "implicit/taps"),
+    ((2, 11, 10, 3), (3, 3, 3, 16), dict(padding="same", strides=2), "implicit/taps"),
     ((2, 12, 9, 2), (3, 2, 2, 17), dict(padding=((2, 0), (1, 1)), dilation_rate=(2, 1)),
      "taps"),
     ((2, 8, 8, 1), (3, 3, 1, 12), dict(), "wide"),
@@ -33,8 +34,8 @@ CASES = [
     ((2, 10, 9, 2), (3, 3, 2, 5), dict(padding="same", dilation_rate=2), "wide"),
     ((2, 7, 9, 1), (3, 2, 1, 4), dict(padding=((2, 0), (1, 1))), "wide"),
     ((2, 6, 7, 1), (1, 3, 1, 3), dict(padding="same"), "wide"),   # < 4 taps and filters
-    ((2, 10, 10, 4), (3, 3, 4, 16), dict(), "im2col"),
-    ((2, 11, 10, 4), (3, 3, 4, 16), dict(strides=(2, 3)), "im2col"),
+    ((2, 10, 10, 4), (3, 3, 4, 16), dict(), "implicit"),
+    ((2, 11, 10, 4), (3, 3, 4, 16), dict(strides=(2, 3)), "implicit"),
 ]
 IDS = [f"{plan}-{i}" for i, (*_, plan) in enumerate(CASES)]
 PADDED = [(case, name) for case, name in zip(CASES, IDS)
@@ -51,8 +52,14 @@ def _arrays(rng, x_shape, k_shape, dtype):
 @needs_numba
 @pytest.mark.parametrize("x_shape, k_shape, kwargs, plan", CASES, ids=IDS)
 def test_plan_is_the_planned_one(backend, x_shape, k_shape, kwargs, plan):
-    got = conv_plan(x_shape, k_shape, **kwargs)
-    assert got == (plan if backend == "auto" else "numpy")
+    forward, _, backward = plan.partition("/")     # "forward/backward" where they differ
+    if backend != "auto":
+        forward = backward = "numpy"
+    assert conv_plan(x_shape, k_shape, **kwargs) == forward
+    assert conv_plan(x_shape, k_shape, **kwargs, backward=True) == (backward or forward)
+    # float64 never takes the float32 register kernels
+    if forward == "implicit":
+        assert conv_plan(x_shape, k_shape, **kwargs, dtype=np.float64) != "implicit"
 
 
 @pytest.mark.parametrize("x_shape, k_shape, kwargs, plan", CASES, ids=IDS)
@@ -130,7 +137,7 @@ def test_winograd_float32_error_bound(backend, rng):
     layer-like size (unit-variance input, Glorot-uniform kernel)."""
     if backend == "numpy":
         pytest.skip("the bound is for the Winograd path")
-    n, hw, c = 2, 28, 16
+    n, hw, c = 2, 28, 64
     x = rng.standard_normal((n, hw, hw, c))
     limit = np.sqrt(6 / (9 * c + 9 * c))
     kernel = rng.uniform(-limit, limit, (3, 3, c, c))

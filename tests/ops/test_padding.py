@@ -73,6 +73,14 @@ def test_dtype_and_no_aliasing(dtype):
     assert x[0, 0, 0, 0] == 1
 
 
+def test_padded_arrays_are_c_contiguous():
+    # the compiled kernels reshape the padded input of a convolution: a strided result
+    # (NumPy's fancy indexing on a middle axis gives one) would not compile
+    x = np.arange(2 * 4 * 5 * 3, dtype=np.float32).reshape(2, 4, 5, 3)
+    for mode in MODES:
+        assert pad2d(x, ((1, 2), (2, 1)), mode).flags.c_contiguous, mode
+
+
 def test_errors():
     def check(parts, fn, *args, **kwargs):
         with pytest.raises(ShapeError) as info:

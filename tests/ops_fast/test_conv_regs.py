@@ -49,6 +49,12 @@ GEOMETRIES = [
     (2, 9, 10, 16, (3, 2), 1, ((2, 2), (1, 3)), (1, 3), 32),    # column dilation 3
     (1, 3, 3, 16, (3, 3), 1, "valid", 1, 16),                   # one pixel: a short tile
     (2, 3, 4, 16, (5, 5), 1, "same", 1, 16),                    # no inner pixels
+    # fewer than 16 channels: zero-padded first, then every pixel is an inner one
+    (3, 9, 8, 1, (3, 3), 1, "valid", 1, 32),                    # a first layer, grey
+    (2, 11, 10, 3, (3, 3), 2, "same", 1, 16),                   # RGB, stride 2, odd pads
+    (2, 10, 9, 6, (5, 5), 1, "same", 1, 16),                    # LeNet-5's second layer
+    (2, 9, 10, 3, (3, 3), 1, ((2, 0), (1, 3)), (2, 2), 20),     # dilated: tap by tap
+    (1, 2, 3, 2, (5, 5), 1, "same", 1, 16),                     # padding wider than x
 ]
 
 
@@ -239,11 +245,58 @@ def test_planner_takes_it_for_float32_only():
     assert conv_plan(shape, (5, 5, 64, 128), strides=2, padding=1) == "implicit"
     assert conv_plan(shape, kernel, strides=2, padding=1, dtype=np.float64) == "im2col"
     assert conv_plan(shape, (3, 3, 64, 120), strides=2, padding=1) == "im2col"   # 120 % 16
-    assert conv_plan(shape, (3, 3, 8, 16), strides=2, padding=1) == "im2col"     # C < 16
+    assert conv_plan(shape, (3, 3, 8, 16), strides=2, padding=1) == "implicit"   # 24 per row
+    assert conv_plan(shape, (1, 1, 8, 16), strides=2) == "im2col"     # a 1x1 kernel: C < 16
     assert conv_plan(shape, (3, 3, 64, 128), padding=1) == "winograd"
     assert conv_plan(shape, (1, 1, 64, 128)) == "pointwise"    # its forward: this kernel
     assert implicit.applies((1, 1, 64, 128), 1, np.float32)
     assert not implicit.applies((1, 1, 64, 128), 2, np.float32)
+
+
+def test_few_channels_pad_first(rng, monkeypatch):
+    # an input of fewer than MIN_CHANNELS channels takes no border kernel: it is padded
+    # first, and every output pixel goes to the inner kernel
+    calls = []
+    real = implicit._border_pixels
+    monkeypatch.setattr(implicit, "_border_pixels",
+                        lambda *args: calls.append(args[2]) or real(*args))
+    geo = window_geometry((7, 6), 3, 1, "same")
+    for c, border in ((3, False), (implicit.MIN_CHANNELS, True)):
+        calls.clear()
+        x = rng.standard_normal((2, 7, 6, c)).astype(np.float32)
+        kernel = rng.standard_normal((3, 3, c, 16)).astype(np.float32)
+        y = accel.conv2d_implicit_forward(x, kernel, None, geo)
+        ref = conv2d_ref(x.astype(np.float64), kernel, padding="same")
+        assert np.abs(y - ref).max() / np.abs(ref).max() < 1e-5
+        assert calls == ([((1, 6), (1, 5))] if border else [((0, 7), (0, 6))])
+
+
+def test_applies_by_contiguous_run():
+    assert implicit.applies((3, 3, 1, 32), 1, np.float32)               # 3 values a row
+    assert not implicit.applies((3, 2, 1, 32), 1, np.float32)           # 2
+    assert implicit.applies((3, 3, 3, 16), 1, np.float32, dilation_w=2)  # 3 per tap
+    assert not implicit.applies((3, 3, 2, 16), 1, np.float32, dilation_w=2)
+    assert not implicit.applies((1, 1, 15, 16), 1, np.float32)          # 1x1: C >= 16
+    assert not implicit.applies((3, 3, 3, 24), 1, np.float32)           # 24 % 16
+    assert not implicit.applies((3, 3, 3, 16), 1, np.float64)
+
+
+def test_planner_winograd_by_channel_pairs():
+    # where the register kernel applies, Winograd's forward needs C * F >= 4096 and its
+    # gradients >= 1024
+    for shape, kernel, forward, backward in [
+            ((8, 56, 56, 64), (3, 3, 64, 64), "winograd", "winograd"),
+            ((8, 56, 56, 32), (3, 3, 32, 64), "implicit", "winograd"),
+            ((32, 28, 28, 32), (3, 3, 32, 32), "implicit", "winograd"),
+            ((128, 14, 14, 16), (3, 3, 16, 32), "implicit", "implicit"),
+            ((8, 16, 16, 16), (3, 3, 16, 24), "winograd", "winograd")]:   # 24 % 16
+        assert conv_plan(shape, kernel, padding="same") == forward
+        assert conv_plan(shape, kernel, padding="same", backward=True) == backward
+    assert conv_plan((8, 56, 56, 64), (3, 3, 64, 32), padding="same",
+                     dtype=np.float64) == "winograd"
+    # LeNet-5's layers: 5x5 over 6 channels to 16 (the first's 6 filters are not a tile)
+    assert conv_plan((128, 14, 14, 6), (5, 5, 6, 16)) == "implicit"
+    assert conv_plan((128, 28, 28, 1), (5, 5, 1, 6), padding="same") == "wide"
 
 
 @pytest.mark.parametrize("kwargs, ksize", [(dict(strides=2, padding="same"), 3),

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from convkit.errors import ShapeError
-from convkit.ops import _threads, conv2d_backward
+from convkit.ops import _threads, accel, conv2d_backward
 from convkit.ops.accel import implicit
-from convkit.ops.conv import conv2d, conv2d_relu, conv2d_relu_backward
+from convkit.ops.conv import conv2d, conv2d_relu, conv2d_relu_backward, conv_plan
 from convkit.shapes import window_geometry
 from tests.ops_fast._naive import check_central_differences
 
@@ -145,26 +145,37 @@ def test_central_differences_through_conv2d_relu(rng):
                               dy, rng)
 
 
-def test_conv2d_backward_hands_off_only_without_input_gradient(rng, monkeypatch):
+def test_conv2d_backward_hand_off(rng, monkeypatch):
     calls = []
     taps = implicit.kernel_grad_taps
     monkeypatch.setattr(implicit, "kernel_grad_taps",
                         lambda *a, **k: calls.append(a[2]) or taps(*a, **k))
     x = rng.standard_normal((2, 10, 10, 3)).astype(np.float32)
-    for filters, input_grad in ((32, False), (32, True), (8, False)):
-        kernel = rng.standard_normal((3, 3, 3, filters)).astype(np.float32)
+    for size, filters, input_grad in ((3, 32, False), (3, 32, True), (3, 8, False),
+                                      (5, 32, True)):
+        kernel = rng.standard_normal((size, size, 3, filters)).astype(np.float32)
         dy = rng.standard_normal((2, 10, 10, filters)).astype(np.float32)
         got = conv2d_backward(dy, x, kernel, padding="same", input_grad=input_grad)
-        want = naive_kernel_grad(dy, x, kernel.shape, window_geometry((10, 10), 3, 1, "same"))
+        geo = window_geometry((10, 10), size, 1, "same")
+        want = naive_kernel_grad(dy, x, kernel.shape, geo)
         assert (got[0] is None) == (not input_grad)
         assert rel(got[1], want[0]) < 1e-5 and rel(got[2], want[1]) < 1e-5
-    # only the first: with an input gradient the other paths compute both; 8 filters would
-    # be half a register tile
-    assert calls == [(3, 3, 3, 32)]
+        if input_grad:
+            with accel.use_backend("numpy"):
+                dx = conv2d_backward(dy.astype(np.float64), x.astype(np.float64), kernel,
+                                     padding="same")[0]
+            assert rel(got[0], dx) < 1e-5
+    # without an input gradient; with one where the plan's gradients are the column
+    # products (5x5: "implicit"), not where its other paths compute both in one pass (3x3:
+    # "taps"); 8 filters would be half a register tile
+    assert calls == [(3, 3, 3, 32), (5, 5, 3, 32)]
+    assert conv_plan(x.shape, (5, 5, 3, 32), padding="same", backward=True) == "implicit"
+    assert conv_plan(x.shape, (3, 3, 3, 32), padding="same", backward=True) == "taps"
     assert not implicit.kernel_grad_taps_applies(np.float32, (3, 3, 3, 8))
     assert not implicit.kernel_grad_taps_applies(np.float64, (3, 3, 3, 32))
     assert not implicit.kernel_grad_taps_applies(np.float32, (3, 3, 16, 32))   # channel tiles
-    assert not implicit.kernel_grad_taps_applies(np.float32, (9, 9, 3, 32))    # 243 taps
+    assert implicit.kernel_grad_taps_applies(np.float32, (5, 5, 6, 16))        # LeNet-5
+    assert not implicit.kernel_grad_taps_applies(np.float32, (11, 11, 3, 32))  # 363 taps
     assert not implicit.kernel_grad_taps_applies(np.float32, (3, 3, 3, 32), groups=3)
 
 

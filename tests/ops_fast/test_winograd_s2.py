@@ -134,7 +134,8 @@ def test_planner():
     assert conv_plan(shape, kernel, strides=(2, 1), padding=1) == "implicit"
     assert conv_plan(shape, kernel, strides=2, padding=1, dilation_rate=2) == "implicit"
     assert conv_plan(shape, (3, 3, 64, 120), strides=2, padding=1) == "im2col"   # 120 % 16
-    assert conv_plan(shape, (3, 3, 8, 16), strides=2, padding=1) == "im2col"     # C < 16
+    assert conv_plan(shape, (3, 3, 8, 16), strides=2, padding=1) == "implicit"   # 24 per row
+    assert conv_plan(shape, (1, 1, 8, 16), strides=2) == "im2col"     # a 1x1 kernel: C < 16
     # 4-wide tiles: 7 output columns in 8 (waste 1.14) yes, 5 in 8 or 13 in 16 no
     assert conv_plan((2, 14, 14, 16), (3, 3, 16, 16), strides=2, padding=1) == "winograd_s2"
     assert conv_plan((2, 10, 10, 16), (3, 3, 16, 16), strides=2, padding=1) == "implicit"

@@ -21,7 +21,7 @@ import functools
 import numpy as np
 
 from ...errors import ShapeError
-from ...shapes import Geometry
+from ...shapes import Geometry, window_geometry
 from . import _conv_regs
 from ._conv_regs import KROWS, KTAPS, LANES
 from .. import _threads
@@ -36,19 +36,30 @@ REGISTER_FASTMATH = frozenset({"contract", "nsz"})
 #: every output tile runs over them; 48-96 measured best for K = 64 and K = 576)
 TN_CHUNK = 96
 
-#: the fewest input channels per tap worth the register kernel: each tap sets up
-#: ``ROWS`` input rows, and a reduction of a few channels per tap would not pay for that
+#: the fewest input channels of a 1x1 kernel worth the register kernel: each tile sets up
+#: ``ROWS`` input rows per run of contiguous values (a kernel row of ``kw*C`` values when
+#: the kernel is not dilated along the width, else one tap's ``C``), and a reduction of a
+#: few values per run would not pay for that
 MIN_CHANNELS = 16
+#: the shortest such run for larger kernels (a 3x3 kernel over grey images: 3 values per
+#: kernel row, 0.7 against 0.9 ms for the tap-major columns at 128 x 28 x 28 x 1 -> 32)
+MIN_SPAN = 3
 
 
-def applies(kernel_shape, groups: int, dtype) -> bool:
-    """Whether the convolution planner gives a convolution to :func:`conv2d_implicit_forward`:
-    ungrouped, float32, a multiple of :data:`LANES` filters (others would leave the last
-    filters to the much slower tail loop) and at least :data:`MIN_CHANNELS` input channels.
-    The kernel itself takes any filter and channel count."""
-    _, _, c_in, filters = kernel_shape
-    return (groups == 1 and np.dtype(dtype) == np.float32 and filters > 0
-            and filters % LANES == 0 and c_in >= MIN_CHANNELS)
+def applies(kernel_shape, groups: int, dtype, dilation_w: int = 1) -> bool:
+    """Whether the convolution planner may give a convolution to
+    :func:`conv2d_implicit_forward`: ungrouped, float32, a multiple of :data:`LANES` filters
+    (others would leave the last filters to the much slower tail loop), and runs of
+    contiguous input values per tap that pay for the tile's set-up: at least
+    :data:`MIN_CHANNELS` input channels for a 1x1 kernel, else at least :data:`MIN_SPAN`
+    values (``kw*C`` with ``dilation_w == 1``, ``C`` with a dilated width). The kernel
+    itself takes any filter and channel count."""
+    kh, kw, c_in, filters = kernel_shape
+    if groups != 1 or np.dtype(dtype) != np.float32 or filters <= 0 or filters % LANES:
+        return False
+    if kh * kw == 1:
+        return c_in >= MIN_CHANNELS
+    return c_in * (kw if dilation_w == 1 else 1) >= MIN_SPAN
 
 
 @functools.lru_cache(maxsize=64)
@@ -75,15 +86,21 @@ def conv2d_implicit_forward(x: np.ndarray, kernel: np.ndarray, bias, geometry: G
 
     ``act`` is ReLU when ``relu``. The padding is never materialised: the pixels whose
     windows lie inside the input (:attr:`Geometry.inner_out`) go to the register kernel
-    without padding checks, the rest (:func:`_border_pixels`) to the one with them. A filter
-    count that is not a multiple of :data:`LANES` is computed with zero filters added, then
-    cut.
+    without padding checks, the rest (:func:`_border_pixels`) to the one with them. An input
+    of fewer than :data:`MIN_CHANNELS` channels is zero-padded first instead (a small copy;
+    the border kernel reads each tap's few channels on their own, and with one to eight
+    channels it made a 'same' layer 1.3-2.6 times slower). A filter count that is not a
+    multiple of :data:`LANES` is computed with zero filters added, then cut.
     """
     where = "conv2d_implicit_forward"
     relu = bool(relu)
     x = _nhwc(where, "x", x, np.float32)
     geo = _check_geometry(where, geometry, x.shape)
     kernel = np.asarray(kernel)
+    if x.shape[3] < MIN_CHANNELS and geo.pads != ((0, 0), (0, 0)):
+        x = np.pad(x, ((0, 0), *geo.pads, (0, 0)))
+        geo = window_geometry(x.shape[1:3], geo.kernel, geo.strides, 0, geo.dilation,
+                              where=where)
     kh, kw, sh, sw, dh, dw, top, left = _geo_ints(geo)
     if kernel.ndim != 4 or kernel.shape[:3] != (kh, kw, x.shape[3]):
         raise ShapeError(f"{where}: kernel shape {kernel.shape} does not match the geometry's "
@@ -169,17 +186,18 @@ def kernel_grad_add(x: np.ndarray, dy2: np.ndarray, geometry: Geometry,
 
 
 #: :func:`kernel_grad_taps` takes kernels of at most this many taps (``kh*kw*C_in``): the
-#: tap tiles each pass over a chunk's gathered ``dy``, and with many taps the channel tiles
-#: of :func:`kernel_grad_add` or the column products do less work per value read
-TAPS_KGRAD_MAX = 80
+#: tap tiles each pass over a chunk's gathered ``dy``. Measured against the wide grid and
+#: the column products (kernel gradient alone, two threads): 0.51-0.69 of their time from
+#: 100 to 150 taps (5x5x4, 3x3x12, 5x5x6, 7x7x3), 0.87 at 300 (5x5x12 -> 64)
+TAPS_KGRAD_MAX = 300
 
 
 def kernel_grad_taps_applies(dtype, kernel_shape, groups: int = 1) -> bool:
     """Whether :func:`kernel_grad_taps` takes this kernel gradient: float32, ungrouped, at
     most :data:`TAPS_KGRAD_MAX` taps, input channels that :func:`kernel_grad_add`'s
-    channel tiles do not fit (not a multiple of ``KROWS``: a first layer's 1 or 3), and
-    whole register tiles of filters (a multiple of :data:`LANES`; with 6 or 8 filters most
-    of each tile would be padding, and the wide-grid kernels are faster)."""
+    channel tiles do not fit (not a multiple of ``KROWS``: a first layer's 1 or 3, LeNet-5's
+    6), and whole register tiles of filters (a multiple of :data:`LANES`; with 6 or 8
+    filters most of each tile would be padding, and the wide-grid kernels are faster)."""
     kh, kw, c_in, filters = (int(v) for v in kernel_shape)
     return (np.dtype(dtype) == np.float32 and groups == 1 and filters > 0
             and filters % LANES == 0 and c_in % KROWS != 0
