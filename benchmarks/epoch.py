@@ -6,8 +6,11 @@ Before the timed epoch each library takes one training step on a throwaway copy 
 model, timed on its own (``first_step_s``): it carries the one-time costs (convkit loads its
 compiled kernels from numba's cache, ~0.3 s; PyTorch sets up its autograd and oneDNN
 state), so the epoch row measures training throughput and the cold start is reported
-separately. Inference follows the epoch: one cold pass over the test images, then the
-median of five more."""
+separately, also with the library's ``import`` before it (``import_s``, timed in the same
+process; NumPy is loaded first in both): the time a fresh process takes to its first
+finished step, where each library pays its start-up costs at a different moment (PyTorch
+loads its libraries at import, convkit its compiled kernels at the first step). Inference
+follows the epoch: one cold pass over the test images, then the median of five more."""
 from __future__ import annotations
 
 import json
@@ -22,7 +25,9 @@ def main(which: str, threads: int = 2) -> None:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
     import numpy as np
+    t = time.perf_counter()
     import convkit as ck
+    convkit_import_s = time.perf_counter() - t
     from benchmarks import models as bm
 
     job = _job_settings()
@@ -30,6 +35,7 @@ def main(which: str, threads: int = 2) -> None:
     batch = job["batch_size"]
     result = {"which": which}
     if which == "convkit":
+        result["import_s"] = convkit_import_s
         # one-time costs first, on a throwaway model: the first step loads the compiled
         # kernels (numba) -- reported on its own; the epoch below is then a warm one
         warm = bm.convkit_model(job["arch"], optimizer=ck.optimizers.get(job["optimizer"]))
@@ -47,7 +53,9 @@ def main(which: str, threads: int = 2) -> None:
         probs = _inference(result, len(x_test),
                            lambda: ck_model.predict(x_test, batch_size=256, verbose=0))
     else:
+        t = time.perf_counter()
         import torch
+        result["import_s"] = time.perf_counter() - t
         torch.set_num_threads(threads)
         torch.manual_seed(0)
         F = torch.nn.functional

@@ -389,6 +389,8 @@ def epoch_runs(with_torch: bool, threads: int, repeats: int = 2) -> dict:
                                                           for r in runs),
             "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
             "first_step_s": statistics.median(r["first_step_s"] for r in runs),
+            "import_s": statistics.median(r["import_s"] for r in runs),
+            "cold_start_s": statistics.median(r["import_s"] + r["first_step_s"] for r in runs),
             "test_accuracy": runs[-1].get("test_accuracy"),
         }
     return summary
@@ -504,13 +506,16 @@ def main(argv=None) -> int:
             t_c = t_e["infer_first_images_per_s"] if t_e else None
             print(f"{'  first (cold) inference pass, images/s':<44} {ck_c:>10.0f} "
                   f"{(t_c or float('nan')):>9.0f}")
-            row = {"workload": "first training step in a fresh process (ms)",
-                   "convkit_ms": ck_e["first_step_s"] * 1e3,
-                   "torch_ms": t_e["first_step_s"] * 1e3 if t_e else None,
-                   "ratio": ck_e["first_step_s"] / t_e["first_step_s"] if t_e else None,
-                   "gflops": None, "pct_peak": None, "rel_err": None}
-            results.append(row)
-            print(_format_row(row))
+            # a fresh process: import, then the first step (each library's one-time costs
+            # fall in one or the other), and the first step on its own
+            for name, key in (("import + first training step, fresh (ms)", "cold_start_s"),
+                              ("  the first training step alone (ms)", "first_step_s")):
+                row = {"workload": name, "convkit_ms": ck_e[key] * 1e3,
+                       "torch_ms": t_e[key] * 1e3 if t_e else None,
+                       "ratio": ck_e[key] / t_e[key] if t_e else None,
+                       "gflops": None, "pct_peak": None, "rel_err": None}
+                results.append(row)
+                print(_format_row(row))
             print(f"{'peak RSS of the epoch run (MB)':<44} {ck_e['peak_rss_mb']:>10.0f} "
                   f"{(t_e['peak_rss_mb'] if t_e else float('nan')):>9.0f}")
         except Exception as exc:
