@@ -405,7 +405,7 @@ WINOGRAD_MIN_CHANNELS = 8
 #: 0.3-0.45, 32 -> 64 0.8-0.96 of Winograd's time at 7x7 to 56x56; 64 -> 64 1.06-1.3)
 WINOGRAD_MIN_PAIRS_FORWARD = 4096
 #: ... and its gradients at least this many (the column products' gradients, 32 -> 32: as
-#: fast; 16 -> 32: 0.65 of Winograd's time; 32 -> 64: 1.15-1.25)
+#: fast; 16 -> 16 and 16 -> 32: 0.48-0.81 of Winograd's time; 32 -> 64: 1.18-1.24 of it)
 WINOGRAD_MIN_PAIRS_BACKWARD = 1024
 #: direct convolution for ``C_in * filters`` at most this, with kernels of at least 5x5
 DIRECT_MAX_CHANNEL_PAIRS = 16
