@@ -26,6 +26,7 @@ import numpy as np
 
 from ..shapes import Geometry
 from . import _threads, accel
+from .padding import pad_nhwc
 from .accel.backend import _chunk_slots
 
 __all__ = ["taps_forward", "taps_kernel_grad", "MAX_TAPS", "MAX_CHANNELS", "MIN_FILTERS"]
@@ -41,10 +42,7 @@ BLOCK_BYTES = 4 << 20
 
 
 def _padded(x: np.ndarray, geo: Geometry) -> np.ndarray:
-    (top, bottom), (left, right) = geo.pads
-    if top or bottom or left or right:
-        return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
-    return x
+    return pad_nhwc(x, geo.pads)                 # no copy without padding
 
 
 def _fill_columns(xp: np.ndarray, n0: int, n1: int, geo: Geometry, cols: np.ndarray) -> None:

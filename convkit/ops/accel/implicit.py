@@ -25,6 +25,7 @@ from ...shapes import Geometry, window_geometry
 from . import _conv_regs
 from ._conv_regs import KROWS, KTAPS, LANES
 from .. import _threads
+from ..padding import pad_nhwc
 from .backend import _chunk_slots, _run, jit
 from .checks import _check_dy, _check_geometry, _geo_ints, _nhwc
 
@@ -98,7 +99,7 @@ def conv2d_implicit_forward(x: np.ndarray, kernel: np.ndarray, bias, geometry: G
     geo = _check_geometry(where, geometry, x.shape)
     kernel = np.asarray(kernel)
     if x.shape[3] < MIN_CHANNELS and geo.pads != ((0, 0), (0, 0)):
-        x = np.pad(x, ((0, 0), *geo.pads, (0, 0)))
+        x = pad_nhwc(x, geo.pads)
         geo = window_geometry(x.shape[1:3], geo.kernel, geo.strides, 0, geo.dilation,
                               where=where)
     kh, kw, sh, sw, dh, dw, top, left = _geo_ints(geo)
@@ -234,9 +235,7 @@ def kernel_grad_taps(dy: np.ndarray, x: np.ndarray, kernel_shape, geometry: Geom
     mask = relu_y is not None
     y2 = _check_dy(where, relu_y, geo, x.shape[0], filters, np.float32,
                    "relu_y").reshape(-1, filters) if mask else dy2
-    (top, bottom), (left, right) = geo.pads
-    if top or bottom or left or right:
-        x = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    x = pad_nhwc(x, geo.pads)                     # no copy without padding
     _, _, sh, sw, dh, dw, _, _ = _geo_ints(geo)
     width = x.shape[2]
     taps = kh * kw * c_in
