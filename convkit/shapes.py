@@ -30,6 +30,7 @@ __all__ = [
     "Geometry", "window_geometry", "conv_output_shape", "pool_output_shape",
     "conv_param_count", "dense_param_count", "padding_repr",
     "ReceptiveField", "receptive_field_after", "receptive_field_stack",
+    "TransposeGeometry", "transpose_geometry", "conv_transpose_output_shape",
 ]
 
 
@@ -361,3 +362,136 @@ def receptive_field_stack(in_hw, windows) -> list[ReceptiveField]:
         fields.append(field)
         hw = geometry.out_hw
     return fields
+
+
+# --------------------------------------------------------------------------------------------
+# Transposed convolution: the adjoint of a convolution, so its sizes run the other way.
+#
+# Per axis, input n, effective kernel k_eff = d*(k - 1) + 1, stride s: spreading the n inputs
+# s apart and writing a k_eff-wide kernel at each gives the full output of (n - 1)*s + k_eff
+# cells; `crop_before` cells are then dropped at the start and `crop_after` at the end (a
+# negative `crop_after` adds that many cells, which only the bias reaches):
+#
+#     out = (n - 1)*s + k_eff - crop_before - crop_after
+#
+#   valid      crop_before = 0, crop_after = -output_padding
+#              (output_padding None: max(k_eff, s) - k_eff, so out = (n - 1)*s + max(k_eff, s))
+#   same       total = s + k_eff - 2 (output_padding None: out = n*s), or
+#              k_eff + k_eff % 2 - 2 + output_padding (out = (n - 1)*s + k_eff % 2 + output_padding);
+#              pad_before = min(ceil(total / 2), k_eff - 1), pad_after = total - pad_before,
+#              crop = k_eff - 1 - pad   (Keras's rule, TensorFlow's sizes)
+#   explicit   PyTorch's: padding p = (before, after) cropped, output_padding (default 0) added
+#              at the end: crop_before = before, crop_after = after - output_padding
+#
+# Example: n = 7, k = 3, s = 2, same -> total 3, pads (2, 1), crops (0, 1), out = 14.
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TransposeGeometry:
+    """How a transposed convolution maps ``in_hw`` to ``out_hw``, per axis ``(h, w)``.
+
+    ``crops`` are ``((top, bottom), (left, right))`` cells removed from the full output
+    (see the comment above :func:`transpose_geometry`). ``conv`` is the :class:`Geometry` of
+    the convolution it is the adjoint of: from the ``core_hw`` part of the output (all but
+    the ``extra`` cells a negative crop adds at the bottom/right) back to ``in_hw``.
+    ``spread_pads`` are the zero pads of the forward written as a stride-1 convolution
+    over the input spread ``s`` apart: ``k_eff - 1 - crop`` on each side.
+    """
+    in_hw: tuple[int, int]
+    kernel: tuple[int, int]
+    strides: tuple[int, int]
+    dilation: tuple[int, int]
+    crops: tuple[tuple[int, int], tuple[int, int]]
+    out_hw: tuple[int, int]
+    extra: tuple[int, int]
+    conv: Geometry
+
+    @property
+    def core_hw(self) -> tuple[int, int]:
+        return tuple(o - e for o, e in zip(self.out_hw, self.extra))
+
+    @property
+    def spread_pads(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        return tuple((k_eff - 1 - before, k_eff - 1 - after) for k_eff, (before, after)
+                     in zip(self.conv.effective_kernel, self.crops))
+
+
+def _transpose_crops(k_eff: int, s: int, d: int, mode, output_padding, axis: str, where: str):
+    """``(crop_before, crop_after)`` along one axis (see the comment above)."""
+    if output_padding is not None and output_padding >= max(s, d):
+        raise ShapeError(f"{where}: output_padding must be smaller than strides (or "
+                         f"dilation_rate) along the {axis}, got output_padding "
+                         f"{output_padding} with strides {s}, dilation_rate {d}")
+    if mode == "valid":
+        extra = max(k_eff, s) - k_eff if output_padding is None else output_padding
+        return 0, -extra
+    if mode == "same":
+        total = s + k_eff - 2 if output_padding is None else \
+            k_eff + k_eff % 2 - 2 + output_padding
+        before = min(-(-total // 2), k_eff - 1)
+        return k_eff - 1 - before, k_eff - 1 - (total - before)
+    before, after = mode
+    if max(before, after) > k_eff - 1:
+        raise ShapeError(f"{where}: padding {mode} along the {axis} is more than the "
+                         f"effective kernel size - 1 ({k_eff - 1})")
+    return before, after - (output_padding or 0)
+
+
+def transpose_geometry(in_hw, kernel_size, strides=1, padding="valid", output_padding=None,
+                       dilation_rate=1, where: str = "conv2d_transpose") -> TransposeGeometry:
+    """Resolve the sizes of a 2-D transposed convolution (see the comment above).
+
+    ``padding`` is ``"valid"``, ``"same"`` (Keras) or explicit pads (PyTorch's meaning: cells
+    cropped from the full output); ``output_padding`` is None, an int or a pair. Raises
+    :class:`ShapeError` quoting every argument when an output size would be <= 0.
+
+    >>> geo = transpose_geometry((7, 7), 3, 2, "same")
+    >>> geo.out_hw, geo.crops, geo.spread_pads
+    ((14, 14), ((0, 1), (0, 1)), ((2, 1), (2, 1)))
+    >>> transpose_geometry((7, 7), 3, 2, "valid").out_hw
+    (15, 15)
+    """
+    kernel = to_pair(kernel_size, "kernel_size", where)
+    stride = to_pair(strides, "strides", where)
+    dilation = to_pair(dilation_rate, "dilation_rate", where)
+    mode = normalize_padding(padding, where)
+    extra_pad = None if output_padding is None else \
+        to_pair(output_padding, "output_padding", where, minimum=0)
+    in_hw = tuple(int(v) for v in in_hw)
+    crops, out = [], []
+    for axis, (name, n, k, s, d) in enumerate(zip(("height", "width"), in_hw, kernel, stride,
+                                                  dilation)):
+        k_eff = d * (k - 1) + 1
+        axis_mode = mode if isinstance(mode, str) else mode[axis]
+        before, after = _transpose_crops(k_eff, s, d, axis_mode,
+                                         None if extra_pad is None else extra_pad[axis],
+                                         name, where)
+        crops.append((before, after))
+        out.append((n - 1) * s + k_eff - before - after)
+    if min(out) <= 0 or min(in_hw) <= 0:
+        raise ShapeError(
+            f"{where}: output size would be {out[0]}x{out[1]} for input {in_hw[0]}x{in_hw[1]}, "
+            f"kernel_size={kernel}, strides={stride}, padding={padding!r}, "
+            f"output_padding={output_padding!r}, dilation_rate={dilation}")
+    extra = tuple(max(-after, 0) for _, after in crops)
+    core = tuple(o - e for o, e in zip(out, extra))
+    conv = window_geometry(core, kernel, stride, tuple((b, max(a, 0)) for b, a in crops),
+                           dilation, where=where)
+    assert conv.out_hw == in_hw, (conv, in_hw)
+    return TransposeGeometry(in_hw, kernel, stride, dilation, tuple(crops), tuple(out), extra,
+                             conv)
+
+
+def conv_transpose_output_shape(input_shape, filters: int, kernel_size, strides=1,
+                                padding="valid", output_padding=None, dilation_rate=1,
+                                data_format: str = "channels_last",
+                                where: str = "Conv2DTranspose") -> tuple:
+    """Output shape of a 2-D transposed convolution; the batch entry is passed through.
+
+    >>> conv_transpose_output_shape((None, 7, 7, 64), 32, 3, 2, "same")
+    (None, 14, 14, 32)
+    """
+    batch, hw, _ = _split_spatial(input_shape, data_format, where)
+    geo = transpose_geometry(hw, kernel_size, strides, padding, output_padding, dilation_rate,
+                             where=where)
+    return _join_spatial(batch, geo.out_hw, filters, data_format)

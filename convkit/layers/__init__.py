@@ -19,6 +19,7 @@ from .normalization import BatchNormalization
 from .pooling import (AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D,
                       MaxPooling2D)
 from .reshaping import Flatten, ZeroPadding2D
+from .conv_transpose import Conv2DTranspose
 
 __all__ = [
     "Layer", "SymbolicTensor", "Weight", "Input", "InputLayer", "Conv2D", "DepthwiseConv2D",
@@ -27,12 +28,14 @@ __all__ = [
     "BatchNormalization", "Add", "Multiply", "Concatenate", "get", "serialize",
     "deserialize", "register", "names",
 ]
+_RESAMPLING = (Conv2DTranspose,)
+__all__ += [cls.__name__ for cls in _RESAMPLING]
 
 _REGISTRY: dict[str, type] = {}
 # Keras's other spellings of the same layers
 _ALIASES = {"MaxPool2D": "MaxPooling2D", "AvgPool2D": "AveragePooling2D",
             "GlobalAvgPool2D": "GlobalAveragePooling2D", "GlobalMaxPool2D": "GlobalMaxPooling2D",
-            "Convolution2D": "Conv2D"}
+            "Convolution2D": "Conv2D", "Convolution2DTranspose": "Conv2DTranspose"}
 
 
 def register(cls: type) -> type:
@@ -47,6 +50,8 @@ def register(cls: type) -> type:
 for _cls in (InputLayer, Conv2D, DepthwiseConv2D, MaxPooling2D, AveragePooling2D,
              GlobalAveragePooling2D, GlobalMaxPooling2D, ZeroPadding2D, Flatten, Dense,
              Activation, ReLU, Dropout, BatchNormalization, Add, Multiply, Concatenate):
+    register(_cls)
+for _cls in _RESAMPLING:
     register(_cls)
 
 

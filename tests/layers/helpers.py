@@ -40,3 +40,31 @@ def check_layer_gradients(layer, x, rng, training=False, skip_activation=False, 
         weight.value[...] = original
         checked.append(weight.name)
     return checked
+
+
+def check_config_and_archive(layer, input_shape, rng, tmp_path):
+    """``layer`` survives ``get_config``/``from_config`` through JSON (same config, output
+    shape, parameter count and outputs) and a save/load of a one-layer model in convkit's
+    archive (same outputs and summary). ``input_shape`` has no batch entry."""
+    import json
+
+    import convkit as ck
+    from convkit import layers as L
+    clone = L.deserialize(json.loads(json.dumps(L.serialize(layer))))
+    assert type(clone) is type(layer) and clone.get_config() == layer.get_config()
+    model = ck.Sequential([L.Input(input_shape), layer])
+    clone.build((None,) + tuple(input_shape))
+    assert clone.output_shape == layer.output_shape
+    assert clone.count_params() == layer.count_params()
+    clone.set_weights(layer.get_weights())
+    x = rng.standard_normal((2,) + tuple(input_shape)).astype(np.float32)
+    np.testing.assert_allclose(clone(x), layer(x), rtol=1e-6, atol=1e-6)
+    path = tmp_path / "one_layer.convkit"
+    model.save(path)
+    loaded = ck.load_model(path)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert loaded.layers[-1].get_config() == layer.get_config()
+    assert loaded.count_params() == model.count_params()
+    model.summary(print_fn=lambda *_: None)
+    model.summary(print_fn=lambda *_: None, explain=True)
+    ck.explain.explain_model(model)

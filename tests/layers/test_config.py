@@ -38,6 +38,9 @@ CASES = [
     (lambda: L.Add(), [(None, 7), (None, 7)]),
     (lambda: L.Multiply(), [(None, 7), (None, 7)]),
     (lambda: L.Concatenate(axis=1), [(None, 3, 2), (None, 4, 2)]),
+    # resampling, reshaping and 1-D layers
+    (lambda: L.Conv2DTranspose(4, 3, strides=2, padding="same", output_padding=1),
+     (None, 5, 5, 3)),
 ]
 IDS = [make().__class__.__name__ + str(i) for i, (make, _) in enumerate(CASES)]
 

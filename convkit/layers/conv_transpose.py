@@ -1,0 +1,113 @@
+"""Transposed convolution layer: :class:`Conv2DTranspose`, a thin wrapper over
+:func:`convkit.ops.conv_transpose.conv2d_transpose` and its backward."""
+from __future__ import annotations
+
+from .. import initializers, regularizers, shapes
+from ..errors import ConvkitError
+from .base import spatial_output_shape
+from .conv import _Conv, initializer_config, positive_int
+
+__all__ = ["Conv2DTranspose"]
+
+
+class Conv2DTranspose(_Conv):
+    """Transposed convolution (sometimes called deconvolution): each input pixel writes
+    the kernel, scaled by its value, ``strides`` apart into the output; the adjoint of a
+    :class:`Conv2D`, used to upsample in decoders.
+
+    Shape::
+
+        input   (N, H, W, C_in)               channels_first: (N, C_in, H, W)
+        kernel  (kh, kw, filters, C_in)        (Keras's layout)          bias (filters,)
+        output  (N, H_out, W_out, filters)
+        H_out   valid: (H - 1)*s + max(k_eff, s)       same: H*s          k_eff = d*(k-1) + 1
+                with output_padding p: valid (H - 1)*s + k_eff + p;  same (H - 1)*s + k_eff % 2 + p
+                explicit pads (PyTorch): (H - 1)*s + k_eff - top - bottom + p
+
+    Parameters: ``kh * kw * filters * C_in + filters``. As in Keras, the initializer's fans
+    come from the kernel shape: ``fan_in = kh*kw*filters``, ``fan_out = kh*kw*C_in``.
+
+    >>> layer = Conv2DTranspose(32, 3, strides=2, padding="same")
+    >>> layer.build((None, 7, 7, 64)); layer.output_shape, layer.count_params()
+    ((None, 14, 14, 32), 18464)
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", output_padding=None,
+                 data_format=None, dilation_rate=1, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, **kwargs):
+        super().__init__(kernel_size, strides, padding, data_format, dilation_rate,
+                         activation, use_bias, bias_initializer, bias_regularizer, **kwargs)
+        where = "Conv2DTranspose"
+        if self.padding_mode != "zeros":
+            raise ConvkitError(f"{where}: the output is cropped, not padded; padding_mode "
+                               f"must be 'zeros', got {self.padding_mode!r}")
+        self.filters = positive_int(filters, "filters", where)
+        self.output_padding = None if output_padding is None else \
+            shapes.to_pair(output_padding, "output_padding", where, minimum=0)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        # output_padding against strides, pads against the kernel: checked before any data
+        shapes.transpose_geometry((1 << 20, 1 << 20), self.kernel_size, self.strides,
+                                  self.padding, self.output_padding, self.dilation_rate, where)
+
+    @property
+    def out_channels(self) -> int:
+        return self.filters
+
+    def compute_output_shape(self, input_shape):
+        input_shape = self._check_rank(input_shape)
+        self._check_channels(input_shape, self.in_channels)
+        return spatial_output_shape(
+            input_shape, self.data_format,
+            lambda shape: shapes.conv_transpose_output_shape(
+                shape, self.filters, self.kernel_size, self.strides, self.padding,
+                self.output_padding, self.dilation_rate, self.data_format,
+                where="Conv2DTranspose"))
+
+    def _make_weights(self, channels: int) -> None:
+        kh, kw = self.kernel_size
+        self.add_weight("kernel", (kh, kw, self.filters, channels), self.kernel_initializer,
+                        fan_in=kh * kw * self.filters, fan_out=kh * kw * channels,
+                        regularizer=self.kernel_regularizer)
+        if self.use_bias:
+            self.add_weight("bias", (self.filters,), self.bias_initializer,
+                            regularizer=self.bias_regularizer)
+
+    def _op_kwargs(self) -> dict:
+        return {"strides": self.strides, "padding": self.padding,
+                "output_padding": self.output_padding, "dilation_rate": self.dilation_rate,
+                "data_format": self.data_format}
+
+    def forward(self, x, training: bool = False):
+        from ..ops.conv_transpose import conv2d_transpose
+        x = self._image(x, self.in_channels)
+        kernel = self._weight("kernel")
+        dtype = self._compute_dtype(x, kernel)
+        x, kernel = x.astype(dtype, copy=False), kernel.astype(dtype, copy=False)
+        bias = self._weight("bias").astype(dtype, copy=False) if self.use_bias else None
+        z = conv2d_transpose(x, kernel, bias, **self._op_kwargs())
+        y = self.activation.forward(z)
+        self.cache = (x, kernel, z, y)
+        return y
+
+    def backward(self, dy, skip_activation: bool = False):
+        from ..ops.conv_transpose import conv2d_transpose_backward
+        x, kernel, z, y = self._cached()
+        dy = self._gradient(dy, y.shape, z.dtype)
+        dz = dy if skip_activation else self.activation.backward(dy, z, y)
+        dx, dkernel, dbias = conv2d_transpose_backward(
+            dz, x, kernel, input_grad=self.input_gradient, **self._op_kwargs())
+        self._set_grads([dkernel, dbias] if self.use_bias else [dkernel])
+        return dx
+
+    def get_config(self):
+        config = {**super().get_config(), "filters": self.filters,
+                  "output_padding": None if self.output_padding is None
+                  else list(self.output_padding),
+                  "kernel_initializer": initializer_config(self.kernel_initializer,
+                                                           "Conv2DTranspose"),
+                  "kernel_regularizer": regularizers.serialize(self.kernel_regularizer)}
+        config.pop("padding_mode")          # transposed convolutions pad with zeros only
+        return config
+
