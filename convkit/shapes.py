@@ -30,7 +30,7 @@ __all__ = [
     "Geometry", "window_geometry", "conv_output_shape", "pool_output_shape",
     "conv_param_count", "dense_param_count", "padding_repr",
     "ReceptiveField", "receptive_field_after", "receptive_field_stack",
-    "TransposeGeometry", "transpose_geometry", "conv_transpose_output_shape",
+    "TransposeGeometry", "transpose_geometry", "conv_transpose_output_shape", "aspect_crop",
 ]
 
 
@@ -377,7 +377,8 @@ def receptive_field_stack(in_hw, windows) -> list[ReceptiveField]:
 #   valid      crop_before = 0, crop_after = -output_padding
 #              (output_padding None: max(k_eff, s) - k_eff, so out = (n - 1)*s + max(k_eff, s))
 #   same       total = s + k_eff - 2 (output_padding None: out = n*s), or
-#              k_eff + k_eff % 2 - 2 + output_padding (out = (n - 1)*s + k_eff % 2 + output_padding);
+#              k_eff + k_eff % 2 - 2 + output_padding
+#              (then out = (n - 1)*s + k_eff % 2 + output_padding);
 #              pad_before = min(ceil(total / 2), k_eff - 1), pad_after = total - pad_before,
 #              crop = k_eff - 1 - pad   (Keras's rule, TensorFlow's sizes)
 #   explicit   PyTorch's: padding p = (before, after) cropped, output_padding (default 0) added
@@ -495,3 +496,18 @@ def conv_transpose_output_shape(input_shape, filters: int, kernel_size, strides=
     geo = transpose_geometry(hw, kernel_size, strides, padding, output_padding, dilation_rate,
                              where=where)
     return _join_spatial(batch, geo.out_hw, filters, data_format)
+
+
+def aspect_crop(in_hw, target_hw) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``((top, bottom), (left, right))``: the centred crop of an ``in_hw`` image with the
+    aspect ratio of ``target_hw`` (Keras's ``crop_to_aspect_ratio``), the largest that fits:
+    ``crop_h = min(H, floor(W * th / tw))``, likewise ``crop_w``; ``top = floor((H - crop_h) / 2)``.
+
+    >>> aspect_crop((10, 20), (5, 5))        # the centre 10 x 10 of a 10 x 20 image
+    ((0, 0), (5, 5))
+    """
+    (h, w), (th, tw) = in_hw, target_hw
+    crop_h = max(min(h, int(w * th / tw)), 1)
+    crop_w = max(min(w, int(h * tw / th)), 1)
+    top, left = (h - crop_h) // 2, (w - crop_w) // 2
+    return (top, h - crop_h - top), (left, w - crop_w - left)

@@ -20,6 +20,7 @@ from .pooling import (AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling
                       MaxPooling2D)
 from .reshaping import Flatten, ZeroPadding2D
 from .conv_transpose import Conv2DTranspose
+from .resampling import Rescaling, Resizing, UpSampling2D
 
 __all__ = [
     "Layer", "SymbolicTensor", "Weight", "Input", "InputLayer", "Conv2D", "DepthwiseConv2D",
@@ -28,7 +29,7 @@ __all__ = [
     "BatchNormalization", "Add", "Multiply", "Concatenate", "get", "serialize",
     "deserialize", "register", "names",
 ]
-_RESAMPLING = (Conv2DTranspose,)
+_RESAMPLING = (Conv2DTranspose, UpSampling2D, Resizing, Rescaling)
 __all__ += [cls.__name__ for cls in _RESAMPLING]
 
 _REGISTRY: dict[str, type] = {}

@@ -41,6 +41,9 @@ CASES = [
     # resampling, reshaping and 1-D layers
     (lambda: L.Conv2DTranspose(4, 3, strides=2, padding="same", output_padding=1),
      (None, 5, 5, 3)),
+    (lambda: L.UpSampling2D((2, 1), interpolation="bilinear"), (None, 5, 5, 3)),
+    (lambda: L.Resizing(4, 6, crop_to_aspect_ratio=True), (None, 5, 5, 3)),
+    (lambda: L.Rescaling(1 / 255, offset=0.5), (None, 5, 5, 3)),
 ]
 IDS = [make().__class__.__name__ + str(i) for i, (make, _) in enumerate(CASES)]
 
