@@ -18,7 +18,7 @@ from .merging import Add, Concatenate, Multiply
 from .normalization import BatchNormalization
 from .pooling import (AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D,
                       MaxPooling2D)
-from .reshaping import Flatten, ZeroPadding2D
+from .reshaping import Cropping2D, Flatten, Permute, Reshape, ZeroPadding2D
 from .conv_transpose import Conv2DTranspose
 from .resampling import Rescaling, Resizing, UpSampling2D
 
@@ -29,7 +29,8 @@ __all__ = [
     "BatchNormalization", "Add", "Multiply", "Concatenate", "get", "serialize",
     "deserialize", "register", "names",
 ]
-_RESAMPLING = (Conv2DTranspose, UpSampling2D, Resizing, Rescaling)
+_RESAMPLING = (Conv2DTranspose, UpSampling2D, Resizing, Rescaling, Cropping2D, Reshape,
+               Permute)
 __all__ += [cls.__name__ for cls in _RESAMPLING]
 
 _REGISTRY: dict[str, type] = {}

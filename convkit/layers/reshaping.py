@@ -1,7 +1,9 @@
-"""Reshaping layers: :class:`Flatten` and :class:`ZeroPadding2D`."""
+"""Reshaping layers: :class:`Flatten`, :class:`ZeroPadding2D`, :class:`Cropping2D`,
+:class:`Reshape` and :class:`Permute`."""
 from __future__ import annotations
 
 import math
+from numbers import Integral
 
 import numpy as np
 
@@ -10,7 +12,7 @@ from ..errors import ShapeError
 from .base import Layer, data_format_arg
 from .conv import ImageLayer, padding_config
 
-__all__ = ["Flatten", "ZeroPadding2D"]
+__all__ = ["Flatten", "ZeroPadding2D", "Cropping2D", "Reshape", "Permute"]
 
 
 class Flatten(Layer):
@@ -125,3 +127,158 @@ class ZeroPadding2D(ImageLayer):
 
     def get_config(self):
         return {**super().get_config(), "padding": padding_config(self.padding)}
+
+
+def _cropping_arg(cropping, where: str):
+    """``c``, ``(ch, cw)`` or ``((top, bottom), (left, right))`` -> the last form."""
+    if isinstance(cropping, (tuple, list)) and len(cropping) == 2 and all(
+            isinstance(c, (tuple, list)) for c in cropping):
+        return tuple(shapes.to_pair(c, "cropping", where, minimum=0) for c in cropping)
+    height, width = shapes.to_pair(cropping, "cropping", where, minimum=0)
+    return (height, height), (width, width)
+
+
+class Cropping2D(ImageLayer):
+    """Cut rows and columns off the edges of images.
+
+    ``cropping``: ``c`` (all sides), ``(ch, cw)`` (symmetric) or
+    ``((top, bottom), (left, right))``. Shape ``(N, H, W, C) ->
+    (N, H - top - bottom, W - left - right, C)``; no parameters. Backward pads the
+    gradient back with zeros.
+
+    >>> Cropping2D(((2, 2), (4, 4))).compute_output_shape((None, 28, 28, 3))
+    (None, 24, 20, 3)
+    """
+
+    def __init__(self, cropping=((0, 0), (0, 0)), data_format=None, **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
+        self.cropping = _cropping_arg(cropping, "Cropping2D")
+
+    def build(self, input_shape) -> None:
+        self.compute_output_shape(input_shape)
+        super().build(input_shape)
+
+    def _check_built_shape(self, input_shape) -> None:
+        self.compute_output_shape(input_shape)
+
+    def _check_array(self, x) -> None:
+        super()._check_array(x)
+        self.compute_output_shape(np.shape(x))         # the error quotes the real shape
+
+    def compute_output_shape(self, input_shape):
+        out = list(self._check_rank(input_shape))
+        axes = (1, 2) if self.data_format == "channels_last" else (2, 3)
+        for axis, (before, after) in zip(axes, self.cropping):
+            if out[axis] is None:
+                continue
+            if out[axis] - before - after <= 0:
+                raise ShapeError(f"Cropping2D: cropping {self.cropping} leaves nothing of the "
+                                 f"input (input shape {tuple(input_shape)})")
+            out[axis] -= before + after
+        return tuple(out)
+
+    def forward(self, x, training: bool = False):
+        from ..ops.resize import crop2d
+        x = self._image(x)
+        self.compute_output_shape(x.shape)
+        y = crop2d(x, self.cropping, self.data_format)
+        self.cache = y.shape
+        return y
+
+    def backward(self, dy):
+        from ..ops.resize import crop2d_backward
+        dy = self._gradient(dy, self._cached())
+        return crop2d_backward(dy, self.cropping, self.data_format)
+
+    def get_config(self):
+        return {**super().get_config(), "cropping": [list(c) for c in self.cropping]}
+
+
+class Reshape(Layer):
+    """Reshape each sample to ``target_shape`` (the batch axis stays), in the array's own
+    (C) order; one entry may be ``-1``, inferred from the sample size.
+
+    >>> Reshape((7, 7, -1)).compute_output_shape((None, 196))
+    (None, 7, 7, 4)
+    """
+
+    def __init__(self, target_shape, **kwargs):
+        super().__init__(**kwargs)
+        target = tuple(target_shape) if isinstance(target_shape, (tuple, list)) else None
+        if target is None or not all(
+                isinstance(v, Integral) and not isinstance(v, bool) and (v > 0 or v == -1)
+                for v in target) or list(target).count(-1) > 1:
+            raise ShapeError(f"Reshape: target_shape must be a tuple of positive ints with at "
+                             f"most one -1, got {target_shape!r}")
+        self.target_shape = tuple(int(v) for v in target)
+
+    def compute_output_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) < 2:
+            raise ShapeError(f"Reshape: expected an input with a batch axis and at least one "
+                             f"more, got shape {input_shape}")
+        known = math.prod(v for v in self.target_shape if v != -1)
+        if any(v is None for v in input_shape[1:]):
+            return (input_shape[0],) + tuple(None if v == -1 else v for v in self.target_shape)
+        size = math.prod(input_shape[1:])
+        if (-1 in self.target_shape and size % known) or (
+                -1 not in self.target_shape and size != known):
+            raise ShapeError(f"Reshape: cannot reshape a sample of shape {input_shape[1:]} "
+                             f"({size} values) to {self.target_shape}")
+        return (input_shape[0],) + tuple(size // known if v == -1 else v
+                                         for v in self.target_shape)
+
+    def _check_built_shape(self, input_shape) -> None:
+        self.compute_output_shape(input_shape)
+
+    def forward(self, x, training: bool = False):
+        x = self._input(x)
+        out_shape = self.compute_output_shape(x.shape)
+        self.cache = (x.shape, out_shape)
+        return x.reshape(out_shape)                         # (N, *target_shape)
+
+    def backward(self, dy):
+        x_shape, out_shape = self._cached()
+        return self._gradient(dy, out_shape).reshape(x_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "target_shape": list(self.target_shape)}
+
+
+class Permute(Layer):
+    """Reorder the axes of each sample: ``dims`` is a permutation of ``1..rank-1`` (the
+    batch axis 0 stays), e.g. ``Permute((2, 1))`` swaps the two axes of ``(N, a, b)``.
+
+    >>> Permute((3, 1, 2)).compute_output_shape((None, 8, 6, 3))
+    (None, 3, 8, 6)
+    """
+
+    def __init__(self, dims, **kwargs):
+        super().__init__(**kwargs)
+        dims = tuple(dims) if isinstance(dims, (tuple, list)) else None
+        if dims is None or sorted(dims) != list(range(1, len(dims) + 1)):
+            raise ShapeError(f"Permute: dims must be a permutation of 1..n (the batch axis "
+                             f"0 stays), got {dims!r}")
+        self.dims = tuple(int(d) for d in dims)
+
+    def compute_output_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) != len(self.dims) + 1:
+            raise ShapeError(f"Permute: dims {self.dims} need an input of rank "
+                             f"{len(self.dims) + 1}, got shape {input_shape}")
+        return (input_shape[0],) + tuple(input_shape[d] for d in self.dims)
+
+    def _check_built_shape(self, input_shape) -> None:
+        self.compute_output_shape(input_shape)
+
+    def forward(self, x, training: bool = False):
+        x = self._input(x)
+        self.cache = self.compute_output_shape(x.shape)
+        return x.transpose((0,) + self.dims)
+
+    def backward(self, dy):
+        dy = self._gradient(dy, self._cached())
+        return dy.transpose(np.argsort((0,) + self.dims))
+
+    def get_config(self):
+        return {**super().get_config(), "dims": list(self.dims)}

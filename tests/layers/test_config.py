@@ -44,6 +44,9 @@ CASES = [
     (lambda: L.UpSampling2D((2, 1), interpolation="bilinear"), (None, 5, 5, 3)),
     (lambda: L.Resizing(4, 6, crop_to_aspect_ratio=True), (None, 5, 5, 3)),
     (lambda: L.Rescaling(1 / 255, offset=0.5), (None, 5, 5, 3)),
+    (lambda: L.Cropping2D(((1, 0), (0, 2)), data_format="channels_first"), (None, 3, 5, 5)),
+    (lambda: L.Reshape((-1, 3)), (None, 5, 5, 3)),
+    (lambda: L.Permute((3, 1, 2)), (None, 5, 5, 3)),
 ]
 IDS = [make().__class__.__name__ + str(i) for i, (make, _) in enumerate(CASES)]
 
