@@ -21,6 +21,7 @@ from .pooling import (AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling
 from .reshaping import Cropping2D, Flatten, Permute, Reshape, ZeroPadding2D
 from .conv_transpose import Conv2DTranspose
 from .resampling import Rescaling, Resizing, UpSampling2D
+from .separable import SeparableConv2D
 
 __all__ = [
     "Layer", "SymbolicTensor", "Weight", "Input", "InputLayer", "Conv2D", "DepthwiseConv2D",
@@ -29,15 +30,16 @@ __all__ = [
     "BatchNormalization", "Add", "Multiply", "Concatenate", "get", "serialize",
     "deserialize", "register", "names",
 ]
-_RESAMPLING = (Conv2DTranspose, UpSampling2D, Resizing, Rescaling, Cropping2D, Reshape,
-               Permute)
+_RESAMPLING = (Conv2DTranspose, SeparableConv2D, UpSampling2D, Resizing, Rescaling, Cropping2D,
+               Reshape, Permute)
 __all__ += [cls.__name__ for cls in _RESAMPLING]
 
 _REGISTRY: dict[str, type] = {}
 # Keras's other spellings of the same layers
 _ALIASES = {"MaxPool2D": "MaxPooling2D", "AvgPool2D": "AveragePooling2D",
             "GlobalAvgPool2D": "GlobalAveragePooling2D", "GlobalMaxPool2D": "GlobalMaxPooling2D",
-            "Convolution2D": "Conv2D", "Convolution2DTranspose": "Conv2DTranspose"}
+            "Convolution2D": "Conv2D", "Convolution2DTranspose": "Conv2DTranspose",
+            "SeparableConvolution2D": "SeparableConv2D"}
 
 
 def register(cls: type) -> type:

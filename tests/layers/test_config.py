@@ -47,6 +47,8 @@ CASES = [
     (lambda: L.Cropping2D(((1, 0), (0, 2)), data_format="channels_first"), (None, 3, 5, 5)),
     (lambda: L.Reshape((-1, 3)), (None, 5, 5, 3)),
     (lambda: L.Permute((3, 1, 2)), (None, 5, 5, 3)),
+    (lambda: L.SeparableConv2D(4, 3, depth_multiplier=2, padding="same", activation="relu",
+                               pointwise_regularizer="l1"), (None, 5, 5, 3)),
 ]
 IDS = [make().__class__.__name__ + str(i) for i, (make, _) in enumerate(CASES)]
 
