@@ -31,6 +31,7 @@ __all__ = [
     "conv_param_count", "dense_param_count", "padding_repr",
     "ReceptiveField", "receptive_field_after", "receptive_field_stack",
     "TransposeGeometry", "transpose_geometry", "conv_transpose_output_shape", "aspect_crop",
+    "steps_as_image_shape", "image_as_steps_shape", "steps_padding",
 ]
 
 
@@ -511,3 +512,50 @@ def aspect_crop(in_hw, target_hw) -> tuple[tuple[int, int], tuple[int, int]]:
     crop_w = max(min(w, int(h * tw / th)), 1)
     top, left = (h - crop_h) // 2, (w - crop_w) // 2
     return (top, h - crop_h - top), (left, w - crop_w - left)
+
+
+# --------------------------------------------------------------------------------------------
+# 1-D layers on (batch, steps, channels) run the 2-D arithmetic on a height-1 image:
+# (N, steps, C) is (N, 1, steps, C) (channels_first: (N, C, steps) is (N, C, 1, steps)), the
+# kernel (k,) is (1, k), strides and dilation (1, s) and (1, d).
+# --------------------------------------------------------------------------------------------
+
+def steps_as_image_shape(shape, data_format: str = "channels_last") -> tuple:
+    """``(N, steps, C)`` -> ``(N, 1, steps, C)``; channels_first ``(N, C, steps)`` ->
+    ``(N, C, 1, steps)``."""
+    shape = tuple(shape)
+    axis = 1 if data_format == "channels_last" else 2
+    return shape[:axis] + (1,) + shape[axis:]
+
+
+def image_as_steps_shape(shape, data_format: str = "channels_last") -> tuple:
+    """The inverse of :func:`steps_as_image_shape`."""
+    shape = tuple(shape)
+    axis = 1 if data_format == "channels_last" else 2
+    return shape[:axis] + shape[axis + 1:]
+
+
+def steps_padding(padding, kernel_size: int = 1, dilation_rate: int = 1,
+                  where: str = "Conv1D"):
+    """A 1-D padding as the 2-D padding of the height-1 image: ``"valid"``, ``"same"``,
+    ``"causal"`` (``d*(k - 1)`` zeros before the steps, none after: output ``t`` sees
+    steps ``<= t`` only), ``p`` or ``(before, after)``.
+
+    >>> steps_padding("causal", 3, 2)
+    ((0, 0), (4, 0))
+    >>> steps_padding((1, 2))
+    ((0, 0), (1, 2))
+    """
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "causal":
+            return (0, 0), (dilation_rate * (kernel_size - 1), 0)
+        if mode in ("valid", "same"):
+            return mode
+    elif _is_int(padding) and padding >= 0:
+        return (0, 0), (int(padding), int(padding))
+    elif isinstance(padding, (tuple, list)) and len(padding) == 2 and all(
+            _is_int(p) and p >= 0 for p in padding):
+        return (0, 0), (int(padding[0]), int(padding[1]))
+    raise ShapeError(f"{where}: padding must be 'valid', 'same', 'causal', an int or "
+                     f"(before, after); got {padding!r}")

@@ -22,6 +22,9 @@ from .reshaping import Cropping2D, Flatten, Permute, Reshape, ZeroPadding2D
 from .conv_transpose import Conv2DTranspose
 from .resampling import Rescaling, Resizing, UpSampling2D
 from .separable import SeparableConv2D
+from .conv1d import Conv1D
+from .pooling1d import (AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D,
+                        MaxPooling1D, UpSampling1D)
 
 __all__ = [
     "Layer", "SymbolicTensor", "Weight", "Input", "InputLayer", "Conv2D", "DepthwiseConv2D",
@@ -31,7 +34,8 @@ __all__ = [
     "deserialize", "register", "names",
 ]
 _RESAMPLING = (Conv2DTranspose, SeparableConv2D, UpSampling2D, Resizing, Rescaling, Cropping2D,
-               Reshape, Permute)
+               Reshape, Permute, Conv1D, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D,
+               GlobalMaxPooling1D, UpSampling1D)
 __all__ += [cls.__name__ for cls in _RESAMPLING]
 
 _REGISTRY: dict[str, type] = {}
@@ -39,7 +43,9 @@ _REGISTRY: dict[str, type] = {}
 _ALIASES = {"MaxPool2D": "MaxPooling2D", "AvgPool2D": "AveragePooling2D",
             "GlobalAvgPool2D": "GlobalAveragePooling2D", "GlobalMaxPool2D": "GlobalMaxPooling2D",
             "Convolution2D": "Conv2D", "Convolution2DTranspose": "Conv2DTranspose",
-            "SeparableConvolution2D": "SeparableConv2D"}
+            "SeparableConvolution2D": "SeparableConv2D", "Convolution1D": "Conv1D",
+            "MaxPool1D": "MaxPooling1D", "AvgPool1D": "AveragePooling1D",
+            "GlobalAvgPool1D": "GlobalAveragePooling1D", "GlobalMaxPool1D": "GlobalMaxPooling1D"}
 
 
 def register(cls: type) -> type:

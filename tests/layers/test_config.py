@@ -49,6 +49,12 @@ CASES = [
     (lambda: L.Permute((3, 1, 2)), (None, 5, 5, 3)),
     (lambda: L.SeparableConv2D(4, 3, depth_multiplier=2, padding="same", activation="relu",
                                pointwise_regularizer="l1"), (None, 5, 5, 3)),
+    (lambda: L.Conv1D(4, 3, padding="causal", dilation_rate=2, groups=1), (None, 9, 3)),
+    (lambda: L.MaxPooling1D(3, strides=2, padding="same"), (None, 9, 3)),
+    (lambda: L.AveragePooling1D(2, data_format="channels_first"), (None, 3, 9)),
+    (lambda: L.GlobalAveragePooling1D(keepdims=True), (None, 9, 3)),
+    (lambda: L.GlobalMaxPooling1D(), (None, 9, 3)),
+    (lambda: L.UpSampling1D(3), (None, 9, 3)),
 ]
 IDS = [make().__class__.__name__ + str(i) for i, (make, _) in enumerate(CASES)]
 
