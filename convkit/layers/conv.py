@@ -70,6 +70,18 @@ class ImageLayer(Layer):
     def layout(self) -> str:
         return _LAYOUTS[self.data_format]
 
+    @property
+    def spatial_axes(self) -> tuple[int, int]:
+        """The (height, width) axes of the 4-D input."""
+        return (1, 2) if self.data_format == "channels_last" else (2, 3)
+
+    def build(self, input_shape) -> None:
+        self._check_rank(input_shape)
+        super().build(input_shape)
+
+    def _check_built_shape(self, input_shape) -> None:
+        self._check_rank(input_shape)
+
     def _check_rank(self, input_shape) -> tuple:
         input_shape = tuple(input_shape)
         if len(input_shape) != 4:
@@ -186,10 +198,21 @@ class _Conv(ImageLayer):
             y = ops.conv.conv2d_relu(x, op_kernel, bias, **self._op_kwargs())
             self.cache = (x, op_kernel, y, y)
             return y
-        z = ops.conv2d(x, op_kernel, bias, **self._op_kwargs())
+        z = self._op(x, op_kernel, bias)
         y = self.activation.forward(z)
         self.cache = (x, op_kernel, z, y)
         return y
+
+    def _op(self, x, kernel, bias):
+        """The layer's op: ``conv2d`` here (a subclass may put another op in its place)."""
+        from .. import ops
+        return ops.conv2d(x, kernel, bias, **self._op_kwargs())
+
+    def _op_backward(self, dz, x, kernel):
+        """``(dx, dkernel, dbias)`` of :meth:`_op`."""
+        from .. import ops
+        return ops.conv2d_backward(dz, x, kernel, input_grad=self.input_gradient,
+                                   **self._op_kwargs())
 
     def _fused_relu(self) -> bool:
         return self.activation.name == "relu" and not self.activation.params
@@ -205,8 +228,7 @@ class _Conv(ImageLayer):
                 dy, x, op_kernel, y, input_grad=input_grad, **self._op_kwargs())
         else:
             dz = dy if skip_activation else self.activation.backward(dy, z, y)
-            dx, dkernel, dbias = ops.conv2d_backward(dz, x, op_kernel, input_grad=input_grad,
-                                                     **self._op_kwargs())
+            dx, dkernel, dbias = self._op_backward(dz, x, op_kernel)
         grads = [self._kernel_grad(dkernel)]
         if self.use_bias:
             grads.append(dbias)

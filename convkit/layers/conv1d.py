@@ -85,6 +85,25 @@ class StepsLayer(Layer):
         self.compute_output_shape(input_shape)
         super().build(input_shape)
 
+    # -- layers without weights: the 2-D op and its backward on the height-1 views
+    def _image_forward(self, image: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _image_backward(self, dy: np.ndarray, image: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def forward(self, x, training: bool = False):
+        image = self._as_image(self._steps(x))                     # (N, 1, steps, C)
+        y = self._image_forward(image)                             # (N, 1, steps_out, C)
+        self.cache = (image, y.shape)
+        return self._as_steps(y)
+
+    def backward(self, dy):
+        image, y_shape = self._cached()
+        dy = self._gradient(dy, shapes.image_as_steps_shape(y_shape, self.data_format),
+                            image.dtype)
+        return self._as_steps(self._image_backward(self._as_image(dy), image))
+
     def get_config(self):
         return {**super().get_config(), "data_format": self.data_format}
 

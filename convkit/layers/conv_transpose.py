@@ -79,27 +79,17 @@ class Conv2DTranspose(_Conv):
                 "output_padding": self.output_padding, "dilation_rate": self.dilation_rate,
                 "data_format": self.data_format}
 
-    def forward(self, x, training: bool = False):
+    def _op(self, x, kernel, bias):
         from ..ops.conv_transpose import conv2d_transpose
-        x = self._image(x, self.in_channels)
-        kernel = self._weight("kernel")
-        dtype = self._compute_dtype(x, kernel)
-        x, kernel = x.astype(dtype, copy=False), kernel.astype(dtype, copy=False)
-        bias = self._weight("bias").astype(dtype, copy=False) if self.use_bias else None
-        z = conv2d_transpose(x, kernel, bias, **self._op_kwargs())
-        y = self.activation.forward(z)
-        self.cache = (x, kernel, z, y)
-        return y
+        return conv2d_transpose(x, kernel, bias, **self._op_kwargs())
 
-    def backward(self, dy, skip_activation: bool = False):
+    def _op_backward(self, dz, x, kernel):
         from ..ops.conv_transpose import conv2d_transpose_backward
-        x, kernel, z, y = self._cached()
-        dy = self._gradient(dy, y.shape, z.dtype)
-        dz = dy if skip_activation else self.activation.backward(dy, z, y)
-        dx, dkernel, dbias = conv2d_transpose_backward(
-            dz, x, kernel, input_grad=self.input_gradient, **self._op_kwargs())
-        self._set_grads([dkernel, dbias] if self.use_bias else [dkernel])
-        return dx
+        return conv2d_transpose_backward(dz, x, kernel, input_grad=self.input_gradient,
+                                         **self._op_kwargs())
+
+    def _fused_relu(self) -> bool:
+        return False              # conv2d_relu is the plain convolution's
 
     def get_config(self):
         config = {**super().get_config(), "filters": self.filters,

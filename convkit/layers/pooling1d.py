@@ -52,21 +52,14 @@ class _Pooling1D(StepsLayer):
     def _args(self):
         return ((1, self.pool_size), (1, self.strides), self.padding)
 
-    def forward(self, x, training: bool = False):
+    def _image_forward(self, image):
         from .. import ops
-        image = self._as_image(self._steps(x))                     # (N, 1, steps, C)
-        y = getattr(ops, self._op)(image, *self._args(), data_format=self.data_format)
-        self.cache = (image, y.shape)
-        return self._as_steps(y)
+        return getattr(ops, self._op)(image, *self._args(), data_format=self.data_format)
 
-    def backward(self, dy):
+    def _image_backward(self, dy, image):
         from .. import ops
-        image, y_shape = self._cached()
-        dy = self._as_image(self._gradient(dy, shapes.image_as_steps_shape(
-            y_shape, self.data_format), image.dtype))
-        dx = getattr(ops, self._op_backward)(dy, image, *self._args(),
-                                             data_format=self.data_format)
-        return self._as_steps(dx)
+        return getattr(ops, self._op_backward)(dy, image, *self._args(),
+                                               data_format=self.data_format)
 
     def get_config(self):
         return {**super().get_config(), "pool_size": [self.pool_size],
@@ -170,20 +163,13 @@ class UpSampling1D(StepsLayer):
     def _size(self, image):
         return (1, image.shape[2 if self.data_format == "channels_last" else 3] * self.size)
 
-    def forward(self, x, training: bool = False):
+    def _image_forward(self, image):
         from ..ops.resize import resize2d
-        image = self._as_image(self._steps(x))                     # (N, 1, steps, C)
-        y = resize2d(image, self._size(image), "nearest", self.data_format)
-        self.cache = (image, y.shape)
-        return self._as_steps(y)
+        return resize2d(image, self._size(image), "nearest", self.data_format)
 
-    def backward(self, dy):
+    def _image_backward(self, dy, image):
         from ..ops.resize import resize2d_backward
-        image, y_shape = self._cached()
-        dy = self._as_image(self._gradient(dy, shapes.image_as_steps_shape(
-            y_shape, self.data_format), image.dtype))
-        return self._as_steps(resize2d_backward(dy, image, self._size(image), "nearest",
-                                                self.data_format))
+        return resize2d_backward(dy, image, self._size(image), "nearest", self.data_format)
 
     def get_config(self):
         return {**super().get_config(), "size": self.size}

@@ -22,21 +22,10 @@ class _Resample(ImageLayer):
         from ..ops.resize import check_interpolation
         return check_interpolation(interpolation, type(self).__name__)
 
-    @property
-    def _spatial_axes(self) -> tuple[int, int]:
-        return (1, 2) if self.data_format == "channels_last" else (2, 3)
-
-    def build(self, input_shape) -> None:
-        self._check_rank(input_shape)
-        super().build(input_shape)
-
-    def _check_built_shape(self, input_shape) -> None:
-        self._check_rank(input_shape)
-
     def compute_output_shape(self, input_shape):
         out = list(self._check_rank(input_shape))
-        for axis, size in zip(self._spatial_axes,
-                              self._out_hw([out[a] for a in self._spatial_axes])):
+        for axis, size in zip(self.spatial_axes,
+                              self._out_hw([out[a] for a in self.spatial_axes])):
             out[axis] = size
         return tuple(out)
 
@@ -50,7 +39,7 @@ class _Resample(ImageLayer):
         cropping = self._cropping(x.shape)
         if cropping is not None:
             x = crop2d(x, cropping, self.data_format)
-        size = self._out_hw([x.shape[a] for a in self._spatial_axes])
+        size = self._out_hw([x.shape[a] for a in self.spatial_axes])
         y = resize2d(x, size, self.interpolation, self.data_format)
         self.cache = (x, y.shape, size, cropping)
         return y
@@ -121,7 +110,7 @@ class Resizing(_Resample):
     def _cropping(self, x_shape):
         if not self.crop_to_aspect_ratio:
             return None
-        in_hw = tuple(x_shape[a] for a in self._spatial_axes)
+        in_hw = tuple(x_shape[a] for a in self.spatial_axes)
         return shapes.aspect_crop(in_hw, (self.height, self.width))
 
     def get_config(self):

@@ -94,17 +94,9 @@ class ZeroPadding2D(ImageLayer):
                              f"((top, bottom), (left, right)), got {padding!r}")
         self.padding = shapes.normalize_padding(padding, "ZeroPadding2D")
 
-    def build(self, input_shape) -> None:
-        self._check_rank(input_shape)
-        super().build(input_shape)
-
-    def _check_built_shape(self, input_shape) -> None:
-        self._check_rank(input_shape)
-
     def compute_output_shape(self, input_shape):
         out = list(self._check_rank(input_shape))
-        axes = (1, 2) if self.data_format == "channels_last" else (2, 3)
-        for axis, (before, after) in zip(axes, self.padding):
+        for axis, (before, after) in zip(self.spatial_axes, self.padding):
             if out[axis] is not None:
                 out[axis] = out[axis] + before + after
         return tuple(out)
@@ -167,8 +159,7 @@ class Cropping2D(ImageLayer):
 
     def compute_output_shape(self, input_shape):
         out = list(self._check_rank(input_shape))
-        axes = (1, 2) if self.data_format == "channels_last" else (2, 3)
-        for axis, (before, after) in zip(axes, self.cropping):
+        for axis, (before, after) in zip(self.spatial_axes, self.cropping):
             if out[axis] is None:
                 continue
             if out[axis] - before - after <= 0:
