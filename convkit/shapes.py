@@ -31,6 +31,7 @@ __all__ = [
     "conv_param_count", "dense_param_count", "padding_repr",
     "ReceptiveField", "receptive_field_after", "receptive_field_stack",
     "TransposeGeometry", "transpose_geometry", "conv_transpose_output_shape", "aspect_crop",
+    "aspect_pad",
     "steps_as_image_shape", "image_as_steps_shape", "steps_padding",
 ]
 
@@ -512,6 +513,22 @@ def aspect_crop(in_hw, target_hw) -> tuple[tuple[int, int], tuple[int, int]]:
     crop_w = max(min(w, int(h * tw / th)), 1)
     top, left = (h - crop_h) // 2, (w - crop_w) // 2
     return (top, h - crop_h - top), (left, w - crop_w - left)
+
+
+def aspect_pad(in_hw, target_hw) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``((top, bottom), (left, right))``: equal pads on both sides that bring an ``in_hw``
+    image to about the aspect ratio of ``target_hw`` (Keras's ``pad_to_aspect_ratio``):
+    ``pad_h = max(H, floor(W * th / tw))``, ``top = bottom = floor((pad_h - H) / 2)``,
+    likewise for the width.
+
+    >>> aspect_pad((10, 20), (5, 5))          # a 10 x 20 image padded to 20 x 20
+    ((5, 5), (0, 0))
+    """
+    (h, w), (th, tw) = in_hw, target_hw
+    pad_h = max(h, int(w * th / tw))
+    pad_w = max(w, int(h * tw / th))
+    top, left = (pad_h - h) // 2, (pad_w - w) // 2
+    return (top, top), (left, left)
 
 
 # --------------------------------------------------------------------------------------------

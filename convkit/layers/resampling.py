@@ -29,26 +29,33 @@ class _Resample(ImageLayer):
             out[axis] = size
         return tuple(out)
 
-    def _cropping(self, x_shape):
-        """Cells cut from the input before resizing, or None."""
-        return None
+    def _framing(self, x_shape):
+        """``(cropping, padding)`` applied to the input before resizing, each
+        ``((top, bottom), (left, right))`` or None."""
+        return None, None
 
     def forward(self, x, training: bool = False):
+        from ..ops.padding import pad2d
         from ..ops.resize import crop2d, resize2d
         x = self._image(x)
-        cropping = self._cropping(x.shape)
+        cropping, padding = self._framing(x.shape)
         if cropping is not None:
             x = crop2d(x, cropping, self.data_format)
+        if padding is not None:
+            x = pad2d(x, padding, "constant", self.data_format, value=self.fill_value)
         size = self._out_hw([x.shape[a] for a in self.spatial_axes])
         y = resize2d(x, size, self.interpolation, self.data_format)
-        self.cache = (x, y.shape, size, cropping)
+        self.cache = (x, y.shape, size, cropping, padding)
         return y
 
     def backward(self, dy):
+        from ..ops.padding import pad2d_backward
         from ..ops.resize import crop2d_backward, resize2d_backward
-        x, y_shape, size, cropping = self._cached()
+        x, y_shape, size, cropping, padding = self._cached()
         dy = self._gradient(dy, y_shape, x.dtype)
         dx = resize2d_backward(dy, x, size, self.interpolation, self.data_format)
+        if padding is not None:
+            dx = pad2d_backward(dx, padding, "zeros", self.data_format)
         return dx if cropping is None else crop2d_backward(dx, cropping, self.data_format)
 
 
@@ -79,7 +86,9 @@ class Resizing(_Resample):
     """Resize images to ``(height, width)`` with ``"bilinear"`` (default) or ``"nearest"``
     interpolation, as Keras's ``Resizing`` (no antialiasing). With
     ``crop_to_aspect_ratio=True`` the largest centred crop with the target's aspect ratio
-    is resized (:func:`convkit.shapes.aspect_crop`), so the image is not distorted.
+    is resized (:func:`convkit.shapes.aspect_crop`), so the image is not distorted; with
+    ``pad_to_aspect_ratio=True`` the image is padded with ``fill_value`` on both sides to
+    that aspect ratio first (:func:`convkit.shapes.aspect_pad`).
 
     Shape ``(N, H, W, C) -> (N, height, width, C)``; no parameters.
 
@@ -96,28 +105,34 @@ class Resizing(_Resample):
         self.width = positive_int(width, "width", "Resizing")
         self.interpolation = self._check_interpolation(interpolation)
         self.crop_to_aspect_ratio = bool(crop_to_aspect_ratio)
-        for name, value in (("pad_to_aspect_ratio", pad_to_aspect_ratio),
-                            ("antialias", antialias)):
-            if value:
-                raise ConvkitError(f"Resizing: {name}=True is not supported; use "
-                                   f"crop_to_aspect_ratio=True or resize without it")
-        # kept for Keras's config only: they matter with pad_to_aspect_ratio
+        self.pad_to_aspect_ratio = bool(pad_to_aspect_ratio)
+        if self.crop_to_aspect_ratio and self.pad_to_aspect_ratio:
+            raise ConvkitError("Resizing: crop_to_aspect_ratio and pad_to_aspect_ratio "
+                               "cannot both be True")
+        if fill_mode != "constant":
+            raise ConvkitError(f"Resizing: fill_mode must be 'constant', got {fill_mode!r}")
+        if antialias:
+            raise ConvkitError("Resizing: antialias=True is not supported (the plain "
+                               "interpolation is; they differ only when shrinking)")
         self.fill_mode, self.fill_value = fill_mode, float(fill_value)
 
     def _out_hw(self, in_hw):
         return (self.height, self.width)
 
-    def _cropping(self, x_shape):
-        if not self.crop_to_aspect_ratio:
-            return None
+    def _framing(self, x_shape):
         in_hw = tuple(x_shape[a] for a in self.spatial_axes)
-        return shapes.aspect_crop(in_hw, (self.height, self.width))
+        target = (self.height, self.width)
+        if self.crop_to_aspect_ratio:
+            return shapes.aspect_crop(in_hw, target), None
+        if self.pad_to_aspect_ratio:
+            return None, shapes.aspect_pad(in_hw, target)
+        return None, None
 
     def get_config(self):
         return {**super().get_config(), "height": self.height, "width": self.width,
                 "interpolation": self.interpolation,
                 "crop_to_aspect_ratio": self.crop_to_aspect_ratio,
-                "pad_to_aspect_ratio": False, "fill_mode": self.fill_mode,
+                "pad_to_aspect_ratio": self.pad_to_aspect_ratio, "fill_mode": self.fill_mode,
                 "fill_value": self.fill_value, "antialias": False}
 
 

@@ -48,7 +48,9 @@ def test_upsampling_keras_parity(rng, kwargs):
 # ----------------------------------------------------------------------------- Resizing
 @pytest.mark.parametrize("kwargs", [{"height": 7, "width": 3},
                                     {"height": 2, "width": 9, "interpolation": "nearest"},
-                                    {"height": 4, "width": 8, "crop_to_aspect_ratio": True}])
+                                    {"height": 4, "width": 8, "crop_to_aspect_ratio": True},
+                                    {"height": 3, "width": 9, "pad_to_aspect_ratio": True,
+                                     "fill_value": 0.5}])
 def test_resizing_gradients_and_keras_parity(rng, kwargs):
     layers = keras_layers()
     x = rng.standard_normal((2, 5, 6, 3))
@@ -57,6 +59,13 @@ def test_resizing_gradients_and_keras_parity(rng, kwargs):
                                                            kwargs["width"], 3)
     check_layer_gradients(Resizing(**kwargs), x, rng)
     check_keras_parity(layer, lambda dtype: layers.Resizing(dtype=dtype, **kwargs), x, rng)
+
+
+def test_resizing_pad_to_aspect_ratio_pads_both_sides():
+    x = np.arange(2 * 4.0).reshape(1, 2, 4, 1)           # 2 x 4 image, square target
+    y = Resizing(4, 4, interpolation="nearest", pad_to_aspect_ratio=True, fill_value=-1)(x)
+    np.testing.assert_array_equal(y[0, :, :, 0], [[-1] * 4, [0, 1, 2, 3], [4, 5, 6, 7],
+                                                  [-1] * 4])
 
 
 def test_resizing_crop_to_aspect_ratio_takes_the_centre():
@@ -85,6 +94,7 @@ def test_rescaling_keras_parity(rng):
 @pytest.mark.parametrize("make, input_shape", [
     (lambda: UpSampling2D((2, 3), interpolation="bilinear"), (4, 5, 2)),
     (lambda: Resizing(6, 3, interpolation="nearest", crop_to_aspect_ratio=True), (4, 5, 2)),
+    (lambda: Resizing(3, 6, pad_to_aspect_ratio=True, fill_value=1.0), (4, 5, 2)),
     (lambda: Rescaling([0.5, 2.0], offset=1.0), (4, 5, 2)),
 ])
 def test_config_and_archive(rng, tmp_path, make, input_shape):
@@ -102,8 +112,8 @@ def test_keras_config_keys():
 def test_errors(rng):
     with pytest.raises(ConvkitError, match="UpSampling2D: interpolation must be one of"):
         UpSampling2D(interpolation="bicubic")
-    with pytest.raises(ConvkitError, match="pad_to_aspect_ratio=True is not supported"):
-        Resizing(3, 3, pad_to_aspect_ratio=True)
+    with pytest.raises(ConvkitError, match="antialias=True is not supported"):
+        Resizing(3, 3, antialias=True)
     with pytest.raises(ConvkitError, match="Rescaling: scale must be a number"):
         Rescaling("big")
     with pytest.raises(ShapeError, match="scale has 2 per-channel values but the input has 3"):
