@@ -105,3 +105,18 @@ def test_autoencoder_trains_and_survives_save_and_load(rng, tmp_path):
     model.save(tmp_path / "ae.convkit")
     loaded = ck.load_model(tmp_path / "ae.convkit")
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+def test_weights_saved_by_keras_load_into_the_same_model(rng, tmp_path):
+    layers = keras_layers()
+    import keras
+    from convkit.io.keras_import import load_keras_weights
+    theirs = keras.Sequential([keras.Input((10, 10, 1))] + autoencoder(layers))
+    theirs.save_weights(tmp_path / "ae.weights.h5")
+    model = ck.Sequential([ck.layers.Input((10, 10, 1))] + autoencoder(ck.layers))
+    loaded = load_keras_weights(model, tmp_path / "ae.weights.h5")
+    assert [path for _, path in loaded] == [
+        "layers/conv2d/vars", "layers/separable_conv2d/vars", "layers/conv2d_transpose/vars",
+        "layers/conv2d_1/vars"]
+    x = (rng.random((2, 10, 10, 1)) * 255).astype(np.float32)
+    np.testing.assert_allclose(model.predict(x), np.asarray(theirs(x)), rtol=1e-5, atol=1e-6)
