@@ -161,13 +161,13 @@ class Conv1D(StepsLayer):
 
     def _image_output_shape(self, image_shape):
         channels = image_shape[3 if self.data_format == "channels_last" else 1]
+        input_shape = shapes.image_as_steps_shape(image_shape, self.data_format)
         if channels is None:
             raise ShapeError(f"Conv1D: the channel dimension of the input must be known, got "
-                             f"input shape {shapes.image_as_steps_shape(image_shape, self.data_format)}")
+                             f"input shape {input_shape}")
         if self.in_channels is not None and channels != self.in_channels:
             raise ShapeError(f"Conv1D: expected {self.in_channels} input channels, got "
-                             f"{channels} (input shape "
-                             f"{shapes.image_as_steps_shape(image_shape, self.data_format)})")
+                             f"{channels} (input shape {input_shape})")
         if channels % self.groups:
             raise ShapeError(f"Conv1D: input channels {channels} are not divisible by "
                              f"groups={self.groups}")

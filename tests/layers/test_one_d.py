@@ -32,8 +32,8 @@ def conv1d_loop(x, kernel, bias, stride, padding, dilation, groups=1):
         for a in range(k):
             cell = padded[:, t * stride + a * dilation]                  # (N, C_in)
             for g in range(groups):
-                y[:, t, g * f_g:(g + 1) * f_g] += (
-                    cell[:, g * per_group:(g + 1) * per_group] @ kernel[a, :, g * f_g:(g + 1) * f_g])
+                inputs = cell[:, g * per_group:(g + 1) * per_group]         # (N, C_g)
+                y[:, t, g * f_g:(g + 1) * f_g] += inputs @ kernel[a, :, g * f_g:(g + 1) * f_g]
     return y + bias
 
 
