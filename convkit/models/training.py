@@ -268,7 +268,7 @@ class Trainer:
             if not layer.trainable:
                 continue
             for w, g in zip(layer.weights, layer.grads):
-                if not w.trainable:
+                if not w.trainable or g is None:     # None: a frozen layer inside a model
                     continue
                 extra = reg_grads.get(id(w.value))
                 if extra is not None:
