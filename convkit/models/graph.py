@@ -562,12 +562,15 @@ class Model(Trainer):
         from .summary import summary_rows
         return summary_rows(self)
 
-    def summary(self, print_fn=None, line_length=None, positions=None, explain=False):
+    def summary(self, print_fn=None, line_length=None, positions=None, explain=False,
+                expand_nested=False):
         """Print Keras 3's summary table (``print_fn`` receives the whole text).
 
+        ``expand_nested=True`` lists the layers of nested models under them;
         ``explain=True`` adds :mod:`convkit.explain`'s layer-by-layer arithmetic."""
         from .summary import print_summary
-        print_summary(self, print_fn=print_fn, line_length=line_length, positions=positions)
+        print_summary(self, print_fn=print_fn, line_length=line_length, positions=positions,
+                      expand_nested=expand_nested)
         if explain:
             from ..explain import print_explanation
             print_explanation(self, print_fn=print_fn)
