@@ -292,7 +292,10 @@ class Model(Trainer):
     # ----------------------------------------------------------------------- forward / backward
     def _prepare_inputs(self, x, where: str) -> list:
         """``x`` as a list of arrays (one per model input) in the model's dtype, each checked
-        against the input's shape: rank, then every known size (channels included)."""
+        against the input's shape: rank, then every known size (channels included). A dict
+        gives the arrays by input name, as in Keras."""
+        if isinstance(x, dict):
+            x = self._inputs_by_name(x, where)
         xs = _as_list(x, len(self._inputs), where)
         shapes = self._input_shapes()
         return [_check_input(a, shape, self.dtype, where, i if len(xs) > 1 else None)
@@ -311,6 +314,18 @@ class Model(Trainer):
             self._value_shapes[id(node.output)] = (out.shape, out.dtype)
         self._last_input_shapes = [(a.shape, a.dtype) for a in xs]
         return [values[id(t)] for t in self._outputs]
+
+    def _inputs_by_name(self, x: dict, where: str) -> list:
+        """The arrays of ``{input name: array}`` in the order of the model's inputs."""
+        names = [t.layer.name for t in self._inputs]
+        unknown = [key for key in x if key not in names]
+        missing = [name for name in names if name not in x]
+        if unknown or missing:
+            raise ConvkitError(f"{where}: the inputs are named {names}; the dict "
+                               + (f"lacks {missing}" if missing else "")
+                               + ("; " if missing and unknown else "")
+                               + (f"has unknown keys {unknown}" if unknown else ""))
+        return [x[name] for name in names]
 
     def _fusable_output_layer(self):
         """The layer whose activation may be fused with the loss: the single output's
@@ -682,7 +697,8 @@ def _check_unique_names(layers, where: str) -> None:
 
 def _as_list(x, n_inputs: int, where: str) -> list:
     if isinstance(x, dict):
-        raise ConvkitError(f"{where}: pass inputs as an array or a list of arrays, not a dict")
+        raise ConvkitError(f"{where}: pass inputs as an array or a list of arrays (a dict by "
+                           f"input name only for a functional model)")
     if n_inputs == 1:
         if isinstance(x, (list, tuple)) and len(x) == 1 and hasattr(x[0], "shape"):
             return [x[0]]

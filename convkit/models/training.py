@@ -773,6 +773,8 @@ class Trainer:
     def _raw_inputs(self, x, where: str) -> list:
         """The input arrays as given (memmaps and integer dtypes kept as they are), their
         shapes checked against the model's inputs without converting any data."""
+        if isinstance(x, dict) and hasattr(self, "_inputs"):   # functional: by input name
+            x = self._inputs_by_name(x, where)
         if self.n_inputs == 1:
             if isinstance(x, (list, tuple)) and len(x) == 1 and hasattr(x[0], "shape"):
                 x = x[0]
