@@ -25,8 +25,8 @@ def noise(array):
 
 keras.utils.set_random_seed(3)
 (train_data, _), (test_data, _) = keras.datasets.mnist.load_data()
-train_data = preprocess(train_data[:1000])
-test_data = preprocess(test_data[:200])
+train_data = preprocess(train_data[:512])
+test_data = preprocess(test_data[:128])
 noisy_train_data = noise(train_data)
 noisy_test_data = noise(test_data)
 

@@ -1,7 +1,7 @@
 """Simple MNIST convnet: a small convnet on MNIST digits (keras.io style).
 
 Keras loads the 60,000 / 10,000 MNIST digits; without Keras's download cache the 4,000 /
-1,000 bundled digits stand in. A short run: 3 epochs on 2,000 of them.
+1,000 bundled digits stand in. A short run: 3 epochs on 1,500 of them.
 """
 import numpy as np
 
@@ -14,7 +14,7 @@ input_shape = (28, 28, 1)
 
 # Load the data and split it between train and test sets
 (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
-x_train, y_train = x_train[:2000], y_train[:2000]
+x_train, y_train = x_train[:1500], y_train[:1500]
 
 # Scale images to the [0, 1] range
 x_train = x_train.astype("float32") / 255

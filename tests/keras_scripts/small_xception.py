@@ -11,6 +11,8 @@ from PIL import Image
 import convkit as keras
 from convkit import layers
 
+keras.utils.set_random_seed(1)
+
 # A small two-class image folder: one sub-folder per class, as for cats and dogs
 rng = np.random.default_rng(0)
 data_dir = "stripes"
@@ -93,7 +95,6 @@ def make_model(input_shape, num_classes):
     return keras.Model(inputs, outputs)
 
 
-keras.utils.set_random_seed(1)
 augmentation = keras.Sequential(data_augmentation_layers, name="augmentation")
 inputs = keras.Input(shape=image_size + (3,))
 model = keras.Model(inputs, make_model(image_size + (3,), num_classes=2)(augmentation(inputs)))

@@ -76,7 +76,7 @@ def test_conv_autoencoder(tmp_path, monkeypatch):
     result = _run("conv_autoencoder.py", tmp_path, monkeypatch)
     _trained(result["history"])
     _finite([result["score"]])
-    assert result["predictions"].shape == (200, 28, 28, 1)
+    assert result["predictions"].shape == (128, 28, 28, 1)
 
 
 def test_small_xception(tmp_path, monkeypatch):
