@@ -250,6 +250,18 @@ class Model(Trainer):
         trainable = {id(w) for w in self.trainable_weights}
         return [w for w in self.weights if id(w) not in trainable]
 
+    def weight_paths(self, prefix: str = "") -> list:
+        """``[(path, Weight), ...]`` with unique paths ``layer/weight`` (a nested model's
+        weights under ``model/layer/weight``), in :attr:`weights` order; for naming the
+        arrays of a saved file."""
+        paths = []
+        for layer in self.layers:
+            if isinstance(layer, Model):
+                paths += layer.weight_paths(f"{prefix}{layer.name}/")
+            else:
+                paths += [(f"{prefix}{layer.name}/{w.name}", w) for w in layer.weights]
+        return paths
+
     def count_params(self) -> int:
         """Number of scalars in all weights (trainable or not), e.g. 34,826 for the Keras
         simple MNIST convnet."""

@@ -127,3 +127,12 @@ def test_summary_lists_a_nested_model_as_one_row():
     assert any("encoder (Sequential)" in row and "39" in row for row in rows)
     assert any("encoder[0][0]" in row for row in rows)
     assert any("encoder[1][0]" in row for row in rows)
+
+
+def test_weight_paths_are_unique_with_nesting():
+    model, _, _ = _siamese()
+    paths = [path for path, _ in model.weight_paths()]
+    assert len(set(paths)) == len(paths) == len(model.weights)
+    assert all(path.startswith("encoder/") for path in paths[:4])      # encoder/dense_k/...
+    assert paths[4:] == ["shared/kernel", "shared/bias", "head/kernel", "head/bias"]
+    assert [w for _, w in model.weight_paths()] == model.weights
