@@ -136,3 +136,24 @@ def test_weight_paths_are_unique_with_nesting():
     assert all(path.startswith("encoder/") for path in paths[:4])      # encoder/dense_k/...
     assert paths[4:] == ["shared/kernel", "shared/bias", "head/kernel", "head/bias"]
     assert [w for _, w in model.weight_paths()] == model.weights
+
+
+def _summary_text(api, expand_nested):
+    layers = api.layers
+    encoder = api.Sequential([api.Input((8, 8, 1)), layers.Conv2D(4, 3, activation="relu",
+                                                                   name="conv2d"),
+                              layers.Flatten(name="flatten")], name="encoder")
+    a, b = api.Input((8, 8, 1), name="img_a"), api.Input((8, 8, 1), name="img_b")
+    merged = layers.Concatenate(name="concatenate")([encoder(a), encoder(b)])
+    out = layers.Dense(3, activation="softmax", name="a_rather_long_output_layer_name")(merged)
+    model = api.Model([a, b], out, name="siamese")
+    lines = []
+    model.summary(print_fn=lambda text, line_break=None: lines.append(text), line_length=78,
+                  expand_nested=expand_nested)
+    return "\n".join(lines).rstrip("\n")
+
+
+@pytest.mark.parametrize("expand_nested", [False, True])
+def test_summary_matches_keras_for_nested_and_shared(expand_nested):
+    keras = pytest.importorskip("keras")
+    assert _summary_text(ck, expand_nested) == _summary_text(keras, expand_nested)
