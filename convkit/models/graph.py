@@ -339,22 +339,33 @@ class Model(Trainer):
                                + (f"has unknown keys {unknown}" if unknown else ""))
         return [x[name] for name in names]
 
+    def _fusable_output_layers(self) -> list:
+        """Per output, the layer whose activation may be fused with that output's loss
+        (``None`` where none may): the output's producer, if nothing else reads the output
+        and the layer is not shared."""
+        layers = []
+        for out in self._outputs:
+            alone = not _is_input_tensor(out) and self._consumers.get(id(out), 0) == 1
+            if alone and any(node.shared for node in self._nodes if node.output is out):
+                alone = False
+            layers.append(out.layer if alone else None)
+        return layers
+
     def _fusable_output_layer(self):
         """The layer whose activation may be fused with the loss: the single output's
         producer, if nothing else reads that output."""
         if len(self._outputs) != 1:
             return None
-        out = self._outputs[0]
-        if _is_input_tensor(out) or self._consumers.get(id(out), 0) != 1:
-            return None
-        if any(node.shared for node in self._nodes if node.output is out):
-            return None
-        return out.layer
+        return self._fusable_output_layers()[0]
 
-    def _backward(self, dys: list, fuse: bool = False, input_grads: bool = True) -> list:
+    def _backward(self, dys: list, fuse=False, input_grads: bool = True) -> list:
         """Gradients flow from the outputs back through the nodes in reverse order; where a
         tensor feeds several layers their gradients are summed. Returns d(loss)/d(input)
         for every model input.
+
+        ``fuse``: ``True`` when the single output's ``dy`` is already the gradient with
+        respect to its producer's pre-activation; for several outputs, the list of output
+        layers for which that holds (their activation's backward is skipped).
 
         With ``input_grads=False`` (training) the model inputs need no gradient: nodes
         whose output depends on no trainable weight are skipped, a single-input layer whose
@@ -364,7 +375,10 @@ class Model(Trainer):
         grads: dict = {}
         for t, dy in zip(self._outputs, dys):
             _accumulate(grads, id(t), dy)
-        fused = self._fusable_output_layer() if fuse else None
+        if isinstance(fuse, (list, tuple)):
+            fused_ids = {id(layer) for layer in fuse}
+        else:
+            fused_ids = {id(self._fusable_output_layer())} if fuse else set()
         shared_grads: dict = {}       # id(layer) -> (layer, summed weight gradients)
         for node in reversed(self._nodes):
             if needed is not None and id(node.output) not in needed:
@@ -381,7 +395,7 @@ class Model(Trainer):
             if skip_dx:
                 node.layer.input_gradient = False
             try:
-                if node.layer is fused:
+                if id(node.layer) in fused_ids:
                     dx = node.layer.backward(dy, skip_activation=True)
                 else:
                     dx = node.layer.backward(dy)

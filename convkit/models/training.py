@@ -18,7 +18,8 @@ cheaper and numerically better than dividing by tiny probabilities.
 A model class using this mixin provides ``layers``, ``_prepare_inputs(x, where)`` (a list of
 arrays checked against the model's inputs), ``_forward(xs, training)`` (a list of outputs),
 ``_backward(dys, fuse, input_grads)`` (a list of input gradients, ``None`` each with
-``input_grads=False``) and ``_fusable_output_layer()``.
+``input_grads=False``), ``_fusable_output_layer()`` and, for several outputs,
+``_fusable_output_layers()``.
 
 Several outputs: ``compile(loss=[...] or {name: ...}, loss_weights=...)`` gives each output
 its loss; the training loss is ``sum(loss_weight_i * loss_i)`` and each output's gradient is
@@ -407,10 +408,18 @@ class Trainer:
         loss_value = sum(w * v for w, v in zip(self._loss_weights, values)) + penalty
         if not math.isfinite(loss_value):
             return loss_value, y_preds, reg_grads, False
-        dys = [loss.gradient(y, p, sample_weight) * p.dtype.type(weight)
-               for loss, weight, y, p in zip(self._output_losses, self._loss_weights, ys,
-                                             y_preds)]
-        self._backward(dys, fuse=False, input_grads=False)
+        dys, fused = [], []
+        for loss, weight, y, p, layer in zip(self._output_losses, self._loss_weights, ys,
+                                             y_preds, self._fusable_output_layers()):
+            # softmax/sigmoid + cross-entropy: start from the logits, as for one output
+            activation = getattr(getattr(layer, "activation", None), "name", None)
+            if layer is not None and activation and loss.fusable_with(activation):
+                dy = loss.gradient_wrt_logits(y, p, sample_weight)
+                fused.append(layer)
+            else:
+                dy = loss.gradient(y, p, sample_weight)
+            dys.append(dy * p.dtype.type(weight))
+        self._backward(dys, fuse=fused, input_grads=False)
         return loss_value, y_preds, reg_grads, True
 
     def _output_loss_values(self, ys, y_preds, sample_weight) -> list:

@@ -205,3 +205,39 @@ def test_predict_and_evaluate_on_a_uint8_memmap_use_memory_of_one_batch(tmp_path
     assert peak_evaluate < whole / 8, (peak_evaluate, whole)
     expected = model.predict(np.asarray(reopened[:500], dtype=np.float32), batch_size=100)
     np.testing.assert_array_equal(probs[:500], expected)
+
+
+def test_two_softmax_outputs_fused_gradients_match_finite_differences(rng):
+    ck.set_floatx("float64")
+    try:
+        ck.set_seed(2)
+        inputs = L.Input((4,))
+        hidden = L.Dense(5, activation="tanh")(inputs)
+        first = L.Dense(3, activation="softmax", name="first")(hidden)
+        second = L.Dense(2, activation="softmax", name="second")(hidden)
+        model = ck.Model(inputs, [first, second])
+        model.compile(loss=["sparse_categorical_crossentropy", "categorical_crossentropy"],
+                      loss_weights=[1.0, 0.3])
+        assert model._fusable_output_layers() == [model.get_layer("first"),
+                                                  model.get_layer("second")]
+        x = rng.random((6, 4))
+        ys = [rng.integers(0, 3, 6), np.eye(2)[rng.integers(0, 2, 6)]]
+        weights = rng.random(6)
+        model._loss_and_backward([x], ys, sample_weight=weights)
+        analytic = model.grads
+
+        def total_loss():
+            return model._test_loss([x], ys, weights)[0]
+        eps = 1e-6
+        for w, g in zip(model.weights, analytic):
+            flat = w.value.reshape(-1)
+            for i in range(0, flat.size, 3):
+                old = flat[i]
+                flat[i] = old + eps
+                up = total_loss()
+                flat[i] = old - eps
+                down = total_loss()
+                flat[i] = old
+                assert g.reshape(-1)[i] == pytest.approx((up - down) / (2 * eps), abs=1e-7)
+    finally:
+        ck.set_floatx("float32")
