@@ -223,7 +223,13 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
     if crop_to_aspect_ratio:
         raise ConvkitError(f"{where}: crop_to_aspect_ratio=True is not supported")
     mode = label_mode or "int"
-    seed = 1337 if seed is None and shuffle else seed
+    if seed is None and shuffle:
+        if validation_split and subset != "both":
+            raise ConvkitError(f"{where}: with validation_split and shuffle, give a seed (the "
+                               f"same for the training and the validation call) so that the "
+                               f"two subsets do not overlap")
+        from .random import make_rng
+        seed = int(make_rng().integers(2 ** 31))     # follows set_random_seed
     loaded = load_image_folder(directory, image_size=image_size, color_mode=color_mode,
                                validation_split=validation_split, subset=subset, seed=seed,
                                class_names=class_names, label_mode=mode, shuffle=shuffle,

@@ -105,6 +105,9 @@ def test_image_dataset_from_directory(tmp_path, capsys):
     assert len(doubled) == 1
     np.testing.assert_array_equal(doubled[0][0], images * 2)
     assert sum(len(batch[1]) for batch in train) == 8
+    with pytest.raises(ConvkitError, match="give a seed"):
+        keras.utils.image_dataset_from_directory(tmp_path, validation_split=0.2,
+                                                 subset="training")
 
 
 def test_plot_model_writes_a_picture(tmp_path):
