@@ -172,3 +172,22 @@ def test_mnist_refuses_a_damaged_cache(tmp_path, monkeypatch, damage):
                  x_test=np.zeros(1), y_test=np.zeros(1))
     with pytest.raises(FileFormatError, match="mnist"):
         keras.datasets.mnist.load_data()
+
+
+def test_fashion_mnist_reads_kerass_cached_idx_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="fashion-mnist"):
+        keras.datasets.fashion_mnist.load_data()
+    folder = tmp_path / "datasets" / "fashion-mnist"
+    os.makedirs(folder)
+    rng = np.random.default_rng(1)
+    written = {}
+    for kind, n in (("train", 5), ("t10k", 3)):
+        written[kind] = images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        keras.data.write_idx(folder / f"{kind}-images-idx3-ubyte", images)
+        keras.data.write_idx(folder / f"{kind}-labels-idx1-ubyte", np.arange(n, dtype=np.uint8))
+    (x_train, y_train), (x_test, y_test) = keras.datasets.fashion_mnist.load_data()
+    assert x_train.shape == (5, 28, 28) and x_train.dtype == np.uint8
+    assert y_test.tolist() == [0, 1, 2] and y_test.dtype == np.uint8
+    np.testing.assert_array_equal(x_train, written["train"])
+    np.testing.assert_array_equal(x_test, written["t10k"])
