@@ -241,3 +241,38 @@ def test_two_softmax_outputs_fused_gradients_match_finite_differences(rng):
                 assert g.reshape(-1)[i] == pytest.approx((up - down) / (2 * eps), abs=1e-7)
     finally:
         ck.set_floatx("float32")
+
+
+def _build_two_outputs(api):
+    layers = api.layers
+    a, b = api.Input((6,), name="a"), api.Input((3,), name="b")
+    h = layers.Dense(8, activation="relu", name="hidden")(layers.Concatenate(name="cat")([a, b]))
+    out1 = layers.Dense(3, activation="softmax", name="out1")(h)
+    out2 = layers.Dense(1, name="out2")(h)
+    model = api.Model([a, b], [out1, out2])
+    model.compile(optimizer="sgd", loss=["sparse_categorical_crossentropy", "mse"],
+                  loss_weights=[1.0, 0.5], metrics=[["accuracy"], ["mae"]])
+    return model
+
+
+def test_two_outputs_and_sample_weights_match_keras():
+    keras = pytest.importorskip("keras")
+    x, y = _two_output_data(n=24, seed=4)
+    weights = np.random.default_rng(4).random(24).astype(np.float32)
+    ours, theirs = _build_two_outputs(ck), _build_two_outputs(keras)
+    for name in ("hidden", "out1", "out2"):
+        theirs.get_layer(name).set_weights(ours.get_layer(name).get_weights())
+    got = ours.evaluate(x, y, sample_weight=weights, batch_size=24, verbose=0,
+                        return_dict=True)
+    want = theirs.evaluate(x, y, sample_weight=weights, batch_size=24, verbose=0,
+                           return_dict=True)
+    assert set(got) == set(want)
+    for key in want:
+        assert got[key] == pytest.approx(float(want[key]), rel=1e-5, abs=1e-6), key
+    # one SGD step with the same weighted loss moves the weights the same way
+    ours.train_on_batch(x, y, sample_weight=weights)
+    theirs.train_on_batch(x, y, sample_weight=weights)
+    for name in ("hidden", "out1", "out2"):
+        for a, b in zip(ours.get_layer(name).get_weights(),
+                        theirs.get_layer(name).get_weights()):
+            np.testing.assert_allclose(a, np.asarray(b), rtol=1e-5, atol=1e-6)
