@@ -13,7 +13,7 @@ groups), a backward pass for every op, and a model API that trains on real data.
 """
 from __future__ import annotations
 
-import importlib
+import importlib as _importlib
 
 from . import config, shapes
 from .config import floatx, set_floatx
@@ -26,12 +26,16 @@ _SUBMODULES = {
     "losses": ".losses", "optimizers": ".optimizers", "metrics": ".metrics",
     "callbacks": ".callbacks", "schedules": ".schedules", "progress": ".progress",
     "regularizers": ".regularizers", "models": ".models", "data": ".data", "datasets": ".data",
-    "io": ".io", "viz": ".viz", "explain": ".explain", "jobs": ".jobs",
+    "io": ".io", "viz": ".viz", "explain": ".explain", "jobs": ".jobs", "utils": ".utils",
+    "activations": ".ops.activations", "random": ".random",
 }
+# Keras's top-level names: ``import convkit as keras`` then ``keras.Input``, ``keras.Model``...
 _NAMES = {
     "Sequential": (".models", "Sequential"),
     "Model": (".models", "Model"),
     "load_model": (".models", "load_model"),
+    "Input": (".layers", "Input"),
+    "Layer": (".layers", "Layer"),
 }
 
 __all__ = ["set_seed", "floatx", "set_floatx", "shapes", "config", "__version__",
@@ -42,12 +46,17 @@ def __getattr__(name):
     # Submodules load on first use, so `import convkit` stays fast and matplotlib, Pillow
     # and friends are imported only by the parts that need them.
     if name in _SUBMODULES:
-        module = importlib.import_module(_SUBMODULES[name], __name__)
+        module = _importlib.import_module(_SUBMODULES[name], __name__)
         globals()[name] = module
         return module
     if name in _NAMES:
         module_name, attr = _NAMES[name]
-        value = getattr(importlib.import_module(module_name, __name__), attr)
+        value = getattr(_importlib.import_module(module_name, __name__), attr)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'convkit' has no attribute {name!r}")
+
+
+def __dir__():
+    # The lazy names too, so dir(convkit) and tab completion list them before first use.
+    return sorted((set(globals()) - {"annotations"}) | set(__all__))

@@ -1,26 +1,35 @@
 """Keras-style progress bars: the bar ``fit`` prints, and a small wrapper for other loops.
 
+Keras 3's layout: the count, a bar of 20 ``━`` (done in green, to do in grey on a terminal),
+the time left (while running) or taken (at the end), the time per step, then the values.
 ``verbose=1`` on a terminal redraws one line with ``\\r``::
 
-    12/125 [==>...........................] - ETA: 3s - loss: 0.4210 - accuracy: 0.8750
+     12/125 ━━━━━━━━━━━━━━━━━━━━ 3s 31ms/step - loss: 0.4210 - accuracy: 0.8750
 
-and ends the epoch with ``125/125 [==============================] - 4s 31ms/step - loss: ...``.
-When the stream is not a terminal (CI logs, files) the same lines are printed plainly, at
-most ``max_lines`` of them per bar (each time another tenth of the target is done) plus the
-final one. ``verbose=2`` prints only the final line, ``125/125 - 4s - 31ms/step - loss: ...``;
-``verbose=0`` prints nothing.
+and ends the epoch with ``125/125 ━━━━━━━━━━━━━━━━━━━━ 4s 31ms/step - loss: ...``. On a
+terminal the count and the times are bold and the bar coloured, as Keras prints them
+(``NO_COLOR`` in the environment turns the colours off). When the stream is not a terminal
+(CI logs, files) the lines are plain text, the part still to do drawn ``─``, at most
+``max_lines`` of them per bar (each time another tenth of the target is done) plus the final
+one. ``verbose=2`` prints only the final line, ``125/125 - 4s - 31ms/step - loss: ...``;
+``verbose=0`` prints nothing. ``predict`` draws the same bar without values.
 
 The values shown are displayed as given (``fit`` passes running means), formatted ``.4f``,
 or ``.4e`` when their magnitude is at most 1e-3.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 
 from .callbacks import Callback
 
 __all__ = ["ProgressBar", "ProgressBarLogger", "progress_iter"]
+
+
+# Keras's terminal styles (ANSI): bold counts and times, a green and grey bar
+_BOLD, _GREEN, _GREY, _RESET = "\x1b[1m", "\x1b[32m", "\x1b[37m", "\x1b[0m"
 
 
 def _format_value(value) -> str:
@@ -67,11 +76,11 @@ class ProgressBar:
         >>> for step in range(1, 5):
         ...     bar.update(step, {"loss": 1.0 / step})
         >>> bar.finish({"loss": 0.25})
-        >>> out.getvalue().splitlines()[-1].startswith("4/4 [==============================] - ")
+        >>> out.getvalue().splitlines()[-1].startswith("4/4 ━━━━━━━━━━━━━━━━━━━━ ")
         True
     """
 
-    def __init__(self, target, verbose=1, unit="step", stream=None, width=30, interval=0.05,
+    def __init__(self, target, verbose=1, unit="step", stream=None, width=20, interval=0.05,
                  dynamic=None, max_lines=10, prefix=""):
         if verbose not in (0, 1, 2):
             raise ValueError(f"ProgressBar: verbose must be 0, 1 or 2, got {verbose!r}")
@@ -123,31 +132,44 @@ class ProgressBar:
         digits = len(str(self.target))
         return f"{self.prefix}{current:{digits}d}/{self.target}"
 
-    def _bar(self, current) -> str:
+    def _bar(self, current, styled: bool) -> str:
         if self.target is None or self.target == 0:
             return ""
         filled = int(self.width * min(current / self.target, 1.0))
-        bar = ""
-        if filled > 0:
-            bar = "=" * (filled - 1) + (">" if current < self.target else "=")
-        return " [" + bar + "." * (self.width - filled) + "]"
+        if styled:                       # Keras's colours: done green, to do grey
+            return f" {_GREEN}{'━' * filled}{_RESET}{_GREY}{'━' * (self.width - filled)}{_RESET}"
+        return " " + "━" * filled + "─" * (self.width - filled)
 
     def _values_text(self) -> str:
         return "".join(f" - {name}: {_format_value(value)}" for name, value in
                        self._values.items())
 
-    def _line(self, current, finished, now) -> str:
+    def _line(self, current, finished, now, styled: bool = False) -> str:
+        """The text of the bar; ``styled`` adds Keras's bold and colours (terminals)."""
         elapsed = now - self._start
         per_unit = elapsed / current if current else 0.0
         if self.verbose == 2:
             return (f"{self._counter(current)} - {elapsed:.0f}s - "
                     f"{_format_time_per_unit(per_unit, self.unit)}{self._values_text()}")
-        line = self._counter(current) + self._bar(current)
+        bold, reset = (_BOLD, _RESET) if styled else ("", "")
+        line = f"{bold}{self._counter(current)}{reset}" + self._bar(current, styled)
         if finished or self.target is None:
-            line += f" - {elapsed:.0f}s {_format_time_per_unit(per_unit, self.unit)}"
+            when = f"{elapsed:.0f}s"
         else:
-            line += f" - ETA: {_format_eta(per_unit * (self.target - current))}"
+            when = _format_eta(per_unit * (self.target - current))
+        line += f" {bold}{when}{reset} {_format_time_per_unit(per_unit, self.unit)}"
         return line + self._values_text()
+
+    def _styled(self) -> bool:
+        return self.dynamic and not os.environ.get("NO_COLOR")
+
+    def _redraw(self, current, finished, now) -> str:
+        """``\\r`` + the line, padded over what the previous line left on screen."""
+        plain = self._line(current, finished, now)
+        line = self._line(current, finished, now, styled=self._styled())
+        padding = " " * max(self._prev_width - len(plain), 0)
+        self._prev_width = len(plain)
+        return "\r" + line + padding
 
     # ------------------------------------------------------------------ API
     def _store(self, values):
@@ -166,10 +188,7 @@ class ProgressBar:
         if self.dynamic:
             if now - self._last_draw < self.interval:
                 return
-            line = self._line(self.current, False, now)
-            padding = " " * max(self._prev_width - len(line), 0)
-            self._write("\r" + line + padding)
-            self._prev_width = len(line)
+            self._write(self._redraw(self.current, False, now))
             self._last_draw = now
             return
         # Log mode: one line each time another 1/max_lines of the target is reached.
@@ -191,12 +210,11 @@ class ProgressBar:
             self.current = self.target
         if self.verbose == 0:
             return
-        line = self._line(self.current, True, time.monotonic())
+        now = time.monotonic()
         if self.verbose == 1 and self.dynamic:
-            padding = " " * max(self._prev_width - len(line), 0)
-            self._write("\r" + line + padding + "\n")
+            self._write(self._redraw(self.current, True, now) + "\n")
         else:
-            self._write(line + "\n")
+            self._write(self._line(self.current, True, now) + "\n")
 
 
 class ProgressBarLogger(Callback):
@@ -307,7 +325,7 @@ def progress_iter(iterable, total=None, desc=None, verbose=1, stream=None, unit=
         >>> out = io.StringIO()
         >>> sum(progress_iter(range(5), desc="load", stream=out))
         10
-        >>> out.getvalue().splitlines()[-1].startswith("load: 5/5 [")
+        >>> out.getvalue().splitlines()[-1].startswith("load: 5/5 ━")
         True
     """
     if total is None and hasattr(iterable, "__len__"):

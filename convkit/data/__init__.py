@@ -5,9 +5,13 @@
 - Files you have: ``load_mnist_idx`` (MNIST-style IDX directories), ``read_idx`` /
   ``write_idx``, ``load_image_folder`` (one sub-folder per class), ``read_image``.
 - Batching: ``BatchIterator``, ``train_test_split``.
+- Keras's loaders: ``mnist.load_data()`` (Keras's cached ``mnist.npz`` when present, else the
+  bundled digits; uint8 ``(N, 28, 28)``) and ``fashion_mnist.load_data()`` (Keras's cached
+  IDX files), so ``convkit.datasets.mnist`` works as in Keras.
 
 Images are NHWC float32 in [0, 1]; labels are int64.
 """
+from . import fashion_mnist, mnist
 from .batching import BatchIterator, train_test_split
 from .bundled import (load_digits, load_mnist, load_sample_image, load_sample_images,
                       sample_image_names)
@@ -18,4 +22,4 @@ from .images import IMAGE_EXTENSIONS, read_image
 __all__ = ["load_mnist", "load_digits", "load_sample_images", "load_sample_image",
            "sample_image_names", "load_mnist_idx", "read_idx", "write_idx", "parse_idx",
            "load_image_folder", "read_image", "IMAGE_EXTENSIONS", "BatchIterator",
-           "train_test_split"]
+           "train_test_split", "mnist", "fashion_mnist"]

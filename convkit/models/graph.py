@@ -17,16 +17,26 @@ every layer comes after the layers it reads (a topological order). Then
   SUM of the gradients those layers send back (the multivariable chain rule), so a residual
   branch adds its gradient to the shortcut's.
 
-Each layer object may appear once in a graph (its cache holds one forward pass); calling the
-same layer twice raises an error. This module also holds everything the functional and the
-sequential model share: weights, config, summary and saving.
+Shared layers: a layer called on several tensors (a siamese branch) is one layer with one
+set of weights and several nodes. Its cache holds one forward pass, so the forward keeps a
+copy of each node's cache (:func:`_save_state`) and the backward puts it back before that
+node's ``backward``; the weight gradients of the nodes are summed, as the chain rule asks of
+a weight used twice.
+
+Models as layers: a ``Model`` or ``Sequential`` called on symbolic tensors becomes a node of
+the outer graph with the layer interface (``n_inputs``, ``weights``, ``grads``,
+``backward``, ``regularization_losses``, ``compute_output_shape``); its forward and backward
+run its own graph. It must have a single output.
+
+This module also holds everything the functional and the sequential model share: weights,
+config, summary and saving.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import ConvkitError, ShapeError
-from ..layers.base import SymbolicTensor, unique_name
+from ..layers.base import SymbolicTensor, _is_symbolic, unique_name
 from .training import Trainer
 
 __all__ = ["Model"]
@@ -37,14 +47,19 @@ def _is_input_tensor(t: SymbolicTensor) -> bool:
 
 
 class _Node:
-    """One layer call in the graph: ``output = layer(inputs)``."""
+    """One layer call in the graph: ``output = layer(inputs)``. ``call_index`` counts the
+    calls of a shared layer (0, 1, ...); ``shared`` says it has more than one; ``state`` is
+    the layer's forward cache of this call while it is shared."""
 
-    __slots__ = ("layer", "inputs", "output")
+    __slots__ = ("layer", "inputs", "output", "call_index", "shared", "state")
 
-    def __init__(self, layer, inputs, output):
+    def __init__(self, layer, inputs, output, call_index=0):
         self.layer = layer
         self.inputs = inputs
         self.output = output
+        self.call_index = call_index
+        self.shared = False
+        self.state = None
 
 
 class Model(Trainer):
@@ -56,6 +71,9 @@ class Model(Trainer):
     :class:`~convkit.models.training.Trainer` (``compile``, ``fit``, ``evaluate``,
     ``predict``).
     """
+
+    #: see :mod:`convkit.layers.base`; a nested model skips its input gradient when False
+    input_gradient = True
 
     def __init__(self, inputs=None, outputs=None, name: str | None = None,
                  trainable: bool = True):
@@ -114,19 +132,18 @@ class Model(Trainer):
                 if expanded:
                     seen.add(id(tensor))
                     layer = tensor.layer
-                    if id(layer) in layer_of_node:
-                        raise ConvkitError(
-                            f"{where}: layer {layer.name!r} is called more than once in this "
-                            f"graph; shared layers are not supported (create a second layer "
-                            f"and copy the weights with set_weights if you need the same "
-                            f"weights twice)")
-                    layer_of_node[id(layer)] = tensor
-                    nodes.append(_Node(layer, list(tensor.inputs), tensor))
+                    calls = layer_of_node.setdefault(id(layer), [])
+                    node = _Node(layer, list(tensor.inputs), tensor, call_index=len(calls))
+                    calls.append(node)
+                    nodes.append(node)
                     continue
                 stack.append((tensor, True))
                 for parent in reversed(tensor.inputs):
                     if id(parent) not in seen:
                         stack.append((parent, False))
+        for calls in layer_of_node.values():
+            for node in calls:
+                node.shared = len(calls) > 1
         self._nodes = nodes
         # Tensors that more than one place reads (a layer input or a model output).
         self._consumers = {}
@@ -142,7 +159,10 @@ class Model(Trainer):
                                    f"ck.layers.Input(shape)")
             input_layers.append(t.layer)
         self._input_layers = input_layers
-        self._layers = input_layers + [node.layer for node in nodes]
+        unique = {}
+        for layer in input_layers + [node.layer for node in nodes]:
+            unique.setdefault(id(layer), layer)      # a shared layer is listed once
+        self._layers = list(unique.values())
         _check_unique_names(self._layers, where)
 
     # ----------------------------------------------------------------------- layer access
@@ -230,6 +250,18 @@ class Model(Trainer):
         trainable = {id(w) for w in self.trainable_weights}
         return [w for w in self.weights if id(w) not in trainable]
 
+    def weight_paths(self, prefix: str = "") -> list:
+        """``[(path, Weight), ...]`` with unique paths ``layer/weight`` (a nested model's
+        weights under ``model/layer/weight``), in :attr:`weights` order; for naming the
+        arrays of a saved file."""
+        paths = []
+        for layer in self.layers:
+            if isinstance(layer, Model):
+                paths += layer.weight_paths(f"{prefix}{layer.name}/")
+            else:
+                paths += [(f"{prefix}{layer.name}/{w.name}", w) for w in layer.weights]
+        return paths
+
     def count_params(self) -> int:
         """Number of scalars in all weights (trainable or not), e.g. 34,826 for the Keras
         simple MNIST convnet."""
@@ -272,7 +304,10 @@ class Model(Trainer):
     # ----------------------------------------------------------------------- forward / backward
     def _prepare_inputs(self, x, where: str) -> list:
         """``x`` as a list of arrays (one per model input) in the model's dtype, each checked
-        against the input's shape: rank, then every known size (channels included)."""
+        against the input's shape: rank, then every known size (channels included). A dict
+        gives the arrays by input name, as in Keras."""
+        if isinstance(x, dict):
+            x = self._inputs_by_name(x, where)
         xs = _as_list(x, len(self._inputs), where)
         shapes = self._input_shapes()
         return [_check_input(a, shape, self.dtype, where, i if len(xs) > 1 else None)
@@ -285,25 +320,52 @@ class Model(Trainer):
             args = [values[id(t)] for t in node.inputs]
             out = node.layer(args if node.layer.n_inputs is None else args[0],
                              training=training)
+            if node.shared:
+                node.state = _save_state(node.layer)
             values[id(node.output)] = out
             self._value_shapes[id(node.output)] = (out.shape, out.dtype)
         self._last_input_shapes = [(a.shape, a.dtype) for a in xs]
         return [values[id(t)] for t in self._outputs]
+
+    def _inputs_by_name(self, x: dict, where: str) -> list:
+        """The arrays of ``{input name: array}`` in the order of the model's inputs."""
+        names = [t.layer.name for t in self._inputs]
+        unknown = [key for key in x if key not in names]
+        missing = [name for name in names if name not in x]
+        if unknown or missing:
+            raise ConvkitError(f"{where}: the inputs are named {names}; the dict "
+                               + (f"lacks {missing}" if missing else "")
+                               + ("; " if missing and unknown else "")
+                               + (f"has unknown keys {unknown}" if unknown else ""))
+        return [x[name] for name in names]
+
+    def _fusable_output_layers(self) -> list:
+        """Per output, the layer whose activation may be fused with that output's loss
+        (``None`` where none may): the output's producer, if nothing else reads the output
+        and the layer is not shared."""
+        layers = []
+        for out in self._outputs:
+            alone = not _is_input_tensor(out) and self._consumers.get(id(out), 0) == 1
+            if alone and any(node.shared for node in self._nodes if node.output is out):
+                alone = False
+            layers.append(out.layer if alone else None)
+        return layers
 
     def _fusable_output_layer(self):
         """The layer whose activation may be fused with the loss: the single output's
         producer, if nothing else reads that output."""
         if len(self._outputs) != 1:
             return None
-        out = self._outputs[0]
-        if _is_input_tensor(out) or self._consumers.get(id(out), 0) != 1:
-            return None
-        return out.layer
+        return self._fusable_output_layers()[0]
 
-    def _backward(self, dys: list, fuse: bool = False, input_grads: bool = True) -> list:
+    def _backward(self, dys: list, fuse=False, input_grads: bool = True) -> list:
         """Gradients flow from the outputs back through the nodes in reverse order; where a
         tensor feeds several layers their gradients are summed. Returns d(loss)/d(input)
         for every model input.
+
+        ``fuse``: ``True`` when the single output's ``dy`` is already the gradient with
+        respect to its producer's pre-activation; for several outputs, the list of output
+        layers for which that holds (their activation's backward is skipped).
 
         With ``input_grads=False`` (training) the model inputs need no gradient: nodes
         whose output depends on no trainable weight are skipped, a single-input layer whose
@@ -313,11 +375,17 @@ class Model(Trainer):
         grads: dict = {}
         for t, dy in zip(self._outputs, dys):
             _accumulate(grads, id(t), dy)
-        fused = self._fusable_output_layer() if fuse else None
+        if isinstance(fuse, (list, tuple)):
+            fused_ids = {id(layer) for layer in fuse}
+        else:
+            fused_ids = {id(self._fusable_output_layer())} if fuse else set()
+        shared_grads: dict = {}       # id(layer) -> (layer, summed weight gradients)
         for node in reversed(self._nodes):
             if needed is not None and id(node.output) not in needed:
                 grads.pop(id(node.output), None)
                 continue
+            if node.shared:
+                _restore_state(node.layer, node.state)
             dy = grads.pop(id(node.output), None)
             if dy is None:  # this tensor does not reach any output
                 shape, dtype = self._value_shapes[id(node.output)]
@@ -327,19 +395,23 @@ class Model(Trainer):
             if skip_dx:
                 node.layer.input_gradient = False
             try:
-                if node.layer is fused:
+                if id(node.layer) in fused_ids:
                     dx = node.layer.backward(dy, skip_activation=True)
                 else:
                     dx = node.layer.backward(dy)
             finally:
                 if skip_dx:
                     del node.layer.input_gradient   # back to the class default
+            if node.shared:
+                _sum_shared_grads(shared_grads, node.layer)
             if skip_dx:
                 continue
             dxs = dx if node.layer.n_inputs is None else [dx]
             for t, d in zip(node.inputs, dxs):
                 if d is not None and (needed is None or id(t) in needed):
                     _accumulate(grads, id(t), d)
+        for layer, summed in shared_grads.values():
+            layer.grads = summed
         if not input_grads:
             return [None] * len(self._inputs)
         out = []
@@ -359,11 +431,11 @@ class Model(Trainer):
         return needed
 
     def __call__(self, x, training: bool = False):
-        """Run the model on arrays: ``model(x)`` -> outputs (a list for several outputs)."""
-        if isinstance(x, SymbolicTensor) or (isinstance(x, (list, tuple)) and x and all(
-                isinstance(v, SymbolicTensor) for v in x)):
-            raise ConvkitError(f"{self._kind()} {self.name!r}: using a model as a layer of "
-                               f"another model is not supported; add its layers instead")
+        """Run the model on arrays: ``model(x)`` -> outputs (a list for several outputs).
+        On symbolic tensors the model becomes a layer of the graph being built:
+        ``features = encoder(inputs)``."""
+        if _is_symbolic(x):
+            return self._call_symbolic(x)
         xs = self._prepare_inputs(x, f"{self._kind()} {self.name!r}")
         outputs = self._forward(xs, training=training)
         return outputs[0] if len(outputs) == 1 else outputs
@@ -371,57 +443,153 @@ class Model(Trainer):
     def backward(self, dy):
         """Backward through the whole model after a forward call: ``dy`` is d(loss)/d(output)
         (a list for several outputs); fills every ``layer.grads`` and returns
-        d(loss)/d(input) (a list for several inputs)."""
+        d(loss)/d(input) (a list for several inputs; ``None`` when an outer model set
+        ``input_gradient = False``)."""
         dys = list(dy) if isinstance(dy, (list, tuple)) else [dy]
+        if not self.input_gradient:
+            self._backward(dys, fuse=False, input_grads=False)
+            return None
         dxs = self._backward(dys, fuse=False)
         return dxs[0] if len(dxs) == 1 else dxs
 
+    # ----------------------------------------------------------------------- model as a layer
+    @property
+    def n_inputs(self):
+        """1, or ``None`` (a list of inputs) for a model with several inputs."""
+        return 1 if len(self._inputs) == 1 else None
+
+    def _call_symbolic(self, x):
+        """A node of an outer graph: this model applied to symbolic tensors."""
+        where = f"{self._kind()} {self.name!r}"
+        inputs = list(x) if isinstance(x, (list, tuple)) else [x]
+        if len(self._output_shapes_for_call(inputs, where)) != 1:
+            raise ConvkitError(f"{where}: a model used as a layer must have one output, this "
+                               f"one has {len(self._output_shapes())}")
+        shape = self._output_shapes()[0]
+        return SymbolicTensor(shape, layer=self, inputs=inputs)
+
+    def _output_shapes_for_call(self, inputs, where: str) -> list:
+        """Check symbolic ``inputs`` against the model's inputs; the output shapes."""
+        expected = self._input_shapes()
+        if len(inputs) != len(expected):
+            raise ShapeError(f"{where}: takes {len(expected)} input(s), got {len(inputs)}")
+        for i, (t, want) in enumerate(zip(inputs, expected)):
+            _check_shape_fits(tuple(t.shape), tuple(want), where, i)
+        return self._output_shapes()
+
+    def compute_output_shape(self, input_shape):
+        """The output shape for ``input_shape`` (checked against the model's input)."""
+        shapes = input_shape if isinstance(input_shape, list) else [input_shape]
+        where = f"{self._kind()} {self.name!r}"
+        expected = self._input_shapes()
+        for i, (got, want) in enumerate(zip(shapes, expected)):
+            _check_shape_fits(tuple(got), tuple(want), where, i)
+        return self.output_shape
+
+    @property
+    def grads(self) -> list:
+        """The weight gradients of the last backward, aligned with :attr:`weights`."""
+        return [g for layer in self.layers for g in _grads_of(layer)]
+
+    @grads.setter
+    def grads(self, values) -> None:
+        values = list(values)
+        start = 0
+        for layer in self.layers:
+            count = len(layer.weights)
+            layer.grads = values[start:start + count]
+            start += count
+
+    def regularization_losses(self) -> list:
+        """``[(index into weights, regularizer), ...]`` over every layer, as a layer's."""
+        out, offset = [], 0
+        for layer in self.layers:
+            if hasattr(layer, "regularization_losses"):
+                out += [(offset + i, reg) for i, reg in layer.regularization_losses()]
+            offset += len(layer.weights)
+        return out
+
+    def _save_state(self):
+        """What the forward pass left for backward, in every layer (for shared use)."""
+        return {"layers": [_save_state(layer) for layer in self.layers],
+                "nodes": [node.state for node in getattr(self, "_nodes", [])],
+                "values": getattr(self, "_value_shapes", None),
+                "inputs": getattr(self, "_last_input_shapes", None)}
+
+    def _restore_state(self, state) -> None:
+        for layer, layer_state in zip(self.layers, state["layers"]):
+            _restore_state(layer, layer_state)
+        for node, node_state in zip(getattr(self, "_nodes", []), state["nodes"]):
+            node.state = node_state
+        self._value_shapes = state["values"]
+        self._last_input_shapes = state["inputs"]
+
     # ----------------------------------------------------------------------- config
     def get_config(self) -> dict:
-        """Keras-like JSON description: every layer with its config and the layers it reads
-        (``inbound_nodes``), plus the input and output layer names."""
-        from .. import layers as _layers
+        """Keras-like JSON description: every layer once with its config and, per call, the
+        tensors it reads (``inbound_nodes``: ``[[layer name, call index, 0], ...]`` for each
+        call; a shared layer has several), plus the input and output layer names. A nested
+        model's config is its own ``get_config()``."""
         names = {}
         for t in self._inputs:
-            names[id(t)] = t.layer.name
+            names[id(t)] = [t.layer.name, 0, 0]
         for node in self._nodes:
-            names[id(node.output)] = node.layer.name
+            names[id(node.output)] = [node.layer.name, node.call_index, 0]
         entries = []
         for t in self._inputs:
-            entry = _layers.serialize(t.layer)
+            entry = serialize_layer(t.layer)
             entry["name"] = t.layer.name
             entry["inbound_nodes"] = []
             entries.append(entry)
+        by_layer = {}
         for node in self._nodes:
-            entry = _layers.serialize(node.layer)
-            entry["name"] = node.layer.name
-            entry["inbound_nodes"] = [[[names[id(t)], 0, 0] for t in node.inputs]]
-            entries.append(entry)
+            if id(node.layer) not in by_layer:
+                entry = serialize_layer(node.layer)
+                entry["name"] = node.layer.name
+                entry["inbound_nodes"] = []
+                by_layer[id(node.layer)] = entry
+                entries.append(entry)
+            by_layer[id(node.layer)]["inbound_nodes"].append(
+                [list(names[id(t)]) for t in node.inputs])
         return {"name": self.name, "trainable": self.trainable, "layers": entries,
-                "input_layers": [[names[id(t)], 0, 0] for t in self._inputs],
-                "output_layers": [[names[id(t)], 0, 0] for t in self._outputs],
+                "input_layers": [names[id(t)] for t in self._inputs],
+                "output_layers": [names[id(t)] for t in self._outputs],
                 "single_input": self._single_input, "single_output": self._single_output}
 
     @classmethod
     def from_config(cls, config: dict):
         """Rebuild a functional model (new, freshly initialised weights) from
-        :meth:`get_config`."""
-        from .. import layers as _layers
-        tensors = {}
+        :meth:`get_config`. The calls are replayed as soon as the tensors they read exist
+        (a shared layer's calls in their original order)."""
+        tensors = {}                 # (layer name, call index) -> symbolic tensor
+        pending = []                 # (layer, name, call index, inbound references)
         for entry in config["layers"]:
-            layer_cfg = {"class_name": entry["class_name"], "config": entry["config"]}
             if entry["class_name"] == "InputLayer":
-                tensors[entry["name"]] = _input_from_config(entry["config"])
+                tensors[(entry["name"], 0)] = _input_from_config(entry["config"])
                 continue
-            layer = _layers.deserialize(layer_cfg)
-            try:
-                args = [tensors[inbound[0]] for inbound in entry["inbound_nodes"][0]]
-            except (KeyError, IndexError, TypeError):
-                raise ConvkitError(f"Model.from_config: layer {entry.get('name')!r} reads a "
-                                   f"layer that is not defined before it") from None
-            tensors[entry["name"]] = layer(args if layer.n_inputs is None else args[0])
-        inputs = [tensors[name] for name, *_ in config["input_layers"]]
-        outputs = [tensors[name] for name, *_ in config["output_layers"]]
+            layer = deserialize_layer({"class_name": entry["class_name"],
+                                       "config": entry["config"]})
+            for index, inbound in enumerate(entry["inbound_nodes"]):
+                pending.append((layer, entry["name"], index, inbound))
+        while pending:
+            waiting = []
+            for layer, name, index, inbound in pending:
+                keys = [(ref[0], int(ref[1]) if len(ref) > 1 else 0) for ref in inbound]
+                if all(key in tensors for key in keys) and (index == 0 or
+                                                             (name, index - 1) in tensors):
+                    args = [tensors[key] for key in keys]
+                    tensors[(name, index)] = layer(args if layer.n_inputs is None else args[0])
+                else:
+                    waiting.append((layer, name, index, inbound))
+            if len(waiting) == len(pending):
+                raise ConvkitError(f"Model.from_config: layer {waiting[0][1]!r} reads a layer "
+                                   f"that is not defined in the config")
+            pending = waiting
+
+        def tensor(ref):
+            return tensors[(ref[0], int(ref[1]) if len(ref) > 1 else 0)]
+        inputs = [tensor(ref) for ref in config["input_layers"]]
+        outputs = [tensor(ref) for ref in config["output_layers"]]
         if config.get("single_input", len(inputs) == 1):
             inputs = inputs[0]
         if config.get("single_output", len(outputs) == 1):
@@ -435,12 +603,15 @@ class Model(Trainer):
         from .summary import summary_rows
         return summary_rows(self)
 
-    def summary(self, print_fn=None, line_length=None, positions=None, explain=False):
+    def summary(self, print_fn=None, line_length=None, positions=None, explain=False,
+                expand_nested=False):
         """Print Keras 3's summary table (``print_fn`` receives the whole text).
 
+        ``expand_nested=True`` lists the layers of nested models under them;
         ``explain=True`` adds :mod:`convkit.explain`'s layer-by-layer arithmetic."""
         from .summary import print_summary
-        print_summary(self, print_fn=print_fn, line_length=line_length, positions=positions)
+        print_summary(self, print_fn=print_fn, line_length=line_length, positions=positions,
+                      expand_nested=expand_nested)
         if explain:
             from ..explain import print_explanation
             print_explanation(self, print_fn=print_fn)
@@ -467,10 +638,73 @@ class Model(Trainer):
 
 
 # --------------------------------------------------------------------------- helpers
+_MODEL_CLASSES = ("Sequential", "Functional", "Model")
+
+
+def serialize_layer(layer) -> dict:
+    """``{"class_name", "config"}`` of a layer, or of a model used as a layer."""
+    from .. import layers as _layers
+    if isinstance(layer, Model):
+        kind = "Sequential" if type(layer).__name__ == "Sequential" else "Functional"
+        return {"class_name": kind, "config": layer.get_config()}
+    return _layers.serialize(layer)
+
+
+def deserialize_layer(entry: dict):
+    """The inverse of :func:`serialize_layer` (a new layer or model, fresh weights)."""
+    from .. import layers as _layers
+    if isinstance(entry, dict) and entry.get("class_name") in _MODEL_CLASSES:
+        from .saving import model_from_config
+        return model_from_config(entry["config"], entry["class_name"])
+    return _layers.deserialize(entry)
+
+
 def has_trainable_weights(layer) -> bool:
-    """Whether ``layer`` has a weight an optimizer updates."""
-    return bool(getattr(layer, "trainable", False)) and any(
-        w.trainable for w in getattr(layer, "_weights", ()))
+    """Whether ``layer`` (or a model used as a layer) has a weight an optimizer updates."""
+    return bool(getattr(layer, "trainable", False)) and bool(layer.trainable_weights)
+
+
+#: attributes in which a layer keeps what its backward needs from the forward pass
+_FORWARD_STATE = ("cache", "mask")
+
+
+def _save_state(layer):
+    """A layer's forward state (its cache; a model's: every layer's)."""
+    if isinstance(layer, Model):
+        return layer._save_state()
+    return {attr: getattr(layer, attr) for attr in _FORWARD_STATE if hasattr(layer, attr)}
+
+
+def _restore_state(layer, state) -> None:
+    if isinstance(layer, Model):
+        layer._restore_state(state)
+        return
+    for attr, value in state.items():
+        setattr(layer, attr, value)
+
+
+def _grads_of(layer) -> list:
+    """``layer.grads`` aligned with ``layer.weights`` (``None`` where there is none yet)."""
+    grads = list(getattr(layer, "grads", None) or [])
+    return grads + [None] * (len(layer.weights) - len(grads))
+
+
+def _sum_shared_grads(summed: dict, layer) -> None:
+    """Add the weight gradients of one call of a shared layer to its running sums."""
+    grads = _grads_of(layer)
+    if id(layer) not in summed:
+        summed[id(layer)] = (layer, grads)
+        return
+    previous = summed[id(layer)][1]
+    summed[id(layer)] = (layer, [a if b is None else b if a is None else a + b
+                                 for a, b in zip(previous, grads)])
+
+
+def _check_shape_fits(got: tuple, want: tuple, where: str, index: int) -> None:
+    if len(got) != len(want) or any(w is not None and g is not None and g != w
+                                     for g, w in zip(got[1:], want[1:])):
+        raise ShapeError(f"{where}: input {index} has shape {_shape_text(got)}, the model "
+                         f"expects {_shape_text(want)}")
 
 
 def _accumulate(grads: dict, key: int, value) -> None:
@@ -489,7 +723,8 @@ def _check_unique_names(layers, where: str) -> None:
 
 def _as_list(x, n_inputs: int, where: str) -> list:
     if isinstance(x, dict):
-        raise ConvkitError(f"{where}: pass inputs as an array or a list of arrays, not a dict")
+        raise ConvkitError(f"{where}: pass inputs as an array or a list of arrays (a dict by "
+                           f"input name only for a functional model)")
     if n_inputs == 1:
         if isinstance(x, (list, tuple)) and len(x) == 1 and hasattr(x[0], "shape"):
             return [x[0]]

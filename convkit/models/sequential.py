@@ -18,7 +18,7 @@ from __future__ import annotations
 from ..errors import ConvkitError, ShapeError
 from ..layers.base import SymbolicTensor, unique_name
 from .graph import (Model, _check_input, _check_unique_names, _input_from_config, _shape_text,
-                    has_trainable_weights)
+                    deserialize_layer, has_trainable_weights, serialize_layer)
 
 __all__ = ["Sequential"]
 
@@ -26,8 +26,12 @@ __all__ = ["Sequential"]
 class Sequential(Model):
     """``Sequential(layers=None, name=None)``; ``add(layer)`` appends a layer.
 
-    ``model.layers`` excludes the input layer, as in Keras 3.
+    ``model.layers`` excludes the input layer, as in Keras 3. A Sequential model can itself
+    be a layer of another model (``outer.add(inner)`` or ``inner(symbolic_tensor)``).
     """
+
+    #: a Sequential model takes one input
+    n_inputs = 1
 
     def __init__(self, layers=None, name: str | None = None, trainable: bool = True):
         self._init_common(name or unique_name("sequential"), trainable)
@@ -120,6 +124,19 @@ class Sequential(Model):
     def built(self) -> bool:
         return self._built
 
+    # ----------------------------------------------------------------------- as a layer
+    def _output_shapes_for_call(self, inputs, where: str) -> list:
+        if len(inputs) != 1:
+            raise ShapeError(f"{where}: takes one input, got {len(inputs)}")
+        if not self._built:
+            self.build((None,) + tuple(inputs[0].shape)[1:])
+        return super()._output_shapes_for_call(inputs, where)
+
+    def compute_output_shape(self, input_shape):
+        if not self._built:
+            self.build(input_shape)
+        return super().compute_output_shape(input_shape)
+
     # ----------------------------------------------------------------------- shapes
     @property
     def layers(self) -> list:
@@ -199,7 +216,7 @@ class Sequential(Model):
                 entries.append({"class_name": "InputLayer",
                                 "config": {"batch_shape": list(self._build_input_shape),
                                            "name": None}})
-        entries += [_layers.serialize(layer) for layer in self._layers]
+        entries += [serialize_layer(layer) for layer in self._layers]
         return {"name": self.name, "trainable": self.trainable, "layers": entries,
                 "build_input_shape": (list(self._build_input_shape)
                                       if self._build_input_shape is not None else None)}
@@ -219,7 +236,7 @@ class Sequential(Model):
                     continue
                 model.add(_input_from_config(cfg))
             else:
-                model.add(_layers.deserialize(entry))
+                model.add(deserialize_layer(entry))
         if not model.built and config.get("build_input_shape") is not None:
             model.build(tuple(config["build_input_shape"]))
         return model

@@ -17,8 +17,14 @@ Layout rules, as Keras 3 computes them: the line is ``line_length`` characters (
 when the graph branches); column ``i`` gets ``int(p_i * L) - int(p_{i-1} * L)`` characters
 from the relative positions ``(0.45, 0.80, 1.0)`` (``(0.3, 0.56, 0.74, 1.0)`` with
 connections); when the borders do not fit, the columns give up the excess in turn
-(``round(excess_left / columns_left)`` each); cells word-wrap. Parameter counts use
+(``round(excess_left / columns_left)`` each); cells word-wrap, and a word longer than its
+cell is cut with ``…`` (a long layer name, a ``Connected to`` entry). Parameter counts use
 thousands separators; sizes are in 1024-based units with two decimals.
+
+A model used as a layer is one row ``encoder (Sequential)`` with all its parameters;
+``expand_nested=True`` adds its layers below it, indented with ``└``. A shared layer is one
+row whose ``Connected to`` lists every call's inputs; a tensor made by a layer's second call
+is ``layer[1][0]``.
 
 The rows are also available as data, :func:`summary_rows`, for programs and for
 :mod:`convkit.explain`.
@@ -58,7 +64,7 @@ def _is_sequential_like(model) -> bool:
     if len(getattr(model, "_inputs", [])) > 1 or len(getattr(model, "_outputs", [])) > 1:
         return False
     for node in nodes:
-        if len(node.inputs) > 1:
+        if len(node.inputs) > 1 or node.shared:
             return False
     consumers = getattr(model, "_consumers", {})
     return all(count <= 1 for count in consumers.values())
@@ -68,10 +74,15 @@ def summary_rows(model) -> list[dict]:
     """One dict per row: ``name``, ``class``, ``output_shape`` (tuple with ``None`` batch,
     or None if unknown), ``params``, ``trainable_params``, ``non_trainable_params``,
     ``trainable`` (the layer's flag), ``connected_to`` (names of the layers it reads, for
-    functional models) and ``layer`` (the object itself)."""
-    inbound = {}
-    for node in getattr(model, "_nodes", None) or []:
-        inbound[id(node.layer)] = [_producer_name(t) for t in node.inputs]
+    functional models; every call's for a shared layer), ``connected_refs`` (the same as
+    Keras prints them, ``name[call][0]``) and ``layer`` (the object itself)."""
+    inbound, refs = {}, {}
+    nodes = getattr(model, "_nodes", None) or []
+    call_of = {id(node.output): node.call_index for node in nodes}
+    for node in nodes:
+        inbound.setdefault(id(node.layer), []).extend(_producer_name(t) for t in node.inputs)
+        refs.setdefault(id(node.layer), []).extend(
+            f"{_producer_name(t)}[{call_of.get(id(t), 0)}][0]" for t in node.inputs)
     built = model.built
     rows = []
     for layer in model.layers:
@@ -89,7 +100,8 @@ def summary_rows(model) -> list[dict]:
                      "trainable_params": trainable, "non_trainable_params": total - trainable,
                      "trainable": bool(layer.trainable), "built": bool(built and layer.built)
                      or type(layer).__name__ == "InputLayer",
-                     "connected_to": inbound.get(id(layer), []), "layer": layer})
+                     "connected_to": inbound.get(id(layer), []),
+                     "connected_refs": refs.get(id(layer), []), "layer": layer})
     return rows
 
 
@@ -117,23 +129,30 @@ def _reduce_widths(widths: list[int], excess: int) -> list[int]:
 
 
 def _wrap(text: str, width: int) -> list[str]:
-    """Greedy word wrap; a word longer than the cell is cut."""
-    lines, current = [], ""
-    for word in text.split(" "):
-        while len(word) > width:
-            if current:
-                lines.append(current)
-                current = ""
-            lines.append(word[:width])
-            word = word[width:]
-        if not current:
+    """Greedy word wrap at spaces and line breaks; a word longer than the cell is cut to
+    the cell with an ellipsis, ``a_very_long_inpu…``."""
+    lines = []
+    for paragraph in text.split("\n"):
+        lines += _wrap_line(paragraph, width)
+    return lines
+
+
+def _wrap_line(text: str, width: int) -> list[str]:
+    indent = text[:len(text) - len(text.lstrip(" "))]   # a nested row keeps its indent
+    lines, current = [], None
+    for word in text[len(indent):].split(" "):
+        if current is None:                           # the first word follows the indent
+            word = indent + word
+        if len(word) > width:
+            word = word[:width - 1] + "…"
+        if current is None or not current:
             current = word
         elif len(current) + 1 + len(word) <= width:
             current += " " + word
         else:
             lines.append(current)
             current = word
-    lines.append(current)
+    lines.append(current or "")
     return lines
 
 
@@ -167,7 +186,8 @@ def _table(header: list[str], rows: list[list[str]], widths: list[int],
     return out
 
 
-def format_summary(model, line_length: int | None = None, positions=None) -> str:
+def format_summary(model, line_length: int | None = None, positions=None,
+                   expand_nested: bool = False) -> str:
     """The summary text of ``model`` (what :func:`print_summary` prints)."""
     sequential_like = _is_sequential_like(model)
     if sequential_like:
@@ -199,11 +219,13 @@ def format_summary(model, line_length: int | None = None, positions=None) -> str
     widths = [max(w - 2, 1) for w in widths]
 
     rows = []
-    for r in summary_rows(model):
+    for r, level in _rows_with_nested(model, expand_nested):
         params = f"{r['params']:,}" if r["built"] else "0 (unbuilt)"
-        row = [f"{r['name']} ({r['class']})", _shape_text(r["output_shape"]), params]
+        prefix = "   " * level + "└ " if level else ""
+        row = [f"{prefix}{r['name']} ({r['class']})", _shape_text(r["output_shape"]), params]
         if not sequential_like:
-            row.append(", ".join(f"{name}[0][0]" for name in r["connected_to"]) or "-")
+            refs = r["connected_refs"] if level == 0 else []
+            row.append(", ".join(refs) or "-")
         rows.append(row)
 
     lines = [f'Model: "{model.name}"']
@@ -226,6 +248,16 @@ def format_summary(model, line_length: int | None = None, positions=None) -> str
     return "\n".join(lines)
 
 
+def _rows_with_nested(model, expand_nested: bool, level: int = 0):
+    """``(row, nesting level)`` for every layer, a nested model's layers after it when
+    ``expand_nested``."""
+    for row in summary_rows(model):
+        yield row, level
+        inner = row["layer"]
+        if expand_nested and hasattr(inner, "summary_rows") and inner.layers:
+            yield from _rows_with_nested(inner, expand_nested, level + 1)
+
+
 def _optimizer_params(model) -> tuple[int, int]:
     """Scalars and bytes of the optimizer's state once it has one (Keras counts them too)."""
     optimizer = getattr(model, "optimizer", None)
@@ -241,7 +273,8 @@ def _optimizer_params(model) -> tuple[int, int]:
 
 
 def print_summary(model, print_fn=None, line_length: int | None = None,
-                  positions=None) -> None:
+                  positions=None, expand_nested: bool = False) -> None:
     """Print :func:`format_summary`; ``print_fn`` (default ``print``) gets the whole text."""
-    text = format_summary(model, line_length=line_length, positions=positions)
+    text = format_summary(model, line_length=line_length, positions=positions,
+                          expand_nested=expand_nested)
     (print if print_fn is None else print_fn)(text)

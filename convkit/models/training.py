@@ -18,7 +18,19 @@ cheaper and numerically better than dividing by tiny probabilities.
 A model class using this mixin provides ``layers``, ``_prepare_inputs(x, where)`` (a list of
 arrays checked against the model's inputs), ``_forward(xs, training)`` (a list of outputs),
 ``_backward(dys, fuse, input_grads)`` (a list of input gradients, ``None`` each with
-``input_grads=False``) and ``_fusable_output_layer()``.
+``input_grads=False``), ``_fusable_output_layer()`` and, for several outputs,
+``_fusable_output_layers()``.
+
+Several outputs: ``compile(loss=[...] or {name: ...}, loss_weights=...)`` gives each output
+its loss; the training loss is ``sum(loss_weight_i * loss_i)`` and each output's gradient is
+scaled by its weight. The logs then hold ``loss``, ``<output>_loss`` and
+``<output>_<metric>`` (Keras's names, the output named after the layer that produces it).
+``sample_weight`` (one weight per sample) multiplies every sample's loss before the batch
+mean; ``class_weight={class: weight}`` is turned into such weights from the labels.
+
+Data: arrays (converted to the model's dtype one batch at a time in ``evaluate`` and
+``predict``, so a ``uint8`` memmap is never copied whole), a
+:class:`~convkit.utils.PyDataset` or a Python generator (see :mod:`.batches`).
 
 Training never needs the gradient with respect to the model's input, so the step calls
 ``_backward(..., input_grads=False)``: the first layer with trainable weights skips its
@@ -35,6 +47,7 @@ import numpy as np
 
 from ..errors import ConvkitError, ShapeError
 from ..random import make_rng
+from .batches import BatchSource, class_weight_to_sample_weight, is_batch_source
 
 __all__ = ["Trainer"]
 
@@ -80,16 +93,33 @@ class Trainer:
         self.history = None
         self.stop_reason = None
         self._compile_args = None
+        self._multi_output = False
+        self._output_losses = []       # one Loss per output
+        self._loss_weights = []        # one float per output
+        self._output_metrics = []      # one list of metrics per output
+        self._output_loss_trackers = []  # several outputs: the running mean of each loss
+        self._weighted_metric_ids = set()
         # Shuffling draws from the model's own generator, so ``set_seed`` before building the
         # model fixes it, and its state is saved with the model (resuming stays identical).
         self._rng = make_rng()
 
     # ------------------------------------------------------------------------- compile
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
+                weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
+                jit_compile="auto", auto_scale_loss=True):
         """Choose the optimizer, the loss and the metrics (names or objects, as in Keras).
 
         >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
         ...               metrics=["accuracy"])
+
+        A model with several outputs takes a list (in output order) or a dict (by output
+        layer name) of losses, ``loss_weights`` likewise, and metrics as a list per output,
+        a dict, or one flat list used for every output. ``weighted_metrics`` are computed
+        with the ``sample_weight``/``class_weight`` of ``fit``; ``metrics`` are not.
+
+        ``run_eagerly``, ``steps_per_execution``, ``jit_compile`` and ``auto_scale_loss`` are
+        accepted for Keras compatibility and change nothing: convkit always runs eagerly on
+        NumPy, one optimizer step per batch, with no compiler and no loss scaling.
         """
         from .. import losses as _losses
         from .. import metrics as _metrics
@@ -98,31 +128,80 @@ class Trainer:
         if loss is None:
             raise ConvkitError(f"{where}: a loss is required, e.g. "
                                f"loss='sparse_categorical_crossentropy'")
+        names = self._output_names()
+        self._multi_output = len(names) > 1
         self.optimizer = _optimizers.get(optimizer)
-        self.loss = _losses.get(loss)
-        if metrics is None:
-            metrics = []
-        elif isinstance(metrics, (str, dict)) or not isinstance(metrics, (list, tuple)):
-            metrics = [metrics]
-        self.compiled_metrics = [_metrics.get(m, loss=self.loss) for m in metrics]
-        names = [m.name for m in self.compiled_metrics]
-        if len(set(names)) != len(names):
-            raise ConvkitError(f"{where}: two metrics have the same name ({names})")
-        self._compile_args = {"loss": _to_config(self.loss if not isinstance(loss, str) else loss,
-                                                 _losses),
-                              "metrics": [_to_config(m, _metrics) for m in metrics]}
+        per_output_loss = _per_output(loss, names, "loss", where, broadcast=True)
+        self._output_losses = [_losses.get(entry) for entry in per_output_loss]
+        self.loss = self._output_losses if self._multi_output else self._output_losses[0]
+        weights = [1.0] * len(names) if loss_weights is None else \
+            _per_output(loss_weights, names, "loss_weights", where, broadcast=False)
+        self._loss_weights = [float(w) for w in weights]
+        plain = _metric_lists(metrics, names, where)
+        weighted = _metric_lists(weighted_metrics, names, where)
+        self._output_metrics, self._weighted_metric_ids = [], set()
+        for index, out_name in enumerate(names):
+            out_loss = self._output_losses[index]
+            made = [_metrics.get(m, loss=out_loss) for m in plain[index]]
+            made_weighted = [_metrics.get(m, loss=out_loss) for m in weighted[index]]
+            if self._multi_output:
+                for m in made + made_weighted:
+                    m.name = f"{out_name}_{m.name}"
+            self._weighted_metric_ids.update(id(m) for m in made_weighted)
+            self._output_metrics.append(made + made_weighted)
+        self.compiled_metrics = [m for ms in self._output_metrics for m in ms]
+        self._output_loss_trackers = [_metrics.Mean(name=f"{n}_loss") for n in names] \
+            if self._multi_output else []
+        metric_names = [m.name for m in self.compiled_metrics]
+        if len(set(metric_names)) != len(metric_names):
+            raise ConvkitError(f"{where}: two metrics have the same name ({metric_names})")
+        if self._multi_output:
+            self._compile_args = {
+                "loss": [_to_config(entry, _losses) for entry in per_output_loss],
+                "loss_weights": list(self._loss_weights),
+                "metrics": [[_to_config(m, _metrics) for m in entry] for entry in plain]}
+        else:
+            self._compile_args = {
+                "loss": _to_config(self.loss if not isinstance(loss, str) else loss, _losses),
+                "metrics": [_to_config(m, _metrics) for m in plain[0]]}
+            if loss_weights is not None:
+                self._compile_args["loss_weights"] = list(self._loss_weights)
+        if weighted_metrics:
+            self._compile_args["weighted_metrics"] = [[_to_config(m, _metrics) for m in entry]
+                                                      for entry in weighted]
         self.compiled = True
         return None
+
+    def _output_names(self) -> list:
+        """Keras's output names: the layers that produce the outputs."""
+        outputs = getattr(self, "_outputs", None)
+        if outputs is None:                   # Sequential: its last layer
+            layers = self.layers
+            return [layers[-1].name if layers else "output"]
+        return [t.layer.name for t in outputs]
+
+    @property
+    def output_names(self) -> list:
+        return self._output_names()
+
+    @property
+    def metrics_names(self) -> list:
+        """``["loss", ...]``: the names :meth:`evaluate` returns values for, in order."""
+        return ["loss"] + [t.name for t in self._output_loss_trackers] + \
+            [m.name for m in self.compiled_metrics]
 
     def get_compile_config(self) -> dict | None:
         """``{"optimizer": {"class_name", "config"}, "loss", "metrics"}``, or None if the
         model was never compiled."""
         if not self.compiled:
             return None
-        return {"optimizer": {"class_name": type(self.optimizer).__name__,
-                              "config": self.optimizer.get_config()},
-                "loss": self._compile_args["loss"],
-                "metrics": list(self._compile_args["metrics"])}
+        config = {"optimizer": {"class_name": type(self.optimizer).__name__,
+                                "config": self.optimizer.get_config()},
+                  "loss": self._compile_args["loss"],
+                  "metrics": list(self._compile_args["metrics"])}
+        if "loss_weights" in self._compile_args:
+            config["loss_weights"] = self._compile_args["loss_weights"]
+        return config
 
     def compile_from_config(self, config: dict) -> None:
         """Re-compile from :meth:`get_compile_config` (used when loading a saved model).
@@ -133,16 +212,25 @@ class Trainer:
         from .. import metrics as _metrics
         from .. import optimizers as _optimizers
         optimizer = _optimizers.deserialize(config["optimizer"])
-        metrics = []
-        for m in config.get("metrics") or []:
-            try:
-                _metrics.get(m, loss=config["loss"])
-                metrics.append(m)
-            except (ValueError, TypeError):
-                warnings.warn(f"{self._kind()} {self.name!r}: the saved metric {m!r} is not a "
-                              f"built-in metric and was left out; compile again to add it",
-                              stacklevel=3)
-        self.compile(optimizer=optimizer, loss=config["loss"], metrics=metrics or None)
+
+        def known(entries, loss):
+            kept = []
+            for m in entries or []:
+                try:
+                    _metrics.get(m, loss=loss)
+                    kept.append(m)
+                except (ValueError, TypeError):
+                    warnings.warn(f"{self._kind()} {self.name!r}: the saved metric {m!r} is "
+                                  f"not a built-in metric and was left out; compile again to "
+                                  f"add it", stacklevel=4)
+            return kept
+        saved = config.get("metrics") or []
+        if isinstance(config["loss"], list):          # several outputs: a list per output
+            metrics = [known(entry, loss) for entry, loss in zip(saved, config["loss"])]
+        else:
+            metrics = known(saved, config["loss"]) or None
+        self.compile(optimizer=optimizer, loss=config["loss"], metrics=metrics,
+                     loss_weights=config.get("loss_weights"))
 
     def _require_compiled(self, where: str) -> None:
         if not self.compiled:
@@ -151,13 +239,41 @@ class Trainer:
 
     # ------------------------------------------------------------------------- data checks
     def _prepare_data(self, x, y, where: str):
-        """x as a list of checked input arrays, y as an array; same number of samples."""
+        """x as a list of checked input arrays, y as an array (a list of arrays for several
+        outputs); same number of samples."""
         xs = self._prepare_inputs(x, where)
         n = len(xs[0])
         for i, arr in enumerate(xs[1:], 1):
             if len(arr) != n:
                 raise ShapeError(f"{where}: all inputs must have the same number of samples; "
                                  f"input 0 has {n}, input {i} has {len(arr)}")
+        return xs, self._prepare_targets(y, n, xs[0].dtype, where, xs[0].shape)
+
+    def _prepare_targets(self, y, n: int, dtype, where: str, x_shape=None):
+        """The targets checked against the losses and the outputs: an array, or a list of
+        arrays (one per output, from a list or a dict keyed by output name)."""
+        if not self._multi_output:
+            return self._prepare_target(y, n, dtype, where, x_shape)
+        names = self._output_names()
+        if isinstance(y, dict):
+            missing = [name for name in names if name not in y]
+            if missing:
+                raise ConvkitError(f"{where}: y has no targets for output(s) {missing}; the "
+                                   f"outputs are {names}")
+            y = [y[name] for name in names]
+        if not isinstance(y, (list, tuple)) or len(y) != len(names):
+            got = f"a list of {len(y)}" if isinstance(y, (list, tuple)) else \
+                type(y).__name__
+            raise ConvkitError(f"{where}: the model has {len(names)} outputs {names}; pass y "
+                               f"as a list of {len(names)} arrays or a dict by output name, "
+                               f"got {got}")
+        shapes = self._output_shapes()
+        return [self._prepare_target(target, n, dtype, f"{where} (output {name!r})", x_shape,
+                                     loss=loss, out_shape=shape)
+                for target, name, loss, shape in zip(y, names, self._output_losses, shapes)]
+
+    def _prepare_target(self, y, n: int, dtype, where: str, x_shape=None, loss=None,
+                        out_shape=None):
         if y is None:
             raise ConvkitError(f"{where}: y (the targets) is required")
         try:
@@ -170,21 +286,41 @@ class Trainer:
             raise ShapeError(f"{where}: y is empty (shape {y.shape})")
         if y.shape[0] != n:
             raise ShapeError(f"{where}: x and y must have the same number of samples, got "
-                             f"{n} inputs (x shape {xs[0].shape}) and {y.shape[0]} targets "
+                             f"{n} inputs (x shape {x_shape}) and {y.shape[0]} targets "
                              f"(y shape {y.shape})")
-        self._check_targets(y, where)
-        if np.issubdtype(y.dtype, np.floating) and y.dtype != xs[0].dtype:
-            y = y.astype(xs[0].dtype)   # one-hot or regression targets in the model's dtype
-        return xs, y
+        self._check_targets(y, where, loss=loss, out_shape=out_shape)
+        if np.issubdtype(y.dtype, np.floating) and y.dtype != dtype:
+            y = y.astype(dtype)   # one-hot or regression targets in the model's dtype
+        return y
 
-    def _check_targets(self, y, where: str) -> None:
+    def _sample_weights(self, y, sample_weight, class_weight, n: int, where: str):
+        """One weight per sample from ``sample_weight`` and ``class_weight`` (their product
+        when both are given), or ``None``."""
+        weights = None
+        if sample_weight is not None:
+            weights = np.asarray(sample_weight, dtype=np.float64)
+            if weights.ndim == 2 and weights.shape[1] == 1:
+                weights = weights[:, 0]                      # (N, 1) -> (N,)
+            if weights.shape != (n,) or not np.all(np.isfinite(weights)):
+                raise ShapeError(f"{where}: sample_weight must be {n} finite numbers (one per "
+                                 f"sample), got shape {weights.shape}")
+        if class_weight is not None:
+            if self._multi_output:
+                raise ConvkitError(f"{where}: class_weight is for models with one output; "
+                                   f"pass sample_weight instead")
+            from_classes = class_weight_to_sample_weight(y, class_weight, where)
+            weights = from_classes if weights is None else weights * from_classes
+        return weights
+
+    def _check_targets(self, y, where: str, loss=None, out_shape=None) -> None:
         """Refuse labels whose shape does not fit the loss and the model's output (for the
         built-in losses; a custom loss checks its own inputs)."""
         from .. import losses as _losses
-        out_shape = self._single_output_shape(where)
-        name = _loss_name(self.loss)
+        loss = self.loss if loss is None else loss
+        out_shape = self._single_output_shape(where) if out_shape is None else out_shape
+        name = _loss_name(loss)
         n = y.shape[0]
-        if isinstance(self.loss, _losses.SparseCategoricalCrossentropy):
+        if isinstance(loss, _losses.SparseCategoricalCrossentropy):
             classes = out_shape[-1]
             if not (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)):
                 hint = (" (they look one-hot encoded: use loss='categorical_crossentropy' or "
@@ -201,7 +337,7 @@ class Trainer:
             return
         shaped_like_output = (_losses.CategoricalCrossentropy, _losses.BinaryCrossentropy,
                               _losses.MeanSquaredError, _losses.MeanAbsoluteError)
-        if not isinstance(self.loss, shaped_like_output):
+        if not isinstance(loss, shaped_like_output):
             return
         expected = (n,) + tuple(out_shape[1:])
         if y.shape == expected:
@@ -210,7 +346,7 @@ class Trainer:
         if len(expected) == 2 and expected[1] == 1 and y.shape == (n,):
             return
         hint = ""
-        if isinstance(self.loss, _losses.CategoricalCrossentropy) and y.ndim == 1:
+        if isinstance(loss, _losses.CategoricalCrossentropy) and y.ndim == 1:
             hint = (" (integer labels: use loss='sparse_categorical_crossentropy' or one-hot "
                     "encode them)")
         raise ShapeError(f"{where}: {name} expects targets shaped like the model's output "
@@ -219,8 +355,8 @@ class Trainer:
     def _single_output_shape(self, where: str):
         shapes = self._output_shapes()
         if len(shapes) != 1:
-            raise ConvkitError(f"{where}: training a model with {len(shapes)} outputs is not "
-                               f"supported; build one model per output")
+            raise ConvkitError(f"{where}: the model has {len(shapes)} outputs but was compiled "
+                               f"for one; compile it again (a loss per output)")
         return shapes[0]
 
     # ------------------------------------------------------------------------- one step
@@ -242,24 +378,57 @@ class Trainer:
                     grads[key] = g if key not in grads else grads[key] + g
         return total, grads
 
-    def _loss_and_backward(self, xs, y, training: bool = True):
+    def _loss_and_backward(self, xs, y, training: bool = True, sample_weight=None):
         """Forward in training mode, the loss, and the backward pass filling layer.grads.
         Returns (loss value, prediction, finite?)."""
+        if self._multi_output:
+            return self._multi_loss_and_backward(xs, y, training, sample_weight)
         y_pred = self._forward(xs, training=training)[0]
         penalty, reg_grads = self._regularization(with_grads=True)
-        loss_value = float(self.loss(y, y_pred)) + penalty
+        loss_value = float(self.loss(y, y_pred, sample_weight)) + penalty
         if not math.isfinite(loss_value):
             return loss_value, y_pred, reg_grads, False
         fused_layer = self._fusable_output_layer()
         activation = getattr(getattr(fused_layer, "activation", None), "name", None)
         # the inputs need no gradient: layers skip what only they would need
         if fused_layer is not None and activation and self.loss.fusable_with(activation):
-            dy = self.loss.gradient_wrt_logits(y, y_pred)
+            dy = self.loss.gradient_wrt_logits(y, y_pred, sample_weight)
             self._backward([dy], fuse=True, input_grads=False)
         else:
-            dy = self.loss.gradient(y, y_pred)
+            dy = self.loss.gradient(y, y_pred, sample_weight)
             self._backward([dy], fuse=False, input_grads=False)
         return loss_value, y_pred, reg_grads, True
+
+    def _multi_loss_and_backward(self, xs, ys, training, sample_weight):
+        """Several outputs: ``sum(loss_weight_i * loss_i)``; output i's gradient is its
+        loss's gradient times its weight. The outputs' losses go to their trackers."""
+        y_preds = self._forward(xs, training=training)
+        penalty, reg_grads = self._regularization(with_grads=True)
+        values = self._output_loss_values(ys, y_preds, sample_weight)
+        loss_value = sum(w * v for w, v in zip(self._loss_weights, values)) + penalty
+        if not math.isfinite(loss_value):
+            return loss_value, y_preds, reg_grads, False
+        dys, fused = [], []
+        for loss, weight, y, p, layer in zip(self._output_losses, self._loss_weights, ys,
+                                             y_preds, self._fusable_output_layers()):
+            # softmax/sigmoid + cross-entropy: start from the logits, as for one output
+            activation = getattr(getattr(layer, "activation", None), "name", None)
+            if layer is not None and activation and loss.fusable_with(activation):
+                dy = loss.gradient_wrt_logits(y, p, sample_weight)
+                fused.append(layer)
+            else:
+                dy = loss.gradient(y, p, sample_weight)
+            dys.append(dy * p.dtype.type(weight))
+        self._backward(dys, fuse=fused, input_grads=False)
+        return loss_value, y_preds, reg_grads, True
+
+    def _output_loss_values(self, ys, y_preds, sample_weight) -> list:
+        values = [float(loss(y, p, sample_weight))
+                  for loss, y, p in zip(self._output_losses, ys, y_preds)]
+        count = len(y_preds[0])
+        for tracker, value in zip(self._output_loss_trackers, values):
+            tracker.update_state(value, sample_weight=count)
+        return values
 
     def _gradients_and_weights(self, reg_grads):
         """``[(grad, weight array), ...]`` for every trainable weight, in model order."""
@@ -268,7 +437,7 @@ class Trainer:
             if not layer.trainable:
                 continue
             for w, g in zip(layer.weights, layer.grads):
-                if not w.trainable:
+                if not w.trainable or g is None:     # None: a frozen layer inside a model
                     continue
                 extra = reg_grads.get(id(w.value))
                 if extra is not None:
@@ -276,30 +445,54 @@ class Trainer:
                 pairs.append((g, w.value))
         return pairs
 
-    def _train_step(self, xs, y):
+    def _train_step(self, xs, y, sample_weight=None):
         with _ops_context():
-            loss_value, y_pred, reg_grads, finite = self._loss_and_backward(xs, y)
+            loss_value, y_pred, reg_grads, finite = self._loss_and_backward(
+                xs, y, sample_weight=sample_weight)
             if finite:
                 self.optimizer.apply_gradients(self._gradients_and_weights(reg_grads))
         return loss_value, y_pred, finite
 
-    def _test_loss(self, xs, y):
-        y_pred = self._forward(xs, training=False)[0]
+    def _test_loss(self, xs, y, sample_weight=None):
+        y_preds = self._forward(xs, training=False)
         penalty, _ = self._regularization(with_grads=False)
-        return float(self.loss(y, y_pred)) + penalty, y_pred
+        if self._multi_output:
+            values = self._output_loss_values(y, y_preds, sample_weight)
+            return sum(w * v for w, v in zip(self._loss_weights, values)) + penalty, y_preds
+        return float(self.loss(y, y_preds[0], sample_weight)) + penalty, y_preds[0]
+
+    def _update_metrics(self, y, y_pred, sample_weight=None) -> None:
+        pairs = zip(self._output_metrics, y, y_pred) if self._multi_output else \
+            [(self.compiled_metrics, y, y_pred)]
+        for metrics, target, pred in pairs:
+            for m in metrics:
+                if sample_weight is not None and id(m) in self._weighted_metric_ids:
+                    m.update_state(target, pred, sample_weight=sample_weight)
+                else:
+                    m.update_state(target, pred)
+
+    def _reset_metrics(self) -> None:
+        for m in self.compiled_metrics + self._output_loss_trackers:
+            m.reset_state()
 
     # ------------------------------------------------------------------------- fit
-    def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose=1, callbacks=None,
-            validation_split=0.0, validation_data=None, shuffle=True, initial_epoch=0,
-            steps_per_epoch=None):
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, validation_freq=1):
         """Train for ``epochs - initial_epoch`` epochs of mini-batch gradient descent.
 
         ``x``: ``(N, H, W, C)`` images (a list of arrays for a model with several inputs);
         ``y``: targets for the loss, e.g. ``(N,)`` integer labels for
-        ``sparse_categorical_crossentropy``. ``validation_split`` keeps the LAST fraction of
-        the samples (before shuffling) for validation, as Keras does. Returns a
-        :class:`~convkit.callbacks.History` whose ``history`` maps ``"loss"``, each metric
-        and their ``"val_"`` versions to one value per epoch.
+        ``sparse_categorical_crossentropy`` (a list or a dict by output name for several
+        outputs). ``x`` may instead be a :class:`~convkit.utils.PyDataset` or a generator of
+        ``(x, y)`` / ``(x, y, sample_weight)`` batches (then give ``steps_per_epoch`` for a
+        generator that loops forever). ``validation_split`` keeps the LAST fraction of the
+        samples (before shuffling) for validation, as Keras does; ``validation_data`` is
+        ``(x_val, y_val)``, ``(x_val, y_val, sample_weight_val)`` or a dataset.
+        ``sample_weight`` ``(N,)`` and ``class_weight`` ``{class: weight}`` weigh each
+        sample's loss. Returns a :class:`~convkit.callbacks.History` whose ``history`` maps
+        ``"loss"``, each metric and their ``"val_"`` versions to one value per epoch.
 
         A NaN or infinite loss stops training at once (the step is not applied) and prints
         the epoch and batch; ``model.stop_reason`` keeps the message.
@@ -309,33 +502,58 @@ class Trainer:
         """
         where = f"{self._kind()} {self.name!r}: fit"
         self._require_compiled(where)
-        batch_size = _check_int(batch_size, "batch_size", where, minimum=1)
+        batch_size = 32 if batch_size is None else \
+            _check_int(batch_size, "batch_size", where, minimum=1)
         epochs = _check_int(epochs, "epochs", where, minimum=0)
         initial_epoch = _check_int(initial_epoch, "initial_epoch", where, minimum=0)
+        validation_freq = _check_int(validation_freq, "validation_freq", where, minimum=1)
         if steps_per_epoch is not None:
             steps_per_epoch = _check_int(steps_per_epoch, "steps_per_epoch", where, minimum=1)
-        xs, y = self._prepare_data(x, y, where)
+        val_batch_size = batch_size if validation_batch_size is None else \
+            _check_int(validation_batch_size, "validation_batch_size", where, minimum=1)
+        source = None
+        if is_batch_source(x):
+            if y is not None or sample_weight is not None or validation_split:
+                raise ConvkitError(f"{where}: with a dataset or generator as x, the targets "
+                                   f"and sample weights come from its batches; y, "
+                                   f"sample_weight and validation_split cannot be given")
+            source = BatchSource(x, steps_per_epoch, where)
+            steps = source.steps
+        else:
+            xs, y = self._prepare_data(x, y, where)
+            weights = self._sample_weights(y, sample_weight, class_weight, len(xs[0]), where)
         val = None
         if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ConvkitError(f"{where}: validation_data must be a pair (x_val, y_val)")
-            val = self._prepare_data(validation_data[0], validation_data[1],
-                                     where + " (validation_data)")
-        elif validation_split:
+            if is_batch_source(validation_data):
+                val = BatchSource(validation_data, validation_steps, where + " (validation_data)")
+            elif isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3):
+                val_where = where + " (validation_data)"
+                val = self._prepare_data(validation_data[0], validation_data[1], val_where)
+                if len(validation_data) == 3 and validation_data[2] is not None:
+                    val = val + (self._sample_weights(val[1], validation_data[2], None,
+                                                      len(val[0][0]), val_where),)
+            else:
+                raise ConvkitError(f"{where}: validation_data must be a pair (x_val, y_val), a "
+                                   f"triple (x_val, y_val, sample_weight_val) or a dataset")
+        elif validation_split and source is None:
             if not 0.0 < float(validation_split) < 1.0:
                 raise ConvkitError(f"{where}: validation_split must be in (0, 1), got "
                                    f"{validation_split!r}")
-            n = len(y)
+            n = len(xs[0])
             split_at = int(math.floor(n * (1.0 - float(validation_split))))
             if split_at == 0 or split_at == n:
                 raise ConvkitError(f"{where}: {n} samples are too few to keep "
                                    f"validation_split={validation_split} of them for validation")
-            val = ([a[split_at:] for a in xs], y[split_at:])
-            xs, y = [a[:split_at] for a in xs], y[:split_at]
+            val = ([a[split_at:] for a in xs], _take(y, slice(split_at, None)))
+            if weights is not None:
+                val = val + (weights[split_at:],)
+                weights = weights[:split_at]
+            xs, y = [a[:split_at] for a in xs], _take(y, slice(None, split_at))
 
-        n = len(y)
-        batches_per_pass = -(-n // batch_size)
-        steps = steps_per_epoch or batches_per_pass
+        if source is None:
+            n = len(xs[0])
+            batches_per_pass = -(-n // batch_size)
+            steps = steps_per_epoch or batches_per_pass
         cbs = self._callback_list(callbacks, verbose=verbose, epochs=epochs, steps=steps,
                                   add_history=True)
         self.stop_training = False
@@ -343,18 +561,19 @@ class Trainer:
         cbs.on_train_begin()
         epoch_logs = {}
         for epoch in range(initial_epoch, epochs):
-            for m in self.compiled_metrics:
-                m.reset_state()
+            self._reset_metrics()
             cbs.on_epoch_begin(epoch)
             loss_sum, seen = 0.0, 0
-            batches = self._batch_indices(n, batch_size, shuffle, steps)
+            if source is None:
+                batches = _array_batches(xs, y, weights,
+                                         self._batch_indices(n, batch_size, shuffle, steps))
+            else:
+                batches = self._prepared_batches(source, class_weight, where)
             finite = True
-            for step, idx in enumerate(batches):
+            for step, (xb, yb, swb) in enumerate(batches):
                 cbs.on_train_batch_begin(step)
-                xb = [a[idx] for a in xs]
-                yb = y[idx]
-                loss_value, y_pred, finite = self._train_step(xb, yb)
-                count = len(yb)
+                loss_value, y_pred, finite = self._train_step(xb, yb, swb)
+                count = len(xb[0])
                 loss_sum += loss_value * count
                 seen += count
                 if not finite:
@@ -364,17 +583,25 @@ class Trainer:
                     print(self.stop_reason, file=sys.stderr)
                     self.stop_training = True
                     break
-                for m in self.compiled_metrics:
-                    m.update_state(yb, y_pred)
+                self._update_metrics(yb, y_pred, swb)
                 logs = {"loss": loss_sum / seen}
                 logs.update(self._metric_results())
                 cbs.on_train_batch_end(step, logs)
                 if self.stop_training:
                     break
+            if source is not None:
+                source.end_epoch()
             epoch_logs = {"loss": loss_sum / max(seen, 1)}
             epoch_logs.update(self._metric_results())
-            if val is not None and finite:
-                val_logs = self._evaluate_arrays(val[0], val[1], batch_size)
+            if val is not None and finite and (epoch + 1) % validation_freq == 0:
+                if isinstance(val, BatchSource):
+                    val_logs = self._evaluate_batches(self._prepared_batches(val, None, where))
+                    val.end_epoch()
+                elif len(val) == 3:
+                    val_logs = self._evaluate_arrays(val[0], val[1], val_batch_size,
+                                                     sample_weight=val[2])
+                else:
+                    val_logs = self._evaluate_arrays(val[0], val[1], val_batch_size)
                 epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
             cbs.on_epoch_end(epoch, epoch_logs)
             if self.stop_training:
@@ -385,8 +612,20 @@ class Trainer:
         self.history = cbs.history
         return cbs.history
 
+    def _prepared_batches(self, source, class_weight, where: str):
+        """The batches of one epoch of ``source``, each checked and converted:
+        ``(xs, y, sample_weight)``."""
+        for xb, yb, swb in source.epoch():
+            xs, y = self._prepare_data(xb, yb, where)
+            yield xs, y, self._sample_weights(y, swb, class_weight, len(xs[0]), where)
+
     def _metric_results(self) -> dict:
-        return {m.name: float(m.result()) for m in self.compiled_metrics}
+        if not self._multi_output:
+            return {m.name: float(m.result()) for m in self.compiled_metrics}
+        # Keras lists the several outputs' values in name order
+        results = {m.name: float(m.result())
+                   for m in self._output_loss_trackers + self.compiled_metrics}
+        return dict(sorted(results.items()))
 
     def _batch_indices(self, n: int, batch_size: int, shuffle: bool, steps: int):
         """``steps`` index arrays of ``batch_size`` samples (the last one may be smaller);
@@ -410,62 +649,96 @@ class Trainer:
                                        epochs=epochs, steps=steps)
 
     # ------------------------------------------------------------------------- evaluate
-    def _evaluate_arrays(self, xs, y, batch_size, cbs=None) -> dict:
-        for m in self.compiled_metrics:
-            m.reset_state()
-        n = len(y)
-        loss_sum = 0.0
-        for step, start in enumerate(range(0, n, batch_size)):
+    def _evaluate_arrays(self, xs, y, batch_size, cbs=None, sample_weight=None) -> dict:
+        """Loss and metrics over arrays, ``batch_size`` samples at a time (each batch
+        converted to the model's dtype on its own: ``xs`` may be memmaps of any dtype)."""
+        n = len(xs[0])
+        where = f"{self._kind()} {self.name!r}: evaluate"
+        batches = ((self._convert_batch(xs, start, start + batch_size, where),
+                    _take(y, slice(start, start + batch_size)),
+                    None if sample_weight is None else sample_weight[start:start + batch_size])
+                   for start in range(0, n, batch_size))
+        return self._evaluate_batches(batches, cbs)
+
+    def _evaluate_batches(self, batches, cbs=None) -> dict:
+        self._reset_metrics()
+        loss_sum, seen = 0.0, 0
+        for step, (xb, yb, swb) in enumerate(batches):
             if cbs is not None:
                 cbs.on_test_batch_begin(step)
-            xb = [a[start:start + batch_size] for a in xs]
-            yb = y[start:start + batch_size]
-            loss_value, y_pred = self._test_loss(xb, yb)
-            loss_sum += loss_value * len(yb)
-            for m in self.compiled_metrics:
-                m.update_state(yb, y_pred)
+            loss_value, y_pred = self._test_loss(xb, yb, swb)
+            count = len(xb[0])
+            loss_sum += loss_value * count
+            seen += count
+            self._update_metrics(yb, y_pred, swb)
             if cbs is not None:
-                logs = {"loss": loss_sum / min(start + batch_size, n)}
+                logs = {"loss": loss_sum / seen}
                 logs.update(self._metric_results())
                 cbs.on_test_batch_end(step, logs)
-        logs = {"loss": loss_sum / n}
+        logs = {"loss": loss_sum / max(seen, 1)}
         logs.update(self._metric_results())
         return logs
 
-    def evaluate(self, x=None, y=None, batch_size=32, verbose=1, return_dict=False,
-                 callbacks=None):
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, callbacks=None, return_dict=False):
         """Loss (plus regularization penalties) and metrics on ``(x, y)`` in inference mode.
 
         Returns the loss alone when there are no metrics, else ``[loss, *metrics]`` in
-        compile order, or a dict ``{"loss": ..., "accuracy": ...}`` with ``return_dict=True``.
+        compile order (several outputs: ``[loss, *output losses, *metrics]``, see
+        ``model.metrics_names``), or a dict ``{"loss": ..., "accuracy": ...}`` with
+        ``return_dict=True``. ``x`` may be a dataset or a generator of batches (with
+        ``steps`` for one that never ends). Arrays are converted one batch at a time, so
+        a large ``uint8`` memmap is never copied whole.
         """
         where = f"{self._kind()} {self.name!r}: evaluate"
         self._require_compiled(where)
-        batch_size = _check_int(batch_size, "batch_size", where, minimum=1)
-        xs, y = self._prepare_data(x, y, where)
-        steps = -(-len(y) // batch_size)
+        batch_size = 32 if batch_size is None else \
+            _check_int(batch_size, "batch_size", where, minimum=1)
+        if is_batch_source(x):
+            source = BatchSource(x, steps, where)
+            batches = self._prepared_batches(source, None, where)
+            steps = source.steps
+        else:
+            raw = self._raw_inputs(x, where)
+            n = len(raw[0])
+            y = self._prepare_targets(y, n, np.dtype(self.dtype), where, raw[0].shape)
+            weights = self._sample_weights(y, sample_weight, None, n, where)
+            steps = -(-n // batch_size)
         cbs = self._callback_list(callbacks, verbose=verbose, epochs=1, steps=steps,
                                   add_history=False)
         cbs.on_test_begin()
-        logs = self._evaluate_arrays(xs, y, batch_size, cbs)
+        if is_batch_source(x):
+            logs = self._evaluate_batches(batches, cbs)
+        else:
+            weighted = {} if weights is None else {"sample_weight": weights}
+            logs = self._evaluate_arrays(raw, y, batch_size, cbs, **weighted)
         cbs.on_test_end(logs)
         if return_dict:
             return dict(logs)
-        if not self.compiled_metrics:
+        names = self.metrics_names
+        if len(names) == 1:
             return logs["loss"]
-        return [logs["loss"]] + [logs[m.name] for m in self.compiled_metrics]
+        return [logs[name] for name in names]
 
     # ------------------------------------------------------------------------- predict
-    def predict(self, x, batch_size=32, verbose=0, callbacks=None):
+    def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None):
         """Outputs for ``x`` in inference mode (dropout off, batch norm on its moving
         statistics), ``batch_size`` samples at a time, concatenated: e.g. ``(N, 10)``
         class probabilities. A list of arrays for a model with several outputs.
         ``verbose=1`` draws a progress bar over the batches. A batch whose activations
-        would be large runs in a few equal parts (see ``INFERENCE_BLOCK_BYTES``)."""
+        would be large runs in a few equal parts (see ``INFERENCE_BLOCK_BYTES``).
+
+        Arrays are converted to the model's dtype one batch at a time, so the memory used
+        does not grow with the size of a ``uint8`` (or any) memmap beyond the outputs.
+        ``x`` may also be a dataset or a generator of batches (``x`` or ``(x, y)``)."""
         where = f"{self._kind()} {self.name!r}: predict"
-        batch_size = _check_int(batch_size, "batch_size", where, minimum=1)
-        xs = self._prepare_inputs(x, where)
-        n = len(xs[0])
+        batch_size = 32 if batch_size is None else \
+            _check_int(batch_size, "batch_size", where, minimum=1)
+        if is_batch_source(x):
+            return self._predict_batches(BatchSource(x, steps, where), verbose, callbacks,
+                                         where)
+        raw = self._raw_inputs(x, where)
+        n = len(raw[0])
         steps = -(-n // batch_size)
         cbs = self._callback_list(callbacks, verbose=verbose, epochs=1, steps=steps,
                                   add_history=False)
@@ -480,7 +753,7 @@ class Trainer:
                 # a large batch runs in a few equal parts whose activations stay in cache
                 parts = -(-(stop - start) // rows)
                 bounds = [start + (stop - start) * i // parts for i in range(parts + 1)]
-                outs = [self._forward([a[lo:hi] for a in xs], training=False)
+                outs = [self._forward(self._convert_batch(raw, lo, hi, where), training=False)
                         for lo, hi in zip(bounds[:-1], bounds[1:])]
             pieces.append(outs[0] if parts == 1 else
                           [np.concatenate([o[i] for o in outs], axis=0)
@@ -490,6 +763,59 @@ class Trainer:
         outputs = [np.concatenate([p[i] for p in pieces], axis=0)
                    for i in range(len(pieces[0]))]
         return outputs[0] if len(outputs) == 1 else outputs
+
+    def _predict_batches(self, source, verbose, callbacks, where: str):
+        cbs = self._callback_list(callbacks, verbose=verbose, epochs=1, steps=source.steps,
+                                  add_history=False)
+        cbs.on_predict_begin()
+        pieces = []
+        for step, (xb, _, _) in enumerate(source.epoch()):
+            cbs.on_predict_batch_begin(step)
+            with _ops_context():
+                pieces.append(self._forward(self._prepare_inputs(xb, where), training=False))
+            cbs.on_predict_batch_end(step, {"outputs": pieces[-1]})
+        cbs.on_predict_end()
+        outputs = [np.concatenate([p[i] for p in pieces], axis=0)
+                   for i in range(len(pieces[0]))]
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def _raw_inputs(self, x, where: str) -> list:
+        """The input arrays as given (memmaps and integer dtypes kept as they are), their
+        shapes checked against the model's inputs without converting any data."""
+        if isinstance(x, dict) and hasattr(self, "_inputs"):   # functional: by input name
+            x = self._inputs_by_name(x, where)
+        if self.n_inputs == 1:
+            if isinstance(x, (list, tuple)) and len(x) == 1 and hasattr(x[0], "shape"):
+                x = x[0]
+            parts = [x]
+        else:
+            parts = list(x) if isinstance(x, (list, tuple)) else [x]
+        raw = []
+        for part in parts:
+            if part is None:
+                self._prepare_inputs(x, where)           # raises the "x is None" error
+            arr = part if isinstance(part, np.ndarray) else None
+            if arr is None:
+                try:
+                    arr = np.asarray(part)
+                except Exception:
+                    arr = None
+            if arr is None or arr.dtype.kind not in "biuf":
+                return self._prepare_inputs(x, where)    # raises, or converts once
+            raw.append(arr)
+        # shape-only stand-ins: a broadcast zero has the shapes and no memory
+        stand_ins = [np.broadcast_to(np.zeros((), self.dtype), arr.shape) for arr in raw]
+        self._prepare_inputs(stand_ins[0] if self.n_inputs == 1 else stand_ins, where)
+        for i, arr in enumerate(raw[1:], 1):
+            if len(arr) != len(raw[0]):
+                raise ShapeError(f"{where}: all inputs must have the same number of samples; "
+                                 f"input 0 has {len(raw[0])}, input {i} has {len(arr)}")
+        return raw
+
+    def _convert_batch(self, raw: list, start: int, stop: int, where: str) -> list:
+        """Rows ``start:stop`` of every input, converted to the model's dtype."""
+        rows = [arr[start:stop] for arr in raw]
+        return self._prepare_inputs(rows[0] if len(rows) == 1 else rows, where)
 
     def _inference_rows(self, batch_size: int) -> int:
         """Samples per forward pass in :meth:`predict`: ``batch_size``, or fewer when one
@@ -514,22 +840,26 @@ class Trainer:
         return max(1, min(batch_size, INFERENCE_BLOCK_BYTES // largest))
 
     # ------------------------------------------------------------------------- one batch
-    def train_on_batch(self, x, y, return_dict=False):
+    def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
         """One gradient step on exactly this batch. Returns the loss, or ``[loss,
         *metrics]`` (metrics of this batch alone), or a dict with ``return_dict=True``."""
         where = f"{self._kind()} {self.name!r}: train_on_batch"
         self._require_compiled(where)
         xs, y = self._prepare_data(x, y, where)
-        loss_value, y_pred, finite = self._train_step(xs, y)
-        return self._batch_result(loss_value, y, y_pred, return_dict)
+        weights = self._sample_weights(y, sample_weight, class_weight, len(xs[0]), where)
+        self._reset_metrics()
+        loss_value, y_pred, finite = self._train_step(xs, y, weights)
+        return self._batch_result(loss_value, y, y_pred, return_dict, weights)
 
-    def test_on_batch(self, x, y, return_dict=False):
+    def test_on_batch(self, x, y, sample_weight=None, return_dict=False):
         """Loss and metrics of one batch in inference mode, without updating anything."""
         where = f"{self._kind()} {self.name!r}: test_on_batch"
         self._require_compiled(where)
         xs, y = self._prepare_data(x, y, where)
-        loss_value, y_pred = self._test_loss(xs, y)
-        return self._batch_result(loss_value, y, y_pred, return_dict)
+        weights = self._sample_weights(y, sample_weight, None, len(xs[0]), where)
+        self._reset_metrics()
+        loss_value, y_pred = self._test_loss(xs, y, weights)
+        return self._batch_result(loss_value, y, y_pred, return_dict, weights)
 
     def predict_on_batch(self, x):
         """Outputs for one batch in inference mode (no batching, no progress bar)."""
@@ -537,17 +867,18 @@ class Trainer:
         outputs = self._forward(xs, training=False)
         return outputs[0] if len(outputs) == 1 else outputs
 
-    def _batch_result(self, loss_value, y, y_pred, return_dict):
+    def _batch_result(self, loss_value, y, y_pred, return_dict, sample_weight=None):
         for m in self.compiled_metrics:
             m.reset_state()
-            m.update_state(y, y_pred)
+        self._update_metrics(y, y_pred, sample_weight)
         logs = {"loss": float(loss_value)}
         logs.update(self._metric_results())
         if return_dict:
             return logs
-        if not self.compiled_metrics:
+        names = self.metrics_names
+        if len(names) == 1:
             return logs["loss"]
-        return [logs["loss"]] + [logs[m.name] for m in self.compiled_metrics]
+        return [logs[name] for name in names]
 
 
 #: :meth:`predict` splits a batch so that no layer's output exceeds about this many bytes
@@ -568,3 +899,66 @@ def _check_int(value, name: str, where: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ConvkitError(f"{where}: {name} must be an int >= {minimum}, got {value!r}")
     return int(value)
+
+
+def _take(y, rows):
+    """Rows of the targets: an array, or each array of a list (several outputs)."""
+    return [part[rows] for part in y] if isinstance(y, list) else y[rows]
+
+
+def _array_batches(xs, y, weights, index_batches):
+    """``(x rows, y rows, weight rows)`` for each index array."""
+    for idx in index_batches:
+        yield [a[idx] for a in xs], _take(y, idx), None if weights is None else weights[idx]
+
+
+def _per_output(value, names: list, what: str, where: str, broadcast: bool) -> list:
+    """A compile argument as one entry per output: from a list/tuple (output order), a dict
+    (by output name) or, with ``broadcast``, one value for every output."""
+    if isinstance(value, dict):
+        unknown = [key for key in value if key not in names]
+        if unknown:
+            raise ConvkitError(f"{where}: {what} names unknown output(s) {unknown}; the outputs "
+                               f"are {names}")
+        missing = [name for name in names if name not in value]
+        if missing:
+            raise ConvkitError(f"{where}: {what} has no entry for output(s) {missing}")
+        return [value[name] for name in names]
+    if isinstance(value, (list, tuple)) and (len(names) > 1 or not broadcast):
+        if len(value) != len(names):
+            raise ConvkitError(f"{where}: {what} has {len(value)} entries for "
+                               f"{len(names)} output(s) {names}")
+        return list(value)
+    if not broadcast:
+        raise ConvkitError(f"{where}: {what} must be a list or a dict with one entry per "
+                           f"output, got {value!r}")
+    return [value] * len(names)
+
+
+def _metric_lists(metrics, names: list, where: str) -> list:
+    """Metrics as one list per output: a list of lists, a dict by output name, or one flat
+    list (for every output)."""
+    if metrics is None:
+        return [[] for _ in names]
+    if isinstance(metrics, dict):
+        unknown = [key for key in metrics if key not in names]
+        if unknown:
+            raise ConvkitError(f"{where}: metrics names unknown output(s) {unknown}; the "
+                               f"outputs are {names}")
+        return [_as_metric_list(metrics.get(name)) for name in names]
+    metrics = _as_metric_list(metrics)
+    if len(names) > 1 and metrics and all(isinstance(m, (list, tuple)) or m is None
+                                          for m in metrics):
+        if len(metrics) != len(names):
+            raise ConvkitError(f"{where}: metrics has {len(metrics)} lists for {len(names)} "
+                               f"outputs {names}")
+        return [_as_metric_list(m) for m in metrics]
+    return [list(metrics) for _ in names]
+
+
+def _as_metric_list(metrics) -> list:
+    if metrics is None:
+        return []
+    if isinstance(metrics, (str, dict)) or not isinstance(metrics, (list, tuple)):
+        return [metrics]
+    return list(metrics)

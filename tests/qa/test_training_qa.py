@@ -45,7 +45,7 @@ def test_verbose_levels(capsys):
     model.fit(x, y, batch_size=8, epochs=1, verbose=1)
     out = capsys.readouterr().out
     final = out.splitlines()[-1]
-    assert re.match(r"^3/3 \[=+\] - \d+s \d+(?:ms|us|s)/step - loss: ", final), final
+    assert re.match(r"^3/3 ━+ \d+s \d+(?:ms|us|s)/step - loss: ", final), final
     assert "Epoch" not in out                  # one epoch: no "Epoch 1/1" line, as in Keras
 
 

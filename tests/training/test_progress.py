@@ -7,8 +7,9 @@ import pytest
 from convkit import callbacks
 from convkit.progress import ProgressBar, ProgressBarLogger, progress_iter
 
-FINAL_V1 = re.compile(r"^125/125 \[={30}\] - \d+s \d+(us|ms|s)/step - loss: 0\.4210 - "
+FINAL_V1 = re.compile(r"^125/125 ━{20} \d+s \d+(us|ms|s)/step - loss: 0\.4210 - "
                       r"accuracy: 0\.8750$")
+ANSI = re.compile(r"\x1b\[\d+m")
 
 
 def drive(bar, steps=125):
@@ -31,8 +32,8 @@ def test_verbose_1_log_mode_prints_a_bounded_number_of_lines():
     assert 2 <= len(lines) <= 11
     assert FINAL_V1.match(lines[-1]), lines[-1]
     first = lines[0]
-    assert re.match(r"^ ?\d+/125 \[=+>\.+\] - ETA: \d+s - loss: 0\.4210 - accuracy: 0\.8750$",
-                    first), first
+    assert re.match(r"^ ?\d+/125 ━+─+ \d+s \d+(us|ms|s)/step - loss: 0\.4210 - "
+                    r"accuracy: 0\.8750$", first), first
     # a longer run still prints at most ~10 progress lines
     out = io.StringIO()
     drive(ProgressBar(10000, verbose=1, stream=out), steps=10000)
@@ -44,12 +45,14 @@ def test_verbose_1_terminal_mode_redraws_one_line():
     bar = ProgressBar(125, verbose=1, stream=out, dynamic=True, interval=0)
     bar.update(12, {"loss": 0.4210, "accuracy": 0.8750})
     text = out.getvalue()
-    assert text.startswith("\r 12/125 [=>............................] - ETA: ")
+    # Keras's terminal look: bold count, green done / grey to-do bar, bold time left
+    assert text.startswith("\r\x1b[1m 12/125\x1b[0m \x1b[32m━\x1b[0m\x1b[37m" + "━" * 19)
     assert text.endswith(" - loss: 0.4210 - accuracy: 0.8750")
     drive(bar)
     text = out.getvalue()
     assert text.count("\n") == 1 and text.endswith("\n")
-    assert FINAL_V1.match(text.split("\r")[-1].rstrip()), text.split("\r")[-1]
+    final = ANSI.sub("", text.split("\r")[-1].rstrip())
+    assert FINAL_V1.match(final), final
 
 
 def test_verbose_2_one_line_at_finish():
@@ -68,7 +71,7 @@ def test_unknown_target():
     bar = ProgressBar(None, stream=out)
     bar.update(3, {"loss": 1.0})
     bar.finish()
-    assert re.match(r"^      3/Unknown - \d+s \d+(us|ms|s)/step - loss: 1\.0000\n$",
+    assert re.match(r"^      3/Unknown \d+s \d+(us|ms|s)/step - loss: 1\.0000\n$",
                     out.getvalue())
 
 
@@ -93,7 +96,7 @@ def test_progress_bar_logger_verbose_1_and_2():
     lines = _fit_with_logger(epochs=3, verbose=1)
     assert [line for line in lines if line.startswith("Epoch")] == \
         ["Epoch 1/3", "Epoch 2/3", "Epoch 3/3"]
-    finals = [line for line in lines if line.startswith("4/4 [")]
+    finals = [line for line in lines if line.startswith("4/4 ━")]
     assert len(finals) == 3
     assert all(line.endswith("- loss: 0.5000 - val_loss: 0.7500") for line in finals)
     assert not any("9.0000" in line for line in lines)
@@ -114,13 +117,13 @@ def test_progress_bar_logger_evaluate_outside_fit():
     logger.on_test_batch_end(0, {"loss": 2.0})
     logger.on_test_batch_end(1, {"loss": 1.5})
     logger.on_test_end({"loss": 1.5})
-    assert out.getvalue().splitlines()[-1].startswith("2/2 [==============================] - ")
+    assert out.getvalue().splitlines()[-1].startswith("2/2 ━━━━━━━━━━━━━━━━━━━━ ")
 
 
 def test_progress_iter():
     out = io.StringIO()
     assert list(progress_iter(iter(range(5)), desc="load", stream=out)) == list(range(5))
-    assert out.getvalue().splitlines()[-1].startswith("load: 5/5 [")
+    assert out.getvalue().splitlines()[-1].startswith("load: 5/5 ━")
     out = io.StringIO()
     assert sum(progress_iter(range(4), verbose=0, stream=out)) == 6
     assert out.getvalue() == ""
