@@ -1,7 +1,7 @@
 """Keras weight import.
 
-TensorFlow/Keras is not installed here, so the tests write the files themselves with h5py.
-The layout follows Keras 3's ``saving_lib`` (``H5IOStore``): ``layers/<snake_case class
+These tests write the files themselves with h5py, to reach the corners real Keras files do
+not (tests/interop/test_keras_files.py loads files written by real Keras). The layout follows Keras 3's ``saving_lib`` (``H5IOStore``): ``layers/<snake_case class
 name>[_<counter>]/vars/<index>`` with one counter per class in Keras's layer order, an empty
 ``vars`` group for layers without weights, a top-level ``vars`` group for the model and an
 ``optimizer`` group; ``.keras`` archives hold that file as their ``model.weights.h5`` member
@@ -18,6 +18,7 @@ import pytest
 
 import convkit as ck
 from convkit.errors import FileFormatError, ShapeError
+from convkit.io.keras_config import keras_model_config
 from convkit.io.keras_import import keras_path_names, load_keras_weights
 
 h5py = pytest.importorskip("h5py")
@@ -89,7 +90,7 @@ def test_keras_zip_archive(tmp_path, rng):
     path = tmp_path / "mnist.keras"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("metadata.json", json.dumps({"keras_version": "3.5.0"}))
-        archive.writestr("config.json", json.dumps({"class_name": "Sequential"}))
+        archive.writestr("config.json", json.dumps(keras_model_config(_mnist())))
         archive.writestr("model.weights.h5", buffer.getvalue())
     model = _mnist()
     load_keras_weights(model, path)
@@ -232,7 +233,7 @@ def test_foreign_and_corrupt_files(tmp_path, rng):
     model = _mnist()
     text = tmp_path / "notes.weights.h5"
     text.write_text("hello")
-    with pytest.raises(FileFormatError, match="neither an HDF5 file"):
+    with pytest.raises(FileFormatError, match="neither a Keras file"):
         load_keras_weights(model, text)
 
     good = tmp_path / "good.weights.h5"
@@ -244,13 +245,15 @@ def test_foreign_and_corrupt_files(tmp_path, rng):
 
     foreign = tmp_path / "other.h5"
     _write_h5(foreign, {"images": np.zeros((2, 2))})
-    with pytest.raises(FileFormatError, match="not a Keras weights file"):
+    with pytest.raises(FileFormatError, match="not a Keras weights or model file"):
         load_keras_weights(model, foreign)
 
-    for members, message in (({"a.txt": b"x"}, "no model.weights.h5"),
+    for members, message in (({"a.txt": b"x"}, "no config.json"),
+                             ({"config.json": b"{}"}, "no model.weights.h5"),
                              ({"config.json": b"{}", "model.weights.npz": b"PK"}, "pickle"),
                              ({"convkit.json": b"{}"}, "convkit archive"),
-                             ({"model.weights.h5": b"not hdf5"}, "not an HDF5 file")):
+                             ({"config.json": b"{}", "model.weights.h5": b"not hdf5"},
+                              "not an HDF5 file")):
         path = tmp_path / "x.keras"
         with zipfile.ZipFile(path, "w") as archive:
             for name, data in members.items():
