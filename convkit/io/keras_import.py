@@ -55,7 +55,7 @@ _WEIGHTS_MEMBER = "model.weights.h5"
 _MAX_JSON_DEPTH = 100
 # A zip member may inflate to this many times the archive's size (plus a megabyte);
 # Keras stores its members uncompressed.
-_INFLATION = 16
+_INFLATION = 4
 # Keras 2 names that convkit spells otherwise (weight names of the legacy layout).
 _WEIGHT_ALIASES = {"depthwise_kernel": "kernel"}
 
