@@ -483,13 +483,21 @@ def _keras_object(value, module: str):
     return value
 
 
+# Short loss names Keras 3.15's legacy .h5 loader cannot resolve (it finds them among the
+# metrics): written out in full.
+_FULL_LOSS_NAMES = {"mse": "mean_squared_error", "mae": "mean_absolute_error"}
+
+
 def keras_compile_config(model) -> dict | None:
     """The model's ``compile`` settings as Keras 3 writes them (None if not compiled)."""
     config = model.get_compile_config()
     if not config:
         return None
+    loss = config["loss"]
+    if isinstance(loss, str):
+        loss = _FULL_LOSS_NAMES.get(loss.lower(), loss)
     return {"optimizer": _keras_object(config["optimizer"], "keras.optimizers"),
-            "loss": _keras_object(config["loss"], "keras.losses"),
+            "loss": _keras_object(loss, "keras.losses"),
             "loss_weights": None,
             "metrics": [_keras_object(m, "keras.metrics") for m in config["metrics"]] or None,
             "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1,
