@@ -338,7 +338,10 @@ class ModelCheckpoint(_MonitorMixin, Callback):
     after every epoch, or every ``save_freq`` batches.
 
     ``filepath`` may hold ``str.format`` placeholders filled from ``epoch`` (counted from 1)
-    and the logs: ``"ckpt-{epoch:02d}-{val_loss:.2f}.npz"``. With ``save_best_only=True`` it
+    and the logs: ``"ckpt-{epoch:02d}-{val_loss:.2f}.convkit"``. The extension picks the
+    format as in ``model.save``: ``.keras`` / ``.h5`` (``.weights.h5`` with
+    ``save_weights_only=True``) write files Keras opens, anything else convkit's archive
+    (with optimizer state, for resuming). With ``save_best_only=True`` it
     saves only when ``monitor`` beats the best value so far (strictly; ``mode`` as in
     :class:`EarlyStopping`; ``initial_value_threshold`` is the value to beat at first).
     Missing directories are created.
