@@ -267,3 +267,75 @@ def test_foreign_and_corrupt_files(tmp_path, rng):
         load_keras_weights(model, broken_zip)
     with pytest.raises(FileNotFoundError):
         load_keras_weights(model, tmp_path / "missing.weights.h5")
+
+
+def _keras2_config():
+    """A functional model's config as tf.keras 2 wrote it: node lists ``[[name, 0, 0, {}]]``,
+    ``batch_input_shape``, plain dtype strings, initializers without ``module``."""
+    glorot = {"class_name": "GlorotUniform", "config": {"seed": None}}
+    zeros = {"class_name": "Zeros", "config": {}}
+
+    def conv(name, source, activation):
+        return {"class_name": "Conv2D", "name": name, "inbound_nodes": [[[source, 0, 0, {}]]],
+                "config": {"name": name, "trainable": True, "dtype": "float32", "filters": 2,
+                           "kernel_size": [3, 3], "strides": [1, 1], "padding": "same",
+                           "data_format": "channels_last", "dilation_rate": [1, 1],
+                           "groups": 1, "activation": activation, "use_bias": True,
+                           "kernel_initializer": glorot, "bias_initializer": zeros,
+                           "kernel_regularizer": None, "bias_regularizer": None,
+                           "activity_regularizer": None, "kernel_constraint": None,
+                           "bias_constraint": None}}
+
+    return {"class_name": "Functional", "config": {"name": "model", "layers": [
+        {"class_name": "InputLayer", "name": "input_1", "inbound_nodes": [],
+         "config": {"batch_input_shape": [None, 5, 5, 1], "dtype": "float32",
+                    "sparse": False, "ragged": False, "name": "input_1"}},
+        conv("a", "input_1", "linear"), conv("b", "input_1", "relu"), conv("c", "b", "linear"),
+        {"class_name": "Add", "name": "add", "config": {"name": "add", "trainable": True,
+                                                        "dtype": "float32"},
+         "inbound_nodes": [[["a", 0, 0, {}], ["c", 0, 0, {}]]]}],
+        "input_layers": [["input_1", 0, 0]], "output_layers": [["add", 0, 0]]}}
+
+
+def test_keras2_functional_h5_model(tmp_path, rng):
+    """Keras 2's config dialect and weight names ("b/kernel:0"), the deeper branch's
+    convolution ("b") listed first as Keras orders it; tf.keras is not installed here, so
+    the file is written by hand after Keras 2's legacy saver."""
+    arrays = {name: (rng.normal(size=(3, 3, shape, 2)).astype(np.float32),
+                     rng.normal(size=2).astype(np.float32))
+              for name, shape in (("b", 1), ("a", 1), ("c", 2))}
+    path = tmp_path / "keras2.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["model_config"] = json.dumps(_keras2_config())
+        f.attrs["training_config"] = json.dumps({
+            "loss": "mse", "metrics": ["mae"], "loss_weights": None,
+            "optimizer_config": {"class_name": "Adam", "config": {
+                "name": "Adam", "learning_rate": 0.01, "decay": 0.0, "beta_1": 0.9,
+                "beta_2": 0.999, "epsilon": 1e-07, "amsgrad": False,
+                "is_legacy_optimizer": False, "jit_compile": False}}})
+        root = f.create_group("model_weights")
+        root.attrs["layer_names"] = [b"input_1", b"b", b"a", b"c", b"add"]
+        for name in ("input_1", "add"):
+            root.create_group(name).attrs["weight_names"] = np.array([], dtype="S1")
+        for name, (kernel, bias) in arrays.items():
+            group = root.create_group(name)
+            group.attrs["weight_names"] = [f"{name}/kernel:0".encode(),
+                                           f"{name}/bias:0".encode()]
+            group[f"{name}/kernel:0"], group[f"{name}/bias:0"] = kernel, bias
+    model = ck.load_model(path)
+    for name, (kernel, bias) in arrays.items():
+        np.testing.assert_array_equal(model.get_layer(name).get_weights()[0], kernel)
+    assert type(model.optimizer).__name__ == "Adam" and model.optimizer.learning_rate == 0.01
+    x = rng.normal(size=(2, 5, 5, 1)).astype(np.float32)
+    reference = ck.Model.from_config(model.get_config())
+    reference.set_weights(model.get_weights())
+    np.testing.assert_allclose(model.predict(x, verbose=0), reference.predict(x, verbose=0))
+    hand = ck.layers
+    inputs = hand.Input((5, 5, 1))
+    a = hand.Conv2D(2, 3, padding="same")(inputs)
+    c = hand.Conv2D(2, 3, padding="same")(hand.Conv2D(2, 3, padding="same",
+                                                      activation="relu")(inputs))
+    other = ck.Model(inputs, hand.Add()([a, c]))
+    other.load_weights(path)                   # by Keras's order: b, a, c
+    np.testing.assert_allclose(other.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-6)
