@@ -76,7 +76,7 @@ KERAS_ONLY_DEFAULTS = {
 _CONVKIT_ONLY_DEFAULTS = {"padding_mode": "zeros", "ceil_mode": False,
                           "count_include_pad": False}
 _CONVKIT_ONLY_BY_CLASS = {"MaxPooling2D": {"dilation_rate": [1, 1]}}
-# Keys of a layer entry (around "config") that carry nothing convkit needs.
+# Config keys that hold nested Keras objects, translated both ways.
 _NESTED_KINDS = ("_initializer", "_regularizer")
 _FLOAT_POLICIES = ("float32", "float64")
 

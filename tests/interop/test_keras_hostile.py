@@ -87,6 +87,15 @@ def test_links_are_refused(tmp_path, link):
         tiny().load_weights(path)
 
 
+def test_hard_link_cycle_ends(tmp_path):
+    path = tmp_path / "loop.weights.h5"
+    with h5py.File(path, "w") as f:
+        group = f.create_group("layers/dense/vars")
+        group["again"] = f["layers"]                 # layers/dense/vars/again -> layers
+    with pytest.raises(FileFormatError, match="deeper|more objects"):
+        tiny().load_weights(path)
+
+
 def test_dataset_larger_than_the_file_is_refused_before_reading(tmp_path):
     path = tmp_path / "huge.weights.h5"
     with h5py.File(path, "w") as f:          # 40 GB declared, nothing stored
