@@ -356,6 +356,10 @@ class ModelCheckpoint(_MonitorMixin, Callback):
         self.verbose = verbose
         self.save_best_only = bool(save_best_only)
         self.save_weights_only = bool(save_weights_only)
+        if self.save_weights_only and self.filepath.lower().endswith(".keras"):
+            raise ConvkitError(f"ModelCheckpoint: {self.filepath!r} ends in .keras, Keras's "
+                               f"name for a whole model; with save_weights_only=True use "
+                               f".weights.h5 (or .convkit)")
         self.mode = mode
         if save_freq != "epoch" and not (isinstance(save_freq, int) and save_freq > 0):
             raise ConvkitError(f"ModelCheckpoint: save_freq must be 'epoch' or a positive "

@@ -165,11 +165,33 @@ def _read(path, where: str):
     return meta, arrays
 
 
-def model_from_config(config: dict, model_class: str = "Sequential"):
+def _keras_document(config) -> bool:
+    """Whether ``config`` is Keras's (``config.json``, ``keras_model.get_config()``): the
+    whole ``{"class_name", "config"}`` document, or layers carrying Keras's ``module`` or
+    dtype-policy entries."""
+    if not isinstance(config, dict):
+        return False
+    if isinstance(config.get("config"), dict) and "class_name" in config:
+        return True
+    entries = config.get("layers")
+    return isinstance(entries, list) and any(
+        isinstance(e, dict) and ("module" in e or isinstance(
+            (e.get("config") or {}).get("dtype"), dict)) for e in entries)
+
+
+def model_from_config(config: dict, model_class: str = "Sequential",
+                      custom_objects: dict | None = None):
     """Build a model (fresh weights) from ``model.get_config()``; ``model_class`` is
-    ``"Sequential"`` or ``"Functional"``."""
+    ``"Sequential"`` or ``"Functional"``. Keras's configs (the ``config.json`` of a
+    ``.keras`` file, or a Keras model's ``get_config()``) are translated by
+    :func:`convkit.io.keras_config.model_from_keras_config`."""
     from .graph import Model
     from .sequential import Sequential
+    if _keras_document(config):
+        from ..io.keras_config import model_from_keras_config
+        if not ("class_name" in config and isinstance(config.get("config"), dict)):
+            config = {"class_name": model_class, "config": config}
+        return model_from_keras_config(config, custom_objects, "model_from_config")
     if model_class == "Sequential":
         return Sequential.from_config(config)
     if model_class in ("Functional", "Model"):

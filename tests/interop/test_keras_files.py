@@ -178,3 +178,14 @@ def test_layers_keep_the_files_names():
         sorted(entry["config"]["name"] for entry in config["config"]["layers"])
     with pytest.raises(ConvkitError, match="custom_objects"):
         ck.load_model(FIXTURES / "branched.keras", custom_objects={"Conv2D": int})
+
+
+def test_model_from_config_takes_keras_configs():
+    import json
+    import zipfile
+    document = json.loads(zipfile.ZipFile(FIXTURES / "add_concat.keras").read("config.json"))
+    x, y = expected("add_concat")
+    for config, kind in ((document, "Sequential"), (document["config"], "Functional")):
+        model = ck.models.model_from_config(config, kind)
+        model.load_weights(FIXTURES / "add_concat.weights.h5")
+        assert_close(model.predict(x, verbose=0), y)

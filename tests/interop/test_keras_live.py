@@ -161,6 +161,8 @@ def test_checkpoint_follows_the_extension(keras, tmp_path):
     first = ck.load_model(tmp_path / "m_1.keras")
     assert_close(predictions(theirs, x)[0], predictions(first, x)[0])
     assert ck.load_model(tmp_path / "c_2.convkit").optimizer.iterations == 4
+    with pytest.raises(ConvkitError, match="weights.h5"):
+        ck.callbacks.ModelCheckpoint(str(tmp_path / "w.keras"), save_weights_only=True)
 
 
 def test_settings_keras_lacks_are_refused_when_saving(tmp_path):
