@@ -338,7 +338,10 @@ class ModelCheckpoint(_MonitorMixin, Callback):
     after every epoch, or every ``save_freq`` batches.
 
     ``filepath`` may hold ``str.format`` placeholders filled from ``epoch`` (counted from 1)
-    and the logs: ``"ckpt-{epoch:02d}-{val_loss:.2f}.npz"``. With ``save_best_only=True`` it
+    and the logs: ``"ckpt-{epoch:02d}-{val_loss:.2f}.convkit"``. The extension picks the
+    format as in ``model.save``: ``.keras`` / ``.h5`` (``.weights.h5`` with
+    ``save_weights_only=True``) write files Keras opens, anything else convkit's archive
+    (with optimizer state, for resuming). With ``save_best_only=True`` it
     saves only when ``monitor`` beats the best value so far (strictly; ``mode`` as in
     :class:`EarlyStopping`; ``initial_value_threshold`` is the value to beat at first).
     Missing directories are created.
@@ -353,6 +356,10 @@ class ModelCheckpoint(_MonitorMixin, Callback):
         self.verbose = verbose
         self.save_best_only = bool(save_best_only)
         self.save_weights_only = bool(save_weights_only)
+        if self.save_weights_only and self.filepath.lower().endswith(".keras"):
+            raise ConvkitError(f"ModelCheckpoint: {self.filepath!r} ends in .keras, Keras's "
+                               f"name for a whole model; with save_weights_only=True use "
+                               f".weights.h5 (or .convkit)")
         self.mode = mode
         if save_freq != "epoch" and not (isinstance(save_freq, int) and save_freq > 0):
             raise ConvkitError(f"ModelCheckpoint: save_freq must be 'epoch' or a positive "

@@ -110,8 +110,11 @@ def store_class_names(path, class_names) -> None:
 
 def class_names_of(path) -> list[str] | None:
     """The class names stored in a saved model's metadata by :func:`store_class_names`, or
-    ``None`` if the file has none."""
+    ``None`` if the file has none (a Keras file has none)."""
     from .io.archive import read_meta
+    from .io.keras_import import is_keras_file
+    if is_keras_file(path):
+        return None
     names = read_meta(path).get("class_names")
     if isinstance(names, list) and all(isinstance(name, str) for name in names):
         return names

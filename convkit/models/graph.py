@@ -626,11 +626,12 @@ class Model(Trainer):
         from .saving import save_weights
         save_weights(self, path)
 
-    def load_weights(self, path) -> None:
-        """Load weights saved by :meth:`save_weights` or :meth:`save` into this model,
-        checking every name and shape."""
+    def load_weights(self, path, strict: bool = True) -> None:
+        """Load weights saved by :meth:`save_weights` or :meth:`save` (or by Keras) into
+        this model, checking every name and shape; see :func:`~convkit.models.saving.
+        load_weights` for ``strict``."""
         from .saving import load_weights
-        load_weights(self, path)
+        load_weights(self, path, strict=strict)
 
     def __repr__(self):
         return (f"<{self._kind()} {self.name!r}: {len(self.layers)} layers"

@@ -15,9 +15,15 @@ and its arrays, in order, every layer weight as ``"<layer name>/<weight name>"``
 continues exactly where it stopped: ``fit`` 2 epochs, save, load, ``fit(epochs=4,
 initial_epoch=2)`` gives the same weights, bit for bit, as 4 epochs in one go.
 
-Any extension works; ``.convkit`` is the convention. Reading goes through
-:func:`convkit.io.archive.read_archive`, which raises :class:`~convkit.errors.FileFormatError`
-for a truncated, corrupt or foreign file.
+The extension picks the format, as in Keras: ``.keras`` writes a Keras 3 archive, ``.h5``
+(``.hdf5``) a legacy Keras HDF5 model, and for ``save_weights`` ``.weights.h5`` Keras 3's
+weights file and ``.h5`` the legacy weights layout (:mod:`convkit.io.keras_export`); real
+Keras opens all of them. Any other extension (``.convkit`` is the convention) writes the
+convkit archive, the one that also carries the optimizer and random-generator states.
+Loading looks at the file's content, not its name: Keras files go through
+:mod:`convkit.io.keras_import`, convkit archives through
+:func:`convkit.io.archive.read_archive`; a truncated, corrupt or foreign file raises
+:class:`~convkit.errors.FileFormatError`.
 """
 from __future__ import annotations
 
@@ -98,23 +104,54 @@ def _make_parent(path) -> None:
         os.makedirs(directory, exist_ok=True)
 
 
+def _keras_format(path) -> str | None:
+    """"keras", "h5", "weights.h5" or None (convkit's archive), from the file name."""
+    name = os.fspath(path).lower()
+    if name.endswith(".keras"):
+        return "keras"
+    if name.endswith(".weights.h5"):
+        return "weights.h5"
+    if name.endswith((".h5", ".hdf5")):
+        return "h5"
+    return None
+
+
 def save_model(model, path) -> None:
-    """Save architecture, weights, compile settings and optimizer state to ``path``."""
+    """Save the model to ``path``: a Keras 3 archive for ``.keras``, a legacy Keras HDF5
+    file for ``.h5``, else the convkit archive (architecture, weights, compile settings,
+    optimizer and random-generator state)."""
     if not model.built:
         raise ConvkitError(f"save: {type(model).__name__} {model.name!r} is not built yet; "
                            f"give it an input shape or run it on data first")
-    from ..io.archive import write_archive
     _make_parent(path)
+    kind = _keras_format(path)
+    if kind == "keras":
+        from ..io.keras_export import save_keras
+        return save_keras(model, path)
+    if kind is not None:
+        from ..io.keras_export import save_keras_h5
+        return save_keras_h5(model, path)
+    from ..io.archive import write_archive
     write_archive(path, _meta(model, "model"), _weight_arrays(model) + _optimizer_arrays(model))
 
 
 def save_weights(model, path) -> None:
-    """Save the weights (and optimizer state, if compiled) to ``path``."""
+    """Save the weights to ``path``: Keras 3's layout for ``.weights.h5``, the legacy Keras
+    layout for ``.h5``, else the convkit archive (with the optimizer state if compiled)."""
     if not model.built:
         raise ConvkitError(f"save_weights: {type(model).__name__} {model.name!r} is not built "
                            f"yet; give it an input shape or run it on data first")
-    from ..io.archive import write_archive
+    kind = _keras_format(path)
+    if kind == "keras":
+        raise ConvkitError(f"save_weights: {os.fspath(path)!r} ends in .keras, Keras's name for "
+                           f"a whole model; use model.save for it, or .weights.h5 for weights")
     _make_parent(path)
+    if kind is not None:
+        from ..io import keras_export
+        save = keras_export.save_keras_weights if kind == "weights.h5" else \
+            keras_export.save_legacy_weights
+        return save(model, path)
+    from ..io.archive import write_archive
     write_archive(path, _meta(model, "weights"),
                   _weight_arrays(model) + _optimizer_arrays(model))
 
@@ -128,11 +165,33 @@ def _read(path, where: str):
     return meta, arrays
 
 
-def model_from_config(config: dict, model_class: str = "Sequential"):
+def _keras_document(config) -> bool:
+    """Whether ``config`` is Keras's (``config.json``, ``keras_model.get_config()``): the
+    whole ``{"class_name", "config"}`` document, or layers carrying Keras's ``module`` or
+    dtype-policy entries."""
+    if not isinstance(config, dict):
+        return False
+    if isinstance(config.get("config"), dict) and "class_name" in config:
+        return True
+    entries = config.get("layers")
+    return isinstance(entries, list) and any(
+        isinstance(e, dict) and ("module" in e or isinstance(
+            (e.get("config") or {}).get("dtype"), dict)) for e in entries)
+
+
+def model_from_config(config: dict, model_class: str = "Sequential",
+                      custom_objects: dict | None = None):
     """Build a model (fresh weights) from ``model.get_config()``; ``model_class`` is
-    ``"Sequential"`` or ``"Functional"``."""
+    ``"Sequential"`` or ``"Functional"``. Keras's configs (the ``config.json`` of a
+    ``.keras`` file, or a Keras model's ``get_config()``) are translated by
+    :func:`convkit.io.keras_config.model_from_keras_config`."""
     from .graph import Model
     from .sequential import Sequential
+    if _keras_document(config):
+        from ..io.keras_config import model_from_keras_config
+        if not ("class_name" in config and isinstance(config.get("config"), dict)):
+            config = {"class_name": model_class, "config": config}
+        return model_from_keras_config(config, custom_objects, "model_from_config")
     if model_class == "Sequential":
         return Sequential.from_config(config)
     if model_class in ("Functional", "Model"):
@@ -140,14 +199,25 @@ def model_from_config(config: dict, model_class: str = "Sequential"):
     raise ConvkitError(f"unknown model class {model_class!r}")
 
 
-def load_model(path, compile: bool = True):
-    """Load a model saved by ``model.save(path)``: same architecture, weights, and (with
-    ``compile=True``) the same optimizer, loss, metrics and optimizer state.
+def _is_keras(path) -> bool:
+    from ..io.keras_import import is_keras_file
+    return is_keras_file(path)
+
+
+def load_model(path, compile: bool = True, custom_objects: dict | None = None):
+    """Load a model saved by ``model.save(path)``, or by Keras (``.keras``, legacy ``.h5``):
+    same architecture, weights, and (with ``compile=True``) the same optimizer, loss,
+    metrics (and, from a convkit archive, optimizer state). ``custom_objects={"Name":
+    LayerClass}`` supplies layer classes a Keras file names that convkit does not have.
 
     >>> model.save("out/net.convkit")
     >>> same = ck.load_model("out/net.convkit")
+    >>> from_keras = ck.load_model("mnist.keras")        # written by keras.Model.save
     """
     where = "load_model"
+    if _is_keras(path):
+        from ..io.keras_import import load_keras_model
+        return load_keras_model(path, custom_objects=custom_objects, compile=compile)
     meta, arrays = _read(path, where)
     if meta["kind"] != "model":
         raise FileFormatError(f"{where}: {path!s} holds weights only (saved with "
@@ -171,11 +241,17 @@ def load_model(path, compile: bool = True):
     return model
 
 
-def load_weights(model, path) -> None:
-    """Load weights (from ``save_weights`` or ``save``) into ``model``; every weight name and
-    shape must match. The optimizer state is restored too when the model is compiled with
-    the same optimizer."""
+def load_weights(model, path, strict: bool = True) -> None:
+    """Load weights (from ``save_weights`` or ``save``, convkit's or Keras's files) into
+    ``model``; every weight name and shape must match. From a convkit archive the optimizer
+    state is restored too when the model is compiled with the same optimizer. When a Keras
+    file holds an architecture that differs from the model's, ``strict=True`` raises and
+    ``strict=False`` warns (:func:`convkit.io.keras_import.load_keras_weights`)."""
     where = f"{type(model).__name__} {model.name!r}: load_weights"
+    if _is_keras(path):
+        from ..io.keras_import import load_keras_weights
+        load_keras_weights(model, path, strict=strict)
+        return
     meta, arrays = _read(path, where)
     if not model.built:
         raise ConvkitError(f"{where}: the model is not built; give it an input shape (or run "

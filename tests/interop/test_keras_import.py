@@ -1,7 +1,7 @@
 """Keras weight import.
 
-TensorFlow/Keras is not installed here, so the tests write the files themselves with h5py.
-The layout follows Keras 3's ``saving_lib`` (``H5IOStore``): ``layers/<snake_case class
+These tests write the files themselves with h5py, to reach the corners real Keras files do
+not (tests/interop/test_keras_files.py loads files written by real Keras). The layout follows Keras 3's ``saving_lib`` (``H5IOStore``): ``layers/<snake_case class
 name>[_<counter>]/vars/<index>`` with one counter per class in Keras's layer order, an empty
 ``vars`` group for layers without weights, a top-level ``vars`` group for the model and an
 ``optimizer`` group; ``.keras`` archives hold that file as their ``model.weights.h5`` member
@@ -18,6 +18,7 @@ import pytest
 
 import convkit as ck
 from convkit.errors import FileFormatError, ShapeError
+from convkit.io.keras_config import keras_model_config
 from convkit.io.keras_import import keras_path_names, load_keras_weights
 
 h5py = pytest.importorskip("h5py")
@@ -89,7 +90,7 @@ def test_keras_zip_archive(tmp_path, rng):
     path = tmp_path / "mnist.keras"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("metadata.json", json.dumps({"keras_version": "3.5.0"}))
-        archive.writestr("config.json", json.dumps({"class_name": "Sequential"}))
+        archive.writestr("config.json", json.dumps(keras_model_config(_mnist())))
         archive.writestr("model.weights.h5", buffer.getvalue())
     model = _mnist()
     load_keras_weights(model, path)
@@ -232,7 +233,7 @@ def test_foreign_and_corrupt_files(tmp_path, rng):
     model = _mnist()
     text = tmp_path / "notes.weights.h5"
     text.write_text("hello")
-    with pytest.raises(FileFormatError, match="neither an HDF5 file"):
+    with pytest.raises(FileFormatError, match="neither a Keras file"):
         load_keras_weights(model, text)
 
     good = tmp_path / "good.weights.h5"
@@ -244,13 +245,15 @@ def test_foreign_and_corrupt_files(tmp_path, rng):
 
     foreign = tmp_path / "other.h5"
     _write_h5(foreign, {"images": np.zeros((2, 2))})
-    with pytest.raises(FileFormatError, match="not a Keras weights file"):
+    with pytest.raises(FileFormatError, match="not a Keras weights or model file"):
         load_keras_weights(model, foreign)
 
-    for members, message in (({"a.txt": b"x"}, "no model.weights.h5"),
+    for members, message in (({"a.txt": b"x"}, "no config.json"),
+                             ({"config.json": b"{}"}, "no model.weights.h5"),
                              ({"config.json": b"{}", "model.weights.npz": b"PK"}, "pickle"),
                              ({"convkit.json": b"{}"}, "convkit archive"),
-                             ({"model.weights.h5": b"not hdf5"}, "not an HDF5 file")):
+                             ({"config.json": b"{}", "model.weights.h5": b"not hdf5"},
+                              "not an HDF5 file")):
         path = tmp_path / "x.keras"
         with zipfile.ZipFile(path, "w") as archive:
             for name, data in members.items():
@@ -264,3 +267,75 @@ def test_foreign_and_corrupt_files(tmp_path, rng):
         load_keras_weights(model, broken_zip)
     with pytest.raises(FileNotFoundError):
         load_keras_weights(model, tmp_path / "missing.weights.h5")
+
+
+def _keras2_config():
+    """A functional model's config as tf.keras 2 wrote it: node lists ``[[name, 0, 0, {}]]``,
+    ``batch_input_shape``, plain dtype strings, initializers without ``module``."""
+    glorot = {"class_name": "GlorotUniform", "config": {"seed": None}}
+    zeros = {"class_name": "Zeros", "config": {}}
+
+    def conv(name, source, activation):
+        return {"class_name": "Conv2D", "name": name, "inbound_nodes": [[[source, 0, 0, {}]]],
+                "config": {"name": name, "trainable": True, "dtype": "float32", "filters": 2,
+                           "kernel_size": [3, 3], "strides": [1, 1], "padding": "same",
+                           "data_format": "channels_last", "dilation_rate": [1, 1],
+                           "groups": 1, "activation": activation, "use_bias": True,
+                           "kernel_initializer": glorot, "bias_initializer": zeros,
+                           "kernel_regularizer": None, "bias_regularizer": None,
+                           "activity_regularizer": None, "kernel_constraint": None,
+                           "bias_constraint": None}}
+
+    return {"class_name": "Functional", "config": {"name": "model", "layers": [
+        {"class_name": "InputLayer", "name": "input_1", "inbound_nodes": [],
+         "config": {"batch_input_shape": [None, 5, 5, 1], "dtype": "float32",
+                    "sparse": False, "ragged": False, "name": "input_1"}},
+        conv("a", "input_1", "linear"), conv("b", "input_1", "relu"), conv("c", "b", "linear"),
+        {"class_name": "Add", "name": "add", "config": {"name": "add", "trainable": True,
+                                                        "dtype": "float32"},
+         "inbound_nodes": [[["a", 0, 0, {}], ["c", 0, 0, {}]]]}],
+        "input_layers": [["input_1", 0, 0]], "output_layers": [["add", 0, 0]]}}
+
+
+def test_keras2_functional_h5_model(tmp_path, rng):
+    """Keras 2's config dialect and weight names ("b/kernel:0"), the deeper branch's
+    convolution ("b") listed first as Keras orders it; tf.keras is not installed here, so
+    the file is written by hand after Keras 2's legacy saver."""
+    arrays = {name: (rng.normal(size=(3, 3, shape, 2)).astype(np.float32),
+                     rng.normal(size=2).astype(np.float32))
+              for name, shape in (("b", 1), ("a", 1), ("c", 2))}
+    path = tmp_path / "keras2.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["model_config"] = json.dumps(_keras2_config())
+        f.attrs["training_config"] = json.dumps({
+            "loss": "mse", "metrics": ["mae"], "loss_weights": None,
+            "optimizer_config": {"class_name": "Adam", "config": {
+                "name": "Adam", "learning_rate": 0.01, "decay": 0.0, "beta_1": 0.9,
+                "beta_2": 0.999, "epsilon": 1e-07, "amsgrad": False,
+                "is_legacy_optimizer": False, "jit_compile": False}}})
+        root = f.create_group("model_weights")
+        root.attrs["layer_names"] = [b"input_1", b"b", b"a", b"c", b"add"]
+        for name in ("input_1", "add"):
+            root.create_group(name).attrs["weight_names"] = np.array([], dtype="S1")
+        for name, (kernel, bias) in arrays.items():
+            group = root.create_group(name)
+            group.attrs["weight_names"] = [f"{name}/kernel:0".encode(),
+                                           f"{name}/bias:0".encode()]
+            group[f"{name}/kernel:0"], group[f"{name}/bias:0"] = kernel, bias
+    model = ck.load_model(path)
+    for name, (kernel, bias) in arrays.items():
+        np.testing.assert_array_equal(model.get_layer(name).get_weights()[0], kernel)
+    assert type(model.optimizer).__name__ == "Adam" and model.optimizer.learning_rate == 0.01
+    x = rng.normal(size=(2, 5, 5, 1)).astype(np.float32)
+    reference = ck.Model.from_config(model.get_config())
+    reference.set_weights(model.get_weights())
+    np.testing.assert_allclose(model.predict(x, verbose=0), reference.predict(x, verbose=0))
+    hand = ck.layers
+    inputs = hand.Input((5, 5, 1))
+    a = hand.Conv2D(2, 3, padding="same")(inputs)
+    c = hand.Conv2D(2, 3, padding="same")(hand.Conv2D(2, 3, padding="same",
+                                                      activation="relu")(inputs))
+    other = ck.Model(inputs, hand.Add()([a, c]))
+    other.load_weights(path)                   # by Keras's order: b, a, c
+    np.testing.assert_allclose(other.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-6)

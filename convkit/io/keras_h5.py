@@ -1,0 +1,189 @@
+"""Opening HDF5 files from outside safely: the reader behind every Keras file convkit loads.
+
+An HDF5 file can point outside itself: a dataset may keep its bytes in another file on the
+machine (external raw storage) or be stitched from other files (virtual datasets); a link
+may name an object in another file (external link) or a path resolved later (soft link). A
+dataset may also declare a shape far larger than the file (unallocated storage is read as
+its fill value, compressed storage inflates). :func:`open_hdf5` walks the whole file once,
+without following any link, and refuses all of these before a single array is read::
+
+    h5 = open_hdf5(path_or_bytes, file_size, fail)     # fail(reason) raises
+    kernel = read_array(h5["layers/conv2d/vars/0"], "layers/conv2d/vars/0", fail)
+
+After the walk every dataset is a plain numeric array stored inside the file, uncompressed,
+whose ``prod(shape) * itemsize`` is at most the file's size, so reading all of them costs at
+most the file's size in memory. Keras writes nothing else. Strings are read from attributes
+only (``model_config``, ``layer_names``, ``weight_names``), each capped in size.
+"""
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+
+from ..errors import ConvkitError
+
+__all__ = ["HDF5_MAGIC", "import_h5py", "open_hdf5", "read_array", "attr_text",
+           "attr_text_list"]
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_MAX_DEPTH = 64
+_MAX_ATTR_BYTES = 64 * 1024 * 1024
+
+
+def import_h5py(where: str):
+    try:
+        import h5py
+    except ImportError:
+        raise ConvkitError(f"{where}: reading Keras files needs the 'h5py' package "
+                           f"(pip install h5py)") from None
+    return h5py
+
+
+def open_hdf5(source, file_size: int, fail, where: str = "load_model"):
+    """Open ``source`` (a path or the bytes of an HDF5 file) read-only, after checking every
+    object in it (see the module docstring). ``fail(reason)`` must raise."""
+    h5py = import_h5py(where)
+    if isinstance(source, (bytes, bytearray)):
+        source = io.BytesIO(source)
+    try:
+        h5 = h5py.File(source, "r")
+    except (OSError, ValueError, RuntimeError) as exc:
+        fail(f"the HDF5 file is corrupt or truncated ({exc})")
+    try:
+        _check_group(h5py, h5, file_size, fail, depth=0, budget=[max(1000, file_size // 8)])
+    except BaseException:
+        h5.close()
+        raise
+    return h5
+
+
+def _check_group(h5py, group, file_size: int, fail, depth: int, budget: list) -> None:
+    if depth > _MAX_DEPTH:
+        fail(f"groups nest deeper than {_MAX_DEPTH} levels at {group.name!r}")
+    try:
+        names = list(group.keys())
+    except (OSError, RuntimeError, KeyError) as exc:
+        fail(f"cannot list group {group.name!r} ({exc})")
+    for name in names:
+        budget[0] -= 1
+        if budget[0] < 0:
+            fail("it holds more objects than its size allows (a link cycle?)")
+        path = f"{group.name.rstrip('/')}/{name}"
+        try:
+            link = group.get(name, getlink=True)
+        except (OSError, RuntimeError, KeyError) as exc:
+            fail(f"cannot read the link {path!r} ({exc})")
+        if isinstance(link, h5py.ExternalLink):
+            fail(f"{path!r} is an external link to {link.filename!r}; links to other files "
+                 f"are refused")
+        if isinstance(link, h5py.SoftLink):
+            fail(f"{path!r} is a soft link to {link.path!r}; links are refused")
+        if not isinstance(link, h5py.HardLink):
+            fail(f"{path!r} is a link of an unknown kind")
+        try:
+            obj = group[name]
+        except (OSError, RuntimeError, KeyError, ValueError) as exc:
+            fail(f"cannot open {path!r} ({exc})")
+        if isinstance(obj, h5py.Group):
+            _check_group(h5py, obj, file_size, fail, depth + 1, budget)
+        elif isinstance(obj, h5py.Dataset):
+            _check_dataset(obj, path, file_size, fail)
+        else:
+            fail(f"{path!r} is a {type(obj).__name__}, not a group or a dataset")
+
+
+def _check_dataset(dataset, path: str, file_size: int, fail) -> None:
+    try:
+        external = dataset.external
+        virtual = dataset.is_virtual
+        filters = dict(dataset._filters)
+        dtype = dataset.dtype
+        shape = dataset.shape
+    except (OSError, RuntimeError, ValueError, TypeError) as exc:
+        fail(f"cannot inspect dataset {path!r} ({exc})")
+    if external:
+        files = sorted({str(entry[0]) for entry in external})
+        fail(f"dataset {path!r} keeps its data in other files {files}; external storage is "
+             f"refused")
+    if virtual:
+        fail(f"dataset {path!r} is a virtual dataset made of other files; refused")
+    if filters:
+        fail(f"dataset {path!r} is stored with filters {sorted(filters)} (compression); "
+             f"Keras writes plain datasets, and compressed ones are refused")
+    if dtype.kind not in "biuf" or dtype.hasobject:
+        fail(f"dataset {path!r} has dtype {dtype}, not numbers")
+    if shape is None:
+        fail(f"dataset {path!r} has no shape")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > file_size:
+        fail(f"dataset {path!r} declares shape {tuple(shape)} of {dtype} ({nbytes:,} bytes), "
+             f"more than the whole file ({file_size:,} bytes)")
+
+
+def read_array(dataset, path: str, fail) -> np.ndarray:
+    """The dataset as a NumPy array (checked by :func:`open_hdf5` already)."""
+    try:
+        return np.asarray(dataset[()])
+    except (OSError, ValueError, TypeError, RuntimeError) as exc:
+        fail(f"cannot read dataset {path!r} ({exc})")
+
+
+def _decode(value, name: str, fail) -> str:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            fail(f"attribute {name!r} is not UTF-8 text")
+    if isinstance(value, str):
+        return value
+    fail(f"attribute {name!r} holds {type(value).__name__}, not text")
+
+
+def _raw_attr(obj, name: str, fail):
+    try:
+        attribute = obj.attrs.get_id(name)
+        space = attribute.shape
+        size = math.prod(space) if space else 1
+        if size * max(attribute.dtype.itemsize, 1) > _MAX_ATTR_BYTES:
+            fail(f"attribute {name!r} is too large")
+        return obj.attrs[name]
+    except (OSError, RuntimeError, TypeError, ValueError) as exc:
+        fail(f"cannot read attribute {name!r} of {obj.name!r} ({exc})")
+
+
+def attr_text(obj, name: str, fail) -> str | None:
+    """A text attribute (``model_config``, ``training_config``), or None when absent."""
+    if name not in obj.attrs:
+        return None
+    value = _raw_attr(obj, name, fail)
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value[()]
+    text = _decode(value, name, fail)
+    if len(text) > _MAX_ATTR_BYTES:
+        fail(f"attribute {name!r} is too large")
+    return text
+
+
+def attr_text_list(obj, name: str, fail) -> list[str] | None:
+    """A list-of-text attribute (``layer_names``, ``weight_names``), possibly split by Keras
+    into chunks ``name0``, ``name1``, ...; None when absent."""
+    if name in obj.attrs:
+        chunks = [_raw_attr(obj, name, fail)]
+    elif f"{name}0" in obj.attrs:
+        chunks, index = [], 0
+        while f"{name}{index}" in obj.attrs:
+            chunks.append(_raw_attr(obj, f"{name}{index}", fail))
+            index += 1
+    else:
+        return None
+    values = []
+    for chunk in chunks:
+        array = np.asarray(chunk)
+        if array.size == 0:
+            continue
+        if array.ndim != 1:
+            fail(f"attribute {name!r} of {obj.name!r} is not a list of names")
+        values.extend(_decode(v, name, fail) for v in array.tolist())
+    return values
