@@ -78,9 +78,9 @@ def open_model(spec: str) -> Explorer:
 
 
 def default_images(explorer: Explorer) -> list[str]:
-    """The samples shown first when no image is given: a test digit for grey models, the
-    photographs for colour ones."""
-    return ["digit:7"] if explorer.input_shape[3] == 1 else ["sample:china"]
+    """The sample exported when no image is given (:func:`images.default_sample`)."""
+    from .images import default_sample
+    return [default_sample(explorer.input_shape)]
 
 
 def serve(explorer: Explorer, images=(), host: str = "127.0.0.1", port: int = 0,

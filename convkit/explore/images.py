@@ -66,15 +66,15 @@ def decode_upload(data: bytes, name: str = "upload"):
             image = Image.open(io.BytesIO(data))          # reads the header only
             width, height = image.size
             if width * height > MAX_PIXELS:
-                raise UploadError(f"{name}: the image is {width}x{height} pixels; the explorer "
-                                  f"decodes images up to {MAX_PIXELS:,} pixels (e.g. 5000x5000)"
-                                  f"; shrink it first")
+                raise UploadError(f"{name}: the image is {width}x{height} pixels, too large: "
+                                  f"the explorer decodes images up to {MAX_PIXELS:,} pixels "
+                                  f"(e.g. 5000x5000); shrink it first")
             image.seek(0)                                 # the first frame of an animation
             image.load()
     except UploadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise UploadError(f"{name}: refused as a decompression bomb ({exc})") from None
+        raise UploadError(f"{name}: the image is too large to decode safely ({exc})") from None
     except Image.UnidentifiedImageError:
         raise UploadError(f"{name}: not an image (Pillow reads PNG, JPEG, GIF, BMP, TIFF, "
                           f"WebP, ...)") from None
@@ -191,6 +191,11 @@ def sample_names(input_shape) -> list[str]:
     """Names of the built-in samples: ``digit:0`` .. ``digit:9`` (held-out MNIST test digits)
     and ``sample:china``, ``sample:flower`` (the two photographs)."""
     return [f"digit:{d}" for d in range(10)] + ["sample:china", "sample:flower"]
+
+
+def default_sample(input_shape) -> str:
+    """The sample shown first: a test digit for grey models, a photograph for colour ones."""
+    return "digit:7" if input_shape[3] == 1 else "sample:china"
 
 
 _DIGIT_CACHE: dict = {}

@@ -103,7 +103,9 @@ class ExplorerState:
         return {"id": image_id, "invert": bool(invert), "trace": self.explorer.trace_json(trace)}
 
     def model_json(self) -> dict:
-        return {**self.explorer.model_json(), "images": self.choices,
+        default = self.choices[0]["id"] if self.choices[0]["id"].startswith("cli:") else \
+            images_module.default_sample(self.explorer.input_shape)
+        return {**self.explorer.model_json(), "images": self.choices, "default_image": default,
                 "max_upload_bytes": MAX_UPLOAD_BYTES}
 
 

@@ -21,6 +21,9 @@ window layer with stride ``s``, pad ``before`` and effective kernel ``k_eff``::
 
     jump' = jump * s,  lo' = lo * s - before,  hi' = hi * s - before + k_eff - 1
 
+The page draws that box clipped to each map: the receptive field of :mod:`convkit.shapes`
+(the size ``summary --explain`` prints), which spans the holes a dilated kernel skips.
+
 Example: MNIST convnet, level 2 (13x13 after the first pool), row 0 reads rows 0..1 of the
 26x26 conv output and rows 0..3 of the 28x28 input: ``jump = 2, lo = 0, hi = 3``.
 """

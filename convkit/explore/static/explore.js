@@ -80,6 +80,9 @@
     return String(parseFloat(value.toPrecision(7)));
   }
 
+  // A short form for labels: 3 significant digits.
+  const short = (value) => (Number.isInteger(value) ? String(value) : String(parseFloat(value.toPrecision(3))));
+
   const shapeText = (shape) => "(" + shape.map((v) => (v === null ? "None" : v)).join(", ") +
     (shape.length === 1 ? "," : "") + ")";
 
@@ -151,6 +154,7 @@
     $("model-notes").textContent = model.notes.join(" · ");
     const select = $("image-select");
     select.replaceChildren(...model.images.map((img) => el("option", {value: img.id, text: img.label})));
+    if (model.default_image) select.value = model.default_image;
     const network = $("network");
     network.replaceChildren(el("div", {id: "prediction"}));
     for (const layer of model.layers) network.append(layerSection(layer));
@@ -163,7 +167,8 @@
       el("span", {class: "shape", text: "→ " + shapeText(layer.output_shape)}));
     if (layer.window) {
       head.append(el("button", {text: "what-if", title: "copy this layer's window into the what-if panel",
-                                onclick: () => loadWhatIf(layer.window), "data-level": layer.level}));
+                                onclick: () => { loadWhatIf(layer.window); $("whatif").scrollIntoView({block: "nearest"}); },
+                                "data-level": layer.level}));
     }
     const section = el("section", {class: "layer", id: `layer-${layer.level}`, "data-level": layer.level,
                                    "data-name": layer.name}, head);
@@ -237,7 +242,7 @@
       const wrap = el("div", {class: "map-wrap", "data-level": level.level}, canvas);
       const label = rgb ? "RGB" : (level.level === 0 ? "input" : `ch ${channel}`);
       const range = rgb || level.level === 0 ? "0 .. 1" :
-        `${fmt(maps.lo[channel])} .. ${fmt(maps.hi[channel])}`;
+        `${short(maps.lo[channel])} .. ${short(maps.hi[channel])}`;
       grid.append(el("div", {class: "map-cell"}, wrap,
                      el("div", {class: "map-label", text: `${label}: ${range}`})));
     }
@@ -358,9 +363,11 @@
         blocks.append(el("div", {class: "channel-block"},
           el("div", {class: "title", text: `input channel ${inChannel}: patch × kernel = products, ` +
                                            `sum ${fmt(cell.channel_sums[i])}`}),
-          numberTable(cell.patch[i], cell.padded, "patch"),
-          numberTable(cell.kernel[i], null, "kernel"),
-          numberTable(cell.products[i], cell.padded, "product")));
+          captioned("patch", numberTable(cell.patch[i], cell.padded, "patch")),
+          el("span", {class: "op", text: "×"}),
+          captioned("kernel", numberTable(cell.kernel[i], null, "kernel")),
+          el("span", {class: "op", text: "="}),
+          captioned("products", numberTable(cell.products[i], cell.padded, "product"))));
       });
       parts.push(blocks,
         line("sum of all products", "detail-sum", cell.sum),
@@ -380,6 +387,10 @@
     parts.push(line("the model computed", "detail-model", cell.model_value),
                line("difference", "detail-difference", cell.difference));
     detail.replaceChildren(...parts);
+  }
+
+  function captioned(caption, table) {
+    return el("div", {class: "captioned"}, el("div", {class: "caption", text: caption}), table);
   }
 
   function line(label, id, value) {
@@ -454,7 +465,6 @@
     }
     $("whatif-ceil").checked = window_.ceil_mode;
     updateWhatIf();
-    $("whatif").scrollIntoView({block: "nearest"});
   }
 
   // ------------------------------------------------------------------ images
