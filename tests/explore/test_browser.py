@@ -77,8 +77,9 @@ def test_upload_click_a_cell_and_read_the_arithmetic(page, explorer, tmp_path):
     data = png_bytes(dark_on_light_seven())
     path = tmp_path / "my_seven.png"
     path.write_bytes(data)
+    before = renders(page)
     page.check("#invert")                                 # dark on light: invert
-    page.wait_for_function(f"Number(document.body.dataset.renders) > {renders(page)}")
+    page.wait_for_function(f"Number(document.body.dataset.renders) > {before}")
     before = renders(page)
     page.set_input_files("#upload", str(path))
     page.wait_for_function(f"Number(document.body.dataset.renders) > {before}")
@@ -86,22 +87,25 @@ def test_upload_click_a_cell_and_read_the_arithmetic(page, explorer, tmp_path):
     assert "inverted" in page.inner_text("#layer-0")
     layer = next(lay for lay in explorer.layers[2:] if type(lay).__name__ == "Conv2D")
     level = explorer.layers.index(layer) + 1
+    # the model's own activations for the image as the server prepared it
+    image = upload_image(data, "my_seven.png", explorer.input_shape)
+    x = (1.0 - image.pixels)[None]                                   # inverted, (1, 28, 28, 1)
+    maps = layer_output(explorer.model, x, layer.name)[0]            # (H, W, C)
+    # click the strongest cell of channel 5 (where the ReLU passes the sum through)
+    target_row, target_col = np.unravel_index(int(np.argmax(maps[:, :, 5])), maps.shape[:2])
     canvas = page.locator(f"canvas.map[data-level='{level}'][data-channel='5']")
     box = canvas.bounding_box()
-    canvas.click(position={"x": box["width"] * 0.55, "y": box["height"] * 0.45})
+    canvas.click(position={"x": (target_col + 0.5) * box["width"] / maps.shape[1],
+                           "y": (target_row + 0.5) * box["height"] / maps.shape[0]})
     page.wait_for_selector("#detail-activation")
     title = page.inner_text("#detail-title")
     row, col, channel = map(int, re.search(r"row (\d+), column (\d+), channel (\d+)",
                                            title).groups())
-    assert channel == 5
+    assert (row, col, channel) == (target_row, target_col, 5)
     products = [float(t) for t in page.locator("td.product").all_inner_texts()]
     shown_sum, bias = number(page, "#detail-sum"), number(page, "#detail-bias")
     shown_activation = number(page, "#detail-activation")
-
-    # the model's own activation for the image as the server prepared it
-    image = upload_image(data, "my_seven.png", explorer.input_shape)
-    x = (1.0 - image.pixels)[None]                                   # inverted, (1, 28, 28, 1)
-    expected = float(layer_output(explorer.model, x, layer.name)[0, row, col, channel])
+    expected = float(maps[row, col, channel])
     assert len(products) == 3 * 3 * layer.get_weights()[0].shape[2]
     assert abs(sum(products) - shown_sum) <= 1e-5
     assert abs(max(sum(products) + bias, 0.0) - expected) <= 1e-5
@@ -110,10 +114,11 @@ def test_upload_click_a_cell_and_read_the_arithmetic(page, explorer, tmp_path):
     # the receptive field is drawn on the input and on every earlier map
     for earlier in range(level):
         assert page.locator(f".map-wrap[data-level='{earlier}'] .rf").count() >= 1, earlier
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(tmp_path / "explorer.png"))
     target = os.environ.get("CONVKIT_README_SCREENSHOT")
     if target:
-        page.screenshot(path=target)
+        shutil.copyfile(tmp_path / "explorer.png", target)
 
 
 def test_whatif_stride_changes_the_size(page, tmp_path):

@@ -137,7 +137,7 @@
   }
 
   function displayWidth(maps, channels, level) {
-    const target = level === 0 ? 168 : (channels > 8 ? 76 : 150);
+    const target = level === 0 ? 168 : (channels > 8 ? 64 : 150);
     let scale = target / Math.max(maps.height, maps.width);
     if (scale >= 1) scale = Math.floor(scale);
     return [maps.width * scale, maps.height * scale];
@@ -335,14 +335,14 @@
     }
   }
 
-  function numberTable(grid, padded, cellClass, highlight) {
+  function numberTable(grid, padded, cellClass, format = fmt, highlight = null) {
     const table = el("table", {class: "numbers"});
     grid.forEach((row, i) => {
       table.append(el("tr", {}, ...row.map((value, j) => {
         const classes = [cellClass];
         if (padded && padded[i][j]) classes.push("pad");
         if (highlight && highlight[0] === i && highlight[1] === j) classes.push("win");
-        return el("td", {class: classes.join(" "), text: fmt(value)});
+        return el("td", {class: classes.join(" "), text: value === null ? "pad" : format(value)});
       })));
     });
     return table;
@@ -363,29 +363,33 @@
         blocks.append(el("div", {class: "channel-block"},
           el("div", {class: "title", text: `input channel ${inChannel}: patch × kernel = products, ` +
                                            `sum ${fmt(cell.channel_sums[i])}`}),
-          captioned("patch", numberTable(cell.patch[i], cell.padded, "patch")),
+          captioned("patch", numberTable(cell.patch[i], cell.padded, "patch", short)),
           el("span", {class: "op", text: "×"}),
-          captioned("kernel", numberTable(cell.kernel[i], null, "kernel")),
+          captioned("kernel", numberTable(cell.kernel[i], null, "kernel", short)),
           el("span", {class: "op", text: "="}),
           captioned("products", numberTable(cell.products[i], cell.padded, "product"))));
       });
-      parts.push(blocks,
+      parts.push(
         line("sum of all products", "detail-sum", cell.sum),
         line("+ bias", "detail-bias", cell.bias),
         line("= pre-activation", "detail-pre", cell.pre_activation),
-        line(`${cell.activation_name}(pre-activation)`, "detail-activation", cell.activation));
+        line(`${cell.activation_name}(pre-activation)`, "detail-activation", cell.activation),
+        line("the model computed", "detail-model", cell.model_value),
+        line("difference", "detail-difference", cell.difference),
+        el("div", {class: "hint", text: `per input channel (${cell.in_channels.length}):`}),
+        blocks);
     } else {
       parts.push(el("div", {class: "hint", text: cell.op === "max" ?
         "max pooling: the largest value of the window (padding counts as -inf)" :
         "average pooling: the sum over the counted cells divided by their number"}),
-        numberTable(cell.window, cell.padded, "window", cell.op === "max" ? cell.argmax : null));
+        numberTable(cell.window, cell.padded, "window", fmt, cell.op === "max" ? cell.argmax : null));
       if (cell.op === "avg") {
         parts.push(line("sum", "detail-sum", cell.sum), line("cells counted", "detail-count", cell.count));
       }
-      parts.push(line(cell.op === "max" ? "max" : "average", "detail-activation", cell.activation));
+      parts.push(line(cell.op === "max" ? "max" : "average", "detail-activation", cell.activation),
+                 line("the model computed", "detail-model", cell.model_value),
+                 line("difference", "detail-difference", cell.difference));
     }
-    parts.push(line("the model computed", "detail-model", cell.model_value),
-               line("difference", "detail-difference", cell.difference));
     detail.replaceChildren(...parts);
   }
 
