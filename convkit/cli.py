@@ -95,16 +95,23 @@ def _image_for_model(model, image_arg: str) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ commands
+def _size_token(text: str) -> list[int]:
+    """argparse type of a size token: ``"28"``, ``"28x28"``, ``"28x28x1"`` or ``"28,28"`` ->
+    ``[28]``, ``[28, 28]``, ``[28, 28, 1]``."""
+    parts = text.lower().replace("x", ",").split(",")
+    if not all(part.strip().isdigit() for part in parts):
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: give whole numbers as N, "
+                                         f"HxW or HxWxC (e.g. 28, 28x28, 28x28x1)")
+    return [int(part) for part in parts]
+
+
 def _numbers(values, name: str) -> list[int]:
-    """``["28"]``, ``["28x28"]``, ``["28x28x1"]``, ``["28", "28", "1"]`` or ``["28,28"]`` ->
-    ``[28, 28, 1]``-style lists of ints."""
-    text = " ".join(str(v) for v in values)
-    parts = [p for p in text.lower().replace("x", " ").replace(",", " ").split() if p]
-    try:
-        numbers = [int(p) for p in parts]
-    except ValueError:
-        raise CommandError(f"--{name} takes whole numbers as N, HxW or H W (e.g. 28, 28x28, "
-                           f"'28 28'), got {text!r}") from None
+    """The tokens of an option taking sizes (``--input 28 28 1``, ``--input 28x28x1``), each
+    already split by :func:`_size_token` (strings are split here), as one list of ints."""
+    numbers = []
+    for value in values:
+        numbers += [value] if isinstance(value, int) else \
+            (value if isinstance(value, list) else _size_token(str(value)))
     if not numbers:
         raise CommandError(f"--{name} needs a number")
     return numbers
@@ -266,12 +273,12 @@ def cmd_train(args) -> int:
     if args.output is not None:
         options["output"] = args.output
     result = train_default(**options)
-    if args.quiet and isinstance(result, dict):
+    if args.quiet and isinstance(result, dict) and "test_accuracy" in result:
         # the one line a quiet run still owes: how good the model is and where it went
-        accuracy = result["test_accuracy"]
-        count = result["test_samples"]
+        accuracy, count = result["test_accuracy"], result.get("test_samples")
+        counted = f" ({round(accuracy * count)}/{count})" if count else ""
         where = f", saved to {result['model_path']}" if result.get("model_path") else ""
-        print(f"Test accuracy: {accuracy:.4f} ({round(accuracy * count)}/{count}){where}")
+        print(f"Test accuracy: {accuracy:.4f}{counted}{where}")
     if args.curves:
         from .viz import plot_history
         history = result.get("history") if isinstance(result, dict) else None
@@ -404,15 +411,15 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Explain the output size of a convolution (or, with --pool, "
                                    "a pooling window): the pads applied and the formula with "
                                    "the numbers filled in.")
-    p.add_argument("--input", nargs="+", required=True, metavar="N",
+    p.add_argument("--input", type=_size_token, nargs="+", required=True, metavar="N",
                    help="input size: N, HxW or HxWxC (also 'H W' and 'H W C')")
-    p.add_argument("--kernel", nargs="+", required=True, metavar="K",
+    p.add_argument("--kernel", type=_size_token, nargs="+", required=True, metavar="K",
                    help="kernel (or pool window) size: K, KHxKW or KH KW")
-    p.add_argument("--stride", nargs="+", metavar="S",
+    p.add_argument("--stride", type=_size_token, nargs="+", metavar="S",
                    help="stride: S or SH SW (default 1; for --pool the window size)")
     p.add_argument("--padding", default="valid",
                    help="same, valid, N, 'PH,PW' or 'TOP,BOTTOM,LEFT,RIGHT' (default valid)")
-    p.add_argument("--dilation", nargs="+", default=["1"], metavar="D",
+    p.add_argument("--dilation", type=_size_token, nargs="+", default=["1"], metavar="D",
                    help="dilation rate: D or DH DW (default 1)")
     p.add_argument("--channels", type=int, metavar="C",
                    help="input channels (or give --input HxWxC)")
