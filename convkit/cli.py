@@ -347,7 +347,7 @@ def _show_seen(names, seen, probabilities, class_names, path) -> None:
                      f"{row[best]:.3f}", fontsize=9)
         _mpl.hide_ticks(ax)
     fig.suptitle("what the model saw", fontsize=10)
-    _mpl.save(fig, path)
+    _mpl.finish(fig, path)
 
 
 def _stored_class_names(path: str):
