@@ -152,9 +152,9 @@ def inverted_warning(pixels: np.ndarray) -> list[str]:
     inverted (empty when it does not, or for colour inputs)."""
     if pixels.shape[-1] != 1 or not looks_inverted(pixels):
         return []
-    return ["the image looks dark-on-light (its border is bright); digit models trained on "
-            "MNIST expect a light digit on a black background, so the answer is probably "
-            "wrong: invert it (the Invert box, or convkit predict --invert)"]
+    return ["the image looks dark-on-light (bright border), but MNIST-trained models expect "
+            "a light digit on black, so the answer is probably wrong: invert it (convkit "
+            "predict --invert, or the explorer's Invert box)"]
 
 
 def prepare(pixels: np.ndarray, input_shape, name: str, notes=(),
