@@ -323,11 +323,11 @@ def cmd_predict(args) -> int:
         print(image)
         for rank, index in enumerate(np.argsort(-row, kind="stable")[:top], start=1):
             print(f"  {rank}. {_class_label(class_names, index):<12} {row[index]:.4f}")
-        print(f"  the model saw {h}x{w}x{c}" + (" grey" if c == 1 else " RGB") +
-              (", inverted" if args.invert else "") +
-              (f" (drawn in {args.show})" if args.show else "; --show PNG draws it"))
-        for text in inverted_warning(pixels):
-            print(f"  warning: {text}")
+        if args.show:
+            print(f"  the model saw {h}x{w}x{c}" + (" grey" if c == 1 else " RGB") +
+                  (", inverted" if args.invert else "") + f" (drawn in {args.show})")
+        for text in inverted_warning(pixels):     # stderr: stdout stays the answer alone
+            print(f"{PROG}: warning: {image}: {text}", file=sys.stderr)
     if args.show:
         _show_seen(args.images, seen, probabilities, class_names, args.show)
     return 0

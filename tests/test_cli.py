@@ -218,9 +218,7 @@ def test_predict_top_classes(capsys, tiny_model_file, gray_png):
     probs = np.asarray(model.predict(x))[0]
     best = np.argsort(-probs)[:2]
     lines = out.strip().splitlines()
-    assert lines[0] == str(gray_png)
-    assert lines[3] == "  the model saw 10x10x1 grey; --show PNG draws it"
-    assert all(line.startswith("  warning: ") for line in lines[4:])  # noise: maybe inverted
+    assert lines[0] == str(gray_png) and len(lines) == 3
     for line, index in zip(lines[1:], best):
         assert f"class {index}" in line and f"{probs[index]:.4f}" in line
 

@@ -73,12 +73,15 @@ def test_predict_show_and_inverted_warning(capsys, digit_model, tmp_path):
     image = tmp_path / "one.png"
     Image.fromarray(dark_on_light).save(image)
     shown = tmp_path / "seen.png"
-    code, out, _ = run(capsys, "predict", str(digit_model), str(image), "--show", str(shown))
+    code, out, err = run(capsys, "predict", str(digit_model), str(image), "--show", str(shown))
     assert code == 0 and shown.exists()
-    assert f"the model saw 12x12x1 grey (drawn in {shown})" in out
-    assert "warning: the image looks dark-on-light" in out
-    code, out, _ = run(capsys, "predict", str(digit_model), str(image), "--invert")
-    assert code == 0 and "12x12x1 grey, inverted" in out and "warning" not in out
+    assert out.splitlines()[-1] == f"  the model saw 12x12x1 grey (drawn in {shown})"
+    assert err.startswith(f"convkit: warning: {image}: the image looks dark-on-light")
+    code, out, err = run(capsys, "predict", str(digit_model), str(image), "--invert",
+                         "--show", str(shown))
+    assert code == 0 and "12x12x1 grey, inverted" in out and err == ""
+    code, out, err = run(capsys, "predict", str(digit_model), str(image), "--top", "2")
+    assert len(out.splitlines()) == 3 and "warning" in err       # the answer alone on stdout
 
 
 def test_train_quiet_prints_the_final_line(capsys, monkeypatch, tmp_path):

@@ -117,7 +117,7 @@ def _inline(html: str) -> str:
     return html
 
 
-def export_html(explorer: Explorer, path, images=(), cells_per_image: str = "strongest") -> dict:
+def export_html(explorer: Explorer, path, images=()) -> dict:
     """Write the explorer for ``images`` (file paths or sample names; default: a sample) as
     one self-contained HTML file that works offline: style, scripts and data (JSON) inside.
 

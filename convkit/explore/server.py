@@ -98,6 +98,13 @@ class ExplorerState:
                 self._traces.popitem(last=False)
             return trace
 
+    def cell_json(self, image_id: str, invert: bool, level: int, row: int, col: int,
+                  channel: int) -> dict:
+        """One cell's arithmetic (:meth:`Explorer.cell_json`) for an image's trace."""
+        trace = self.trace(image_id, invert)
+        with self._lock:
+            return self.explorer.cell_json(trace, level, row, col, channel)
+
     def trace_json(self, image_id: str, invert: bool) -> dict:
         trace = self.trace(image_id, invert)
         return {"id": image_id, "invert": bool(invert), "trace": self.explorer.trace_json(trace)}
@@ -220,12 +227,9 @@ class _Handler(BaseHTTPRequestHandler):
             except (KeyError, ValueError, IndexError):
                 raise ConvkitError(f"explore: the cell request needs an integer {key!r}") \
                     from None
-        image_id = query.get("image", [""])[0]
-        trace = self.state.trace(image_id, query.get("invert", ["0"])[0] == "1")
-        with self.state._lock:
-            cell = self.state.explorer.cell_json(trace, number("level"), number("row"),
-                                                 number("col"), number("channel"))
-        self._json(cell)
+        self._json(self.state.cell_json(query.get("image", [""])[0],
+                                        query.get("invert", ["0"])[0] == "1", number("level"),
+                                        number("row"), number("col"), number("channel")))
 
 
 def make_server(state: ExplorerState, host: str = "127.0.0.1", port: int = 0,

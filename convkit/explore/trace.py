@@ -198,7 +198,9 @@ class Explorer:
         for index, (layer, row) in enumerate(zip(self.layers, self.rows), start=1):
             layers.append({"level": index, "name": layer.name, "class": row["class"],
                            "output_shape": row["output_shape"], "explain": row,
-                           "explain_text": explain.format_explanation([row]).split("\n\nTotal")[0],
+                           # the card's text; its warnings are shown highlighted beside it
+                           "explain_text": explain.format_explanation(
+                               [{**row, "warnings": []}]).split("\n\nTotal")[0],
                            "window": self._window_json(index),
                            "activation": getattr(getattr(layer, "activation", None), "name",
                                                  None),

@@ -179,6 +179,7 @@ def test_exported_page_works_offline(browser, explorer, tmp_path):
             assert content.inner_text().strip() or content.locator("canvas").count(), layer.name
     # the strongest cell of a channel carries its arithmetic offline
     assert result["cells"] > 0
+    assert page.locator(".carried").count() == result["cells"]     # outlined on the maps
     from convkit.explore.images import sample_image
     trace = explorer.run(sample_image("digit:2", explorer.input_shape))
     level, row, col, channel = next(c for c in explorer.argmax_cells(trace)

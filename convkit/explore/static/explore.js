@@ -43,7 +43,7 @@
       const found = cells[cellKey(level, row, col, channel)];
       if (!found) {
         throw new Error("this offline page carries the arithmetic of the strongest cell of " +
-                        "each channel (outlined); run convkit explore for any other cell");
+                        "each channel (outlined in white); run convkit explore for any other cell");
       }
       return found;
     },
@@ -137,7 +137,8 @@
   }
 
   function displayWidth(maps, channels, level) {
-    const target = level === 0 ? 168 : (channels > 8 ? 64 : 150);
+    const large = Math.max(maps.height, maps.width) > 100;     // photographs: bigger panels
+    const target = channels > 8 ? 64 : (large ? 320 : (level === 0 ? 168 : 150));
     let scale = target / Math.max(maps.height, maps.width);
     if (scale >= 1) scale = Math.floor(scale);
     return [maps.width * scale, maps.height * scale];
@@ -204,6 +205,7 @@
     const input = document.querySelector("#layer-0 .content");
     input.prepend(el("div", {class: "hint", text: `as the model sees it: ${image.note}`}));
     for (const warning of image.warnings) input.append(el("div", {class: "warning", text: warning}));
+    if (EMBEDDED) markCarriedCells(response, trace);
     state.renders += 1;
     document.body.dataset.renders = String(state.renders);
     document.body.dataset.image = response.id;
@@ -239,7 +241,8 @@
       canvas.dataset.channel = rgb ? 0 : channel;
       canvas.classList.add("map");
       if (layer.window) canvas.addEventListener("click", (event) => clickCell(event, layer, channel));
-      const wrap = el("div", {class: "map-wrap", "data-level": level.level}, canvas);
+      const wrap = el("div", {class: "map-wrap", "data-level": level.level,
+                              "data-channel": rgb ? 0 : channel}, canvas);
       const label = rgb ? "RGB" : (level.level === 0 ? "input" : `ch ${channel}`);
       const range = rgb || level.level === 0 ? "0 .. 1" :
         `${short(maps.lo[channel])} .. ${short(maps.hi[channel])}`;
@@ -285,6 +288,18 @@
       table);
   }
 
+  // In an exported page: outline the cells whose arithmetic the page carries.
+  function markCarriedCells(response, trace) {
+    const cells = EMBEDDED.cells[traceKey(response.id, response.invert)] || {};
+    for (const key of Object.keys(cells)) {
+      const [level, row, col, channel] = key.split(":").map(Number);
+      const maps = trace.levels[level].maps;
+      const wrap = document.querySelector(
+        `.map-wrap[data-level="${level}"][data-channel="${channel}"]`);
+      if (wrap) placeBox(wrap, row, col, row, col, maps.height, maps.width, "", "carried");
+    }
+  }
+
   // ------------------------------------------------------------------ cells
   async function clickCell(event, layer, channel) {
     const canvas = event.currentTarget;
@@ -310,11 +325,11 @@
     }
   }
 
-  function placeBox(wrap, top, left, bottom, right, rows, cols, extraClass) {
+  function placeBox(wrap, top, left, bottom, right, rows, cols, extraClass, baseClass = "rf") {
     const t = Math.max(top, 0), l = Math.max(left, 0);
     const b = Math.min(bottom, rows - 1), r = Math.min(right, cols - 1);
     if (b < t || r < l) return;
-    wrap.append(el("div", {class: "rf" + (extraClass ? " " + extraClass : ""),
+    wrap.append(el("div", {class: baseClass + (extraClass ? " " + extraClass : ""),
       style: `top: ${100 * t / rows}%; left: ${100 * l / cols}%; ` +
              `height: ${100 * (b - t + 1) / rows}%; width: ${100 * (r - l + 1) / cols}%`}));
   }
@@ -538,7 +553,7 @@
     if (EMBEDDED) {
       $("upload").disabled = true;
       $("model-notes").textContent += (state.model.notes.length ? " · " : "") +
-        "offline export: cell arithmetic for the strongest cell of each channel";
+        "offline export: cell arithmetic for the strongest cell of each channel, outlined in white";
     }
     await selectImage();
     document.body.dataset.ready = "1";
