@@ -8,7 +8,9 @@
     convkit featuremaps --seed-example -o seed.png
     convkit train --epochs 3 -o model.ckz --curves curves.png
     convkit train --data photos/ --image-size 64 -o photos.ckz   one sub-folder per class
-    convkit predict model.ckz digit.png --top 3
+    convkit predict model.ckz digit.png --top 3 --show seen.png
+    convkit explore model.ckz digit.png                  the model in the browser
+    convkit explore lenet5 --export page.html            the same as one offline page
     convkit bench ...                                    the benchmarks, where checked out
 
 Every command has ``--help``. Bad input ends with exit code 2 (a usage error) or 1 and a one-line
@@ -93,10 +95,45 @@ def _image_for_model(model, image_arg: str) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ commands
+def _size_token(text: str) -> list[int]:
+    """argparse type of a size token: ``"28"``, ``"28x28"``, ``"28x28x1"`` or ``"28,28"`` ->
+    ``[28]``, ``[28, 28]``, ``[28, 28, 1]``."""
+    parts = text.lower().replace("x", ",").split(",")
+    if not all(part.strip().isdigit() for part in parts):
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: give whole numbers as N, "
+                                         f"HxW or HxWxC (e.g. 28, 28x28, 28x28x1)")
+    return [int(part) for part in parts]
+
+
+def _numbers(values, name: str) -> list[int]:
+    """The tokens of an option taking sizes (``--input 28 28 1``, ``--input 28x28x1``), each
+    already split by :func:`_size_token` (strings are split here), as one list of ints."""
+    numbers = []
+    for value in values:
+        numbers += [value] if isinstance(value, int) else \
+            (value if isinstance(value, list) else _size_token(str(value)))
+    if not numbers:
+        raise CommandError(f"--{name} needs a number")
+    return numbers
+
+
 def _pair(values, name: str):
-    if len(values) > 2:
-        raise CommandError(f"--{name} takes one or two numbers, got {len(values)}")
-    return values[0] if len(values) == 1 else tuple(values)
+    """One or two numbers (``3``, ``3x3``, ``3 5``) as an int or a pair."""
+    numbers = _numbers(values, name)
+    if len(numbers) > 2:
+        raise CommandError(f"--{name} takes one or two numbers (N or HxW), got {len(numbers)}")
+    return numbers[0] if len(numbers) == 1 else tuple(numbers)
+
+
+def _input_size(values):
+    """``--input``: ``N``, ``HxW`` or ``HxWxC`` (also ``H W C``) -> ``(size, channels)``,
+    channels ``None`` when not given."""
+    numbers = _numbers(values, "input")
+    if len(numbers) > 3:
+        raise CommandError(f"--input takes N, HxW or HxWxC (e.g. 28, 28x28, 28x28x1), got "
+                           f"{len(numbers)} numbers")
+    size = numbers[0] if len(numbers) == 1 else tuple(numbers[:2])
+    return size, (numbers[2] if len(numbers) == 3 else None)
 
 
 def _parse_padding(text: str):
@@ -119,21 +156,57 @@ def _parse_padding(text: str):
 
 def cmd_shape(args) -> int:
     from .explain import explain_conv, explain_pool, format_window
-    size = _pair(args.input, "input")
+    size, channels = _input_size(args.input)
+    if args.channels is not None:
+        if channels is not None and channels != args.channels:
+            raise CommandError(f"--input gives {channels} channels but --channels {args.channels}")
+        channels = args.channels
     kernel = _pair(args.kernel, "kernel")
     stride = None if args.stride is None else _pair(args.stride, "stride")
     padding = _parse_padding(args.padding)
     if args.pool:
-        if args.dilation != [1]:
+        if _pair(args.dilation, "dilation") != 1:
             raise CommandError("--dilation applies to convolutions, not to --pool")
+        if args.filters is not None:
+            raise CommandError("--filters applies to convolutions; pooling keeps the channels")
         info = explain_pool(size, kernel, stride, padding, args.ceil_mode, args.pool)
+        if channels is not None:
+            info["channels"] = channels
     else:
         if args.ceil_mode:
             raise CommandError("--ceil-mode applies to pooling; add --pool max or --pool avg")
         info = explain_conv(size, kernel, 1 if stride is None else stride, padding,
                             _pair(args.dilation, "dilation"))
-    print(json.dumps(info, indent=2) if args.json else format_window(info))
+        if args.filters is not None:
+            info.update(_conv_counts(info, channels, args.filters))
+    text = format_window(info)
+    if "params_formula" in info:
+        text += (f"\n  {'channels':<13} {info['channels']} in -> {info['filters']} out"
+                 f"{'' if info['channels_given'] else ' (1 assumed; give --input HxWxC)'}"
+                 f"\n  {'params':<13} {info['params_formula']}"
+                 f"\n  {'MACs':<13} {info['macs_formula']}")
+    print(json.dumps(info, indent=2) if args.json else text)
     return 0
+
+
+def _conv_counts(info: dict, channels, filters: int) -> dict:
+    """Parameter count and multiply-accumulates of a convolution with ``channels`` inputs
+    (1 when not given) and ``filters`` outputs: ``kh*kw*C*F + F`` and ``oh*ow*kh*kw*C*F``."""
+    from .shapes import conv_param_count
+    if filters < 1:
+        raise CommandError(f"--filters must be >= 1, got {filters}")
+    given = channels is not None
+    channels = channels if given else 1
+    if channels < 1:
+        raise CommandError(f"--input channels must be >= 1, got {channels}")
+    (kh, kw), (oh, ow) = info["kernel"], info["output"]
+    params = conv_param_count((kh, kw), channels, filters)
+    macs = oh * ow * kh * kw * channels * filters
+    return {"channels": channels, "channels_given": given, "filters": filters,
+            "params": params, "params_formula": f"{kh}*{kw}*{channels}*{filters} + {filters} "
+                                                f"= {params:,}",
+            "macs": macs, "macs_formula": f"{oh}*{ow} * {kh}*{kw}*{channels}*{filters} "
+                                          f"= {macs:,}"}
 
 
 def cmd_summary(args) -> int:
@@ -171,7 +244,7 @@ def cmd_featuremaps(args) -> int:
         return 0
     if args.model is None or args.image is None:
         raise CommandError("featuremaps needs MODEL_FILE and IMAGE (or --seed-example)")
-    model = _load_model(args.model)
+    model = _load_model(args.model, allow_builtin=True)
     image = _image_for_model(model, args.image)
     plot_feature_maps(model, image, layer=args.layer, path=args.output, cols=args.cols,
                       shared_scale=args.shared_scale)
@@ -200,6 +273,12 @@ def cmd_train(args) -> int:
     if args.output is not None:
         options["output"] = args.output
     result = train_default(**options)
+    if args.quiet and isinstance(result, dict) and "test_accuracy" in result:
+        # the one line a quiet run still owes: how good the model is and where it went
+        accuracy, count = result["test_accuracy"], result.get("test_samples")
+        counted = f" ({round(accuracy * count)}/{count})" if count else ""
+        where = f", saved to {result['model_path']}" if result.get("model_path") else ""
+        print(f"Test accuracy: {accuracy:.4f}{counted}{where}")
     if args.curves:
         from .viz import plot_history
         history = result.get("history") if isinstance(result, dict) else None
@@ -223,8 +302,11 @@ def _softmax_if_needed(scores: np.ndarray) -> np.ndarray:
 def cmd_predict(args) -> int:
     if args.top < 1:
         raise CommandError(f"--top must be >= 1, got {args.top}")
-    model = _load_model(args.model)
-    batch = np.stack([_image_for_model(model, image) for image in args.images])  # (N, H, W, C)
+    model = _load_model(args.model, allow_builtin=True)
+    seen = [_image_for_model(model, image) for image in args.images]   # each (H, W, C)
+    if args.invert:
+        seen = [1.0 - image for image in seen]
+    batch = np.stack(seen)                                              # (N, H, W, C)
     scores = np.asarray(model.predict(batch, verbose=0) if _accepts_verbose(model)
                         else model.predict(batch))
     if scores.ndim != 2:
@@ -235,11 +317,37 @@ def cmd_predict(args) -> int:
     if class_names is not None and len(class_names) != probabilities.shape[1]:
         class_names = None          # names that do not fit the outputs are not used
     top = min(args.top, probabilities.shape[1])
-    for image, row in zip(args.images, probabilities):
+    from .explore.images import inverted_warning
+    _, h, w, c = _model_input_shape(model)
+    for image, pixels, row in zip(args.images, seen, probabilities):
         print(image)
         for rank, index in enumerate(np.argsort(-row, kind="stable")[:top], start=1):
             print(f"  {rank}. {_class_label(class_names, index):<12} {row[index]:.4f}")
+        if args.show:
+            print(f"  the model saw {h}x{w}x{c}" + (" grey" if c == 1 else " RGB") +
+                  (", inverted" if args.invert else "") + f" (drawn in {args.show})")
+        for text in inverted_warning(pixels):     # stderr: stdout stays the answer alone
+            print(f"{PROG}: warning: {image}: {text}", file=sys.stderr)
+    if args.show:
+        _show_seen(args.images, seen, probabilities, class_names, args.show)
     return 0
+
+
+def _show_seen(names, seen, probabilities, class_names, path) -> None:
+    """Draw each image as the model received it, titled with its top class."""
+    from .viz import _mpl
+    from .viz._images import display_image
+    fig = _mpl.new_figure(2.4 * len(seen) + 0.4, 2.9)
+    for index, (name, pixels, row) in enumerate(zip(names, seen, probabilities)):
+        ax = fig.add_subplot(1, len(seen), index + 1)
+        shown, cmap = display_image(pixels)
+        ax.imshow(shown, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        best = int(np.argmax(row))
+        ax.set_title(f"{os.path.basename(name)}\n{_class_label(class_names, best)} "
+                     f"{row[best]:.3f}", fontsize=9)
+        _mpl.hide_ticks(ax)
+    fig.suptitle("what the model saw", fontsize=10)
+    _mpl.finish(fig, path)
 
 
 def _stored_class_names(path: str):
@@ -279,6 +387,12 @@ def cmd_bench(args) -> int:
                            "'convkit bench' from a checkout of the convkit repository "
                            "(it holds benchmarks/run.py)")
     forwarded = [a for a in args.bench_args if a != "--"]
+    import importlib.util
+    if importlib.util.find_spec("torch") is None and "--no-torch" not in forwarded:
+        print("convkit bench: PyTorch is not installed, so there is nothing to compare "
+              "against; showing convkit's own timings only (pip install torch, or make bench, "
+              "adds the PyTorch and ratio columns)", flush=True)
+        forwarded.append("--no-torch")
     return subprocess.call([sys.executable, "-m", "benchmarks.run", *forwarded], cwd=root)
 
 
@@ -290,22 +404,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback when a command fails")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.command_parsers = sub.choices      # name -> the command's own parser
     sub.required = True
 
     p = sub.add_parser("shape", help="output size, pads and formula of one conv or pool window",
                        description="Explain the output size of a convolution (or, with --pool, "
                                    "a pooling window): the pads applied and the formula with "
                                    "the numbers filled in.")
-    p.add_argument("--input", type=int, nargs="+", required=True, metavar="N",
-                   help="input size: N or H W")
-    p.add_argument("--kernel", type=int, nargs="+", required=True, metavar="K",
-                   help="kernel (or pool window) size: K or KH KW")
-    p.add_argument("--stride", type=int, nargs="+", metavar="S",
+    p.add_argument("--input", type=_size_token, nargs="+", required=True, metavar="N",
+                   help="input size: N, HxW or HxWxC (also 'H W' and 'H W C')")
+    p.add_argument("--kernel", type=_size_token, nargs="+", required=True, metavar="K",
+                   help="kernel (or pool window) size: K, KHxKW or KH KW")
+    p.add_argument("--stride", type=_size_token, nargs="+", metavar="S",
                    help="stride: S or SH SW (default 1; for --pool the window size)")
     p.add_argument("--padding", default="valid",
                    help="same, valid, N, 'PH,PW' or 'TOP,BOTTOM,LEFT,RIGHT' (default valid)")
-    p.add_argument("--dilation", type=int, nargs="+", default=[1], metavar="D",
+    p.add_argument("--dilation", type=_size_token, nargs="+", default=["1"], metavar="D",
                    help="dilation rate: D or DH DW (default 1)")
+    p.add_argument("--channels", type=int, metavar="C",
+                   help="input channels (or give --input HxWxC)")
+    p.add_argument("--filters", type=int, metavar="F",
+                   help="output channels of the convolution: adds parameters and MACs")
     p.add_argument("--pool", choices=("max", "avg"), help="a pooling window instead of a conv")
     p.add_argument("--ceil-mode", action="store_true",
                    help="round the pooling output size up (PyTorch's ceil_mode)")
@@ -338,7 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "every channel of that layer's output. --seed-example "
                                    "draws the two sample photographs through vertical and "
                                    "horizontal line filters instead (no model needed).")
-    p.add_argument("model", nargs="?", metavar="MODEL_FILE", help="saved model")
+    p.add_argument("model", nargs="?", metavar="MODEL",
+                   help=f"saved model or a built-in name ({', '.join(BUILTIN_MODELS)})")
     p.add_argument("image", nargs="?", metavar="IMAGE",
                    help="image file or sample:china / sample:flower (resized to the model's "
                         "input)")
@@ -367,7 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("-o", "--output", metavar="MODEL_PATH", help="where to save the model")
     p.add_argument("--curves", metavar="PNG", help="draw the training curves here")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress output; only the final accuracy line")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="top classes of a saved model for images",
@@ -376,7 +497,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL_FILE", help="saved model")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or sample:NAME")
     p.add_argument("--top", type=int, default=3, help="how many classes to print (default 3)")
+    p.add_argument("--show", metavar="PNG",
+                   help="draw each image as the model saw it (resized, grey or RGB)")
+    p.add_argument("--invert", action="store_true",
+                   help="use 1 - x: for dark-on-light digits given to an MNIST model")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("explore", help="explore a model layer by layer in the browser",
+                       description="Serve a local page showing every layer of MODEL for an "
+                                   "image: feature maps, the explain card of each layer, the "
+                                   "arithmetic of any output cell, a what-if panel for "
+                                   "window sizes, and your own images by upload. MODEL is a "
+                                   "saved model file or a built-in name "
+                                   "(mnist_convnet, lenet5, seed-example).")
+    p.add_argument("model", metavar="MODEL", help="model file or built-in name")
+    p.add_argument("images", nargs="*", metavar="IMAGE",
+                   help="image files (or digit:7, sample:china) to offer first")
+    p.add_argument("--port", type=int, help="port (default 8765; 0 picks a free one)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    p.add_argument("--export", metavar="HTML",
+                   help="write one self-contained offline page instead of serving")
+    p.set_defaults(func=cmd_explore)
 
     p = sub.add_parser("bench", help="run the benchmarks (python -m benchmarks.run)",
                        description="Forward the remaining arguments to 'python -m "
@@ -385,6 +528,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="arguments for benchmarks.run")
     p.set_defaults(func=cmd_bench)
     return parser
+
+
+def cmd_explore(args) -> int:
+    from .explore import default_images, export_html, open_model, serve
+    explorer = open_model(args.model)
+    if args.export:
+        if args.port is not None or args.host != "127.0.0.1" or args.no_browser:
+            raise CommandError("--export writes a file; --port, --host and --no-browser are "
+                               "for the live explorer")
+        result = export_html(explorer, args.export, args.images or default_images(explorer))
+        print(f"wrote {result['path']} ({result['bytes'] / 1024:.0f} KB, "
+              f"{len(result['images'])} image(s), works offline)")
+        return 0
+    port = 8765 if args.port is None else args.port
+    if not 0 <= port <= 65535:
+        raise CommandError(f"--port must be 0..65535, got {port}")
+    try:
+        serve(explorer, args.images, host=args.host, port=port,
+              open_browser=not args.no_browser)
+    except OSError as exc:
+        if args.port is None or port:
+            raise CommandError(f"cannot listen on {args.host}:{port} ({exc.strerror or exc}); "
+                               f"give another --port, or --port 0 for a free one") from None
+        raise
+    return 0
 
 
 def _one_line(exc: BaseException) -> str:
@@ -403,7 +571,11 @@ def main(argv=None) -> int:
         # Everything after 'bench' belongs to benchmarks.run, options included.
         argv = ["bench", "--", *argv[1:]]
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            # an unknown option belongs to the command's usage, not the top-level one
+            command = parser.command_parsers.get(getattr(args, "command", ""))
+            (command or parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exc:      # --help (0) or a usage error (2), already printed
         return int(exc.code or 0)
     try:

@@ -13,6 +13,8 @@ Pictures:
     training_curves.png      loss and accuracy per epoch, training and validation
     digit_7.png              that test digit as an image file (4x enlarged), the input of the
                              README's `convkit predict` and `convkit featuremaps` examples
+    readme_pictures.json     the data behind the MNIST pictures (first-layer weights, history),
+                             from which tests/test_readme_pictures.py redraws them
 
 The MNIST pictures come from a short training run of Keras's simple MNIST convnet on the
 bundled digits (``--model`` uses a saved model for the filters and feature maps instead).
@@ -20,6 +22,8 @@ bundled digits (``--model`` uses a saved model for the filters and feature maps 
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import os
 import sys
 import time
@@ -45,6 +49,89 @@ def train_short(epochs: int, seed: int):
     return model, history, x_test, y_test
 
 
+#: The data behind the MNIST pictures (the trained first layer and the training history),
+#: written beside them so tests/test_readme_pictures.py can redraw every picture with the
+#: code as it is and compare it with the committed one.
+DATA_FILE = "readme_pictures.json"
+STATIC_PICTURES = ("seed_example.png", "filter_gallery.png", "border_effect.png",
+                   "border_effect_stride2.png", "digit_7.png")
+MNIST_PICTURES = ("training_curves.png", "mnist_filters.png", "mnist_feature_maps.png")
+
+
+@functools.lru_cache(maxsize=1)
+def test_digit():
+    """The first 7 of the held-out MNIST digits (strokes in two directions), (28, 28, 1)."""
+    from convkit.data import load_mnist
+    _, (x_test, y_test) = load_mnist(seed=0)
+    return x_test[int(np.flatnonzero(y_test == 7)[0])]
+
+
+def draw_static(out: str, names=STATIC_PICTURES, report=None) -> None:
+    """The pictures that need no training: the seed example, the filter gallery, the two
+    border-effect maps and the test digit as a file."""
+    report = report or (lambda name, start: None)
+    drawers = {
+        "seed_example.png": lambda path: viz.seed_example_figure(path),
+        "filter_gallery.png": lambda path: draw_gallery(path),
+        "border_effect.png": lambda path: viz.plot_border_effect(5, 3, compare=["same"],
+                                                                 path=path),
+        "border_effect_stride2.png": lambda path: viz.plot_border_effect(
+            6, 3, strides=2, compare=["same"], path=path),
+        "digit_7.png": lambda path: save_digit(test_digit(), path, scale=4),
+    }
+    for name in names:
+        start = time.perf_counter()
+        drawers[name](os.path.join(out, name))
+        report(name, start)
+
+
+def draw_gallery(path) -> None:
+    china = ck.data.load_sample_images()[0]                       # (427, 640, 3)
+    # A teaching order; 5x5 where a filter has a size, so blurs and lines show at this scale.
+    order = [("identity", 3), ("box_blur", 5), ("gaussian_blur", 5), "sharpen",
+             ("vertical_line", 5), ("horizontal_line", 5), "sobel_x", "sobel_y", "prewitt_x",
+             "prewitt_y", "laplacian", "emboss"]
+    listed = {entry if isinstance(entry, str) else entry[0] for entry in order}
+    order += [name for name in ck.filters.names() if name not in listed]
+    viz.plot_filter_gallery(resize(china, (180, 270)), names=order, panel_size=2.0, path=path)
+
+
+def mnist_data(model, history, epochs: int) -> dict:
+    """What the MNIST pictures are drawn from: the first convolution's name, kernel and bias,
+    and the history (JSON-ready)."""
+    first_conv = next(layer for layer in model.layers if type(layer).__name__ == "Conv2D")
+    kernel, bias = first_conv.get_weights()
+    return {"epochs": epochs, "layer": first_conv.name,
+            "kernel_shape": list(kernel.shape), "kernel": [float(v) for v in kernel.ravel()],
+            "bias": [float(v) for v in bias],
+            "history": {key: [float(v) for v in values]
+                        for key, values in history.history.items()}}
+
+
+def draw_mnist(out: str, data: dict, names=MNIST_PICTURES, report=None) -> None:
+    """The MNIST pictures from :func:`mnist_data`'s record: curves, filters, feature maps."""
+    report = report or (lambda name, start: None)
+    kernel = np.asarray(data["kernel"], np.float32).reshape(data["kernel_shape"])
+    layer = ck.layers.Conv2D(kernel.shape[3], kernel.shape[:2], activation="relu",
+                             name=data["layer"])
+    layer.build((None, 28, 28, kernel.shape[2]))
+    layer.set_weights([kernel, np.asarray(data["bias"], np.float32)])
+    epochs = data["epochs"]
+    drawers = {
+        "training_curves.png": lambda path: viz.plot_history(
+            data["history"], path=path,
+            title=f"Simple MNIST convnet, {epochs} epochs on 4,000 digits (validation: 1,000 "
+                  f"held-out digits)\nsolid = training, dashed = validation"),
+        "mnist_filters.png": lambda path: viz.plot_filters(layer, path=path, cols=8),
+        "mnist_feature_maps.png": lambda path: viz.plot_feature_maps(layer, test_digit(),
+                                                                     cols=8, path=path),
+    }
+    for name in names:
+        start = time.perf_counter()
+        drawers[name](os.path.join(out, name))
+        report(name, start)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="docs/images", help="output folder")
@@ -59,53 +146,16 @@ def main(argv=None) -> int:
         path = os.path.join(out, name)
         print(f"{path:45s} {os.path.getsize(path) / 1024:6.0f} KB  {time.perf_counter() - start:5.1f} s")
 
-    t = time.perf_counter()
-    viz.seed_example_figure(os.path.join(out, "seed_example.png"))
-    done("seed_example.png", t)
-
-    t = time.perf_counter()
-    china = ck.data.load_sample_images()[0]                       # (427, 640, 3)
-    # A teaching order; 5x5 where a filter has a size, so blurs and lines show at this scale.
-    order = [("identity", 3), ("box_blur", 5), ("gaussian_blur", 5), "sharpen",
-             ("vertical_line", 5), ("horizontal_line", 5), "sobel_x", "sobel_y", "prewitt_x",
-             "prewitt_y", "laplacian", "emboss"]
-    listed = {entry if isinstance(entry, str) else entry[0] for entry in order}
-    order += [name for name in ck.filters.names() if name not in listed]
-    viz.plot_filter_gallery(resize(china, (180, 270)), names=order, panel_size=2.0,
-                            path=os.path.join(out, "filter_gallery.png"))
-    done("filter_gallery.png", t)
-
-    t = time.perf_counter()
-    viz.plot_border_effect(5, 3, compare=["same"], path=os.path.join(out, "border_effect.png"))
-    done("border_effect.png", t)
-    t = time.perf_counter()
-    viz.plot_border_effect(6, 3, strides=2, compare=["same"],
-                           path=os.path.join(out, "border_effect_stride2.png"))
-    done("border_effect_stride2.png", t)
-
-    t = time.perf_counter()
-    model, history, x_test, y_test = train_short(args.epochs, args.seed)
-    viz.plot_history(history, path=os.path.join(out, "training_curves.png"),
-                     title=f"Simple MNIST convnet, {args.epochs} epochs on 4,000 digits "
-                           f"(validation: 1,000 held-out digits)\nsolid = training, "
-                           f"dashed = validation")
-    done("training_curves.png", t)
+    draw_static(out, report=done)
+    start = time.perf_counter()
+    model, history, _, _ = train_short(args.epochs, args.seed)
     if args.model:
         model = ck.load_model(args.model)
-
-    t = time.perf_counter()
-    first_conv = next(layer for layer in model.layers if type(layer).__name__ == "Conv2D")
-    viz.plot_filters(first_conv, path=os.path.join(out, "mnist_filters.png"), cols=8)
-    done("mnist_filters.png", t)
-    t = time.perf_counter()
-    digit = x_test[int(np.flatnonzero(y_test == 7)[0])]           # a 7: strokes in two directions
-    viz.plot_feature_maps(model, digit, layer=first_conv.name, cols=8,
-                          path=os.path.join(out, "mnist_feature_maps.png"))
-    done("mnist_feature_maps.png", t)
-
-    t = time.perf_counter()
-    save_digit(digit, os.path.join(out, "digit_7.png"), scale=4)
-    done("digit_7.png", t)
+    data = mnist_data(model, history, args.epochs)
+    from convkit.io.archive import atomic_write_bytes
+    atomic_write_bytes(os.path.join(out, DATA_FILE), json.dumps(data, indent=1).encode())
+    print(f"trained {args.epochs} epochs in {time.perf_counter() - start:.1f} s")
+    draw_mnist(out, data, report=done)
     return 0
 
 

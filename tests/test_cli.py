@@ -68,7 +68,7 @@ def test_usage_errors_exit_2(capsys):
     code, _, err = run(capsys, "shape", "--input", "28")
     assert code == 2 and "--kernel" in err and "Traceback" not in err
     code, _, err = run(capsys, "shape", "--input", "x", "--kernel", "3")
-    assert code == 2 and "invalid int value" in err
+    assert code == 2 and "invalid size 'x'" in err
 
 
 # ------------------------------------------------------------------------ shape
@@ -107,7 +107,8 @@ def test_shape_explicit_padding_forms(capsys):
     (["shape", "--input", "4", "--kernel", "5"], "output size would be"),
     (["shape", "--input", "8", "--kernel", "3", "--padding", "lots"], "--padding must be"),
     (["shape", "--input", "8", "--kernel", "3", "--ceil-mode"], "--ceil-mode applies"),
-    (["shape", "--input", "8", "8", "8", "--kernel", "3"], "one or two numbers"),
+    (["shape", "--input", "8", "8", "8", "8", "--kernel", "3"], "N, HxW or HxWxC"),
+    (["shape", "--input", "8", "--kernel", "3x3x3"], "one or two numbers"),
     (["shape", "--input", "8", "--kernel", "3", "--stride", "0"], "strides must be >= 1"),
 ])
 def test_shape_bad_input_one_line(capsys, argv, fragment):

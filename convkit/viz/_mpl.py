@@ -48,6 +48,41 @@ def save(fig, path) -> None:
         handle.write(png_bytes(fig))
 
 
+def finish(fig, path=None):
+    """Wrap every title so it fits the figure (:func:`fit_titles`), then write ``path`` if
+    given (:func:`save`). Returns ``fig``."""
+    fit_titles(fig)
+    save(fig, path)
+    return fig
+
+
+def fit_titles(fig, margin_px: float = 4.0) -> None:
+    """Re-wrap the figure's title and the panels' titles that would stick out of the figure
+    (a one- or two-panel figure is narrower than a long title), so no title is clipped.
+
+    Each line is wrapped at word boundaries to as many characters as its measured width
+    allows; a single word longer than the figure is left as it is."""
+    import textwrap
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    renderer = fig.canvas.get_renderer()
+    width = fig.bbox.width - 2 * margin_px
+    titles = [fig._suptitle] if fig._suptitle is not None else []
+    titles += [ax.title for ax in fig.axes if ax.get_title()]
+    for title in titles:
+        for _ in range(6):
+            extent = title.get_window_extent(renderer)
+            if extent.width <= width:
+                break
+            text = title.get_text()
+            longest = max(len(line) for line in text.split("\n"))
+            columns = max(int(longest * width / extent.width) - 1, 8)
+            title.set_text("\n".join(textwrap.fill(line, columns, break_on_hyphens=False)
+                                      if len(line) > columns
+                                      else line for line in text.split("\n")))
+
+
 def png_bytes(fig) -> bytes:
     """The figure as compact PNG bytes: RGB without the (opaque) alpha channel, and a
     palette image when the picture has at most 256 colours -- both lossless."""

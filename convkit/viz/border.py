@@ -114,5 +114,4 @@ def plot_border_effect(input_size, kernel_size, strides=1, padding="valid", path
         any(sum(g.pads, ())) for _, g in panels) else "borders are read less often"
     fig.suptitle(f"How often each pixel is used by a {kh}x{kw} window, stride "
                  f"{sh if sh == sw else (sh, sw)} ({note})", fontsize=10)
-    _mpl.save(fig, path)
-    return fig
+    return _mpl.finish(fig, path)

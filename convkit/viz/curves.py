@@ -74,8 +74,10 @@ def _pretty(name: str) -> str:
 def plot_history(history_or_csv_path, path=None, title: str | None = None):
     """Plot the loss and every metric per epoch, training (solid) and validation (dashed).
 
-    One panel per quantity (``loss`` first, then ``accuracy`` etc.), epochs numbered from 1,
-    each line labelled ``"training"`` or ``"validation"`` with its final value. Accepts what
+    One panel per quantity (``loss`` first, then ``accuracy`` etc.), epochs numbered from 1;
+    with validation data a legend labels each line ``"training"`` or ``"validation"`` with
+    its final value, without it the panel title carries the final value and there is no
+    legend. Accepts what
     :func:`read_history` accepts. Returns the Figure; writes a PNG to ``path`` if given.
 
     Example::
@@ -88,6 +90,7 @@ def plot_history(history_or_csv_path, path=None, title: str | None = None):
     bases += [k[4:] for k in history if k.startswith("val_") and k[4:] not in history]
     bases.sort(key=lambda k: (k != "loss", k == "learning_rate" or k == "lr", k))
     fig = _mpl.new_figure(4.2 * len(bases) + 0.4, 3.6)
+    validated = any(key.startswith("val_") for key in history)
     for index, base in enumerate(bases):
         ax = fig.add_subplot(1, len(bases), index + 1)
         for key, label, style in ((base, "training", "-"), (f"val_{base}", "validation", "--")):
@@ -99,13 +102,15 @@ def plot_history(history_or_csv_path, path=None, title: str | None = None):
                     markersize=4, label=f"{label} (last {values[-1]:.4g})")
         ax.set_xlabel("epoch")
         ax.set_ylabel(_pretty(base))
-        ax.set_title(_pretty(base), fontsize=11)
+        last = "" if validated else f" (last {history[base][-1]:.4g})"
+        ax.set_title(_pretty(base) + last, fontsize=11)
         ax.set_label(base)
         from matplotlib.ticker import MaxNLocator
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(title or "Training curves: solid = training data, dashed = validation data",
-                 fontsize=11)
-    _mpl.save(fig, path)
-    return fig
+        if validated:
+            ax.legend(fontsize=8)
+    default = ("Training curves: solid = training data, dashed = validation data" if validated
+               else "Training curves on the training data (no validation data)")
+    fig.suptitle(title or default, fontsize=11)
+    return _mpl.finish(fig, path)

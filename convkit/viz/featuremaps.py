@@ -152,5 +152,4 @@ def plot_feature_maps(model_or_layer, image, layer: str | None = None, path=None
     fig.suptitle(f"Feature maps of {title_layer.name!r} ({type(title_layer).__name__}): "
                  f"{channels} channels of {maps.shape[1]}x{maps.shape[2]}{more}\n{scale}",
                  fontsize=11)
-    _mpl.save(fig, path)
-    return fig
+    return _mpl.finish(fig, path)

@@ -83,8 +83,16 @@ def plot_filters(layer, path=None, in_channel: int | None = None, rgb: bool | No
                else "one input channel") + ", white = 0"
     fig.suptitle(f"Filters of {name!r}: {filters} kernels of {kh}x{kw}x{in_channels}{more}\n"
                  f"{how}", fontsize=10)
-    _mpl.save(fig, path)
-    return fig
+    return _mpl.finish(fig, path)
+
+
+def kernel_bank_takes_size(kernel_bank, name: str) -> bool:
+    """Whether filter ``name`` of :mod:`convkit.filters` can be made at another size."""
+    try:
+        kernel_bank.get(name, 5)
+    except ConvkitError:
+        return False
+    return True
 
 
 def plot_filter_gallery(image, names=None, size: int | None = None, path=None,
@@ -95,11 +103,18 @@ def plot_filter_gallery(image, names=None, size: int | None = None, path=None,
     ('same' padding) with each kernel ``filters.get(name, size)`` (for the whole bank,
     ``names=None``, the fixed 3x3 kernels ignore ``size``; an entry of ``names`` may also be
     a ``(name, size)`` pair); every panel, labelled with
-    the filter's name, shows the response with its kernel drawn in the corner. Responses
-    of edge detectors (kernels summing to zero) are drawn on a scale centred on zero, so
-    mid-grey means "no edge"; the others are stretched between their 0.5 and 99.5
-    percentiles. ``panel_size`` is a panel's width in inches. Returns the Figure; writes
-    ``path`` if given.
+    the filter's name, shows the response with its kernel drawn in the corner.
+
+    ``size=None`` scales the filters that take a size to the image, ``2*(min(H, W) // 80) + 1``
+    (11 for a 427x640 photograph, at least the filter's default): a 3x3 blur or line on
+    a large photograph changes too few pixels to see.
+
+    Responses of edge detectors (kernels summing to zero) are drawn on a scale centred on
+    zero, so mid-grey means "no edge"; image-like results (kernels summing to one: identity,
+    blurs, sharpen, emboss) on the input's own grey scale, so sharpening shows as crisper
+    edges rather than a washed-out stretch; the others (line detectors) stretched between
+    their 0.5 and 99.5 percentiles. ``panel_size`` is a panel's width in inches. Returns
+    the Figure; writes ``path`` if given.
     """
     from .. import filters as kernel_bank
     from ..ops import conv2d
@@ -110,8 +125,13 @@ def plot_filter_gallery(image, names=None, size: int | None = None, path=None,
     if not names:
         raise ConvkitError(f"{where}: names is empty")
     kernels = []
+    scaled_size = 2 * (min(gray.shape) // 80) + 1        # for size=None: grows with the image
     for index, entry in enumerate(names):
         name, own_size = (entry, size) if isinstance(entry, str) else tuple(entry)
+        if own_size is None and isinstance(entry, str) and scaled_size > 3:
+            default = np.asarray(kernel_bank.get(name)).shape[0]
+            if kernel_bank_takes_size(kernel_bank, name) and scaled_size > default:
+                own_size = scaled_size
         names[index] = name
         try:
             kernels.append(np.asarray(kernel_bank.get(name, own_size), dtype=np.float32))
@@ -120,6 +140,7 @@ def plot_filter_gallery(image, names=None, size: int | None = None, path=None,
                 raise
             # The whole bank at a size: fixed 3x3 kernels (Sobel, ...) keep their own size.
             kernels.append(np.asarray(kernel_bank.get(name), dtype=np.float32))
+    input_lo, input_hi = (float(v) for v in np.percentile(gray, [0.5, 99.5]))
     rows, ncols = _mpl.grid_shape(len(names) + 1, cols)
     aspect = gray.shape[0] / gray.shape[1]
     panel = float(panel_size)
@@ -140,6 +161,9 @@ def plot_filter_gallery(image, names=None, size: int | None = None, path=None,
             limit = float(np.percentile(np.abs(response), 99.5)) or \
                 float(np.abs(response).max()) or 1.0
             ax.imshow(response, cmap="gray", vmin=-limit, vmax=limit)
+        elif abs(float(kernel.sum()) - 1.0) < 1e-6:
+            # Image-like (weights sum to 1): the input's grey scale, overshoots clipped.
+            ax.imshow(response, cmap="gray", vmin=input_lo, vmax=max(input_hi, input_lo + 1e-6))
         else:
             # An image-like result (blur, sharpen, ...): clip the extreme 0.5 % for contrast.
             lo, hi = np.percentile(response, [0.5, 99.5])
@@ -154,8 +178,14 @@ def plot_filter_gallery(image, names=None, size: int | None = None, path=None,
                      interpolation="nearest")
         inset.set_label(f"{name} kernel")
         _mpl.hide_ticks(inset)
-    fig.suptitle("Classic filters on one image: each panel is the image convolved with the "
-                 "kernel in its corner\n(kernel: red = positive, blue = negative weight; "
-                 "edge responses: mid-grey = 0)", fontsize=10)
-    _mpl.save(fig, path)
-    return fig
+    if len(names) == 1:
+        kh, kw = kernels[0].shape
+        head = (f"The {names[0]} filter ({kh}x{kw}) on one image: the image convolved with "
+                f"the kernel in the corner")
+    else:
+        head = ("Classic filters on one image: each panel is the image convolved with the "
+                "kernel in its corner")
+    edges = any(abs(float(k.sum())) < 1e-6 for k in kernels)
+    fig.suptitle(f"{head}\n(kernel: red = positive, blue = negative weight"
+                 f"{'; edge responses: mid-grey = 0' if edges else ''})", fontsize=10)
+    return _mpl.finish(fig, path)

@@ -75,5 +75,4 @@ def seed_example_figure(path=None, images=None):
     fig.suptitle("Conv2D(filters=2, kernel_size=7, padding='same', activation='relu')\n"
                  "filter 0 = vertical white line, filter 1 = horizontal white line "
                  "(summed over R, G, B)", fontsize=10)
-    _mpl.save(fig, path)
-    return fig
+    return _mpl.finish(fig, path)
