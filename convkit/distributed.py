@@ -116,6 +116,8 @@ class _Architecture:
 _WORKER_MODELS: "collections.OrderedDict" = collections.OrderedDict()
 _WORKER_MODELS_LOCK = threading.Lock()
 _WORKER_CACHE_SIZE = 8
+#: architecture token -> how many times this process built a model from it
+_WORKER_BUILDS: "collections.Counter" = collections.Counter()
 
 
 def _worker_model(arch: _Architecture, weights, version):
@@ -132,6 +134,7 @@ def _worker_model(arch: _Architecture, weights, version):
         if arch.loss is not None:
             model.compile(optimizer="sgd", loss=arch.loss)
         entry = [model, None]
+        _WORKER_BUILDS[arch.token] += 1
         with _WORKER_MODELS_LOCK:
             _WORKER_MODELS[key] = entry
             while len(_WORKER_MODELS) > _WORKER_CACHE_SIZE:
@@ -220,8 +223,10 @@ def predict(model, x, batch_size=32, client=None, files_per_task=256,
     values in [0, 1]: row ``i`` belongs to ``paths[i]``. Workers must see the same files
     (a shared file system).
 
-    The weights and architecture go to each worker once: with ``client`` (or a default
-    client) as a broadcast future, without one as one value in the task graph. With chunk
+    The weights and architecture go to each worker once: with ``client`` as a future
+    broadcast to every worker now, without one as one value in the task graph, which
+    whatever scheduler computes the result (a default distributed client, threads)
+    sends to each worker that needs it once. With chunk
     sizes a multiple of ``batch_size`` the results equal ``model.predict(x.compute(),
     batch_size)`` bit for bit, otherwise up to float rounding.
 
@@ -234,12 +239,6 @@ def predict(model, x, batch_size=32, client=None, files_per_task=256,
     from .models.training import _check_int
     batch_size = _check_int(batch_size, "batch_size", where, minimum=1)
     input_shape, output_shape = _single_io(model, where)
-    if client is None:
-        try:
-            from distributed import get_client
-            client = get_client()
-        except (ImportError, ValueError):
-            client = None
     if isinstance(x, (str, os.PathLike)) or (isinstance(x, (list, tuple)) and x
                                             and isinstance(x[0], (str, os.PathLike))):
         files_per_task = _check_int(files_per_task, "files_per_task", where, minimum=1)
@@ -457,10 +456,12 @@ def _persist_pair(client, x, y, input_shape, where):
     da = _require_dask(where)
     x = _as_batch_array(x, input_shape, where)
     if not isinstance(y, da.Array):
-        y = da.from_array(np.asarray(y), chunks=(x.chunks[0],) + np.shape(y)[1:])
-    if y.shape[0] != x.shape[0]:
+        y = np.asarray(y)
+    if y.ndim == 0 or y.shape[0] != x.shape[0]:
         raise ShapeError(f"{where}: x and y must have the same number of samples, got x of "
                          f"shape {x.shape} and y of shape {y.shape}")
+    if not isinstance(y, da.Array):
+        y = da.from_array(y, chunks=(x.chunks[0],) + y.shape[1:])
     y = y.rechunk((x.chunks[0],) + tuple(-1 for _ in y.shape[1:]))
     x, y = client.persist([x, y])
     return x, y
@@ -514,8 +515,7 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose=1, callbacks=None, validat
 
     n = x.shape[0]
     steps = steps_per_epoch or -(-n // batch_size)
-    arch = client.scatter([_Architecture(model, with_loss=True)], broadcast=True,
-                          hash=False)[0]
+    shared = _Shared(client, _Architecture(model, with_loss=True))
     run_seed = _run_seed(model)
     cbs = model._callback_list(callbacks, verbose=verbose, epochs=epochs, steps=steps,
                                add_history=True)
@@ -532,7 +532,7 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose=1, callbacks=None, validat
         loss_sum, seen, finite = 0.0, 0, True
         for step, idx in enumerate(model._batch_indices(n, batch_size, shuffle, steps)):
             cbs.on_train_batch_begin(step)
-            result = _run_step(client, placement, arch, model, idx, (run_seed, global_step),
+            result = _run_step(client, placement, shared, model, idx, (run_seed, global_step),
                                max_retries, where)
             global_step += 1
             yb, y_pred = result["y"], result["y_pred"]
@@ -607,49 +607,56 @@ def _validation_logs(model, val, batch_size, client, where) -> dict:
     return model._evaluate_arrays(xs, yv, batch_size)
 
 
-def _run_step(client, placement, arch, model, idx, seed, max_retries, where):
+class _Shared:
+    """The architecture, broadcast to every worker once per run (again only if a lost worker
+    took its last copy)."""
+
+    def __init__(self, client, arch):
+        self.client = client
+        self.arch = arch
+        self.future = None
+
+    def get(self):
+        if self.future is None:
+            self.future = self.client.scatter([self.arch], broadcast=True, hash=False)[0]
+        return self.future
+
+
+def _run_step(client, placement, shared, model, idx, seed, max_retries, where):
     """Send one step to the workers and gather the summed result, sending it again (same
     weights, same seed) if a worker was lost and Dask could not recover on its own."""
-    from distributed import KilledWorker
-    from distributed.comm.core import CommClosedError
-    weights = None
+    import time
+
     for attempt in range(max_retries + 1):
         try:
-            if weights is None:
-                weights = client.scatter([(model.get_weights(), uuid.uuid4().hex)],
-                                         broadcast=True, hash=False)[0]
+            weights = client.scatter([(model.get_weights(), uuid.uuid4().hex)],
+                                     broadcast=True, hash=False)[0]
             shards = []
             for rank, (worker, (blocks, rows, positions)) in \
                     enumerate(placement.shards(idx).items()):
                 used = np.unique(blocks)                        # chunks this shard reads
                 local = np.searchsorted(used, blocks)           # (rows,) index into used
                 shards.append(client.submit(
-                    _shard_step, arch, weights,
+                    _shard_step, shared.get(), weights,
                     [placement.x_futures[b] for b in used],
                     [placement.y_futures[b] for b in used],
                     local, rows, positions, len(rows) / len(idx), seed + (rank,),
-                    workers=[worker] if worker else None, allow_other_workers=True,
-                    pure=False))
+                    pure=False, **({"workers": [worker], "allow_other_workers": True}
+                                   if worker else {})))
             result = _tree_sum(client, shards).result()
             order = np.argsort(result["positions"], kind="stable")
             result["y"], result["y_pred"] = result["y"][order], result["y_pred"][order]
             return result
-        except (KilledWorker, CommClosedError, OSError, _cancelled_error()) as exc:
+        except ConvkitError:
+            raise                        # the step itself is wrong: no point sending it again
+        except Exception as exc:         # noqa: BLE001 - a lost worker shows in many ways
             if attempt == max_retries:
                 raise ConvkitError(f"{where}: a step failed {max_retries + 1} times on the "
                                    f"cluster ({type(exc).__name__}: {exc})") from exc
-            weights = None
+            time.sleep(0.5 * (attempt + 1))      # let the scheduler see who is gone
+            shared.future = None
             placement.refresh()
     raise AssertionError("unreachable")
-
-
-def _cancelled_error():
-    try:
-        from distributed.client import FutureCancelledError
-        return FutureCancelledError
-    except ImportError:
-        from concurrent.futures import CancelledError
-        return CancelledError
 
 
 def _apply(model, result, reg_grads):
