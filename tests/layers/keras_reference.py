@@ -1,0 +1,50 @@
+"""Real Keras 3 (JAX backend) as a reference: outputs and gradients of Keras layers and
+activations for the same inputs and weights. Gradients come from ``jax.grad`` of
+``L = sum(y * g)`` through ``stateless_call``, so weight and input gradients are both exact
+JAX derivatives of Keras's own code. Keras computes in float32: compare within 1e-5."""
+import numpy as np
+import pytest
+
+TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
+
+
+def keras_module():
+    """``keras`` on the JAX backend, or skip (``tests/conftest.py`` sets KERAS_BACKEND)."""
+    pytest.importorskip("jax")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "jax":
+        pytest.skip("requires Keras on the JAX backend")
+    return keras
+
+
+def keras_function_grad(fn, x, g):
+    """``(fn(x), dL/dx)`` for ``L = sum(fn(x) * g)``, ``fn`` written with Keras ops."""
+    import jax
+    import jax.numpy as jnp
+    x = jnp.asarray(np.asarray(x, np.float32))
+    g = jnp.asarray(np.asarray(g, np.float32))
+    y, vjp = jax.vjp(fn, x)
+    return np.asarray(y, np.float64), np.asarray(vjp(g)[0], np.float64)
+
+
+def keras_layer_grads(layer, inputs, g, training=False):
+    """Run a built Keras ``layer`` on ``inputs`` (an array or a list of arrays) and return
+    ``(y, input_grads, weight_grads)`` for ``L = sum(y * g)``: ``input_grads`` a list
+    aligned with the inputs, ``weight_grads`` aligned with ``layer.trainable_variables``."""
+    import jax
+    import jax.numpy as jnp
+    several = isinstance(inputs, (list, tuple))
+    xs = [jnp.asarray(np.asarray(x, np.float32)) for x in (inputs if several else [inputs])]
+    g = jnp.asarray(np.asarray(g, np.float32))
+    trainable = [v.value for v in layer.trainable_variables]
+    non_trainable = [v.value for v in layer.non_trainable_variables]
+
+    def run(weights, xs):
+        y, _ = layer.stateless_call(weights, non_trainable, xs if several else xs[0],
+                                    training=training)
+        return y
+
+    y, vjp = jax.vjp(run, trainable, xs)
+    weight_grads, input_grads = vjp(g)
+    as64 = [np.asarray(v, np.float64) for v in input_grads]
+    return (np.asarray(y, np.float64), as64, [np.asarray(v, np.float64) for v in weight_grads])
