@@ -11,6 +11,7 @@ The registry below maps Keras class names to classes, for saving and loading mod
 from __future__ import annotations
 
 from ..errors import ConvkitError
+from .activation import ELU, PReLU, LeakyReLU, Softmax
 from .base import Layer, SymbolicTensor, Weight
 from .conv import Conv2D, DepthwiseConv2D
 from .core import Activation, Dense, Dropout, Input, InputLayer, ReLU
@@ -27,6 +28,8 @@ __all__ = [
     "BatchNormalization", "Add", "Multiply", "Concatenate", "get", "serialize",
     "deserialize", "register", "names",
 ]
+_EXTRA_LAYERS = [LeakyReLU, PReLU, ELU, Softmax]
+__all__ += [cls.__name__ for cls in _EXTRA_LAYERS]
 
 _REGISTRY: dict[str, type] = {}
 # Keras's other spellings of the same layers
@@ -46,7 +49,8 @@ def register(cls: type) -> type:
 
 for _cls in (InputLayer, Conv2D, DepthwiseConv2D, MaxPooling2D, AveragePooling2D,
              GlobalAveragePooling2D, GlobalMaxPooling2D, ZeroPadding2D, Flatten, Dense,
-             Activation, ReLU, Dropout, BatchNormalization, Add, Multiply, Concatenate):
+             Activation, ReLU, Dropout, BatchNormalization, Add, Multiply, Concatenate,
+             *_EXTRA_LAYERS):
     register(_cls)
 
 

@@ -55,7 +55,8 @@ except ImportError:  # pragma: no cover - exercised only without SciPy
 __all__ = ["Activation", "get", "ACTIVATIONS", "linear", "relu", "relu6",
            "leaky_relu", "elu", "selu", "gelu", "sigmoid", "hard_sigmoid", "swish", "silu",
            "hard_silu", "hard_swish", "mish", "celu", "tanh", "hard_tanh", "tanh_shrink",
-           "softplus", "softsign", "log_sigmoid", "exponential", "softmax", "log_softmax"]
+           "softplus", "softsign", "log_sigmoid", "exponential", "softmax", "log_softmax", "prelu",
+           "prelu_backward"]
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -310,6 +311,26 @@ def log_softmax(x, axis=-1):
 def _log_softmax_grad(dy, x, y, axis=-1):
     probs = softmax(x, axis) if y is None else np.exp(y)
     return dy - probs * dy.sum(axis=axis, keepdims=True)
+
+
+def prelu(x, alpha):
+    """Parametric ReLU: ``x`` where ``x > 0``, else ``alpha * x``; ``alpha`` broadcasts
+    against ``x`` (PReLU's learned slopes, e.g. ``(H, W, C)`` or ``(1, 1, C)``).
+
+    >>> prelu(np.array([-2.0, 3.0]), np.array([0.25, 0.25]))
+    array([-0.5,  3. ])
+    """
+    x = _as_float(x, "prelu")
+    return np.where(x > 0, x, alpha * x).astype(x.dtype, copy=False)
+
+
+def prelu_backward(dy, x, alpha):
+    """``(dx, dalpha)`` of :func:`prelu`; ``dalpha`` has ``x``'s shape, before the caller
+    sums it over the axes ``alpha`` was broadcast along."""
+    positive = x > 0
+    dx = np.where(positive, dy, dy * alpha).astype(dy.dtype, copy=False)
+    dalpha = np.where(positive, 0, dy * x).astype(dy.dtype, copy=False)
+    return dx, dalpha
 
 
 # --------------------------------------------------------------------- the objects

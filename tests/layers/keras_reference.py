@@ -39,12 +39,42 @@ def keras_layer_grads(layer, inputs, g, training=False):
     trainable = [v.value for v in layer.trainable_variables]
     non_trainable = [v.value for v in layer.non_trainable_variables]
 
+    flags = {"training": True} if training else {}     # not every call() takes it
+
     def run(weights, xs):
-        y, _ = layer.stateless_call(weights, non_trainable, xs if several else xs[0],
-                                    training=training)
+        y, _ = layer.stateless_call(weights, non_trainable, xs if several else xs[0], **flags)
         return y
 
     y, vjp = jax.vjp(run, trainable, xs)
     weight_grads, input_grads = vjp(g)
     as64 = [np.asarray(v, np.float64) for v in input_grads]
     return (np.asarray(y, np.float64), as64, [np.asarray(v, np.float64) for v in weight_grads])
+
+
+def assert_same_config_keys(layer, keras_layer, ours_only=()):
+    """``layer.get_config()`` uses exactly Keras's keys (``ours_only``: documented extras)."""
+    ours = set(layer.get_config()) - set(ours_only)
+    theirs = set(keras_layer.get_config())
+    assert ours == theirs, f"only convkit: {sorted(ours - theirs)}, only Keras: " \
+                           f"{sorted(theirs - ours)}"
+
+
+def assert_layer_matches_keras(layer, keras_layer, inputs, rng, training=False):
+    """Same weights in both (copied from ``layer``), then outputs, input gradients and
+    trainable-weight gradients within :data:`TOLERANCE`. ``inputs``: array or list."""
+    several = isinstance(inputs, (list, tuple))
+    xs = [np.asarray(x, np.float32).astype(np.float64) for x in (inputs if several else
+                                                                 [inputs])]
+    y = layer(xs if several else xs[0], training=training)
+    g = rng.standard_normal(y.shape)
+    dxs = layer.backward(g)
+    dxs = dxs if several else [dxs]
+    keras_layer.build([x.shape for x in xs] if several else xs[0].shape)
+    keras_layer.set_weights(layer.get_weights())
+    y_k, dxs_k, dws_k = keras_layer_grads(keras_layer, xs if several else xs[0], g, training)
+    np.testing.assert_allclose(y, y_k, **TOLERANCE)
+    for dx, dx_k in zip(dxs, dxs_k, strict=True):
+        np.testing.assert_allclose(dx, dx_k, **TOLERANCE)
+    ours = [grad for grad, w in zip(layer.grads, layer.weights) if w.trainable]
+    for dw, dw_k in zip(ours, dws_k, strict=True):
+        np.testing.assert_allclose(dw, dw_k, **TOLERANCE)
