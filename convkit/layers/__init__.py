@@ -15,7 +15,8 @@ from .activation import ELU, PReLU, LeakyReLU, Softmax
 from .base import Layer, SymbolicTensor, Weight
 from .conv import Conv2D, DepthwiseConv2D
 from .core import Activation, Dense, Dropout, Input, InputLayer, ReLU
-from .merging import Add, Concatenate, Multiply
+from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add,
+                      average, concatenate, maximum, minimum, multiply, subtract)
 from .normalization import BatchNormalization
 from .pooling import (AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D,
                       MaxPooling2D)
@@ -28,8 +29,9 @@ __all__ = [
     "BatchNormalization", "Add", "Multiply", "Concatenate", "get", "serialize",
     "deserialize", "register", "names",
 ]
-_EXTRA_LAYERS = [LeakyReLU, PReLU, ELU, Softmax]
-__all__ += [cls.__name__ for cls in _EXTRA_LAYERS]
+_EXTRA_LAYERS = [LeakyReLU, PReLU, ELU, Softmax, Subtract, Average, Maximum, Minimum]
+__all__ += [cls.__name__ for cls in _EXTRA_LAYERS] + [
+    "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate"]
 
 _REGISTRY: dict[str, type] = {}
 # Keras's other spellings of the same layers

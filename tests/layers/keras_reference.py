@@ -36,6 +36,8 @@ def keras_layer_grads(layer, inputs, g, training=False):
     several = isinstance(inputs, (list, tuple))
     xs = [jnp.asarray(np.asarray(x, np.float32)) for x in (inputs if several else [inputs])]
     g = jnp.asarray(np.asarray(g, np.float32))
+    if not layer.built:
+        layer.build([x.shape for x in xs] if several else xs[0].shape)
     trainable = [v.value for v in layer.trainable_variables]
     non_trainable = [v.value for v in layer.non_trainable_variables]
 
