@@ -17,7 +17,7 @@ from .conv import Conv2D, DepthwiseConv2D
 from .core import Activation, Dense, Dropout, Input, InputLayer, ReLU
 from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add,
                       average, concatenate, maximum, minimum, multiply, subtract)
-from .normalization import BatchNormalization
+from .normalization import BatchNormalization, LayerNormalization
 from .pooling import (AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D,
                       MaxPooling2D)
 from .reshaping import Flatten, ZeroPadding2D
@@ -29,7 +29,8 @@ __all__ = [
     "BatchNormalization", "Add", "Multiply", "Concatenate", "get", "serialize",
     "deserialize", "register", "names",
 ]
-_EXTRA_LAYERS = [LeakyReLU, PReLU, ELU, Softmax, Subtract, Average, Maximum, Minimum]
+_EXTRA_LAYERS = [LeakyReLU, PReLU, ELU, Softmax, Subtract, Average, Maximum, Minimum,
+                 LayerNormalization]
 __all__ += [cls.__name__ for cls in _EXTRA_LAYERS] + [
     "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate"]
 
