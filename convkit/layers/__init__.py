@@ -17,6 +17,7 @@ from .conv import Conv2D, DepthwiseConv2D
 from .core import Activation, Dense, Dropout, Input, InputLayer, ReLU
 from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add,
                       average, concatenate, maximum, minimum, multiply, subtract)
+from .noise import GaussianNoise, SpatialDropout2D
 from .normalization import BatchNormalization, LayerNormalization
 from .pooling import (AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D,
                       MaxPooling2D)
@@ -30,7 +31,7 @@ __all__ = [
     "deserialize", "register", "names",
 ]
 _EXTRA_LAYERS = [LeakyReLU, PReLU, ELU, Softmax, Subtract, Average, Maximum, Minimum,
-                 LayerNormalization]
+                 LayerNormalization, SpatialDropout2D, GaussianNoise]
 __all__ += [cls.__name__ for cls in _EXTRA_LAYERS] + [
     "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate"]
 
