@@ -19,6 +19,8 @@ from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Sub
                       average, concatenate, maximum, minimum, multiply, subtract)
 from .noise import GaussianNoise, SpatialDropout2D
 from .normalization import BatchNormalization, LayerNormalization
+from .preprocessing import (RandomContrast, RandomCrop, RandomFlip, RandomRotation,
+                            RandomTranslation, RandomZoom)
 from .pooling import (AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D,
                       MaxPooling2D)
 from .reshaping import Flatten, ZeroPadding2D
@@ -31,7 +33,8 @@ __all__ = [
     "deserialize", "register", "names",
 ]
 _EXTRA_LAYERS = [LeakyReLU, PReLU, ELU, Softmax, Subtract, Average, Maximum, Minimum,
-                 LayerNormalization, SpatialDropout2D, GaussianNoise]
+                 LayerNormalization, SpatialDropout2D, GaussianNoise, RandomFlip,
+                 RandomRotation, RandomZoom, RandomTranslation, RandomContrast, RandomCrop]
 __all__ += [cls.__name__ for cls in _EXTRA_LAYERS] + [
     "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate"]
 
