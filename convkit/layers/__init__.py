@@ -15,6 +15,7 @@ from .activation import ELU, PReLU, LeakyReLU, Softmax
 from .base import Layer, SymbolicTensor, Weight
 from .conv import Conv2D, DepthwiseConv2D
 from .core import Activation, Dense, Dropout, Input, InputLayer, ReLU
+from .lambda_layer import Lambda
 from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add,
                       average, concatenate, maximum, minimum, multiply, subtract)
 from .noise import GaussianNoise, SpatialDropout2D
@@ -34,7 +35,7 @@ __all__ = [
 ]
 _EXTRA_LAYERS = [LeakyReLU, PReLU, ELU, Softmax, Subtract, Average, Maximum, Minimum,
                  LayerNormalization, SpatialDropout2D, GaussianNoise, RandomFlip,
-                 RandomRotation, RandomZoom, RandomTranslation, RandomContrast, RandomCrop]
+                 RandomRotation, RandomZoom, RandomTranslation, RandomContrast, RandomCrop, Lambda]
 __all__ += [cls.__name__ for cls in _EXTRA_LAYERS] + [
     "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate"]
 
