@@ -149,7 +149,7 @@ class Subtract(_Elementwise):
         return [dy.copy(), -dy]
 
 
-class Average(_Elementwise):
+class Average(Add):
     """Element-wise mean of a list of equally shaped inputs; each gets ``dy / n``.
 
     >>> Average()([np.ones((1, 2)), np.full((1, 2), 4.0)])
@@ -157,18 +157,13 @@ class Average(_Elementwise):
     """
 
     def forward(self, xs, training: bool = False):
-        arrays = self._arrays(xs)
-        y = arrays[0].copy()
-        for a in arrays[1:]:
-            y += a
-        y /= len(arrays)
-        self.cache = (len(arrays), y.shape)
+        y = super().forward(xs, training)
+        y /= self.cache[0]
         return y
 
     def backward(self, dy):
-        count, shape = self._cached()
-        dy = self._gradient(dy, shape)
-        return [dy / count for _ in range(count)]
+        count = self._cached()[0]
+        return [g / count for g in super().backward(dy)]
 
 
 class _Extremum(_Elementwise):
@@ -279,34 +274,23 @@ class Concatenate(_Merge):
 
 
 # ----------------------------------------------------------------------------- shortcuts
-def add(inputs, **kwargs):
-    """``Add(**kwargs)(inputs)``: on symbolic tensors a graph node, on arrays the sum."""
-    return Add(**kwargs)(inputs)
+def _shortcut(cls):
+    """Keras's functional form of a merging layer: ``name(inputs, **kwargs)`` makes
+    ``cls(**kwargs)`` and calls it on ``inputs``."""
+    def merge(inputs, **kwargs):
+        return cls(**kwargs)(inputs)
+    merge.__name__ = merge.__qualname__ = cls.__name__.lower()
+    merge.__doc__ = (f"``{cls.__name__}(**kwargs)(inputs)``: on symbolic tensors a graph "
+                     f"node, on arrays the values.")
+    return merge
 
 
-def subtract(inputs, **kwargs):
-    """``Subtract(**kwargs)(inputs)`` for two inputs."""
-    return Subtract(**kwargs)(inputs)
-
-
-def multiply(inputs, **kwargs):
-    """``Multiply(**kwargs)(inputs)``."""
-    return Multiply(**kwargs)(inputs)
-
-
-def average(inputs, **kwargs):
-    """``Average(**kwargs)(inputs)``."""
-    return Average(**kwargs)(inputs)
-
-
-def maximum(inputs, **kwargs):
-    """``Maximum(**kwargs)(inputs)``."""
-    return Maximum(**kwargs)(inputs)
-
-
-def minimum(inputs, **kwargs):
-    """``Minimum(**kwargs)(inputs)``."""
-    return Minimum(**kwargs)(inputs)
+add = _shortcut(Add)
+subtract = _shortcut(Subtract)
+multiply = _shortcut(Multiply)
+average = _shortcut(Average)
+maximum = _shortcut(Maximum)
+minimum = _shortcut(Minimum)
 
 
 def concatenate(inputs, axis=-1, **kwargs):

@@ -14,6 +14,16 @@ from .conv import initializer_config
 __all__ = ["BatchNormalization", "LayerNormalization"]
 
 
+def _add_gamma_beta(layer, shape) -> None:
+    """Create ``gamma`` (if ``layer.scale``) then ``beta`` (if ``layer.center``)."""
+    if layer.scale:
+        layer.add_weight("gamma", shape, layer.gamma_initializer,
+                         regularizer=layer.gamma_regularizer)
+    if layer.center:
+        layer.add_weight("beta", shape, layer.beta_initializer,
+                         regularizer=layer.beta_regularizer)
+
+
 class BatchNormalization(Layer):
     """Normalise each channel (the ``axis`` entry) over every other axis::
 
@@ -94,12 +104,7 @@ class BatchNormalization(Layer):
         input_shape = self._check_shape(input_shape)
         channels = int(input_shape[self._resolve_axis(len(input_shape))])
         shape = (channels,)
-        if self.scale:
-            self.add_weight("gamma", shape, self.gamma_initializer,
-                            regularizer=self.gamma_regularizer)
-        if self.center:
-            self.add_weight("beta", shape, self.beta_initializer,
-                            regularizer=self.beta_regularizer)
+        _add_gamma_beta(self, shape)
         self.add_weight("moving_mean", shape, self.moving_mean_initializer, trainable=False)
         self.add_weight("moving_variance", shape, self.moving_variance_initializer,
                         trainable=False)
@@ -248,13 +253,7 @@ class LayerNormalization(Layer):
         self._axes(np.shape(x))
 
     def build(self, input_shape) -> None:
-        shape = tuple(int(input_shape[a]) for a in self._axes(input_shape))
-        if self.scale:
-            self.add_weight("gamma", shape, self.gamma_initializer,
-                            regularizer=self.gamma_regularizer)
-        if self.center:
-            self.add_weight("beta", shape, self.beta_initializer,
-                            regularizer=self.beta_regularizer)
+        _add_gamma_beta(self, tuple(int(input_shape[a]) for a in self._axes(input_shape)))
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
