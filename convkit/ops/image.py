@@ -48,15 +48,11 @@ FILL_MODES = ("reflect", "wrap", "constant", "nearest")
 INTERPOLATIONS = ("nearest", "bilinear")
 
 
-def _mirror(index, size):
-    half_wave = size - 1
-    return np.abs((index + half_wave) % (2 * half_wave) - half_wave)
-
-
 def _fix_index(index, size: int, fill_mode: str):
     """``(index inside [0, size), valid)``; ``valid`` is False only for constant fill."""
-    if fill_mode == "reflect":      # half-sample symmetric: ... 1 0 | 0 1 2 | 2 1 ...
-        return (_mirror(2 * index + 1, 2 * size + 1) - 1) // 2, True
+    if fill_mode == "reflect":      # half-sample symmetric, period 2n: ... 1 0 | 0 1 2 | 2 1 ...
+        folded = index % (2 * size)
+        return np.where(folded < size, folded, 2 * size - 1 - folded), True
     if fill_mode == "wrap":
         return index % size, True
     if fill_mode == "nearest":
@@ -79,14 +75,14 @@ def _nodes(coordinate, interpolation: str):
 @dataclass
 class SamplingPlan:
     """Where each output pixel reads: for a batch of ``B`` images of ``H x W`` and
-    ``P = H_out * W_out`` output pixels with ``K`` neighbours each (1 or 4),
-    ``index`` (B, P, K) into the flattened ``B*H*W`` input pixels, ``weight`` (B, P, K)
-    (zero for a neighbour outside under constant fill) and ``fill_weight`` (B, P), the
+    ``P = H_out * W_out`` output pixels with ``K`` neighbours each (1 or 4): per
+    neighbour, ``index`` (B, P) into the flattened ``B*H*W`` input pixels and ``weight``
+    (B, P) (zero for a neighbour outside under constant fill); ``fill_weight`` (B, P), the
     weight that reads ``fill_value``."""
     input_shape: tuple          # (B, H, W)
     output_hw: tuple            # (H_out, W_out)
-    index: np.ndarray
-    weight: np.ndarray
+    index: list                 # K arrays (B, P)
+    weight: list                # K arrays (B, P)
     fill_weight: np.ndarray
 
 
@@ -123,18 +119,21 @@ def sampling_plan(input_shape, transforms, interpolation="bilinear", fill_mode="
     x_in = a0 * cols + a1 * rows + a2                                      # (B, P)
     y_in = b0 * cols + b1 * rows + b2
     base = (np.arange(batch) * height * width).reshape(batch, 1)          # image offsets
+    row_nodes = [(*_fix_index(row, height, fill_mode), weight)
+                 for row, weight in _nodes(y_in, interpolation)]
+    col_nodes = [(*_fix_index(col, width, fill_mode), weight)
+                 for col, weight in _nodes(x_in, interpolation)]
     indices, weights, fill = [], [], np.zeros_like(x_in)
-    for row, row_weight in _nodes(y_in, interpolation):
-        row, row_valid = _fix_index(row, height, fill_mode)
-        for col, col_weight in _nodes(x_in, interpolation):
-            col, col_valid = _fix_index(col, width, fill_mode)
+    for row, row_valid, row_weight in row_nodes:
+        for col, col_valid, col_weight in col_nodes:
             weight = row_weight * col_weight
-            valid = np.logical_and(row_valid, col_valid)
             indices.append(base + row * width + col)
-            weights.append(np.where(valid, weight, 0.0))
-            fill += np.where(valid, 0.0, weight)
-    return SamplingPlan((batch, height, width), (out_h, out_w), np.stack(indices, axis=-1),
-                        np.stack(weights, axis=-1), fill)
+            if fill_mode == "constant":
+                valid = row_valid & col_valid
+                fill += np.where(valid, 0.0, weight)
+                weight = np.where(valid, weight, 0.0)
+            weights.append(weight)
+    return SamplingPlan((batch, height, width), (out_h, out_w), indices, weights, fill)
 
 
 def resample(images, plan: SamplingPlan, fill_value=0.0) -> np.ndarray:
@@ -143,8 +142,8 @@ def resample(images, plan: SamplingPlan, fill_value=0.0) -> np.ndarray:
     channels = images.shape[-1]
     flat = images.reshape(batch * height * width, channels)               # (B*H*W, C)
     out = np.zeros(plan.fill_weight.shape + (channels,), dtype=images.dtype)  # (B, P, C)
-    for k in range(plan.index.shape[-1]):                                  # the neighbours
-        out += plan.weight[..., k, None].astype(images.dtype) * flat[plan.index[..., k]]
+    for index, weight in zip(plan.index, plan.weight):                     # the neighbours
+        out += weight[..., None].astype(images.dtype) * flat[index]
     if fill_value:
         out += (fill_value * plan.fill_weight[..., None]).astype(images.dtype)
     return out.reshape(batch, *plan.output_hw, channels)
@@ -159,9 +158,9 @@ def resample_backward(dy, plan: SamplingPlan) -> np.ndarray:
     size = batch * height * width * channels
     dx = np.zeros(size, dtype=np.float64)
     channel = np.arange(channels)
-    for k in range(plan.index.shape[-1]):
-        target = plan.index[..., k, None] * channels + channel             # (B, P, C)
-        contribution = plan.weight[..., k, None] * dy
+    for index, weight in zip(plan.index, plan.weight):
+        target = index[..., None] * channels + channel                     # (B, P, C)
+        contribution = weight[..., None] * dy
         dx += np.bincount(target.ravel(), weights=contribution.ravel(), minlength=size)
     return dx.reshape(batch, height, width, channels).astype(dy.dtype, copy=False)
 
