@@ -106,3 +106,17 @@ def test_matches_keras(rng, make, keras_make, shape):
     assert_same_config_keys(layer, keras_layer)
     clone = ck.layers.deserialize(ck.layers.serialize(layer))
     assert clone.get_config() == layer.get_config()
+
+
+def test_softmax_layer_trains_like_a_softmax_activation(rng):
+    x = rng.standard_normal((16, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 16)
+    models = []
+    for head in ([ck.layers.Dense(3, activation="softmax", seed=1)],
+                 [ck.layers.Dense(3, seed=1), Softmax()]):
+        model = ck.Sequential([ck.layers.Input((5,))] + head)
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        model.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+        models.append(model)
+    for a, b in zip(models[0].get_weights(), models[1].get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
