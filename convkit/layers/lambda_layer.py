@@ -21,7 +21,8 @@ class Lambda(Layer):
       function with a ``.backward(dy, x, y)`` attribute supplies its own gradient.
     * Saving: like Keras's safe mode, a function is never written to or run from a file:
       ``get_config`` raises, so saving a model with a Lambda fails with an error naming the
-      layer. Write a :class:`Layer` subclass and :func:`convkit.layers.register` it instead.
+      layer, and ``from_config`` refuses too. Write a :class:`Layer` subclass and
+      :func:`convkit.layers.register` it instead.
 
     >>> double = Lambda(lambda x: 2 * x)
     >>> double(np.array([[1.0, 2.0]])), double.compute_output_shape((None, 2))
@@ -101,6 +102,12 @@ class Lambda(Layer):
             f"Lambda {self.name!r}: its function {name} is Python code, which convkit never "
             f"saves or loads (Keras's safe mode); write a Layer subclass with get_config and "
             f"register it with convkit.layers.register")
+
+    @classmethod
+    def from_config(cls, config: dict):
+        raise ConvkitError(f"Lambda {config.get('name', '')!r}: a function is never loaded "
+                           f"from a config or file (it would run code the file names); "
+                           f"register a Layer subclass instead")
 
     def extra_repr(self) -> str:
         return f"function={getattr(self.function, '__name__', self.function)!r}"

@@ -394,7 +394,8 @@ ACTIVATIONS = {
     "softmax": (softmax, _softmax_grad, {"axis": -1}),
     "log_softmax": (log_softmax, _log_softmax_grad, {"axis": -1}),
 }
-_ALIASES = {"silu": ("swish", {}), "hard_swish": ("hard_silu", {}), "gelu_tanh": ("gelu", {"approximate": True}),
+_ALIASES = {"silu": ("swish", {}), "hard_swish": ("hard_silu", {}),
+            "gelu_tanh": ("gelu", {"approximate": True}),
             "none": ("linear", {}), "identity": ("linear", {})}
 
 

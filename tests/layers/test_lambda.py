@@ -73,6 +73,11 @@ def test_saving_is_refused(tmp_path):
     with pytest.raises(ConvkitError, match="Lambda 'absolute'"):
         model.save(tmp_path / "model.ckz")
     assert "Lambda(function='absolute'" in repr(layer)
+    keras_style = {"class_name": "Lambda", "config": {
+        "name": "lambda", "function": {"class_name": "__lambda__", "config": {"code": "4wEA"}},
+        "arguments": {}}}
+    with pytest.raises(ConvkitError, match="Lambda 'lambda': a function is never loaded"):
+        ck.layers.deserialize(keras_style)
 
 
 def test_errors():
