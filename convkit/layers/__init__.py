@@ -11,20 +11,26 @@ The registry below maps Keras class names to classes, for saving and loading mod
 from __future__ import annotations
 
 from ..errors import ConvkitError
+from .activation import ELU, PReLU, LeakyReLU, Softmax
 from .base import Layer, SymbolicTensor, Weight
 from .conv import Conv2D, DepthwiseConv2D
+from .conv1d import Conv1D
+from .conv_transpose import Conv2DTranspose
 from .core import Activation, Dense, Dropout, Input, InputLayer, ReLU
-from .merging import Add, Concatenate, Multiply
-from .normalization import BatchNormalization
+from .lambda_layer import Lambda
+from .merging import (Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract, add,
+                      average, concatenate, maximum, minimum, multiply, subtract)
+from .noise import GaussianNoise, SpatialDropout2D
+from .normalization import BatchNormalization, LayerNormalization
+from .preprocessing import (RandomContrast, RandomCrop, RandomFlip, RandomRotation,
+                            RandomTranslation, RandomZoom)
+from .pooling1d import (AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D,
+                        MaxPooling1D, UpSampling1D)
 from .pooling import (AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D,
                       MaxPooling2D)
 from .reshaping import Cropping2D, Flatten, Permute, Reshape, ZeroPadding2D
-from .conv_transpose import Conv2DTranspose
 from .resampling import Rescaling, Resizing, UpSampling2D
 from .separable import SeparableConv2D
-from .conv1d import Conv1D
-from .pooling1d import (AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D,
-                        MaxPooling1D, UpSampling1D)
 
 __all__ = [
     "Layer", "SymbolicTensor", "Weight", "Input", "InputLayer", "Conv2D", "DepthwiseConv2D",
@@ -33,10 +39,14 @@ __all__ = [
     "BatchNormalization", "Add", "Multiply", "Concatenate", "get", "serialize",
     "deserialize", "register", "names",
 ]
-_RESAMPLING = (Conv2DTranspose, SeparableConv2D, UpSampling2D, Resizing, Rescaling, Cropping2D,
-               Reshape, Permute, Conv1D, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D,
-               GlobalMaxPooling1D, UpSampling1D)
-__all__ += [cls.__name__ for cls in _RESAMPLING]
+_EXTRA_LAYERS = [LeakyReLU, PReLU, ELU, Softmax, Subtract, Average, Maximum, Minimum,
+                 LayerNormalization, SpatialDropout2D, GaussianNoise, RandomFlip,
+                 RandomRotation, RandomZoom, RandomTranslation, RandomContrast, RandomCrop, Lambda,
+                 Conv2DTranspose, SeparableConv2D, UpSampling2D, Resizing, Rescaling, Cropping2D,
+                 Reshape, Permute, Conv1D, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D,
+                 GlobalMaxPooling1D, UpSampling1D]
+__all__ += [cls.__name__ for cls in _EXTRA_LAYERS] + [
+    "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate"]
 
 _REGISTRY: dict[str, type] = {}
 # Keras's other spellings of the same layers
@@ -59,9 +69,8 @@ def register(cls: type) -> type:
 
 for _cls in (InputLayer, Conv2D, DepthwiseConv2D, MaxPooling2D, AveragePooling2D,
              GlobalAveragePooling2D, GlobalMaxPooling2D, ZeroPadding2D, Flatten, Dense,
-             Activation, ReLU, Dropout, BatchNormalization, Add, Multiply, Concatenate):
-    register(_cls)
-for _cls in _RESAMPLING:
+             Activation, ReLU, Dropout, BatchNormalization, Add, Multiply, Concatenate,
+             *_EXTRA_LAYERS):
     register(_cls)
 
 

@@ -2,8 +2,16 @@
 input gradients in the same order.
 
 * :class:`Add`:         ``y = x_1 + x_2 + ...``          (equal shapes)
+* :class:`Subtract`:    ``y = x_1 - x_2``                (exactly two, equal shapes)
 * :class:`Multiply`:    ``y = x_1 * x_2 * ...``          (equal shapes)
+* :class:`Average`:     ``y = (x_1 + ... + x_n) / n``    (equal shapes)
+* :class:`Maximum`:     ``y = max(max(x_1, x_2), x_3)...`` (equal shapes)
+* :class:`Minimum`:     ``y = min(min(x_1, x_2), x_3)...`` (equal shapes)
 * :class:`Concatenate`: ``y = concat(x_i, axis)``        (equal shapes except on ``axis``)
+
+and Keras's functional shortcuts :func:`add`, :func:`subtract`, :func:`multiply`,
+:func:`average`, :func:`maximum`, :func:`minimum`, :func:`concatenate`, which make the layer
+and call it at once, on symbolic tensors (a graph node) or on arrays (the values).
 """
 from __future__ import annotations
 
@@ -14,7 +22,8 @@ import numpy as np
 from ..errors import ConvkitError, ShapeError
 from .base import Layer
 
-__all__ = ["Add", "Multiply", "Concatenate"]
+__all__ = ["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate",
+           "add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate"]
 
 
 def _compatible(a, b) -> bool:
@@ -115,6 +124,100 @@ class Multiply(_Elementwise):
         return grads
 
 
+class Subtract(_Elementwise):
+    """``x_1 - x_2`` for exactly two equally shaped inputs; gradients ``dy`` and ``-dy``.
+
+    >>> Subtract()([np.full((1, 2), 5.0), np.ones((1, 2))])
+    array([[4., 4.]])
+    """
+
+    def _check_shapes(self, input_shapes) -> list:
+        shapes = super()._check_shapes(input_shapes)
+        if len(shapes) != 2:
+            raise ShapeError(f"Subtract: takes exactly 2 inputs, got {len(shapes)} with "
+                             f"shapes {shapes}")
+        return shapes
+
+    def forward(self, xs, training: bool = False):
+        first, second = self._arrays(xs)
+        y = first - second
+        self.cache = y.shape
+        return y
+
+    def backward(self, dy):
+        dy = self._gradient(dy, self._cached())
+        return [dy.copy(), -dy]
+
+
+class Average(Add):
+    """Element-wise mean of a list of equally shaped inputs; each gets ``dy / n``.
+
+    >>> Average()([np.ones((1, 2)), np.full((1, 2), 4.0)])
+    array([[2.5, 2.5]])
+    """
+
+    def forward(self, xs, training: bool = False):
+        y = super().forward(xs, training)
+        y /= self.cache[0]
+        return y
+
+    def backward(self, dy):
+        count = self._cached()[0]
+        return [g / count for g in super().backward(dy)]
+
+
+class _Extremum(_Elementwise):
+    """Pairwise running extremum ``m_1 = x_1``, ``m_k = pick(m_{k-1}, x_k)``, as Keras
+    reduces its inputs. Backward walks the pairs from the last: each gradient goes to the
+    winner of its pair and is split in halves on a tie (JAX's rule, so with three tied
+    inputs they get ``dy/4, dy/4, dy/2``)."""
+
+    pick = staticmethod(np.maximum)
+    beats = staticmethod(np.greater)
+
+    def forward(self, xs, training: bool = False):
+        arrays = self._arrays(xs)
+        running = [arrays[0]]                       # m_1, ..., m_n
+        for a in arrays[1:]:
+            running.append(self.pick(running[-1], a))
+        self.cache = (arrays, running)
+        return running[-1].copy()
+
+    def backward(self, dy):
+        arrays, running = self._cached()
+        grad = self._gradient(dy, running[-1].shape, running[-1].dtype)
+        grads = [None] * len(arrays)
+        for k in range(len(arrays) - 1, 0, -1):
+            previous, current = running[k - 1], arrays[k]
+            share = np.where(self.beats(previous, current), 1.0,
+                             np.where(previous == current, 0.5, 0.0)).astype(grad.dtype)
+            grads[k] = grad * (1 - share)           # the part x_k won
+            grad = grad * share                      # the part m_{k-1} won
+        grads[0] = grad
+        return grads
+
+
+class Maximum(_Extremum):
+    """Element-wise maximum of a list of equally shaped inputs; the gradient goes to the
+    largest input (split on ties, see :class:`_Extremum`).
+
+    >>> Maximum()([np.array([[1.0, 5.0]]), np.array([[3.0, 2.0]])])
+    array([[3., 5.]])
+    """
+
+
+class Minimum(_Extremum):
+    """Element-wise minimum of a list of equally shaped inputs; the gradient goes to the
+    smallest input (split on ties, see :class:`_Extremum`).
+
+    >>> Minimum()([np.array([[1.0, 5.0]]), np.array([[3.0, 2.0]])])
+    array([[1., 2.]])
+    """
+
+    pick = staticmethod(np.minimum)
+    beats = staticmethod(np.less)
+
+
 class Concatenate(_Merge):
     """Join inputs along ``axis`` (default the last, the channels of channels_last images).
 
@@ -168,3 +271,32 @@ class Concatenate(_Merge):
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis}
+
+
+# ----------------------------------------------------------------------------- shortcuts
+def _shortcut(cls):
+    """Keras's functional form of a merging layer: ``name(inputs, **kwargs)`` makes
+    ``cls(**kwargs)`` and calls it on ``inputs``."""
+    def merge(inputs, **kwargs):
+        return cls(**kwargs)(inputs)
+    merge.__name__ = merge.__qualname__ = cls.__name__.lower()
+    merge.__doc__ = (f"``{cls.__name__}(**kwargs)(inputs)``: on symbolic tensors a graph "
+                     f"node, on arrays the values.")
+    return merge
+
+
+add = _shortcut(Add)
+subtract = _shortcut(Subtract)
+multiply = _shortcut(Multiply)
+average = _shortcut(Average)
+maximum = _shortcut(Maximum)
+minimum = _shortcut(Minimum)
+
+
+def concatenate(inputs, axis=-1, **kwargs):
+    """``Concatenate(axis, **kwargs)(inputs)``.
+
+    >>> concatenate([np.zeros((2, 3)), np.ones((2, 1))]).shape
+    (2, 4)
+    """
+    return Concatenate(axis=axis, **kwargs)(inputs)

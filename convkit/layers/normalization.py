@@ -1,4 +1,4 @@
-"""Batch normalization, as in Keras 3."""
+"""Batch and layer normalization, as in Keras 3, over :mod:`convkit.ops.normalization`."""
 from __future__ import annotations
 
 from numbers import Integral, Real
@@ -7,10 +7,21 @@ import numpy as np
 
 from .. import initializers, regularizers
 from ..errors import ConvkitError, ShapeError
+from ..ops.normalization import normalize, normalize_backward
 from .base import Layer
 from .conv import initializer_config
 
-__all__ = ["BatchNormalization"]
+__all__ = ["BatchNormalization", "LayerNormalization"]
+
+
+def _add_gamma_beta(layer, shape) -> None:
+    """Create ``gamma`` (if ``layer.scale``) then ``beta`` (if ``layer.center``)."""
+    if layer.scale:
+        layer.add_weight("gamma", shape, layer.gamma_initializer,
+                         regularizer=layer.gamma_regularizer)
+    if layer.center:
+        layer.add_weight("beta", shape, layer.beta_initializer,
+                         regularizer=layer.beta_regularizer)
 
 
 class BatchNormalization(Layer):
@@ -93,12 +104,7 @@ class BatchNormalization(Layer):
         input_shape = self._check_shape(input_shape)
         channels = int(input_shape[self._resolve_axis(len(input_shape))])
         shape = (channels,)
-        if self.scale:
-            self.add_weight("gamma", shape, self.gamma_initializer,
-                            regularizer=self.gamma_regularizer)
-        if self.center:
-            self.add_weight("beta", shape, self.beta_initializer,
-                            regularizer=self.beta_regularizer)
+        _add_gamma_beta(self, shape)
         self.add_weight("moving_mean", shape, self.moving_mean_initializer, trainable=False)
         self.add_weight("moving_variance", shape, self.moving_variance_initializer,
                         trainable=False)
@@ -159,11 +165,8 @@ class BatchNormalization(Layer):
         dx_hat = dy * gamma.reshape(bshape) if self.scale else dy
         if not batch_mode:
             return dx_hat * inv_std.reshape(bshape)
-        # Mean and variance depend on x too:
-        # dx = inv_std * (dx_hat - mean(dx_hat) - x_hat * mean(dx_hat * x_hat))
-        mean_dx_hat = dx_hat.mean(axis=reduce_axes).reshape(bshape)
-        mean_dx_hat_x_hat = (dx_hat * x_hat).mean(axis=reduce_axes).reshape(bshape)
-        return inv_std.reshape(bshape) * (dx_hat - mean_dx_hat - x_hat * mean_dx_hat_x_hat)
+        # the batch mean and variance depend on x too
+        return normalize_backward(dx_hat, x_hat, inv_std.reshape(bshape), reduce_axes)
 
     def get_config(self):
         where = "BatchNormalization"
@@ -177,3 +180,120 @@ class BatchNormalization(Layer):
                     self.moving_variance_initializer, where),
                 "beta_regularizer": regularizers.serialize(self.beta_regularizer),
                 "gamma_regularizer": regularizers.serialize(self.gamma_regularizer)}
+
+
+class LayerNormalization(Layer):
+    """Normalise each sample over ``axis`` (an int or a list; default the last)::
+
+        mean, var = mean and biased variance of x over ``axis``, per sample
+        y = gamma * (x - mean) / sqrt(var + epsilon) + beta
+
+    the same in training and inference. ``gamma`` (if ``scale``) and ``beta`` (if
+    ``center``) have the sizes of the normalised axes, e.g. ``(C,)`` for ``axis=-1`` or
+    ``(H, W, C)`` for ``axis=[1, 2, 3]``; parameters ``2 * C`` for the default.
+    ``rms_scaling`` (deprecated in Keras) is accepted only as False; constraints only as None.
+
+    >>> ln = LayerNormalization(epsilon=0.0)
+    >>> ln(np.array([[1.0, 3.0], [2.0, 2.5]]))
+    array([[-1.,  1.],
+           [-1.,  1.]])
+    """
+
+    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones", beta_regularizer=None,
+                 gamma_regularizer=None, beta_constraint=None, gamma_constraint=None,
+                 rms_scaling=False, **kwargs):
+        super().__init__(**kwargs)
+        axes = list(axis) if isinstance(axis, (list, tuple)) else [axis]
+        if not axes or not all(isinstance(a, Integral) and not isinstance(a, bool)
+                               for a in axes):
+            raise ConvkitError(f"LayerNormalization: axis must be an int or a list of ints, "
+                               f"got {axis!r}")
+        if not isinstance(epsilon, Real) or isinstance(epsilon, bool) or \
+                not np.isfinite(epsilon) or epsilon < 0:
+            raise ConvkitError(f"LayerNormalization: epsilon must be a number >= 0, "
+                               f"got {epsilon!r}")
+        for name, value in (("rms_scaling", rms_scaling), ("beta_constraint", beta_constraint),
+                            ("gamma_constraint", gamma_constraint)):
+            if value:
+                raise ConvkitError(f"LayerNormalization: {name}={value!r} is not supported")
+        self.axis = [int(a) for a in axes] if isinstance(axis, (list, tuple)) else int(axis)
+        self.epsilon = float(epsilon)
+        self.center, self.scale = bool(center), bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+
+    def _axes(self, input_shape) -> tuple:
+        """The normalised axes as sorted non-negative ints, checked against the shape."""
+        rank = len(input_shape)
+        axes = self.axis if isinstance(self.axis, list) else [self.axis]
+        if rank < 2 or any(not -rank <= a < rank or a % rank == 0 for a in axes):
+            raise ShapeError(f"LayerNormalization: axis={self.axis} is not a feature axis of "
+                             f"an input of shape {tuple(input_shape)} (batch first)")
+        resolved = tuple(sorted({a % rank for a in axes}))
+        if any(input_shape[a] is None for a in resolved):
+            raise ShapeError(f"LayerNormalization: the normalised axes {self.axis} must have "
+                             f"known sizes, got input shape {tuple(input_shape)}")
+        return resolved
+
+    def _check_built_shape(self, input_shape) -> None:
+        if self.input_shape is not None and len(input_shape) != len(self.input_shape):
+            raise ShapeError(f"LayerNormalization: expected a rank-{len(self.input_shape)} "
+                             f"input like {self.input_shape}, got shape {tuple(input_shape)}")
+        sizes = tuple(input_shape[a] for a in self._axes(input_shape))
+        if self._weights and sizes != self._weights[0].value.shape:
+            raise ShapeError(f"LayerNormalization: was built for sizes "
+                             f"{self._weights[0].value.shape} on axis {self.axis}, got input "
+                             f"shape {tuple(input_shape)}")
+
+    def _check_array(self, x) -> None:
+        super()._check_array(x)
+        self._axes(np.shape(x))
+
+    def build(self, input_shape) -> None:
+        _add_gamma_beta(self, tuple(int(input_shape[a]) for a in self._axes(input_shape)))
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        self._axes(input_shape)
+        return tuple(input_shape)
+
+    def forward(self, x, training: bool = False):
+        x = self._input(x)
+        self._check_built_shape(x.shape)
+        axes = self._axes(x.shape)
+        dtype = self._compute_dtype(x, *(w.value for w in self._weights))
+        x = x.astype(dtype, copy=False)
+        bshape = [size if a in axes else 1 for a, size in enumerate(x.shape)]  # (1, .., C)
+        x_hat, inv_std = normalize(x, axes, dtype.type(self.epsilon))
+        gamma = self._weight("gamma").astype(dtype).reshape(bshape) if self.scale else None
+        y = x_hat * gamma if self.scale else x_hat.copy()
+        if self.center:
+            y += self._weight("beta").astype(dtype).reshape(bshape)
+        self.cache = (x_hat, inv_std, gamma, axes)
+        return y
+
+    def backward(self, dy):
+        x_hat, inv_std, gamma, axes = self._cached()
+        dy = self._gradient(dy, x_hat.shape, x_hat.dtype)
+        sample_axes = tuple(a for a in range(dy.ndim) if a not in axes)   # batch and others
+        grads = []
+        if self.scale:
+            grads.append(np.sum(dy * x_hat, axis=sample_axes))             # dgamma
+        if self.center:
+            grads.append(np.sum(dy, axis=sample_axes))                      # dbeta
+        self._set_grads(grads)
+        dx_hat = dy * gamma if self.scale else dy
+        return normalize_backward(dx_hat, x_hat, inv_std, axes)
+
+    def get_config(self):
+        where = "LayerNormalization"
+        return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale, "rms_scaling": False,
+                "beta_initializer": initializer_config(self.beta_initializer, where),
+                "gamma_initializer": initializer_config(self.gamma_initializer, where),
+                "beta_regularizer": regularizers.serialize(self.beta_regularizer),
+                "gamma_regularizer": regularizers.serialize(self.gamma_regularizer),
+                "beta_constraint": None, "gamma_constraint": None}

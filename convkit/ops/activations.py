@@ -19,9 +19,15 @@ gelu_tanh      0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3)))  (approximate=True)
 sigmoid        1 / (1 + e^-x)                             y (1 - y)
 hard_sigmoid   clip(x/6 + 0.5, 0, 1)                      1/6 on -3 < x < 3
 swish / silu   x * sigmoid(x)                             s + y (1 - s)
+hard_silu      x * hard_sigmoid(x)   (alias hard_swish)   h + x/6 on -3 < x < 3
+mish           x * tanh(softplus(x))                      t + x (1 - t^2) sigmoid(x)
+celu           x if x >= 0 else alpha*(e^(x/alpha) - 1)   1 or e^(x/alpha)
 tanh           tanh(x)                                    1 - y^2
+hard_tanh      clip(x, -1, 1)                             [-1 < x < 1]
+tanh_shrink    x - tanh(x)                                tanh(x)^2
 softplus       log(1 + e^x)                               sigmoid(x)
 softsign       x / (1 + |x|)                              1 / (1 + |x|)^2
+log_sigmoid    -softplus(-x)                              sigmoid(-x)
 exponential    e^x                                        y
 softmax        e^x / sum e^x (last axis)                  y * (dy - sum(dy * y))
 log_softmax    x - log sum e^x (last axis)                dy - softmax * sum(dy)
@@ -48,7 +54,9 @@ except ImportError:  # pragma: no cover - exercised only without SciPy
 
 __all__ = ["Activation", "get", "ACTIVATIONS", "linear", "relu", "relu6",
            "leaky_relu", "elu", "selu", "gelu", "sigmoid", "hard_sigmoid", "swish", "silu",
-           "tanh", "softplus", "softsign", "exponential", "softmax", "log_softmax"]
+           "hard_silu", "hard_swish", "mish", "celu", "tanh", "hard_tanh", "tanh_shrink",
+           "softplus", "softsign", "log_sigmoid", "exponential", "softmax", "log_softmax", "prelu",
+           "prelu_backward"]
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -178,6 +186,44 @@ def _swish_grad(dy, x, y):
     return dy * (s + y * (1 - s))
 
 
+def hard_silu(x):
+    """Hard swish: ``x * hard_sigmoid(x)``, i.e. 0 below -3, ``x`` above 3 and
+    ``x * (x + 3) / 6`` between (Keras 3's definition)."""
+    x = _as_float(x, "hard_silu")
+    return (x * hard_sigmoid(x)).astype(x.dtype, copy=False)
+
+
+hard_swish = hard_silu
+
+
+def _hard_silu_grad(dy, x, y):
+    inside = (x > -3) & (x < 3)
+    return (dy * (hard_sigmoid(x) + inside * x / 6.0)).astype(dy.dtype, copy=False)
+
+
+def mish(x):
+    """Mish: ``x * tanh(softplus(x))``; ``mish(1) = 0.8651``."""
+    x = _as_float(x, "mish")
+    return (x * np.tanh(softplus(x))).astype(x.dtype, copy=False)
+
+
+def _mish_grad(dy, x, y):
+    t = np.tanh(softplus(x))
+    return (dy * (t + x * (1 - t * t) * sigmoid(x))).astype(dy.dtype, copy=False)
+
+
+def celu(x, alpha=1.0):
+    """CELU: ``x`` for ``x >= 0``, else ``alpha * (exp(x / alpha) - 1)``."""
+    x = _as_float(x, "celu")
+    negative = alpha * np.expm1(np.minimum(x, 0) / alpha)
+    return np.where(x >= 0, x, negative).astype(x.dtype, copy=False)
+
+
+def _celu_grad(dy, x, y, alpha=1.0):
+    return np.where(x >= 0, dy, dy * np.exp(np.minimum(x, 0) / alpha)).astype(
+        dy.dtype, copy=False)
+
+
 def tanh(x):
     x = _as_float(x, "tanh")
     return np.tanh(x)
@@ -186,6 +232,24 @@ def tanh(x):
 def _tanh_grad(dy, x, y):
     y = np.tanh(x) if y is None else y
     return dy * (1 - y * y)
+
+
+def hard_tanh(x):
+    x = _as_float(x, "hard_tanh")
+    return np.clip(x, -1, 1).astype(x.dtype, copy=False)
+
+
+def _hard_tanh_grad(dy, x, y):
+    return dy * ((x > -1) & (x < 1))
+
+
+def tanh_shrink(x):
+    x = _as_float(x, "tanh_shrink")
+    return x - np.tanh(x)
+
+
+def _tanh_shrink_grad(dy, x, y):
+    return dy * np.tanh(x) ** 2
 
 
 def softplus(x):
@@ -204,6 +268,16 @@ def softsign(x):
 
 def _softsign_grad(dy, x, y):
     return dy / (1 + np.abs(x)) ** 2
+
+
+def log_sigmoid(x):
+    """``log(sigmoid(x)) = -softplus(-x)``, stable for large ``|x|``."""
+    x = _as_float(x, "log_sigmoid")
+    return -softplus(-x)
+
+
+def _log_sigmoid_grad(dy, x, y):
+    return dy * sigmoid(-x)
 
 
 def exponential(x):
@@ -237,6 +311,26 @@ def log_softmax(x, axis=-1):
 def _log_softmax_grad(dy, x, y, axis=-1):
     probs = softmax(x, axis) if y is None else np.exp(y)
     return dy - probs * dy.sum(axis=axis, keepdims=True)
+
+
+def prelu(x, alpha):
+    """Parametric ReLU: ``x`` where ``x > 0``, else ``alpha * x``; ``alpha`` broadcasts
+    against ``x`` (PReLU's learned slopes, e.g. ``(H, W, C)`` or ``(1, 1, C)``).
+
+    >>> prelu(np.array([-2.0, 3.0]), np.array([0.25, 0.25]))
+    array([-0.5,  3. ])
+    """
+    x = _as_float(x, "prelu")
+    return np.where(x > 0, x, alpha * x).astype(x.dtype, copy=False)
+
+
+def prelu_backward(dy, x, alpha):
+    """``(dx, dalpha)`` of :func:`prelu`; ``dalpha`` has ``x``'s shape, before the caller
+    sums it over the axes ``alpha`` was broadcast along."""
+    positive = x > 0
+    dx = np.where(positive, dy, dy * alpha).astype(dy.dtype, copy=False)
+    dalpha = np.where(positive, 0, dy * x).astype(dy.dtype, copy=False)
+    return dx, dalpha
 
 
 # --------------------------------------------------------------------- the objects
@@ -287,14 +381,21 @@ ACTIVATIONS = {
     "sigmoid": (sigmoid, _sigmoid_grad, {}),
     "hard_sigmoid": (hard_sigmoid, _hard_sigmoid_grad, {}),
     "swish": (swish, _swish_grad, {}),
+    "hard_silu": (hard_silu, _hard_silu_grad, {}),
+    "mish": (mish, _mish_grad, {}),
+    "celu": (celu, _celu_grad, {"alpha": 1.0}),
     "tanh": (tanh, _tanh_grad, {}),
+    "hard_tanh": (hard_tanh, _hard_tanh_grad, {}),
+    "tanh_shrink": (tanh_shrink, _tanh_shrink_grad, {}),
     "softplus": (softplus, _softplus_grad, {}),
     "softsign": (softsign, _softsign_grad, {}),
+    "log_sigmoid": (log_sigmoid, _log_sigmoid_grad, {}),
     "exponential": (exponential, _exponential_grad, {}),
     "softmax": (softmax, _softmax_grad, {"axis": -1}),
     "log_softmax": (log_softmax, _log_softmax_grad, {"axis": -1}),
 }
-_ALIASES = {"silu": ("swish", {}), "gelu_tanh": ("gelu", {"approximate": True}),
+_ALIASES = {"silu": ("swish", {}), "hard_swish": ("hard_silu", {}),
+            "gelu_tanh": ("gelu", {"approximate": True}),
             "none": ("linear", {}), "identity": ("linear", {})}
 
 
