@@ -63,7 +63,7 @@ _NPY_HEADER_SLACK = 1 << 16
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # Temporary files of a save: ".<name>.<pid>.<random>.tmp"; older versions wrote
 # ".<name>.<random>.tmp" (no pid), which counts as stale after _LEGACY_TEMP_AGE seconds.
-_TEMP_NAME = re.compile(r"^\.(?P<base>.+)\.(?:(?P<pid>[0-9]+)\.)?[0-9a-f]{12}\.tmp$")
+_TEMP_SUFFIX = r"\.(?:(?P<pid>[0-9]+)\.)?[0-9a-f]{12}\.tmp$"
 _LEGACY_TEMP_AGE = 600.0
 
 
@@ -122,10 +122,11 @@ def _remove_stale_temps(directory: str, base: str) -> None:
     except OSError:
         return
     now = time.time()
+    pattern = re.compile(r"^\." + re.escape(base) + _TEMP_SUFFIX)
     with entries:
         for entry in entries:
-            match = _TEMP_NAME.match(entry.name)
-            if match is None or match.group("base") != base:
+            match = pattern.match(entry.name)
+            if match is None:
                 continue
             try:
                 info = entry.stat(follow_symlinks=False)
