@@ -405,6 +405,8 @@ class Trainer:
     def _callback_list(self, callbacks, verbose, epochs, steps, add_history):
         from .. import callbacks as _callbacks
         user = list(callbacks or [])
+        if add_history and not any(isinstance(c, _callbacks.DivergenceMonitor) for c in user):
+            user.append(_callbacks.DivergenceMonitor())        # warns once on divergence
         return _callbacks.CallbackList(user, model=self, add_history=add_history,
                                        add_progbar=bool(verbose), verbose=verbose,
                                        epochs=epochs, steps=steps)
