@@ -33,6 +33,7 @@ import sys
 
 import numpy as np
 
+from .._interrupts import interrupts_deferred
 from ..errors import ConvkitError, ShapeError
 from ..random import make_rng
 
@@ -277,7 +278,7 @@ class Trainer:
         return pairs
 
     def _train_step(self, xs, y):
-        with _ops_context():
+        with _ops_context(), interrupts_deferred():       # Ctrl-C lands between steps
             loss_value, y_pred, reg_grads, finite = self._loss_and_backward(xs, y)
             if finite:
                 self.optimizer.apply_gradients(self._gradients_and_weights(reg_grads))
