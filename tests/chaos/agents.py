@@ -75,6 +75,9 @@ def kill_during_save(trials: int, directory: str, parallel: int = 5) -> dict:
     for path in paths:
         _fill(model, 0.0)
         model.save(path)
+    start = time.perf_counter()                 # kills land within ~3 saves, whatever the load
+    model.save(os.path.join(directory, "timing.convkit"))
+    window = 3 * (time.perf_counter() - start)
     counts = {"kills": 0, "old": 0, "new": 0, "corrupt": 0, "killed_mid_write": 0,
               "stale_temps_left": 0}
     rng = random.Random(0)
@@ -92,7 +95,7 @@ def kill_during_save(trials: int, directory: str, parallel: int = 5) -> dict:
                     model.save(path)
                     version += 1
             children[path] = _forked(work)
-        time.sleep(rng.uniform(0.0, 0.12))
+        time.sleep(rng.uniform(0.0, window))
         for path, pid in children.items():
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
@@ -133,7 +136,11 @@ def kill_during_checkpoint(trials: int, directory: str, parallel: int = 5) -> di
         model.save(path)                                # the old file: untrained
     warm = ck.load_model(paths[0])
     warm.fit(x, y, batch_size=16, epochs=1, verbose=0)  # compile the kernels before forking
-    warm.save(os.path.join(directory, "warm.convkit"))
+    start = time.perf_counter()                 # kills land within ~6 steps, whatever the load
+    warm.fit(x, y, batch_size=16, epochs=1, verbose=0,
+             callbacks=[ck.callbacks.ModelCheckpoint(os.path.join(directory, "w.convkit"),
+                                                     save_freq=1)])
+    window = 1.5 * (time.perf_counter() - start)
     counts = {"kills": 0, "old": 0, "new": 0, "corrupt": 0, "killed_mid_write": 0}
     rng = random.Random(1)
     done = 0
@@ -147,7 +154,7 @@ def kill_during_checkpoint(trials: int, directory: str, parallel: int = 5) -> di
                     model.fit(x, y, batch_size=16, epochs=10_000, verbose=0,
                               callbacks=[ck.callbacks.ModelCheckpoint(path, save_freq=1)])
             children[path] = _forked(work)
-        time.sleep(rng.uniform(0.0, 0.3))
+        time.sleep(rng.uniform(0.0, window))
         for path, pid in children.items():
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
@@ -217,15 +224,15 @@ def interrupt_fit(trials: int, directory: str) -> dict:
     rng_data = np.random.default_rng(0)
     x = rng_data.random((48, 12, 12, 2), dtype=np.float32)
     y = rng_data.integers(0, 4, 48)
-    steps = 12
+    steps = 40                  # interrupts come within the time of 12: fit rarely finishes
     reference = _fit_model()
     snapshots = [_snapshot(reference)]
     record = ck.callbacks.LambdaCallback(
         on_train_batch_end=lambda batch, logs: snapshots.append(_snapshot(reference)))
     reference.fit(x, y, batch_size=48, epochs=steps, shuffle=False, verbose=0,
                   callbacks=[record])
-    start = time.perf_counter()                       # a warm run: how long a fit takes
-    _fit_model().fit(x, y, batch_size=48, epochs=steps, shuffle=False, verbose=0)
+    start = time.perf_counter()                       # a warm run: how long 12 steps take
+    _fit_model().fit(x, y, batch_size=48, epochs=12, shuffle=False, verbose=0)
     duration = time.perf_counter() - start
     probe = rng_data.random((5, 12, 12, 2), dtype=np.float32)
     counts = {"trials": 0, "interrupted": 0, "at_a_completed_step": 0, "mid_step": 0,
