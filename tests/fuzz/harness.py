@@ -253,11 +253,11 @@ def zip_npy_member(data: bytes, rng: random.Random) -> bytes:
 
 
 def zip_bomb_member(data: bytes, rng: random.Random) -> bytes:
-    """Replace one member with a deflated run of zeros (1-64 MiB) or pad a JSON member."""
+    """Replace one member with a deflated run of zeros (1-17 MiB) or pad a JSON member."""
     members = _zip_members(data)
     index = rng.randrange(len(members))
     info, content = members[index]
-    size = rng.choice((1, 16, 64)) << 20
+    size = rng.choice((1, 4, 17)) << 20
     if info.filename.endswith(".json"):
         members[index] = (info, content + b" " * size)
     else:
