@@ -394,6 +394,19 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, fa
     return data
 
 
+def read_zip_member(archive: zipfile.ZipFile, name: str, file_size: int, limit: int,
+                    fail) -> bytes:
+    """The bytes of member ``name`` of an open zip of ``file_size`` bytes, read only if
+    its declared size is at most ``limit``, its compression is stored or deflated, it lies
+    inside the file and it does not expand more than ``limits.MAX_DEFLATE_RATIO`` times;
+    at most ``limit`` bytes are ever decompressed. ``fail(reason)`` is called (and must
+    raise) otherwise. For any zip-based format, e.g. the ``model.weights.h5`` member of a
+    ``.keras`` file with ``limit=limits.MAX_KERAS_MEMBER_BYTES``."""
+    info = archive.getinfo(name)
+    _check_member_size(info, min(info.file_size, limit), file_size, fail)
+    return _read_member(archive, info, limit, fail)
+
+
 def _is_count(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
@@ -527,8 +540,8 @@ def _read_from_zip(archive: zipfile.ZipFile, fail, file_size: int):
 
 def _read_meta_document(archive: zipfile.ZipFile, info: zipfile.ZipInfo, file_size: int,
                         fail) -> dict:
-    _check_member_size(info, min(info.file_size, limits.MAX_META_BYTES), file_size, fail)
-    return _parse_meta_document(_read_member(archive, info, limits.MAX_META_BYTES, fail), fail)
+    raw = read_zip_member(archive, info.filename, file_size, limits.MAX_META_BYTES, fail)
+    return _parse_meta_document(raw, fail)
 
 
 def _open_checked(path, reader):
@@ -619,4 +632,5 @@ def read_archive(path):
 
 
 __all__ = ["write_archive", "read_archive", "read_meta", "update_meta", "atomic_writer",
-           "atomic_write_bytes", "write_json_atomic", "FORMAT_VERSION", "FORMAT_NAME"]
+           "atomic_write_bytes", "write_json_atomic", "read_zip_member", "FORMAT_VERSION",
+           "FORMAT_NAME"]

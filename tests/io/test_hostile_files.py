@@ -261,3 +261,20 @@ def test_temp_file_has_the_final_permissions_from_the_start(tmp_path):
         handle.write(b"new")
     assert seen == [0o600] and stat.S_IMODE(os.stat(target).st_mode) == 0o600
     assert target.read_bytes() == b"new"
+
+
+def test_read_zip_member_bounds_any_zip_format(tmp_path):
+    from convkit.io.archive import read_zip_member
+    path = tmp_path / "k.keras"
+    _write_zip(path, [("model.weights.h5", bytes(8 << 20)), ("config.json", b"{}")],
+               deflate={"model.weights.h5"})
+
+    def fail(reason):
+        raise FileFormatError(reason)
+    size = os.path.getsize(path)
+    with zipfile.ZipFile(path) as archive:
+        assert read_zip_member(archive, "config.json", size, 100, fail) == b"{}"
+        with pytest.raises(FileFormatError, match="expand"):       # 8 MiB of zeros: ~1000x
+            read_zip_member(archive, "model.weights.h5", size, 1 << 30, fail)
+        with pytest.raises(FileFormatError, match="more than the 1000"):
+            read_zip_member(archive, "model.weights.h5", size, 1000, fail)
