@@ -41,6 +41,20 @@ def test_optimizers_refuse_bad_learning_rates(make):
         make()
 
 
+def test_a_schedule_that_gives_a_bad_rate_fails_at_the_first_step():
+    w = np.ones(2)
+    optimizer = ck.optimizers.SGD(learning_rate=ck.schedules.ExponentialDecay(
+        float("nan"), decay_steps=10, decay_rate=0.9))
+    with pytest.raises(ConvkitError, match="gave nan at iteration 0"):
+        optimizer.apply_gradients([(w, w)])
+    np.testing.assert_array_equal(w, 1.0)
+
+
+def test_file_format_error_is_a_convkit_error_and_a_value_error():
+    from convkit.errors import FileFormatError
+    assert issubclass(FileFormatError, ConvkitError) and issubclass(FileFormatError, ValueError)
+
+
 def test_bench_uses_the_package_checkout_not_the_current_directory(tmp_path, monkeypatch):
     trap = tmp_path / "benchmarks"
     trap.mkdir()
