@@ -68,6 +68,36 @@ def _forked(work) -> int:
     return pid
 
 
+def _temps(path) -> list:
+    directory, name = os.path.split(path)
+    return glob.glob(os.path.join(directory, f".{name}.*.tmp"))
+
+
+def _kill_trials(paths, trials: int, window: float, seed: int, worker_for, judge) -> dict:
+    """Start ``worker_for(path)()`` in a forked child per path, SIGKILL them all at a
+    random moment within ``window`` seconds, and let ``judge(path)`` say whether the file
+    left is the ``"old"`` or a ``"new"`` model (raising if it is neither); ``trials``
+    kills in all."""
+    counts = {"kills": 0, "old": 0, "new": 0, "corrupt": 0, "killed_mid_write": 0,
+              "errors": []}
+    rng = random.Random(seed)
+    while counts["kills"] < trials:
+        round_paths = paths[:min(len(paths), trials - counts["kills"])]
+        children = {path: _forked(worker_for(path)) for path in round_paths}
+        time.sleep(rng.uniform(0.0, window))
+        for path, pid in children.items():
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            counts["kills"] += 1
+            counts["killed_mid_write"] += bool(_temps(path))
+            try:
+                counts[judge(path)] += 1
+            except Exception as exc:  # noqa: BLE001 - any failure to load is corruption
+                counts["corrupt"] += 1
+                counts["errors"].append(f"{type(exc).__name__}: {exc}"[:200])
+    return counts
+
+
 def kill_during_save(trials: int, directory: str, parallel: int = 5) -> dict:
     model = _save_model()
     paths = [os.path.join(directory, f"model-{i}.convkit") for i in range(parallel)]
@@ -78,45 +108,27 @@ def kill_during_save(trials: int, directory: str, parallel: int = 5) -> dict:
     start = time.perf_counter()                 # kills land within ~3 saves, whatever the load
     model.save(os.path.join(directory, "timing.convkit"))
     window = 3 * (time.perf_counter() - start)
-    counts = {"kills": 0, "old": 0, "new": 0, "corrupt": 0, "killed_mid_write": 0,
-              "stale_temps_left": 0}
-    rng = random.Random(0)
-    done = 0
-    while done < trials:
-        round_paths = paths[:min(parallel, trials - done)]
-        children = {}
-        for path in round_paths:
-            start = versions[path] + 1
 
-            def work(path=path, start=start):
-                version = start
-                while True:
-                    _fill(model, version)
-                    model.save(path)
-                    version += 1
-            children[path] = _forked(work)
-        time.sleep(rng.uniform(0.0, window))
-        for path, pid in children.items():
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            counts["kills"] += 1
-            if glob.glob(os.path.join(directory, f".{os.path.basename(path)}.*.tmp")):
-                counts["killed_mid_write"] += 1
-            try:
-                version = _single_version(path)
-            except Exception as exc:  # noqa: BLE001 - any failure to load is corruption
-                counts["corrupt"] += 1
-                counts.setdefault("errors", []).append(f"{type(exc).__name__}: {exc}"[:200])
-                continue
-            counts["new" if version > versions[path] else "old"] += 1
-            if version < versions[path]:
-                counts["corrupt"] += 1           # went back in time
-            versions[path] = version
-        done += len(round_paths)
+    def worker_for(path):
+        def work(version=versions[path] + 1):
+            while True:
+                _fill(model, version)
+                model.save(path)
+                version += 1
+        return work
+
+    def judge(path):
+        version = _single_version(path)
+        if version < versions[path]:
+            raise AssertionError(f"{path} went back from version {versions[path]} to {version}")
+        old = version == versions[path]
+        versions[path] = version
+        return "old" if old else "new"
+
+    counts = _kill_trials(paths, trials, window, 0, worker_for, judge)
     for path in paths:                                  # the next save cleans up
         model.save(path)
-        counts["stale_temps_left"] += len(
-            glob.glob(os.path.join(directory, f".{os.path.basename(path)}.*.tmp")))
+    counts["stale_temps_left"] = sum(len(_temps(path)) for path in paths)
     return counts
 
 
@@ -141,36 +153,21 @@ def kill_during_checkpoint(trials: int, directory: str, parallel: int = 5) -> di
              callbacks=[ck.callbacks.ModelCheckpoint(os.path.join(directory, "w.convkit"),
                                                      save_freq=1)])
     window = 1.5 * (time.perf_counter() - start)
-    counts = {"kills": 0, "old": 0, "new": 0, "corrupt": 0, "killed_mid_write": 0}
-    rng = random.Random(1)
-    done = 0
-    while done < trials:
-        round_paths = paths[:min(parallel, trials - done)]
-        children = {}
-        for path in round_paths:
-            def work(path=path):
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    model.fit(x, y, batch_size=16, epochs=10_000, verbose=0,
-                              callbacks=[ck.callbacks.ModelCheckpoint(path, save_freq=1)])
-            children[path] = _forked(work)
-        time.sleep(rng.uniform(0.0, window))
-        for path, pid in children.items():
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            counts["kills"] += 1
-            if glob.glob(os.path.join(directory, f".{os.path.basename(path)}.*.tmp")):
-                counts["killed_mid_write"] += 1
-            try:
-                ck.load_model(path)
-                _, arrays = read_archive(path)
-                trained = int(arrays.get("optimizer/iterations", np.array(0))) > 0
-                counts["new" if trained else "old"] += 1
-            except Exception as exc:  # noqa: BLE001
-                counts["corrupt"] += 1
-                counts.setdefault("errors", []).append(f"{type(exc).__name__}: {exc}"[:200])
-        done += len(round_paths)
-    return counts
+
+    def worker_for(path):
+        def work():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model.fit(x, y, batch_size=16, epochs=10_000, verbose=0,
+                          callbacks=[ck.callbacks.ModelCheckpoint(path, save_freq=1)])
+        return work
+
+    def judge(path):
+        ck.load_model(path)
+        _, arrays = read_archive(path)
+        return "new" if int(arrays.get("optimizer/iterations", np.array(0))) > 0 else "old"
+
+    return _kill_trials(paths, trials, window, 1, worker_for, judge)
 
 
 # ------------------------------------------------------------------------------ Ctrl-C

@@ -51,7 +51,7 @@ def outcomes(tmp_path_factory):
 def test_kill_9_always_leaves_the_old_or_a_new_model(outcomes, kind):
     counts = outcomes[kind]
     assert "kills" in counts, counts
-    assert counts["kills"] == TRIALS and counts["corrupt"] == 0, counts
+    assert counts["kills"] == TRIALS and counts["corrupt"] == 0 and not counts["errors"], counts
     assert counts["old"] + counts["new"] == TRIALS
     # the kills did land mid-write, and saves did complete in between
     assert counts["killed_mid_write"] > 0 and counts["new"] > 0, counts
