@@ -19,9 +19,19 @@ runs code from the file: object arrays are refused when writing and when reading
 problem with a file (not a zip, truncated, foreign, newer format, checksum or shape mismatch,
 unsafe member names) raises :class:`convkit.errors.FileFormatError` naming the file.
 
-Every write is atomic: the bytes go to a temporary file in the target's directory, which is
-flushed, ``fsync``-ed and then moved over the target with ``os.replace``. A crash or an error
-half-way leaves the old file (if any) untouched and no temporary file behind.
+Reading is bounded by the file (the numbers are in :mod:`convkit.io.limits`): before
+anything is decompressed, each member's size is checked against what it occupies in the
+file (stored members as is, deflated ones at most 50x), ``convkit.json`` is capped at
+16 MiB and 64 levels of nesting, and each ``.npy`` header must declare exactly the
+manifest's shape and dtype and be followed by exactly that many bytes before an array is
+made. FIFOs, devices and directories are refused instead of opened.
+
+Every write is atomic: the bytes go to a temporary file in the target's directory (with the
+replaced file's permission bits from the start), which is flushed, ``fsync``-ed and then
+moved over the target with ``os.replace``. A crash or an error half-way leaves the old file
+(if any) untouched; the temporary file of a killed process is removed by the next save to
+the same path. Only regular files are replaced: a symlink, FIFO, device or directory at the
+target is refused (a symlink is not followed either; save to its target explicitly).
 
 Example::
 
