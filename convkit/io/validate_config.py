@@ -40,21 +40,23 @@ _SHAPE_KEYS = ("batch_shape", "batch_input_shape", "build_input_shape", "input_s
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
 
 
-def _check_value(value, path: str, fail) -> None:
-    """Walk parsed JSON without recursion; ``path`` is where ``value`` sits."""
+def _check_value(value, path: str, fail, bound_sizes: bool = True) -> None:
+    """Walk parsed JSON without recursion; ``path`` is where ``value`` sits. Every float
+    must be finite; with ``bound_sizes``, every int (but seeds) is at most
+    ``MAX_CONFIG_INT`` and every input shape has at most ``MAX_CONFIG_ELEMENTS`` elements."""
     stack = [(value, path, None)]
     while stack:
         item, where, key = stack.pop()
-        if isinstance(item, bool) or item is None or isinstance(item, str):
-            if isinstance(item, str) and len(item) > 1 << 16:
-                fail(f"{where} is a string of {len(item)} characters")
-            if key == "name" and not isinstance(item, str) and item is not None:
-                fail(f"{where} must be a string, got {type(item).__name__}")
-            continue
-        if key == "name":
+        if key == "name" and item is not None and not isinstance(item, str):
             fail(f"{where} must be a string, got {type(item).__name__}")
-        if isinstance(item, int):
-            if key not in _UNBOUNDED_INT_KEYS and abs(item) > limits.MAX_CONFIG_INT:
+        if isinstance(item, str):
+            if len(item) > 1 << 16:
+                fail(f"{where} is a string of {len(item)} characters")
+        elif item is None or isinstance(item, bool):
+            continue
+        elif isinstance(item, int):
+            if bound_sizes and key not in _UNBOUNDED_INT_KEYS and \
+                    abs(item) > limits.MAX_CONFIG_INT:
                 fail(f"{where} is {item}, more than the limit {limits.MAX_CONFIG_INT}")
         elif isinstance(item, float):
             if not math.isfinite(item):
@@ -62,23 +64,28 @@ def _check_value(value, path: str, fail) -> None:
         elif isinstance(item, dict):
             if len(item) > limits.MAX_MEMBERS:
                 fail(f"{where} has {len(item)} entries, more than {limits.MAX_MEMBERS}")
-            for child_key, child in item.items():
-                stack.append((child, f"{where}.{child_key}", child_key))
+            stack.extend((child, f"{where}.{child_key}", child_key)
+                         for child_key, child in item.items())
         elif isinstance(item, list):
             if len(item) > limits.MAX_LAYERS:
                 fail(f"{where} has {len(item)} entries, more than {limits.MAX_LAYERS}")
-            if key in _SHAPE_KEYS and item and all(isinstance(d, int) or d is None
-                                                   for d in item):
-                sizes = [d for d in item if d is not None]
-                if any(isinstance(d, bool) or d < 0 for d in sizes):
-                    fail(f"{where} = {item} has a negative size")
-                if math.prod(sizes) > limits.MAX_CONFIG_ELEMENTS:
-                    fail(f"{where} = {item} has more than {limits.MAX_CONFIG_ELEMENTS} "
-                         f"elements")
-            for index, child in enumerate(item):
-                stack.append((child, f"{where}[{index}]", None))
+            if bound_sizes and key in _SHAPE_KEYS:
+                _check_shape(item, where, fail)
+            stack.extend((child, f"{where}[{index}]", None) for index, child in enumerate(item))
         else:
             fail(f"{where} has the unexpected type {type(item).__name__}")
+
+
+def _check_shape(shape: list, where: str, fail) -> None:
+    """An input shape (``[None, 28, 28, 1]``): sizes >= 0, at most MAX_CONFIG_ELEMENTS in
+    all. Lists that are not flat lists of sizes are left to the layers."""
+    if not all(d is None or (isinstance(d, int) and not isinstance(d, bool)) for d in shape):
+        return
+    sizes = [d for d in shape if d is not None]
+    if any(d < 0 for d in sizes):
+        fail(f"{where} = {shape} has a negative size")
+    if math.prod(sizes) > limits.MAX_CONFIG_ELEMENTS:
+        fail(f"{where} = {shape} has more than {limits.MAX_CONFIG_ELEMENTS} elements")
 
 
 def _check_names(config: dict, fail) -> None:
@@ -114,7 +121,7 @@ def _check_compile_config(config, fail) -> None:
         fail(f"compile_config.loss must be a name or a dict, got {type(loss).__name__}")
     if not isinstance(metrics, list):
         fail(f"compile_config.metrics must be a list, got {type(metrics).__name__}")
-    _check_value(config, "compile_config", fail)
+    _check_value(config, "compile_config", fail, bound_sizes=False)   # decay_steps may be big
     from .. import losses, optimizers
     try:
         optimizers.deserialize(optimizer)

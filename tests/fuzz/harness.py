@@ -34,7 +34,6 @@ import random
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from collections import Counter
 
@@ -435,10 +434,6 @@ def format_report(report: dict) -> str:
 def load_function(spec: str):
     module, _, name = spec.partition(":")
     return getattr(importlib.import_module(module), name)
-
-
-def elapsed(since: float) -> float:
-    return time.perf_counter() - since
 
 
 # The standard targets register themselves on import.

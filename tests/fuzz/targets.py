@@ -28,8 +28,7 @@ import tempfile
 import numpy as np
 
 from . import crafting
-from .harness import (BYTE_MUTATORS, ZIP_MUTATORS, Target, mutate_json_value, register,
-                      safetensors_header)
+from .harness import BYTE_MUTATORS, ZIP_MUTATORS, Target, register, safetensors_header
 
 
 class Rejected(Exception):
@@ -222,4 +221,4 @@ register(Target("torch-state-dict", ".npz", state_dict_seeds,
 register(Target("torch-pt", ".pt", torch_pt_seeds, "tests.fuzz.targets:load_torch_pt",
                 mutators=BYTE_MUTATORS, fast=False, available=_has("torch")))
 
-__all__ = ["Rejected", "mutate_json_value"]
+__all__ = ["Rejected"]

@@ -13,8 +13,6 @@ from convkit.callbacks import DivergenceMonitor, DivergenceWarning, ModelCheckpo
 from convkit.errors import ConvkitError
 from tests.fuzz.crafting import small_convnet, small_data
 
-L = ck.layers
-
 
 @pytest.mark.parametrize("argv, fragment", [
     (["--batch-size", "0"], "--batch-size must be a positive"),
