@@ -141,7 +141,7 @@ def read_safetensors(path) -> dict:
             if not isinstance(info, dict):
                 fail(f"tensor {name!r:.200} is not described by an object")
             dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-            if dtype not in _SAFETENSORS_DTYPES:
+            if not isinstance(dtype, str) or dtype not in _SAFETENSORS_DTYPES:
                 fail(f"tensor {name!r:.200} has an unknown dtype {dtype!r:.40}")
             if (not isinstance(shape, list) or len(shape) > limits.MAX_ARRAY_RANK
                     or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
