@@ -193,10 +193,26 @@ def build_model(meta: dict, arrays: dict, path, where: str):
                  if not name.startswith(_OPT_PREFIX))
     try:
         with limits.weight_budget(f"{where}: {path!s}", stored + limits.WEIGHT_BUDGET_SLACK):
-            return model_from_config(config, meta.get("model_class", "Sequential"))
+            model = model_from_config(config, meta.get("model_class", "Sequential"))
     except FileFormatError:
         raise
     except (ConvkitError, KeyError, TypeError, ValueError, AttributeError, IndexError,
             OverflowError, RecursionError, MemoryError) as exc:
         raise FileFormatError(f"{where}: the model description in {path!s} is invalid "
                               f"({type(exc).__name__}: {str(exc)[:300]})") from None
+    _check_weights_fit(model, arrays, path, where)
+    return model
+
+
+def _check_weights_fit(model, arrays: dict, path, where: str) -> None:
+    """The stored weights must fit the model the same file describes: by name and shape,
+    or (a model saved under other layer names) shape by shape in order."""
+    expected = [(f"{layer.name}/{w.name}", w.value.shape) for layer in model.layers
+                for w in layer.weights]
+    stored = [(name, value.shape) for name, value in arrays.items()
+              if not name.startswith(_OPT_PREFIX)]
+    if dict(expected) == dict(stored) or [s for _, s in expected] == [s for _, s in stored]:
+        return
+    differences = sorted(set(expected) ^ set(stored))[:6]
+    raise FileFormatError(f"{where}: {path!s} is damaged: its weights do not fit the model "
+                          f"its own description builds (differing: {differences})")

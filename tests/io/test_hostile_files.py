@@ -278,3 +278,10 @@ def test_read_zip_member_bounds_any_zip_format(tmp_path):
             read_zip_member(archive, "model.weights.h5", size, 1 << 30, fail)
         with pytest.raises(FileFormatError, match="more than the 1000"):
             read_zip_member(archive, "model.weights.h5", size, 1000, fail)
+
+
+def test_a_config_that_disagrees_with_the_stored_weights_is_a_file_format_error(saved,
+                                                                                tmp_path):
+    def change(document):
+        document["model_config"]["layers"][-1]["config"]["units"] = 4      # stored: 3
+    assert "do not fit the model" in _load_bounded(_change_meta(saved, tmp_path, change))
