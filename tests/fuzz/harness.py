@@ -417,13 +417,16 @@ def over_memory(record: dict) -> bool:
 
 def format_report(report: dict) -> str:
     lines = [f"{'target':<20}" + "".join(f"{o:>9}" for o in OUTCOMES)
-             + f"{'mem>lim':>9}  worst peak / size"]
+             + f"{'mem>lim':>9}  worst peak / its size; loaded: peak per byte, max time"]
     for name, entry in report.items():
         counts, worst = entry["counts"], entry["worst"]
         over = sum(over_memory(r) for r in entry["records"])
+        loaded = [r for r in entry["records"] if r["outcome"] == "loaded"]
+        per_byte = max((r["peak"] / max(r["size"], 1) for r in loaded), default=0.0)
+        slowest = max((r["seconds"] for r in entry["records"]), default=0.0)
         lines.append(f"{name:<20}" + "".join(f"{counts.get(o, 0):>9}" for o in OUTCOMES)
                      + f"{over:>9}  {worst['peak'] / 2**20:.1f} MiB / "
-                     f"{worst['size'] / 1024:.1f} KiB")
+                     f"{worst['size'] / 1024:.1f} KiB; {per_byte:.0f} B/B, {slowest:.2f} s")
         for record in entry["records"]:
             if record["outcome"] in ("other", "timeout", "crash") or over_memory(record):
                 lines.append(f"    {record['outcome']}: {os.path.basename(record['path'])}: "
