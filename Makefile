@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 TORCH_SPEC := torch==2.13.0
 
-.PHONY: run test bench accuracy setup setup-dev clean docs-pictures
+.PHONY: run test fuzz bench accuracy setup setup-dev clean docs-pictures
 
 $(VENV)/.stamp-base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ run: setup
 
 test: setup-dev
 	$(PY) -m pytest -q -n 2 tests
+
+# 10,000 mutated files per loader, each in a memory- and time-limited child; prints the counts
+fuzz: setup-dev
+	$(PY) -m tests.fuzz.run --cases 10000
 
 bench: setup-dev
 	$(PY) -m benchmarks.run

@@ -37,7 +37,7 @@ from .errors import ConvkitError
 
 __all__ = ["Callback", "CallbackList", "History", "EarlyStopping", "ModelCheckpoint",
            "ReduceLROnPlateau", "LearningRateScheduler", "CSVLogger", "LambdaCallback",
-           "TerminateOnNaN", "ProgressBarLogger"]
+           "TerminateOnNaN", "DivergenceMonitor", "DivergenceWarning", "ProgressBarLogger"]
 
 _HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
           "on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end",
@@ -393,6 +393,19 @@ class ModelCheckpoint(_MonitorMixin, Callback):
         if self.save_freq == "epoch":
             self._save(epoch, logs)
 
+    def _finite(self, logs, epoch) -> bool:
+        """False (with a warning, once) when the loss or the monitored value is NaN or
+        infinite: a diverged model is never saved, as Keras never counts a NaN monitor as
+        an improvement."""
+        bad = [key for key in dict.fromkeys(("loss", self.monitor))
+               if isinstance((logs or {}).get(key), (int, float, np.number))
+               and not math.isfinite(float(logs[key]))]
+        if bad and not getattr(self, "_warned_nonfinite", False):
+            self._warned_nonfinite = True
+            warnings.warn(f"ModelCheckpoint: {', '.join(f'{k}={logs[k]}' for k in bad)} at "
+                          f"epoch {epoch + 1}; not saving a diverged model", stacklevel=3)
+        return not bad
+
     def _file_path(self, epoch, logs, batch=None):
         fields = dict(logs or {})
         fields["epoch"] = epoch + 1
@@ -408,6 +421,8 @@ class ModelCheckpoint(_MonitorMixin, Callback):
     def _save(self, epoch, logs, batch=None):
         if self._mode is None:                      # used without on_train_begin
             self.on_train_begin()
+        if not self._finite(logs, epoch):
+            return
         if self.save_best_only:
             current = self._monitor_value(logs, "not saving")
             if current is None:
@@ -667,6 +682,81 @@ class TerminateOnNaN(Callback):
         if loss is not None and not math.isfinite(float(loss)):
             print(f"Batch {batch}: invalid loss, terminating training", file=sys.stdout)
             self.model.stop_training = True
+
+
+class DivergenceWarning(RuntimeWarning):
+    """Training is diverging: the loss grew by orders of magnitude or weights exploded."""
+
+
+class DivergenceMonitor(Callback):
+    """Warn once per ``fit`` when training diverges, instead of running every epoch on
+    nonsense: ``fit`` adds one to its callbacks unless the list already has one.
+
+    Diverging means any of: a batch loss above ``factor`` times the smallest batch loss
+    seen so far (at least ``factor * 1e-3``); a weight that is NaN or infinite; or the
+    largest absolute weight above ``factor`` times its value when training began (at least
+    ``factor``). Weights are checked every ``check_every`` batches and at each epoch's
+    end. Nothing is stopped (use :class:`TerminateOnNaN` or a lower learning rate)::
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DivergenceWarning)    # make it fatal
+            model.fit(x, y, epochs=10)
+    """
+
+    def __init__(self, factor: float = 1e3, check_every: int = 20):
+        super().__init__()
+        self.factor = float(factor)
+        self.check_every = int(check_every)
+        self.warned = False
+        self._min_loss = math.inf
+        self._start_scale = None
+
+    def _largest_weight(self) -> float:
+        largest = 0.0
+        for weight in getattr(self.model, "trainable_weights", None) or []:
+            value = weight.value if hasattr(weight, "value") else weight
+            if value.size:
+                current = float(np.max(np.abs(value)))
+                if not math.isfinite(current):            # NaN would lose every max()
+                    return math.inf
+                largest = max(largest, current)
+        return largest
+
+    def _warn(self, reason: str) -> None:
+        if not self.warned:
+            self.warned = True
+            warnings.warn(f"fit: training is diverging: {reason}; lower the learning rate "
+                          f"(or clip gradients with clipnorm=...)", DivergenceWarning,
+                          stacklevel=4)
+
+    def on_train_begin(self, logs=None):
+        self.warned = False
+        self._min_loss = math.inf
+        self._start_scale = self._largest_weight()
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and math.isfinite(float(loss)):
+            loss = float(loss)
+            floor = max(self._min_loss, 1e-3)
+            if math.isfinite(self._min_loss) and loss > self.factor * floor:
+                self._warn(f"the loss rose from {self._min_loss:.4g} to {loss:.4g}")
+            self._min_loss = min(self._min_loss, loss)
+        if self.check_every > 0 and (batch + 1) % self.check_every == 0:
+            self._check_weights()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check_weights()
+
+    def _check_weights(self) -> None:
+        if self.warned or self._start_scale is None:
+            return
+        largest = self._largest_weight()
+        if not math.isfinite(largest):
+            self._warn("a weight became NaN or infinite")
+        elif largest > self.factor * max(self._start_scale, 1.0):
+            self._warn(f"the largest weight grew from {self._start_scale:.3g} to "
+                       f"{largest:.3g}")
 
 
 def __getattr__(name):

@@ -258,6 +258,11 @@ def cmd_train(args) -> int:
     except ImportError:
         raise CommandError("training is not available in this installation "
                            "(convkit.jobs is missing)") from None
+    if args.batch_size is not None and args.batch_size <= 0:
+        raise CommandError(f"--batch-size must be a positive number, got {args.batch_size}")
+    if args.learning_rate is not None and not 0 < args.learning_rate < float("inf"):
+        raise CommandError(f"--learning-rate must be a positive finite number, got "
+                           f"{args.learning_rate}")
     options = dict(dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size,
                    learning_rate=args.learning_rate, seed=args.seed,
                    verbose=0 if args.quiet else 1, data_dir=args.data)
@@ -373,11 +378,10 @@ def _accepts_verbose(model) -> bool:
 
 
 def _find_benchmarks() -> str | None:
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for root in (os.getcwd(), here):
-        if os.path.isfile(os.path.join(root, "benchmarks", "run.py")):
-            return root
-    return None
+    """The checkout holding this package and ``benchmarks/run.py`` (never the current
+    directory: ``convkit bench`` run elsewhere must not execute someone else's file)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return root if os.path.isfile(os.path.join(root, "benchmarks", "run.py")) else None
 
 
 def cmd_bench(args) -> int:

@@ -123,10 +123,16 @@ class Optimizer:
         return self._learning_rate if self.has_schedule else None
 
     def current_learning_rate(self) -> float:
-        """The learning rate at the current iteration, as a Python float."""
-        if self.has_schedule:
-            return float(self._learning_rate(self.iterations))
-        return self._learning_rate
+        """The learning rate at the current iteration, as a Python float; a schedule that
+        gives a negative, NaN or infinite rate is an error (naming the iteration)."""
+        if not self.has_schedule:
+            return self._learning_rate
+        lr = float(self._learning_rate(self.iterations))
+        if not (math.isfinite(lr) and lr >= 0):
+            raise ConvkitError(f"{type(self).__name__}: the learning-rate schedule "
+                               f"{self._learning_rate!r} gave {lr} at iteration "
+                               f"{self.iterations}; a learning rate must be finite and >= 0")
+        return lr
 
     # ----------------------------------------------------------- slots
     def _slot_names(self) -> tuple:

@@ -49,3 +49,14 @@ def _float32_default():
     config.set_floatx("float32")
     yield
     config.set_floatx("float32")
+
+
+try:
+    from hypothesis import settings as _hypothesis_settings
+except ImportError:  # pragma: no cover - hypothesis is a dev extra
+    pass
+else:
+    # On a loaded machine one example can take seconds: no per-example deadline, which
+    # would otherwise fail a correct test now and then.
+    _hypothesis_settings.register_profile("convkit", deadline=None)
+    _hypothesis_settings.load_profile("convkit")

@@ -34,7 +34,15 @@ Things to know:
   (explicit), ``padding="same"`` matches only for stride 1 and odd kernels.
 * Never unpickle files you did not write. Load a ``.pt`` / ``.pth`` file yourself with
   ``torch.load(path, weights_only=True)`` and pass the resulting dict; this function only
-  opens ``.safetensors`` files (when the ``safetensors`` package is installed).
+  opens ``.safetensors`` files, which it reads itself (no extra package), checking every
+  offset and size against the file before reading.
+* A ``.safetensors`` file stores its names sorted as text (``features.10`` before
+  ``features.2``), so it does not record the model's module order. Without a ``mapping``
+  its modules are taken in natural order (numbers compared as numbers: ``features.2``
+  before ``features.10``), and each layer gets the first unused module whose parameters
+  fit its shapes (so ``classifier.*`` sorting before ``features.*`` does not matter). A
+  state dict whose names come sorted as text the same way (e.g. read with
+  ``safetensors.torch.load_file``) is treated alike; any other dict keeps its own order.
 
 Example::
 
@@ -44,12 +52,16 @@ Example::
 """
 from __future__ import annotations
 
+import json
+import math
 import os
+import re
 from collections.abc import Mapping
 
 import numpy as np
 
 from ..errors import ConvkitError, FileFormatError, ShapeError
+from . import limits
 
 __all__ = ["load_torch_state_dict", "read_state_dict", "flatten_permutation"]
 
@@ -76,13 +88,109 @@ def _to_numpy(value, name: str) -> np.ndarray:
     return array
 
 
+# safetensors dtype names -> NumPy dtypes (little-endian); BF16 is widened to float32.
+_SAFETENSORS_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2",
+                       "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
+                       "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?"}
+#: the largest safetensors header read (the format's own reader allows 100 MB)
+MAX_SAFETENSORS_HEADER = 100_000_000
+
+
+def read_safetensors(path) -> dict:
+    """The tensors of a ``.safetensors`` file as ``{name: ndarray}`` (in natural name order,
+    see the module docstring), read without the ``safetensors`` package.
+
+    The format: an 8-byte little-endian header length ``n``, ``n`` bytes of JSON
+    ``{name: {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]}, ...}``
+    (plus an optional ``"__metadata__"`` of strings), then the tensors' bytes, C order,
+    little-endian, ``begin``/``end`` counted from the end of the header. Every entry is
+    checked (known dtype, ``end - begin`` equal to the shape's bytes, the tensors tiling the
+    data exactly) before any tensor is read, so a file of ``n`` bytes never makes this
+    allocate more than about ``2 n``; any problem is a :class:`FileFormatError`.
+    """
+    path = os.fspath(path)
+
+    def fail(reason):
+        raise FileFormatError(f"{_WHERE}: cannot read {path!r} as safetensors: {reason}")
+
+    if os.path.exists(path) and not os.path.isfile(path):
+        fail("it is not a regular file")
+    with open(path, "rb") as handle:           # a missing file is a FileNotFoundError
+        size = os.fstat(handle.fileno()).st_size
+        head = handle.read(8)
+        if len(head) < 8:
+            fail(f"the file has {size} bytes, too few for the 8-byte header length")
+        header_size = int.from_bytes(head, "little")
+        if header_size > min(size - 8, MAX_SAFETENSORS_HEADER):
+            fail(f"the header claims {header_size} bytes but the file has {size}")
+        raw = handle.read(header_size)
+        try:
+            header = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            fail(f"the header is not JSON ({str(exc)[:200]})")
+        if not isinstance(header, dict) or limits.json_depth(header) > limits.MAX_JSON_DEPTH:
+            fail("the header is not a JSON object of tensors")
+        data_start, data_size = 8 + header_size, size - 8 - header_size
+        entries = []
+        for name, info in header.items():
+            if name == "__metadata__":
+                if not isinstance(info, dict) or not all(isinstance(v, str)
+                                                         for v in info.values()):
+                    fail("__metadata__ must map strings to strings")
+                continue
+            if not isinstance(info, dict):
+                fail(f"tensor {name!r:.200} is not described by an object")
+            dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+            if not isinstance(dtype, str) or dtype not in _SAFETENSORS_DTYPES:
+                fail(f"tensor {name!r:.200} has an unknown dtype {dtype!r:.40}")
+            if (not isinstance(shape, list) or len(shape) > limits.MAX_ARRAY_RANK
+                    or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                               for d in shape)):
+                fail(f"tensor {name!r:.200} has an invalid shape {shape!r:.200}")
+            if (not isinstance(offsets, list) or len(offsets) != 2
+                    or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+                    or not 0 <= offsets[0] <= offsets[1] <= data_size):
+                fail(f"tensor {name!r:.200} has invalid data_offsets {offsets!r:.200} for "
+                     f"{data_size} bytes of data")
+            numpy_dtype = np.dtype(_SAFETENSORS_DTYPES[dtype])
+            if offsets[1] - offsets[0] != math.prod(shape) * numpy_dtype.itemsize:
+                fail(f"tensor {name!r:.200} of shape {shape} and dtype {dtype} needs "
+                     f"{math.prod(shape) * numpy_dtype.itemsize} bytes, its offsets give "
+                     f"{offsets[1] - offsets[0]}")
+            entries.append((name, dtype, tuple(shape), offsets))
+        position = 0
+        for _, _, _, (begin, end) in sorted(entries, key=lambda e: tuple(e[3])):
+            if begin != position:
+                fail(f"the tensors overlap or leave a gap at byte {position} of the data")
+            position = end
+        if position != data_size:
+            fail(f"the tensors cover {position} of the {data_size} data bytes")
+        tensors = {}
+        for name, dtype, shape, (begin, end) in sorted(entries, key=lambda e: _natural_key(e[0])):
+            handle.seek(data_start + begin)
+            data = handle.read(end - begin)
+            if len(data) != end - begin:
+                fail(f"tensor {name!r:.200} is cut short")
+            array = np.frombuffer(data, dtype=_SAFETENSORS_DTYPES[dtype]).reshape(shape)
+            if dtype == "BF16":                  # the high half of a float32
+                array = (array.astype(np.uint32) << 16).view(np.float32)
+            tensors[name] = array.astype(array.dtype.newbyteorder("="))
+    return tensors
+
+
+def _natural_key(name: str) -> tuple:
+    """Sort key comparing runs of digits as numbers: ``features.2`` < ``features.10``."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part)
+                 for part in re.split(r"(\d+)", name) if part)
+
+
 def read_state_dict(source) -> dict:
     """A PyTorch state dict as an ordered ``{name: ndarray}``.
 
     ``source`` is a mapping of names to tensors or arrays (``module.state_dict()``), an
     object with a ``state_dict()`` method (an ``nn.Module``), or the path of a
-    ``.safetensors`` file (needs the optional ``safetensors`` package). Pickle-based files
-    (``.pt``, ``.pth``, ``.bin``, ...) are refused: load them with
+    ``.safetensors`` file (read by :func:`read_safetensors`, in natural name order).
+    Pickle-based files (``.pt``, ``.pth``, ``.bin``, ...) are refused: load them with
     ``torch.load(path, weights_only=True)`` and pass the dict.
     """
     if isinstance(source, (str, os.PathLike)):
@@ -92,24 +200,21 @@ def read_state_dict(source) -> dict:
                 f"{_WHERE}: will not open {path!r}: only .safetensors files are read from "
                 f"disk, since PyTorch's .pt/.pth files are pickles that can run code. Load it "
                 f"yourself with state = torch.load(path, weights_only=True) and pass `state`")
-        try:
-            from safetensors.numpy import load_file
-        except ImportError:
-            raise ConvkitError(f"{_WHERE}: reading {path!r} needs the 'safetensors' package "
-                               f"(pip install safetensors), or pass a state dict") from None
         if not os.path.exists(path):
             raise FileNotFoundError(f"{_WHERE}: no such file {path!r}")
-        try:
-            source = load_file(path)
-        except Exception as exc:     # safetensors raises its own SafetensorError
-            raise FileFormatError(f"{_WHERE}: cannot read {path!r} as safetensors: "
-                                  f"{exc}") from None
+        source = read_safetensors(path)
     elif not isinstance(source, Mapping) and callable(getattr(source, "state_dict", None)):
         source = source.state_dict()
     if not isinstance(source, Mapping):
         raise ConvkitError(f"{_WHERE}: expected a state dict (a mapping of names to tensors), "
                            f"an nn.Module or a .safetensors path, got {type(source).__name__}")
     return {str(name): _to_numpy(value, str(name)) for name, value in source.items()}
+
+
+def _sorted_as_text(names: list) -> bool:
+    """True when ``names`` are in plain text order but not in natural order: the sign of a
+    source that sorted them (a safetensors file), not the model's own order."""
+    return names == sorted(names) and names != sorted(names, key=_natural_key)
 
 
 def _group(state: dict) -> dict:
@@ -283,6 +388,29 @@ def _convert(layer, group: dict, prefix: str, perm) -> list:
     return weights
 
 
+def _pair_by_shapes(layers, prefixes, groups, perms, strict):
+    """Each layer (model order) with the first unused module (``prefixes`` order) whose
+    parameters convert to its shapes. Strict: every layer and every module is used."""
+    unused = list(prefixes)
+    pairs, unmatched = [], []
+    for layer in layers:
+        for prefix in unused:
+            try:
+                _convert(layer, groups[prefix], prefix, perms.get(id(layer)))
+            except ConvkitError:
+                continue
+            pairs.append((layer, prefix))
+            unused.remove(prefix)
+            break
+        else:
+            unmatched.append(layer.name)
+    if strict and (unmatched or unused):
+        raise ShapeError(f"{_WHERE}: no module of the state dict fits layer(s) {unmatched} "
+                         f"(modules left: {unused}); pass mapping={{convkit_name: "
+                         f"torch_prefix}} or strict=False")
+    return pairs
+
+
 # ============================================================================ entry point
 def load_torch_state_dict(model, state_dict, mapping=None, strict: bool = True) -> list:
     """Copy a PyTorch ``state_dict`` into ``model`` (a built convkit model), in place.
@@ -315,13 +443,19 @@ def load_torch_state_dict(model, state_dict, mapping=None, strict: bool = True) 
 
     if mapping is None:
         prefixes = list(groups)
+        unordered = isinstance(state_dict, (str, os.PathLike)) or _sorted_as_text(list(state))
+        if unordered:
+            prefixes = sorted(prefixes, key=_natural_key)
         if strict and len(prefixes) != len(layers):
             raise ShapeError(
                 f"{_WHERE}: the model has {len(layers)} layers with weights "
                 f"{[layer.name for layer in layers]} but the state dict has {len(prefixes)} "
                 f"modules {prefixes}; pass mapping={{convkit_name: torch_prefix}} or "
                 f"strict=False")
-        pairs = list(zip(layers, prefixes))
+        if unordered:
+            pairs = _pair_by_shapes(layers, prefixes, groups, perms, strict)
+        else:
+            pairs = list(zip(layers, prefixes))
     else:
         if not isinstance(mapping, Mapping):
             raise ConvkitError(f"{_WHERE}: mapping must be a dict {{convkit_layer_name: "

@@ -151,6 +151,9 @@ class Layer:
                    regularizer=None) -> np.ndarray:
         """Create a weight from an initializer (name, config or callable) and register it."""
         from .. import initializers, regularizers
+        from ..io.limits import reserve_weight       # a model built from a file: bounded by it
+        reserve_weight(f"{type(self).__name__} {self.name!r}", name, shape,
+                       np.dtype(self.dtype).itemsize)
         init = initializers.get(initializer)
         value = np.asarray(init(tuple(shape), rng=self.rng, dtype=self.dtype,
                                 fan_in=fan_in, fan_out=fan_out), dtype=self.dtype)

@@ -32,6 +32,7 @@ import os
 import numpy as np
 
 from ..errors import ConvkitError, FileFormatError, ShapeError
+from ..io.validate_config import build_model, check_saved_meta
 
 __all__ = ["save_model", "load_model", "save_weights", "load_weights", "model_from_config"]
 
@@ -161,7 +162,8 @@ def _read(path, where: str):
     meta, arrays = read_archive(path)
     if not isinstance(meta, dict) or meta.get("kind") not in ("model", "weights"):
         raise FileFormatError(f"{where}: {path!s} is a convkit archive but not a saved model "
-                              f"or weights file (kind {meta.get('kind')!r})")
+                              f"or weights file (kind {meta.get('kind')!r:.80})")
+    check_saved_meta(meta, arrays, path, where)
     return meta, arrays
 
 
@@ -222,16 +224,7 @@ def load_model(path, compile: bool = True, custom_objects: dict | None = None):
     if meta["kind"] != "model":
         raise FileFormatError(f"{where}: {path!s} holds weights only (saved with "
                               f"save_weights); build the model and call model.load_weights")
-    try:
-        if not isinstance(meta.get("model_config"), dict):
-            raise FileFormatError(f"{where}: {path!s} holds no model description (a dict under "
-                                  f"'model_config')")
-        model = model_from_config(meta["model_config"], meta.get("model_class", "Sequential"))
-    except FileFormatError:
-        raise
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise FileFormatError(f"{where}: the model description in {path!s} is invalid "
-                              f"({type(exc).__name__}: {exc})") from None
+    model = build_model(meta, arrays, path, where)
     _check_optimizer_state(model, arrays, path, where)
     _assign_weights(model, arrays, path, where)
     if compile and meta.get("compile_config"):

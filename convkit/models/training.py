@@ -45,6 +45,7 @@ import sys
 
 import numpy as np
 
+from .._interrupts import interrupts_deferred
 from ..errors import ConvkitError, ShapeError
 from ..random import make_rng
 from .batches import BatchSource, class_weight_to_sample_weight, is_batch_source
@@ -446,7 +447,7 @@ class Trainer:
         return pairs
 
     def _train_step(self, xs, y, sample_weight=None):
-        with _ops_context():
+        with _ops_context(), interrupts_deferred():       # Ctrl-C lands between steps
             loss_value, y_pred, reg_grads, finite = self._loss_and_backward(
                 xs, y, sample_weight=sample_weight)
             if finite:
@@ -644,6 +645,8 @@ class Trainer:
     def _callback_list(self, callbacks, verbose, epochs, steps, add_history):
         from .. import callbacks as _callbacks
         user = list(callbacks or [])
+        if add_history and not any(isinstance(c, _callbacks.DivergenceMonitor) for c in user):
+            user.append(_callbacks.DivergenceMonitor())        # warns once on divergence
         return _callbacks.CallbackList(user, model=self, add_history=add_history,
                                        add_progbar=bool(verbose), verbose=verbose,
                                        epochs=epochs, steps=steps)

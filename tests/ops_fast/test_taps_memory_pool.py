@@ -153,7 +153,7 @@ def test_concurrent_callers_each_get_every_chunk(monkeypatch):
     its chunks itself; both see every index exactly once."""
     monkeypatch.setenv("CONVKIT_NUM_THREADS", "2")
     counts = np.zeros((2, 1000), int)
-    start = threading.Barrier(2, timeout=10)
+    start = threading.Barrier(2, timeout=120)     # generous: a loaded machine
 
     def caller(row):
         start.wait()
@@ -165,7 +165,8 @@ def test_concurrent_callers_each_get_every_chunk(monkeypatch):
     for t in users:
         t.start()
     for t in users:
-        t.join(timeout=30)
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in users), "a caller is stuck"
     np.testing.assert_array_equal(counts, 50)
 
 

@@ -1,0 +1,44 @@
+"""The quick, seeded fuzz run of the test suite: a few hundred mutated files over every
+loader, loaded in one memory- and time-limited child (``make fuzz`` runs 10,000 per loader).
+
+Each loader must answer every file with a clean convkit error or a loaded model: no other
+exception type, no hang, no crash, and no traced memory peak above
+``MEMORY_CONSTANT + MEMORY_PER_BYTE * file size``. ``FUZZ_SEED`` picks other files.
+"""
+import os
+
+import pytest
+
+from tests.fuzz.harness import OUTCOMES, TARGETS, format_report, over_memory, run_counts
+
+CASES = {"convkit": 110, "keras-weights-h5": 50, "keras-zip": 40, "keras-model": 20,
+         "safetensors": 60, "torch-state-dict": 60}
+# The Keras loaders are being rewritten to turn every h5py error into FileFormatError, to
+# bound .keras members and to load whole .keras models; until then these targets may fail
+# (an expected failure, reported; once they pass, the xfail no longer applies).
+PENDING = {"keras-weights-h5", "keras-zip", "keras-model"}
+PENDING_REASON = "Keras HDF5 damage handling and .keras member limits: Keras loader rewrite"
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    counts = {name: n for name, n in CASES.items() if TARGETS[name].is_available()}
+    return run_counts(counts, seed=int(os.environ.get("FUZZ_SEED", 0)), batch=10_000,
+                      directory=str(tmp_path_factory.mktemp("fuzz")))
+
+
+def _bad(entry) -> int:
+    return sum(entry["counts"].get(o, 0) for o in OUTCOMES[3:]) \
+        + sum(over_memory(r) for r in entry["records"])
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_every_mutated_file_is_a_clean_error_or_loads(report, name):
+    if name not in report:
+        pytest.skip(f"requires the package behind target {name}")
+    entry = report[name]
+    if name in PENDING and _bad(entry):
+        pytest.xfail(PENDING_REASON)
+    assert sum(entry["counts"].values()) == CASES[name]
+    assert _bad(entry) == 0, format_report({name: entry})
+    assert entry["counts"]["clean"] > 0             # the mutations do reach the checks
