@@ -33,10 +33,11 @@ __all__ = [
     "BatchNormalization", "Add", "Multiply", "Concatenate", "get", "serialize",
     "deserialize", "register", "names",
 ]
-_RESAMPLING = (Conv2DTranspose, SeparableConv2D, UpSampling2D, Resizing, Rescaling, Cropping2D,
-               Reshape, Permute, Conv1D, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D,
-               GlobalMaxPooling1D, UpSampling1D)
-__all__ += [cls.__name__ for cls in _RESAMPLING]
+# resampling, separable, reshaping and 1-D layers
+_MORE_LAYERS = (Conv2DTranspose, SeparableConv2D, UpSampling2D, Resizing, Rescaling, Cropping2D,
+                Reshape, Permute, Conv1D, MaxPooling1D, AveragePooling1D, GlobalAveragePooling1D,
+                GlobalMaxPooling1D, UpSampling1D)
+__all__ += [cls.__name__ for cls in _MORE_LAYERS]
 
 _REGISTRY: dict[str, type] = {}
 # Keras's other spellings of the same layers
@@ -61,7 +62,7 @@ for _cls in (InputLayer, Conv2D, DepthwiseConv2D, MaxPooling2D, AveragePooling2D
              GlobalAveragePooling2D, GlobalMaxPooling2D, ZeroPadding2D, Flatten, Dense,
              Activation, ReLU, Dropout, BatchNormalization, Add, Multiply, Concatenate):
     register(_cls)
-for _cls in _RESAMPLING:
+for _cls in _MORE_LAYERS:
     register(_cls)
 
 
