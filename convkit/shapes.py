@@ -397,8 +397,6 @@ class TransposeGeometry:
     (see the comment above :func:`transpose_geometry`). ``conv`` is the :class:`Geometry` of
     the convolution it is the adjoint of: from the ``core_hw`` part of the output (all but
     the ``extra`` cells a negative crop adds at the bottom/right) back to ``in_hw``.
-    ``spread_pads`` are the zero pads of the forward written as a stride-1 convolution
-    over the input spread ``s`` apart: ``k_eff - 1 - crop`` on each side.
     """
     in_hw: tuple[int, int]
     kernel: tuple[int, int]
@@ -412,11 +410,6 @@ class TransposeGeometry:
     @property
     def core_hw(self) -> tuple[int, int]:
         return tuple(o - e for o, e in zip(self.out_hw, self.extra))
-
-    @property
-    def spread_pads(self) -> tuple[tuple[int, int], tuple[int, int]]:
-        return tuple((k_eff - 1 - before, k_eff - 1 - after) for k_eff, (before, after)
-                     in zip(self.conv.effective_kernel, self.crops))
 
 
 def _transpose_crops(k_eff: int, s: int, d: int, mode, output_padding, axis: str, where: str):
@@ -449,8 +442,8 @@ def transpose_geometry(in_hw, kernel_size, strides=1, padding="valid", output_pa
     :class:`ShapeError` quoting every argument when an output size would be <= 0.
 
     >>> geo = transpose_geometry((7, 7), 3, 2, "same")
-    >>> geo.out_hw, geo.crops, geo.spread_pads
-    ((14, 14), ((0, 1), (0, 1)), ((2, 1), (2, 1)))
+    >>> geo.out_hw, geo.crops, geo.conv.pads
+    ((14, 14), ((0, 1), (0, 1)), ((0, 1), (0, 1)))
     >>> transpose_geometry((7, 7), 3, 2, "valid").out_hw
     (15, 15)
     """

@@ -7,7 +7,7 @@ import numpy as np
 from .. import shapes
 from ..errors import ConvkitError, ShapeError
 from .base import Layer
-from .conv import ImageLayer
+from .conv import ImageLayer, positive_int
 
 __all__ = ["UpSampling2D", "Resizing", "Rescaling"]
 
@@ -100,7 +100,6 @@ class Resizing(_Resample):
                  pad_to_aspect_ratio=False, fill_mode="constant", fill_value=0.0,
                  antialias=False, data_format=None, **kwargs):
         super().__init__(data_format=data_format, **kwargs)
-        from .conv import positive_int
         self.height = positive_int(height, "height", "Resizing")
         self.width = positive_int(width, "width", "Resizing")
         self.interpolation = self._check_interpolation(interpolation)

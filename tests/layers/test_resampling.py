@@ -42,7 +42,7 @@ def test_upsampling_keras_parity(rng, kwargs):
     layers = keras_layers()
     check_keras_parity(UpSampling2D(**kwargs),
                        lambda dtype: layers.UpSampling2D(dtype=dtype, **kwargs),
-                       rng.standard_normal((2, 3, 5, 2)), rng)
+                       rng.standard_normal((2, *rng.integers(2, 7, 2), 2)), rng)
 
 
 # ----------------------------------------------------------------------------- Resizing
@@ -53,10 +53,10 @@ def test_upsampling_keras_parity(rng, kwargs):
                                      "fill_value": 0.5}])
 def test_resizing_gradients_and_keras_parity(rng, kwargs):
     layers = keras_layers()
-    x = rng.standard_normal((2, 5, 6, 3))
+    x = rng.standard_normal((2, *rng.integers(3, 9, 2), 3))       # random sizes
     layer = Resizing(**kwargs)
-    assert layer.compute_output_shape((None, 5, 6, 3)) == (None, kwargs["height"],
-                                                           kwargs["width"], 3)
+    assert layer.compute_output_shape((None, *x.shape[1:])) == (None, kwargs["height"],
+                                                                kwargs["width"], 3)
     check_layer_gradients(Resizing(**kwargs), x, rng)
     check_keras_parity(layer, lambda dtype: layers.Resizing(dtype=dtype, **kwargs), x, rng)
 
