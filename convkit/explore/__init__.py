@@ -84,15 +84,17 @@ def default_images(explorer: Explorer) -> list[str]:
 
 
 def serve(explorer: Explorer, images=(), host: str = "127.0.0.1", port: int = 0,
-          open_browser: bool = True, quiet: bool = True, ready=None) -> None:
+          open_browser: bool = True, quiet: bool = True) -> None:
     """Serve the explorer until interrupted (Ctrl-C). Prints the URL; opens it in the
-    browser unless ``open_browser=False``. ``ready(url, server)`` is called once listening."""
+    browser unless ``open_browser=False``."""
     state = ExplorerState(explorer, images)
     server = make_server(state, host, port, quiet)
     url = f"http://{host if ':' not in host else '[' + host + ']'}:{server.server_address[1]}/"
     print(f"convkit explore: {explorer.title} at {url}  (Ctrl-C stops)", flush=True)
-    if ready is not None:
-        ready(url, server)
+    # run the first image now, while the browser starts: the first run of a model pays for
+    # loading (or compiling) its kernels
+    first = state.model_json()["default_image"]
+    threading.Thread(target=state.trace, args=(first, False), daemon=True).start()
     if open_browser:
         threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
     try:
