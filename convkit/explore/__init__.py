@@ -142,7 +142,7 @@ def export_html(explorer: Explorer, path, images=()) -> dict:
     model = state.model_json()
     model["images"] = [choice for choice in state.choices if choice["id"] in ids]
     data = json.dumps({"model": model, "traces": traces, "cells": cells}, allow_nan=False)
-    data = data.replace("</", "<\\/")                     # never ends the script element
+    data = data.replace("<", "\\u003c")      # no "</script" or "<!--" inside the element
     with open(os.path.join(STATIC_DIR, "index.html"), encoding="utf-8") as handle:
         page = _inline(handle.read())
     page = page.replace("<script>", f'<script type="application/json" id="explore-data">{data}'

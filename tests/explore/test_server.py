@@ -141,6 +141,22 @@ def test_bad_requests(url):
     assert request(url, "/api/nothing")[0] == 404
 
 
+def test_requests_for_another_host_are_refused(url):
+    """A page elsewhere that points its own name at 127.0.0.1 gets nothing."""
+    parts = urlsplit(url)
+    for method in ("GET", "POST"):
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+        connection.request(method, "/api/model", headers={"Host": f"evil.example:{parts.port}"})
+        response = connection.getresponse()
+        response.read()
+        connection.close()
+        assert response.status == 403
+    assert request(url, "/api/model")[0] == 200
+    req = urllib.request.Request(url + "/api/model", headers={"Host": f"localhost:{parts.port}"})
+    with urllib.request.urlopen(req, timeout=10) as response:
+        assert response.status == 200
+
+
 def test_binds_localhost_by_default(mnist):
     from convkit.explore import ExplorerState
     from convkit.explore.server import make_server
