@@ -58,7 +58,7 @@ def test_upload_a_colour_dark_on_light_digit(url):
     status, answer = request(url, "/api/upload?name=seven.png&invert=0", png_bytes(picture))
     assert status == 200, answer
     image = answer["trace"]["image"]
-    assert "decoded 40x60 RGB" in image["note"] and "resized from 60x40 to 28x28" in image["note"]
+    assert "decoded 60x40 RGB" in image["note"] and "resized from 60x40 to 28x28" in image["note"]
     assert image["warnings"] and "dark-on-light" in image["warnings"][0]
     status, answer = request(url, "/api/upload?name=seven.png&invert=1", png_bytes(picture))
     assert status == 200 and answer["trace"]["image"]["warnings"] == []
