@@ -43,8 +43,9 @@ _WINDOW_KINDS = explain._CONV_LAYERS + explain._POOL_LAYERS
 #: Layers that keep every pixel where it is (a receptive field passes through unchanged).
 _PIXELWISE = ("Activation", "ReLU", "LeakyReLU", "Dropout", "BatchNormalization",
               "LayerNormalization", "GaussianNoise", "SpatialDropout2D", "Rescaling")
-#: Vectors up to this long are drawn as bars with their values; longer ones as a strip.
-_BARS_UP_TO = 128
+#: Vectors up to this long (class scores) are drawn as bars with their values; longer ones
+#: (Flatten, hidden Dense layers) as a strip of colours with their range.
+_BARS_UP_TO = 32
 
 
 def _class_names(obj) -> list[str]:

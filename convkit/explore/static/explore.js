@@ -218,7 +218,7 @@
     if (level.strip) {
       const canvas = mapCanvas(level.strip, bytes(level.strip.data), 0, false, false);
       canvas.style.width = "100%";
-      canvas.style.height = "14px";
+      canvas.style.height = "18px";
       return [canvas, el("div", {class: "map-label",
         text: `${level.shape[0]} values, ${fmt(level.strip.lo[0])} .. ${fmt(level.strip.hi[0])}` +
               (layer.class === "Dropout" ? " (dropout passes everything through at inference)" : "")})];
