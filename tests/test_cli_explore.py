@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from convkit import cli
-from convkit.cli import main
 
 from .test_cli import assert_one_line_error, run
 

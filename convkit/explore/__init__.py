@@ -28,7 +28,7 @@ from .server import STATIC_DIR, ExplorerState, make_server
 from .trace import Explorer
 
 __all__ = ["Explorer", "ExplorerState", "UploadError", "open_model", "serve", "export_html",
-           "seed_example_model", "BUILTIN_NAMES"]
+           "default_images", "seed_example_model", "BUILTIN_NAMES"]
 
 BUILTIN_NAMES = ("mnist_convnet", "lenet5", "seed-example")
 

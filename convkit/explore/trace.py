@@ -33,7 +33,7 @@ import base64
 
 import numpy as np
 
-from .. import explain, shapes
+from .. import explain
 from ..errors import ConvkitError
 from ..ops.padding import pad_nhwc
 
