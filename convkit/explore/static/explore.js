@@ -171,6 +171,10 @@
                                 onclick: () => { loadWhatIf(layer.window); $("whatif").scrollIntoView({block: "nearest"}); },
                                 "data-level": layer.level}));
     }
+    if (layer.parents && (layer.parents.length > 1 || layer.parents[0] !== layer.level - 1)) {
+      const names = layer.parents.map((level) => state.model.layers[level].name);
+      head.append(el("span", {class: "hint", text: `reads ${names.join(" + ")}`}));
+    }
     const section = el("section", {class: "layer", id: `layer-${layer.level}`, "data-level": layer.level,
                                    "data-name": layer.name}, head);
     if (layer.explain_text) {
