@@ -38,7 +38,7 @@ def assert_same_picture(new_path, name):
                                              f"committed {committed.shape[:2]}"
     difference = np.abs(redrawn - committed).max(axis=2)
     changed = float((difference > 48).mean())
-    assert np.abs(redrawn - committed).mean() < 1.5 and changed < 0.01, \
+    assert np.abs(redrawn - committed).mean() < 2.5 and changed < 0.03, \
         f"{name}: run python examples/make_readme_pictures.py and commit docs/images " \
         f"(mean difference {np.abs(redrawn - committed).mean():.2f}, {changed:.1%} changed)"
 
