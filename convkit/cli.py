@@ -109,9 +109,8 @@ def _numbers(values, name: str) -> list[int]:
     """The tokens of an option taking sizes (``--input 28 28 1``, ``--input 28x28x1``), each
     already split by :func:`_size_token` (strings are split here), as one list of ints."""
     numbers = []
-    for value in values:
-        numbers += [value] if isinstance(value, int) else \
-            (value if isinstance(value, list) else _size_token(str(value)))
+    for value in values:                       # a default such as ["1"] is not split yet
+        numbers += value if isinstance(value, list) else _size_token(str(value))
     if not numbers:
         raise CommandError(f"--{name} needs a number")
     return numbers
@@ -243,7 +242,7 @@ def cmd_featuremaps(args) -> int:
         print(f"wrote {args.output}")
         return 0
     if args.model is None or args.image is None:
-        raise CommandError("featuremaps needs MODEL_FILE and IMAGE (or --seed-example)")
+        raise CommandError("featuremaps needs MODEL and IMAGE (or --seed-example)")
     model = _load_model(args.model, allow_builtin=True)
     image = _image_for_model(model, args.image)
     plot_feature_maps(model, image, layer=args.layer, path=args.output, cols=args.cols,

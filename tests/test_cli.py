@@ -196,7 +196,7 @@ def test_featuremaps_of_a_saved_model(capsys, tmp_path, tiny_model_file, gray_pn
                        "-o", str(out_png))
     assert_one_line_error(code, err, "no layer 'nope'")
     code, _, err = run(capsys, "featuremaps", str(path), "-o", str(out_png))
-    assert_one_line_error(code, err, "needs MODEL_FILE and IMAGE")
+    assert_one_line_error(code, err, "needs MODEL and IMAGE")
 
 
 def test_featuremaps_seed_example(capsys, tmp_path, monkeypatch, rng):

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from convkit import cli
-from convkit.cli import main
 
 from .test_cli import assert_one_line_error, run
 
@@ -126,6 +125,15 @@ def test_explore_export(capsys, tmp_path):
     html = page.read_text(encoding="utf-8")
     assert 'id="explore-data"' in html and "/static/" not in html and "http" not in \
         html.split('id="explore-data"')[0]
+    # a hostile file name stays data inside the embedded JSON
+    from PIL import Image
+    odd = tmp_path / "a<!--<script>b.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(odd)
+    code, _, _ = run(capsys, "explore", "lenet5", str(odd), "--export", str(page))
+    html = page.read_text(encoding="utf-8")
+    assert code == 0 and "<!--" not in html and html.count("<script") == 3
+    embedded = html.split('id="explore-data">', 1)[1].split("</script>", 1)[0]
+    assert json.loads(embedded)["model"]["images"][0]["label"] == odd.name
     code, _, err = run(capsys, "explore", "lenet5", "--export", str(page), "--port", "9")
     assert_one_line_error(code, err, "--export writes a file")
     code, _, err = run(capsys, "explore", "nothing.convkit", "--no-browser")

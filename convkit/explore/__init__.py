@@ -28,7 +28,7 @@ from .server import STATIC_DIR, ExplorerState, make_server
 from .trace import Explorer
 
 __all__ = ["Explorer", "ExplorerState", "UploadError", "open_model", "serve", "export_html",
-           "seed_example_model", "BUILTIN_NAMES"]
+           "default_images", "seed_example_model", "BUILTIN_NAMES"]
 
 BUILTIN_NAMES = ("mnist_convnet", "lenet5", "seed-example")
 
@@ -84,15 +84,17 @@ def default_images(explorer: Explorer) -> list[str]:
 
 
 def serve(explorer: Explorer, images=(), host: str = "127.0.0.1", port: int = 0,
-          open_browser: bool = True, quiet: bool = True, ready=None) -> None:
+          open_browser: bool = True, quiet: bool = True) -> None:
     """Serve the explorer until interrupted (Ctrl-C). Prints the URL; opens it in the
-    browser unless ``open_browser=False``. ``ready(url, server)`` is called once listening."""
+    browser unless ``open_browser=False``."""
     state = ExplorerState(explorer, images)
     server = make_server(state, host, port, quiet)
     url = f"http://{host if ':' not in host else '[' + host + ']'}:{server.server_address[1]}/"
     print(f"convkit explore: {explorer.title} at {url}  (Ctrl-C stops)", flush=True)
-    if ready is not None:
-        ready(url, server)
+    # run the first image now, while the browser starts: the first run of a model pays for
+    # loading (or compiling) its kernels
+    first = state.model_json()["default_image"]
+    threading.Thread(target=state.trace, args=(first, False), daemon=True).start()
     if open_browser:
         threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
     try:
@@ -140,7 +142,7 @@ def export_html(explorer: Explorer, path, images=()) -> dict:
     model = state.model_json()
     model["images"] = [choice for choice in state.choices if choice["id"] in ids]
     data = json.dumps({"model": model, "traces": traces, "cells": cells}, allow_nan=False)
-    data = data.replace("</", "<\\/")                     # never ends the script element
+    data = data.replace("<", "\\u003c")      # no "</script" or "<!--" inside the element
     with open(os.path.join(STATIC_DIR, "index.html"), encoding="utf-8") as handle:
         page = _inline(handle.read())
     page = page.replace("<script>", f'<script type="application/json" id="explore-data">{data}'

@@ -46,8 +46,7 @@ class ModelImage:
 
 
 def decode_upload(data: bytes, name: str = "upload"):
-    """Decode uploaded bytes into an RGB or grey Pillow image, refusing what is too big or
-    not an image. Returns ``(image, original_mode)``.
+    """Decode uploaded bytes into a Pillow image, refusing what is too big or not an image.
 
     >>> decode_upload(b"not an image")
     Traceback (most recent call last):
@@ -82,12 +81,14 @@ def decode_upload(data: bytes, name: str = "upload"):
         detail = str(exc).splitlines()[0] if str(exc) else "no detail"
         raise UploadError(f"{name}: a damaged or unsupported image ({type(exc).__name__}: "
                           f"{detail})") from None
-    return image, image.mode
+    return image
 
 
-def _image_to_array(image, channels: int, where: str) -> tuple[np.ndarray, str]:
+def _image_to_array(image, channels: int, input_hw, where: str) -> tuple[np.ndarray, str]:
     """A Pillow image as float32 ``(H, W, channels)`` in [0, 1] and a note on the colour
-    conversion (Pillow's ITU-R 601 luma for grey; alpha dropped)."""
+    conversion (Pillow's ITU-R 601 luma for grey; alpha dropped). A picture far larger than
+    the model's input ``(h, w)`` is first shrunk (box filter, aspect kept) to about four
+    times that size, so a large photograph never becomes a large float array."""
     from ..data.images import _to_mode
     from PIL import Image
     target = {1: "grayscale", 3: "rgb"}[channels]
@@ -97,12 +98,16 @@ def _image_to_array(image, channels: int, where: str) -> tuple[np.ndarray, str]:
     except (ValueError, OSError) as exc:
         raise UploadError(f"{where}: cannot convert a {mode} image to {target} "
                           f"({exc})") from None
+    h, w = input_hw
+    notes = [] if mode == {1: "L", 3: "RGB"}[channels] else [f"converted from {mode} to {target}"]
+    if converted.width > 8 * w or converted.height > 8 * h:
+        converted = converted.copy()
+        converted.thumbnail((4 * w, 4 * h), Image.Resampling.BOX)
+        notes.append(f"shrunk to {converted.height}x{converted.width} (box filter)")
     pixels = np.asarray(converted, dtype=np.float32) / 255.0
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]                       # (H, W) -> (H, W, 1)
-    wanted = {1: "L", 3: "RGB"}[channels]
-    note = "" if mode == wanted else f"converted from {mode} to {target}"
-    return pixels, note
+    return pixels, ", ".join(notes)
 
 
 def _fit(pixels: np.ndarray, channels: int, input_hw, where: str) -> tuple[np.ndarray, list]:
@@ -179,10 +184,10 @@ def inverted(image: ModelImage) -> ModelImage:
 
 def upload_image(data: bytes, name: str, input_shape) -> ModelImage:
     """Decode an upload and fit it to the model: :func:`decode_upload` then :func:`prepare`."""
-    image, _ = decode_upload(data, name)
-    size = f"decoded {image.width}x{image.height} {image.mode}"
+    image = decode_upload(data, name)
+    size = f"decoded {image.height}x{image.width} {image.mode}"
     channels = check_channels(input_shape[3], name)
-    pixels, colour_note = _image_to_array(image, channels, name)
+    pixels, colour_note = _image_to_array(image, channels, input_shape[1:3], name)
     return prepare(pixels, input_shape, name, [size, colour_note], where=name)
 
 

@@ -19,7 +19,6 @@ import json
 import os
 import threading
 from collections import OrderedDict
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -125,6 +124,17 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "convkit-explore"
     state: ExplorerState = None          # set on the subclass made by make_server
     quiet = True
+    #: Host names a request may name (None: any). A server on 127.0.0.1 answers only requests
+    #: addressed to it, so a web page elsewhere cannot reach it by re-pointing its own name
+    #: at 127.0.0.1 (DNS rebinding).
+    allowed_hosts = None
+
+    def _host_allowed(self) -> bool:
+        if self.allowed_hosts is None:
+            return True
+        host = self.headers.get("Host", "")
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        return name.strip("[]").lower() in self.allowed_hosts
 
     def log_message(self, format, *args):  # noqa: A002 - the base class's name
         if not self.quiet:
@@ -149,6 +159,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- requests
     def do_GET(self):  # noqa: N802 - the base class's name
+        if not self._host_allowed():
+            self._error(403, "this explorer answers requests to its own address only")
+            return
         url = urlsplit(self.path)
         query = parse_qs(url.query)
         try:
@@ -168,6 +181,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(500, f"{type(exc).__name__}: {exc}")
 
     def do_POST(self):  # noqa: N802
+        if not self._host_allowed():
+            self.close_connection = True
+            self._error(403, "this explorer answers requests to its own address only")
+            return
         url = urlsplit(self.path)
         query = parse_qs(url.query)
         try:
@@ -236,7 +253,10 @@ def make_server(state: ExplorerState, host: str = "127.0.0.1", port: int = 0,
                 quiet: bool = True) -> ThreadingHTTPServer:
     """A server for ``state`` bound to ``host:port`` (port 0: a free one); call
     ``serve_forever()`` on it, ``shutdown()`` and ``server_close()`` to stop."""
-    handler = type("ExplorerHandler", (_Handler,), {"state": state, "quiet": quiet})
+    loopback = host in ("127.0.0.1", "localhost", "::1")
+    allowed = {"127.0.0.1", "localhost", "::1", host.lower()} if loopback else None
+    handler = type("ExplorerHandler", (_Handler,), {"state": state, "quiet": quiet,
+                                                    "allowed_hosts": allowed})
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     return server

@@ -1,6 +1,7 @@
 """One image through a model, layer by layer, as the explorer page draws it.
 
-:class:`Explorer` wraps a built Sequential model (channels_last images in). It gives
+:class:`Explorer` wraps a built Sequential or functional model with one channels_last image
+input. It gives
 
 - :meth:`Explorer.model_json`: the layers with their explain cards (from
   :func:`convkit.explain.explain_model`), their windows, and the receptive-field maps;
@@ -13,7 +14,8 @@
   the bias, the pre-activation and the activation, next to the value the model computed.
 
 Levels number the feature maps: level 0 is the input, level ``i`` the output of the ``i``-th
-layer of ``model.layers``.
+layer of ``model.layers`` (an ``InputLayer`` aside); each level records the levels it reads
+(``parents``: the one before it in a Sequential model, the graph's edges in a functional one).
 
 Receptive fields are linear maps: output cell ``o`` of level ``L`` reads rows
 ``o*jump + lo .. o*jump + hi`` of an earlier level ``j`` (clipped to the map). Through a
@@ -33,7 +35,7 @@ import base64
 
 import numpy as np
 
-from .. import explain, shapes
+from .. import explain
 from ..errors import ConvkitError
 from ..ops.padding import pad_nhwc
 
@@ -43,8 +45,9 @@ _WINDOW_KINDS = explain._CONV_LAYERS + explain._POOL_LAYERS
 #: Layers that keep every pixel where it is (a receptive field passes through unchanged).
 _PIXELWISE = ("Activation", "ReLU", "LeakyReLU", "Dropout", "BatchNormalization",
               "LayerNormalization", "GaussianNoise", "SpatialDropout2D", "Rescaling")
-#: Vectors up to this long are drawn as bars with their values; longer ones as a strip.
-_BARS_UP_TO = 128
+#: Vectors up to this long (class scores) are drawn as bars with their values; longer ones
+#: (Flatten, hidden Dense layers) as a strip of colours with their range.
+_BARS_UP_TO = 32
 
 
 def _class_names(obj) -> list[str]:
@@ -104,15 +107,12 @@ class Trace:
 class Explorer:
     """The explorer's view of one model (see the module docstring).
 
-    ``model`` is a built Sequential model whose input is ``(None, H, W, C)`` channels_last;
-    ``title`` names it on the page; ``notes`` are shown under the title (e.g. "untrained
-    weights"); ``class_names`` label the outputs.
+    ``model`` is a built Sequential or functional model whose one input is
+    ``(None, H, W, C)`` channels_last; ``title`` names it on the page; ``notes`` are shown
+    under the title (e.g. "untrained weights"); ``class_names`` label the outputs.
     """
 
     def __init__(self, model, title: str | None = None, notes=(), class_names=None):
-        if "Sequential" not in _class_names(model):
-            raise ConvkitError(f"explore: model {model.name!r} is a functional graph; the "
-                               f"explorer draws Sequential models (a chain of layers)")
         shape = model.input_shape
         if isinstance(shape, list) or len(shape) != 4 or None in tuple(shape)[1:]:
             raise ConvkitError(f"explore: model {model.name!r} takes inputs of shape "
@@ -127,9 +127,18 @@ class Explorer:
         self.notes = list(notes)
         self.class_names = class_names
         self.input_shape = tuple(shape)
-        self.layers = list(model.layers)
-        self.rows = explain.explain_model(model)
-        self.totals = explain.explain_totals(self.rows)
+        rows = explain.explain_model(model)
+        self.totals = explain.explain_totals(rows)
+        kept = [(layer, row) for layer, row in zip(model.layers, rows)
+                if "InputLayer" not in _class_names(layer)]
+        self.layers = [layer for layer, _ in kept]
+        self.rows = [row for _, row in kept]
+        self.parents = self._parent_levels(model)
+        outputs = getattr(model, "outputs", None)
+        output_layer = outputs[0].layer if outputs and "Sequential" not in _class_names(model) \
+            else self.layers[-1]
+        self.output_level = next(level for level, layer in enumerate(self.layers, start=1)
+                                 if layer is output_layer)
         self._geometries = {}
         for index, layer in enumerate(self.layers, start=1):
             kind = explain._kind(layer)
@@ -138,6 +147,25 @@ class Explorer:
 
     def __repr__(self) -> str:
         return f"Explorer({self.title!r}, {len(self.layers)} layers)"
+
+    def _parent_levels(self, model) -> dict[int, list[int]]:
+        """``{level: [levels it reads]}``: the previous level in a chain, the graph's edges
+        (an ``InputLayer`` being level 0) in a functional model."""
+        graph = explain._parent_layers(model, list(model.layers))
+        if graph is None:
+            return {level: [level - 1] for level in range(1, len(self.layers) + 1)}
+        level_of = {id(layer): level for level, layer in enumerate(self.layers, start=1)}
+        for layer in model.layers:
+            if "InputLayer" in _class_names(layer):
+                level_of[id(layer)] = 0
+        parents = {}
+        for level, layer in enumerate(self.layers, start=1):
+            sources = [level_of[id(p)] for p in graph.get(id(layer), []) if id(p) in level_of]
+            if not sources or max(sources) >= level:
+                raise ConvkitError(f"explore: cannot place layer {layer.name!r} of model "
+                                   f"{model.name!r} after the layers it reads")
+            parents[level] = sources
+        return parents
 
     # -------------------------------------------------------------- the model, no image
     def _window_json(self, index: int) -> dict | None:
@@ -168,8 +196,9 @@ class Explorer:
             return []
         jump, lo, hi = [1, 1], [0, 0], [0, 0]
         maps = []
-        for index in range(level, 0, -1):
-            layer = self.layers[index - 1]
+        index = level
+        while index > 0 and len(self.parents[index]) == 1:     # a merge has no single field
+            layer, source = self.layers[index - 1], self.parents[index][0]
             geometry = self._geometries.get(index)
             if geometry is not None:
                 for axis in range(2):
@@ -182,12 +211,12 @@ class Explorer:
                 (top, _), (left, _) = layer.get_config()["padding"]
                 lo, hi = [lo[0] - top, lo[1] - left], [hi[0] - top, hi[1] - left]
             elif not (any(n in _PIXELWISE for n in _class_names(layer))
-                      and self._spatial_hw(index - 1) == self._spatial_hw(index)):
+                      and self._spatial_hw(source) == self._spatial_hw(index)):
                 break
-            if self._spatial_hw(index - 1) is None:
+            if self._spatial_hw(source) is None:
                 break
-            maps.append({"level": index - 1, "jump": list(jump), "lo": list(lo),
-                         "hi": list(hi)})
+            maps.append({"level": source, "jump": list(jump), "lo": list(lo), "hi": list(hi)})
+            index = source
         return maps
 
     def model_json(self) -> dict:
@@ -202,6 +231,7 @@ class Explorer:
                            "explain_text": explain.format_explanation(
                                [{**row, "warnings": []}]).split("\n\nTotal")[0],
                            "window": self._window_json(index),
+                           "parents": self.parents[index],
                            "activation": getattr(getattr(layer, "activation", None), "name",
                                                  None),
                            "receptive": self.receptive_maps(index)})
@@ -217,10 +247,10 @@ class Explorer:
             raise ConvkitError(f"explore: image {image.name!r} has shape {x.shape[1:]}, the "
                                f"model takes {self.input_shape[1:]}")
         levels = [x]
-        out = x
-        for layer in self.layers:
-            out = np.asarray(layer(out, training=False))
-            levels.append(out)
+        for level, layer in enumerate(self.layers, start=1):
+            inputs = [levels[source] for source in self.parents[level]]
+            levels.append(np.asarray(layer(inputs[0] if len(inputs) == 1 else inputs,
+                                           training=False)))
         return Trace(image, levels)
 
     def trace_json(self, trace: Trace) -> dict:
@@ -243,7 +273,7 @@ class Explorer:
                 "levels": levels, "prediction": self._prediction(trace)}
 
     def _prediction(self, trace: Trace) -> list[dict] | None:
-        out = trace.levels[-1]
+        out = trace.levels[self.output_level]
         if out.ndim != 2:
             return None
         order = np.argsort(-out[0], kind="stable")[:5]
@@ -261,12 +291,13 @@ class Explorer:
         step from logits to probabilities, beside the model's own output."""
         from ..ops import dense
         layer = self.layers[level - 1]
-        if explain._kind(layer) != "Dense" or trace.levels[level - 1].ndim != 2:
+        x = trace.levels[self.parents[level][0]]
+        if explain._kind(layer) != "Dense" or x.ndim != 2:
             return {}
         weights = {w.name.split("/")[-1]: w.value for w in layer.weights}
         kernel = next(v for k, v in weights.items() if k.endswith("kernel"))
         bias = next((v for k, v in weights.items() if k.endswith("bias")), None)
-        logits = dense(trace.levels[level - 1], kernel, bias)[0].astype(np.float64)  # (units,)
+        logits = dense(x, kernel, bias)[0].astype(np.float64)                 # (units,)
         result = {"logits": [float(v) for v in logits],
                   "activation": layer.activation.name}
         if layer.activation.name == "softmax":
@@ -300,7 +331,7 @@ class Explorer:
                                f"the {out_h}x{out_w}x{out_c} output of level {level}")
         layer = self.layers[level - 1]
         kind = explain._kind(layer)
-        x = trace.levels[level - 1]                                   # (1, H, W, C)
+        x = trace.levels[self.parents[level][0]]                      # (1, H, W, C)
         (top, bottom), (left, right) = geometry.pads
         pads = ((top, bottom + geometry.extra[0]), (left, right + geometry.extra[1]))
         real = pad_nhwc(np.ones((1, *x.shape[1:3], 1), np.float32), pads)   # 1 = input

@@ -58,7 +58,7 @@ def test_upload_a_colour_dark_on_light_digit(url):
     status, answer = request(url, "/api/upload?name=seven.png&invert=0", png_bytes(picture))
     assert status == 200, answer
     image = answer["trace"]["image"]
-    assert "decoded 40x60 RGB" in image["note"] and "resized from 60x40 to 28x28" in image["note"]
+    assert "decoded 60x40 RGB" in image["note"] and "resized from 60x40 to 28x28" in image["note"]
     assert image["warnings"] and "dark-on-light" in image["warnings"][0]
     status, answer = request(url, "/api/upload?name=seven.png&invert=1", png_bytes(picture))
     assert status == 200 and answer["trace"]["image"]["warnings"] == []
@@ -139,6 +139,22 @@ def test_bad_requests(url):
     assert status == 400 and "unknown image" in answer["error"]
     assert request(url, "/api/select", b"not json")[0] == 400
     assert request(url, "/api/nothing")[0] == 404
+
+
+def test_requests_for_another_host_are_refused(url):
+    """A page elsewhere that points its own name at 127.0.0.1 gets nothing."""
+    parts = urlsplit(url)
+    for method in ("GET", "POST"):
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+        connection.request(method, "/api/model", headers={"Host": f"evil.example:{parts.port}"})
+        response = connection.getresponse()
+        response.read()
+        connection.close()
+        assert response.status == 403
+    assert request(url, "/api/model")[0] == 200
+    req = urllib.request.Request(url + "/api/model", headers={"Host": f"localhost:{parts.port}"})
+    with urllib.request.urlopen(req, timeout=10) as response:
+        assert response.status == 200
 
 
 def test_binds_localhost_by_default(mnist):

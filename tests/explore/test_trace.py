@@ -171,13 +171,54 @@ def test_model_json_has_the_explain_cards(explorer):
     assert data["totals"]["params"] == explorer.model.count_params()
 
 
-def test_functional_and_channels_first_models_are_refused():
+def residual_model():
+    """A functional graph: a skip connection (Add), a side branch (Concatenate), pooling."""
     import convkit as ck
-    inputs = ck.layers.Input((8, 8, 1))
-    functional = ck.Model(inputs, ck.layers.Conv2D(2, 3)(inputs))
-    with pytest.raises(ConvkitError, match="Sequential"):
-        Explorer(functional)
+    L = ck.layers
+    ck.set_seed(11)
+    inputs = L.Input((10, 9, 1))
+    stem = L.Conv2D(4, 3, padding="same", activation="relu", name="stem")(inputs)
+    branch = L.Conv2D(4, 3, padding="same", name="branch")(stem)
+    block = L.ReLU(name="relu")(L.Add(name="add")([stem, branch]))
+    side = L.Conv2D(2, 1, activation="relu", name="side")(inputs)
+    merged = L.Concatenate(name="concat")([block, side])
+    pooled = L.MaxPooling2D(2, name="pool")(merged)
+    outputs = L.Dense(3, activation="softmax", name="head")(L.Flatten(name="flat")(pooled))
+    return ck.Model(inputs, outputs, name="residual")
+
+
+def test_functional_graphs(rng):
+    model = residual_model()
+    explorer = Explorer(model)
+    names = [layer.name for layer in explorer.layers]
+    assert "input_layer" not in names and names[0] == "stem"
+    level = {name: i for i, name in enumerate(names, start=1)}
+    assert explorer.parents[level["add"]] == [level["stem"], level["branch"]]
+    assert explorer.parents[level["side"]] == [0]
+    trace = explorer.run(ModelImage(rng.random((10, 9, 1)).astype(np.float32), "r", ""))
+    np.testing.assert_allclose(trace.levels[explorer.output_level],
+                               model.predict(trace.levels[0], verbose=0), rtol=1e-6)
+    for name in ("stem", "branch", "side", "pool"):
+        _, rows, cols, channels = trace.levels[level[name]].shape
+        for row in range(rows):
+            for col in range(cols):
+                for channel in range(channels):
+                    cell = explorer.cell_json(trace, level[name], row, col, channel)
+                    assert abs(cell["activation"] - cell["model_value"]) <= 1e-5
+    # the field follows single parents and stops at the merge
+    assert [m["level"] for m in explorer.receptive_maps(level["branch"])] == [level["stem"], 0]
+    assert [m["level"] for m in explorer.receptive_maps(level["pool"])] == [level["concat"]]
+    assert explorer.trace_json(trace)["prediction"][0]["index"] == \
+        int(np.argmax(trace.levels[explorer.output_level]))
+
+
+def test_channels_first_and_several_inputs_are_refused():
+    import convkit as ck
     first = ck.Sequential([ck.layers.Input((1, 8, 8)),
                            ck.layers.Conv2D(2, 3, data_format="channels_first")])
     with pytest.raises(ConvkitError, match="channels_first"):
         Explorer(first)
+    a, b = ck.layers.Input((8, 8, 1)), ck.layers.Input((8, 8, 1))
+    two = ck.Model([a, b], ck.layers.Add()([a, b]))
+    with pytest.raises(ConvkitError, match="explorer needs images"):
+        Explorer(two)

@@ -171,6 +171,10 @@
                                 onclick: () => { loadWhatIf(layer.window); $("whatif").scrollIntoView({block: "nearest"}); },
                                 "data-level": layer.level}));
     }
+    if (layer.parents && (layer.parents.length > 1 || layer.parents[0] !== layer.level - 1)) {
+      const names = layer.parents.map((level) => state.model.layers[level].name);
+      head.append(el("span", {class: "hint", text: `reads ${names.join(" + ")}`}));
+    }
     const section = el("section", {class: "layer", id: `layer-${layer.level}`, "data-level": layer.level,
                                    "data-name": layer.name}, head);
     if (layer.explain_text) {
@@ -218,7 +222,7 @@
     if (level.strip) {
       const canvas = mapCanvas(level.strip, bytes(level.strip.data), 0, false, false);
       canvas.style.width = "100%";
-      canvas.style.height = "14px";
+      canvas.style.height = "18px";
       return [canvas, el("div", {class: "map-label",
         text: `${level.shape[0]} values, ${fmt(level.strip.lo[0])} .. ${fmt(level.strip.hi[0])}` +
               (layer.class === "Dropout" ? " (dropout passes everything through at inference)" : "")})];
