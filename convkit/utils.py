@@ -13,6 +13,8 @@
 - ``split_dataset``: arrays (or a tuple of arrays) cut in two by size or fraction.
 - ``plot_model``: the model's graph drawn with matplotlib, one box per layer, saved to
   ``to_file`` (no graphviz needed).
+- ``load_img`` / ``img_to_array`` / ``array_to_img`` / ``save_img``: one picture between a
+  file, a Pillow image and a float32 ``(height, width, channels)`` array, as in Keras.
 
     >>> to_categorical([0, 2, 1], num_classes=3)
     array([[1., 0., 0.],
@@ -28,7 +30,8 @@ import numpy as np
 from .errors import ConvkitError, ShapeError
 
 __all__ = ["to_categorical", "normalize", "set_random_seed", "PyDataset", "Sequence",
-           "ArrayDataset", "image_dataset_from_directory", "split_dataset", "plot_model"]
+           "ArrayDataset", "image_dataset_from_directory", "split_dataset", "plot_model",
+           "load_img", "img_to_array", "array_to_img", "save_img"]
 
 
 # --------------------------------------------------------------------------- arrays
@@ -289,6 +292,62 @@ def split_dataset(dataset, left_size=None, right_size=None, shuffle: bool = Fals
     return tuple(type(dataset)(part) for part in parts)
 
 
+# --------------------------------------------------------------------------- one image
+def load_img(path, color_mode: str = "rgb", target_size=None, interpolation: str = "nearest",
+             keep_aspect_ratio: bool = False):
+    """A Pillow image of the file at ``path`` in ``color_mode`` ("rgb", "grayscale",
+    "rgba"), resized to ``target_size=(height, width)`` if given (Keras's default
+    ``interpolation="nearest"``). ``keep_aspect_ratio=True`` is not supported. Unreadable
+    files raise :class:`~convkit.errors.FileFormatError`."""
+    from .data.images import read_image
+    if keep_aspect_ratio:
+        raise ConvkitError("load_img: keep_aspect_ratio=True is not supported")
+    pixels = read_image(path, size=target_size, color_mode=color_mode,
+                        interpolation=interpolation, normalize=False)
+    return array_to_img(pixels, scale=False)
+
+
+def img_to_array(img, dtype=None) -> np.ndarray:
+    """A Pillow image (or array) as ``(height, width, channels)`` in ``dtype`` (floatx)."""
+    from . import config
+    pixels = np.asarray(img, dtype=dtype or config.floatx())
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]                   # (H, W) -> (H, W, 1)
+    if pixels.ndim != 3:
+        raise ShapeError(f"img_to_array: expected an image of 2 or 3 dimensions, got shape "
+                         f"{pixels.shape}")
+    return pixels
+
+
+def array_to_img(x, scale: bool = True):
+    """A ``(height, width, channels)`` array (1, 3 or 4 channels) as a Pillow image; with
+    ``scale`` the values are stretched to 0..255 first (``(x - min) / (max - min) * 255``)."""
+    from .data.images import require_pillow
+    Image = require_pillow("array_to_img")
+    pixels = np.asarray(x, dtype=np.float64)
+    if pixels.ndim != 3 or pixels.shape[-1] not in (1, 3, 4):
+        raise ShapeError(f"array_to_img: expected (height, width, 1, 3 or 4 channels), got "
+                         f"shape {pixels.shape}")
+    if scale:
+        low, high = float(pixels.min()), float(pixels.max())
+        pixels = (pixels - low) / (high - low if high > low else 1.0) * 255.0
+    pixels = np.clip(np.round(pixels), 0, 255).astype(np.uint8)
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[pixels.shape[-1]]
+    return Image.fromarray(pixels[:, :, 0] if mode == "L" else pixels, mode=mode)
+
+
+def save_img(path, x, file_format=None, scale: bool = True) -> None:
+    """Write the array ``x`` as a picture (format from ``file_format`` or the extension),
+    atomically."""
+    import os
+    from .io.archive import atomic_writer
+    image = array_to_img(x, scale=scale)
+    extension = os.path.splitext(os.fspath(path))[1].lstrip(".").lower()
+    fmt = (file_format or {"jpg": "jpeg", "tif": "tiff"}.get(extension, extension) or "png")
+    with atomic_writer(path, "wb") as handle:
+        image.save(handle, format=fmt.upper())
+
+
 # --------------------------------------------------------------------------- plot_model
 def plot_model(model, to_file: str = "model.png", show_shapes: bool = False,
                show_dtype: bool = False, show_layer_names: bool = True, rankdir: str = "TB",
@@ -329,9 +388,10 @@ def plot_model(model, to_file: str = "model.png", show_shapes: bool = False,
     texts = []
     for index, lines in enumerate(boxes):
         x, y = centre[index]
-        texts.append(ax.text(x, y, "\n".join(lines), ha="center", va="center", fontsize=8, family="monospace",
-                bbox={"boxstyle": "round,pad=0.4", "facecolor": "#eef3fb",
-                      "edgecolor": "#3b5b92"}))
+        texts.append(ax.text(x, y, "\n".join(lines), ha="center", va="center", fontsize=8,
+                             family="monospace",
+                             bbox={"boxstyle": "round,pad=0.4", "facecolor": "#eef3fb",
+                                   "edgecolor": "#3b5b92"}))
     for source, target in edges:
         # the arrow is clipped to the two boxes' outlines, so it runs edge to edge
         ax.annotate("", xy=centre[target], xytext=centre[source], annotation_clip=False,
