@@ -357,11 +357,13 @@ def plot_model(model, to_file: str = "model.png", show_shapes: bool = False,
     format matplotlib writes, by extension). One box per layer with its name and class
     (``show_shapes``: input and output shapes; ``show_dtype``, ``show_layer_activations``,
     ``show_trainable`` add those), arrows from each layer to the layers that read it,
-    inputs at the top (``rankdir="TB"``) or left (``"LR"``). Returns the matplotlib
-    ``Figure``. ``expand_nested`` is accepted; nested models are drawn as one box."""
+    inputs at the top (``rankdir="TB"``) or left (``"LR"``). A model used as a layer is
+    one box, or with ``expand_nested`` its own layers inside a dashed frame named after it.
+    Returns the matplotlib ``Figure``."""
     from .viz import _mpl
-    boxes, edges = _graph_boxes(model, show_shapes, show_dtype, show_layer_names,
-                                show_layer_activations, show_trainable)
+    layers, edges, _, _ = _flatten_graph(model, expand_nested)
+    boxes = [_box_lines(layer, show_shapes, show_dtype, show_layer_names,
+                        show_layer_activations, show_trainable) for layer, _ in layers]
     depth = _layer_depths(boxes, edges)
     levels: dict[int, list[int]] = {}
     for index in range(len(boxes)):
@@ -398,6 +400,7 @@ def plot_model(model, to_file: str = "model.png", show_shapes: bool = False,
                     arrowprops={"arrowstyle": "-|>", "color": "#555555",
                                 "patchA": texts[source].get_bbox_patch(),
                                 "patchB": texts[target].get_bbox_patch()})
+    _draw_frames(ax, layers, centre, box_w, box_h)
     xs = [c[0] for c in centre.values()]
     ys = [c[1] for c in centre.values()]
     pad_x, pad_y = box_w / 1.6, box_h
@@ -415,43 +418,83 @@ def plot_model(model, to_file: str = "model.png", show_shapes: bool = False,
     return fig
 
 
-def _graph_boxes(model, show_shapes, show_dtype, show_layer_names, show_activations,
-                 show_trainable):
-    """The text lines of each layer's box and the edges ``(producer, reader)`` as indices
-    into ``model.layers`` (plus the input layer of a Sequential model)."""
+def _flatten_graph(model, expand: bool, frame: str | None = None):
+    """The boxes to draw and the arrows between them.
+
+    Returns ``(boxes, edges, input_boxes, output_box)``: ``boxes`` a list of ``(layer,
+    frame)`` (``frame`` the name of the nested model a box is drawn inside, or None),
+    ``edges`` pairs ``(producer box, reader box)``, and the boxes where this model's inputs
+    enter and its output leaves (how an outer graph connects to an expanded model)."""
+    from .models import Model
+    boxes, edges = [], []
+
+    def add(layer):
+        """Box(es) for one layer: ``(input boxes or None, output box)``."""
+        if expand and isinstance(layer, Model) and layer.layers:
+            inner, inner_edges, ins, out = _flatten_graph(layer, expand, layer.name)
+            offset = len(boxes)
+            boxes.extend(inner)
+            edges.extend((a + offset, b + offset) for a, b in inner_edges)
+            return [i + offset for i in ins], out + offset
+        boxes.append((layer, frame))
+        return None, len(boxes) - 1
+
+    def connect(source, target):
+        if (source, target) not in edges:
+            edges.append((source, target))
+
+    if getattr(model, "_nodes", None) is None:             # Sequential: a chain
+        chain = list(model.layers)
+        if getattr(model, "_input_layer", None) is not None:
+            chain.insert(0, model._input_layer)
+        ends = [add(layer) for layer in chain]
+        for (_, source), (ins, out) in zip(ends, ends[1:]):
+            connect(source, ins[0] if ins else out)
+        first_ins, first_out = ends[0]
+        return boxes, edges, first_ins or [first_out], ends[-1][1]
+    ends = {id(layer): add(layer) for layer in model.layers}
+    for node in model._nodes:
+        ins, out = ends[id(node.layer)]
+        for position, tensor in enumerate(node.inputs):
+            connect(ends[id(tensor.layer)][1], ins[position] if ins else out)
+    inputs = [ends[id(t.layer)][1] for t in model._inputs]
+    return boxes, edges, inputs, ends[id(model._outputs[0].layer)][1]
+
+
+def _box_lines(layer, show_shapes, show_dtype, show_layer_names, show_activations,
+               show_trainable) -> list[str]:
+    """The text of one layer's box."""
     from .models.summary import _shape_text as shape_text
-    layers = list(model.layers)
-    nodes = getattr(model, "_nodes", None)
-    if type(model).__name__ == "Sequential":
-        input_layer = getattr(model, "_input_layer", None)
-        if input_layer is not None:
-            layers = [input_layer] + layers
-        edges = [(i, i + 1) for i in range(len(layers) - 1)]
-    else:
-        position = {id(layer): i for i, layer in enumerate(layers)}
-        edges = []
-        for node in nodes or []:
-            for t in node.inputs:
-                edge = (position[id(t.layer)], position[id(node.layer)])
-                if edge not in edges:
-                    edges.append(edge)
-    boxes = []
-    for layer in layers:
-        kind = type(layer).__name__
-        lines = [f"{layer.name} ({kind})" if show_layer_names else kind]
-        if show_activations and getattr(layer, "activation", None) is not None:
-            lines.append(f"Activation: {getattr(layer.activation, 'name', layer.activation)}")
-        if show_shapes:
-            in_shape = getattr(layer, "input_shape", None)
-            out_shape = getattr(layer, "output_shape", None)
-            lines.append(f"Input shape: {shape_text(in_shape)}")
-            lines.append(f"Output shape: {shape_text(out_shape)}")
-        if show_dtype:
-            lines.append(f"dtype: {getattr(layer, 'dtype', '?')}")
-        if show_trainable:
-            lines.append(f"Trainable: {bool(getattr(layer, 'trainable', True))}")
-        boxes.append(lines)
-    return boxes, edges
+    kind = type(layer).__name__
+    lines = [f"{layer.name} ({kind})" if show_layer_names else kind]
+    if show_activations and getattr(layer, "activation", None) is not None:
+        lines.append(f"Activation: {getattr(layer.activation, 'name', layer.activation)}")
+    if show_shapes:
+        lines.append(f"Input shape: {shape_text(getattr(layer, 'input_shape', None))}")
+        lines.append(f"Output shape: {shape_text(getattr(layer, 'output_shape', None))}")
+    if show_dtype:
+        lines.append(f"dtype: {getattr(layer, 'dtype', '?')}")
+    if show_trainable:
+        lines.append(f"Trainable: {bool(getattr(layer, 'trainable', True))}")
+    return lines
+
+
+def _draw_frames(ax, boxes, centre, box_w: float, box_h: float) -> None:
+    """A dashed frame, labelled with the model's name, around each expanded model's boxes."""
+    from matplotlib.patches import Rectangle
+    frames: dict[str, list[int]] = {}
+    for index, (_, frame) in enumerate(boxes):
+        if frame is not None:
+            frames.setdefault(frame, []).append(index)
+    for name, members in frames.items():
+        xs = [centre[i][0] for i in members]
+        ys = [centre[i][1] for i in members]
+        left, bottom = min(xs) - box_w / 2 - 0.15, min(ys) - box_h / 2 - 0.15
+        width, height = max(xs) - min(xs) + box_w + 0.3, max(ys) - min(ys) + box_h + 0.3
+        ax.add_patch(Rectangle((left, bottom), width, height, fill=False, linestyle="--",
+                               edgecolor="#888888"))
+        ax.text(left + 0.05, bottom + height + 0.05, name, fontsize=8, color="#555555",
+                ha="left", va="bottom")
 
 
 def _layer_depths(boxes, edges) -> list[int]:

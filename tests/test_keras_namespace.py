@@ -220,3 +220,20 @@ def test_image_helpers_round_trip(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not a picture")
     with pytest.raises(FileFormatError):
         keras.utils.load_img(tmp_path / "bad.png")
+
+
+def test_plot_model_expands_nested_models(tmp_path):
+    pytest.importorskip("matplotlib")
+    encoder = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, name="inner")],
+                               name="encoder")
+    inputs = keras.Input((5,), name="x")
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(encoder(inputs)))
+    folded = keras.utils.plot_model(model, to_file=None)
+    expanded = keras.utils.plot_model(model, to_file=tmp_path / "m.png", expand_nested=True,
+                                      dpi=40)
+    def labels(fig):
+        return [t.get_text() for t in fig.axes[0].texts if t.get_text()]
+    assert "encoder (Sequential)" in labels(folded) and len(labels(folded)) == 3
+    assert "inner (Dense)" in labels(expanded) and "encoder" in labels(expanded)
+    assert "encoder (Sequential)" not in labels(expanded)
+    assert len(expanded.axes[0].patches) == 1               # the dashed frame
