@@ -157,3 +157,20 @@ def _summary_text(api, expand_nested):
 def test_summary_matches_keras_for_nested_and_shared(expand_nested):
     keras = pytest.importorskip("keras")
     assert _summary_text(ck, expand_nested) == _summary_text(keras, expand_nested)
+
+
+def test_nested_model_called_with_training_false_stays_in_inference_mode(rng):
+    ck.set_seed(4)
+    base = ck.Sequential([L.Input((6,)), L.Dense(8), L.BatchNormalization(),
+                          L.Dropout(0.5)], name="base")
+    inputs = L.Input((6,))
+    pinned = ck.Model(inputs, L.Dense(2)(base(inputs, training=False)))
+    x = rng.random((16, 6)).astype(np.float32)
+    np.testing.assert_array_equal(pinned(x, training=True), pinned(x, training=False))
+    moving = [w.value.copy() for w in base.layers[1].weights[2:]]
+    pinned.compile(optimizer="sgd", loss="mse")
+    pinned.fit(x, rng.random((16, 2)), epochs=1, batch_size=8, verbose=0)
+    for before, w in zip(moving, base.layers[1].weights[2:]):
+        np.testing.assert_array_equal(before, w.value)    # moving statistics untouched
+    free = ck.Model(inputs, L.Dense(2)(base(inputs)))
+    assert not np.array_equal(free(x, training=True), free(x, training=False))
