@@ -671,23 +671,21 @@ def has_trainable_weights(layer) -> bool:
     return bool(getattr(layer, "trainable", False)) and bool(layer.trainable_weights)
 
 
-#: attributes in which a layer keeps what its backward needs from the forward pass
-_FORWARD_STATE = ("cache", "mask")
-
-
 def _save_state(layer):
-    """A layer's forward state (its cache; a model's: every layer's)."""
+    """What a layer's forward pass left for its backward (a model's: every layer's). A
+    layer keeps it in attributes that the forward pass assigns (``cache``, a dropout
+    ``mask``, an augmentation's draw...), so a shallow copy of the attributes holds it;
+    arrays updated in place (the weights) are shared, not copied."""
     if isinstance(layer, Model):
         return layer._save_state()
-    return {attr: getattr(layer, attr) for attr in _FORWARD_STATE if hasattr(layer, attr)}
+    return dict(vars(layer))
 
 
 def _restore_state(layer, state) -> None:
     if isinstance(layer, Model):
         layer._restore_state(state)
         return
-    for attr, value in state.items():
-        setattr(layer, attr, value)
+    vars(layer).update(state)
 
 
 def _grads_of(layer) -> list:

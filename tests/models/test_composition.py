@@ -174,3 +174,17 @@ def test_nested_model_called_with_training_false_stays_in_inference_mode(rng):
         np.testing.assert_array_equal(before, w.value)    # moving statistics untouched
     free = ck.Model(inputs, L.Dense(2)(base(inputs)))
     assert not np.array_equal(free(x, training=True), free(x, training=False))
+
+
+def test_shared_dropout_backward_uses_each_calls_own_mask():
+    ck.set_seed(8)
+    a, b = L.Input((50,)), L.Input((50,))
+    drop = L.Dropout(0.5)
+    model = ck.Model([a, b], L.Add()([drop(a), drop(b)]))
+    out = model([np.ones((4, 50)), np.full((4, 50), 1000.0)], training=True)
+    kept_a = np.isin(out, (2.0, 2002.0))          # out = 2 * mask_a + 2000 * mask_b
+    kept_b = out >= 2000.0
+    assert not np.array_equal(kept_a, kept_b)
+    dx_a, dx_b = model.backward(np.ones_like(out))
+    np.testing.assert_array_equal(dx_a, 2.0 * kept_a)
+    np.testing.assert_array_equal(dx_b, 2.0 * kept_b)
