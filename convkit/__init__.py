@@ -27,7 +27,7 @@ _SUBMODULES = {
     "callbacks": ".callbacks", "schedules": ".schedules", "progress": ".progress",
     "regularizers": ".regularizers", "models": ".models", "data": ".data", "datasets": ".data",
     "io": ".io", "viz": ".viz", "explain": ".explain", "jobs": ".jobs", "utils": ".utils",
-    "activations": ".ops.activations", "random": ".random",
+    "activations": ".ops.activations", "random": ".random", "backend": ".backend",
 }
 # Keras's top-level names: ``import convkit as keras`` then ``keras.Input``, ``keras.Model``...
 _NAMES = {

@@ -97,6 +97,7 @@ class ProgressBar:
         self.prefix = prefix
         self._values: dict = {}
         self._start = time.monotonic()
+        self._first_step_done = None     # when unit 1 was reported (Keras leaves it out)
         self._last_draw = 0.0
         self._prev_width = 0
         self._lines_printed = 0
@@ -147,7 +148,7 @@ class ProgressBar:
     def _line(self, current, finished, now, styled: bool = False) -> str:
         """The text of the bar; ``styled`` adds Keras's bold and colours (terminals)."""
         elapsed = now - self._start
-        per_unit = elapsed / current if current else 0.0
+        per_unit = self._time_per_unit(current, now)
         if self.verbose == 2:
             return (f"{self._counter(current)} - {elapsed:.0f}s - "
                     f"{_format_time_per_unit(per_unit, self.unit)}{self._values_text()}")
@@ -159,6 +160,15 @@ class ProgressBar:
             when = _format_eta(per_unit * (self.target - current))
         line += f" {bold}{when}{reset} {_format_time_per_unit(per_unit, self.unit)}"
         return line + self._values_text()
+
+    def _time_per_unit(self, current, now) -> float:
+        """Seconds per unit, as Keras estimates it: after the first unit, the time since
+        that unit ended over the units since (the first one pays for warm-up)."""
+        if not current:
+            return 0.0
+        if self._first_step_done is not None and current > 1:
+            return (now - self._first_step_done) / (current - 1)
+        return (now - self._start) / current
 
     def _styled(self) -> bool:
         return self.dynamic and not os.environ.get("NO_COLOR")
@@ -182,6 +192,8 @@ class ProgressBar:
         """``current`` units done; ``values`` ``{name: value}`` to display."""
         self._store(values)
         self.current = int(current)
+        if self.current == 1 and self._first_step_done is None:
+            self._first_step_done = time.monotonic()
         if self.verbose != 1 or self.finished:
             return
         now = time.monotonic()

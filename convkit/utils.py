@@ -13,6 +13,8 @@
 - ``split_dataset``: arrays (or a tuple of arrays) cut in two by size or fraction.
 - ``plot_model``: the model's graph drawn with matplotlib, one box per layer, saved to
   ``to_file`` (no graphviz needed).
+- ``load_img`` / ``img_to_array`` / ``array_to_img`` / ``save_img``: one picture between a
+  file, a Pillow image and a float32 ``(height, width, channels)`` array, as in Keras.
 
     >>> to_categorical([0, 2, 1], num_classes=3)
     array([[1., 0., 0.],
@@ -28,7 +30,8 @@ import numpy as np
 from .errors import ConvkitError, ShapeError
 
 __all__ = ["to_categorical", "normalize", "set_random_seed", "PyDataset", "Sequence",
-           "ArrayDataset", "image_dataset_from_directory", "split_dataset", "plot_model"]
+           "ArrayDataset", "image_dataset_from_directory", "split_dataset", "plot_model",
+           "load_img", "img_to_array", "array_to_img", "save_img"]
 
 
 # --------------------------------------------------------------------------- arrays
@@ -289,6 +292,62 @@ def split_dataset(dataset, left_size=None, right_size=None, shuffle: bool = Fals
     return tuple(type(dataset)(part) for part in parts)
 
 
+# --------------------------------------------------------------------------- one image
+def load_img(path, color_mode: str = "rgb", target_size=None, interpolation: str = "nearest",
+             keep_aspect_ratio: bool = False):
+    """A Pillow image of the file at ``path`` in ``color_mode`` ("rgb", "grayscale",
+    "rgba"), resized to ``target_size=(height, width)`` if given (Keras's default
+    ``interpolation="nearest"``). ``keep_aspect_ratio=True`` is not supported. Unreadable
+    files raise :class:`~convkit.errors.FileFormatError`."""
+    from .data.images import read_image
+    if keep_aspect_ratio:
+        raise ConvkitError("load_img: keep_aspect_ratio=True is not supported")
+    pixels = read_image(path, size=target_size, color_mode=color_mode,
+                        interpolation=interpolation, normalize=False)
+    return array_to_img(pixels, scale=False)
+
+
+def img_to_array(img, dtype=None) -> np.ndarray:
+    """A Pillow image (or array) as ``(height, width, channels)`` in ``dtype`` (floatx)."""
+    from . import config
+    pixels = np.asarray(img, dtype=dtype or config.floatx())
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]                   # (H, W) -> (H, W, 1)
+    if pixels.ndim != 3:
+        raise ShapeError(f"img_to_array: expected an image of 2 or 3 dimensions, got shape "
+                         f"{pixels.shape}")
+    return pixels
+
+
+def array_to_img(x, scale: bool = True):
+    """A ``(height, width, channels)`` array (1, 3 or 4 channels) as a Pillow image; with
+    ``scale`` the values are stretched to 0..255 first (``(x - min) / (max - min) * 255``)."""
+    from .data.images import require_pillow
+    Image = require_pillow("array_to_img")
+    pixels = np.asarray(x, dtype=np.float64)
+    if pixels.ndim != 3 or pixels.shape[-1] not in (1, 3, 4):
+        raise ShapeError(f"array_to_img: expected (height, width, 1, 3 or 4 channels), got "
+                         f"shape {pixels.shape}")
+    if scale:
+        low, high = float(pixels.min()), float(pixels.max())
+        pixels = (pixels - low) / (high - low if high > low else 1.0) * 255.0
+    pixels = np.clip(np.round(pixels), 0, 255).astype(np.uint8)
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[pixels.shape[-1]]
+    return Image.fromarray(pixels[:, :, 0] if mode == "L" else pixels, mode=mode)
+
+
+def save_img(path, x, file_format=None, scale: bool = True) -> None:
+    """Write the array ``x`` as a picture (format from ``file_format`` or the extension),
+    atomically."""
+    import os
+    from .io.archive import atomic_writer
+    image = array_to_img(x, scale=scale)
+    extension = os.path.splitext(os.fspath(path))[1].lstrip(".").lower()
+    fmt = (file_format or {"jpg": "jpeg", "tif": "tiff"}.get(extension, extension) or "png")
+    with atomic_writer(path, "wb") as handle:
+        image.save(handle, format=fmt.upper())
+
+
 # --------------------------------------------------------------------------- plot_model
 def plot_model(model, to_file: str = "model.png", show_shapes: bool = False,
                show_dtype: bool = False, show_layer_names: bool = True, rankdir: str = "TB",
@@ -298,11 +357,13 @@ def plot_model(model, to_file: str = "model.png", show_shapes: bool = False,
     format matplotlib writes, by extension). One box per layer with its name and class
     (``show_shapes``: input and output shapes; ``show_dtype``, ``show_layer_activations``,
     ``show_trainable`` add those), arrows from each layer to the layers that read it,
-    inputs at the top (``rankdir="TB"``) or left (``"LR"``). Returns the matplotlib
-    ``Figure``. ``expand_nested`` is accepted; nested models are drawn as one box."""
+    inputs at the top (``rankdir="TB"``) or left (``"LR"``). A model used as a layer is
+    one box, or with ``expand_nested`` its own layers inside a dashed frame named after it.
+    Returns the matplotlib ``Figure``."""
     from .viz import _mpl
-    boxes, edges = _graph_boxes(model, show_shapes, show_dtype, show_layer_names,
-                                show_layer_activations, show_trainable)
+    layers, edges, _, _ = _flatten_graph(model, expand_nested)
+    boxes = [_box_lines(layer, show_shapes, show_dtype, show_layer_names,
+                        show_layer_activations, show_trainable) for layer, _ in layers]
     depth = _layer_depths(boxes, edges)
     levels: dict[int, list[int]] = {}
     for index in range(len(boxes)):
@@ -329,15 +390,17 @@ def plot_model(model, to_file: str = "model.png", show_shapes: bool = False,
     texts = []
     for index, lines in enumerate(boxes):
         x, y = centre[index]
-        texts.append(ax.text(x, y, "\n".join(lines), ha="center", va="center", fontsize=8, family="monospace",
-                bbox={"boxstyle": "round,pad=0.4", "facecolor": "#eef3fb",
-                      "edgecolor": "#3b5b92"}))
+        texts.append(ax.text(x, y, "\n".join(lines), ha="center", va="center", fontsize=8,
+                             family="monospace",
+                             bbox={"boxstyle": "round,pad=0.4", "facecolor": "#eef3fb",
+                                   "edgecolor": "#3b5b92"}))
     for source, target in edges:
         # the arrow is clipped to the two boxes' outlines, so it runs edge to edge
         ax.annotate("", xy=centre[target], xytext=centre[source], annotation_clip=False,
                     arrowprops={"arrowstyle": "-|>", "color": "#555555",
                                 "patchA": texts[source].get_bbox_patch(),
                                 "patchB": texts[target].get_bbox_patch()})
+    _draw_frames(ax, layers, centre, box_w, box_h)
     xs = [c[0] for c in centre.values()]
     ys = [c[1] for c in centre.values()]
     pad_x, pad_y = box_w / 1.6, box_h
@@ -355,43 +418,83 @@ def plot_model(model, to_file: str = "model.png", show_shapes: bool = False,
     return fig
 
 
-def _graph_boxes(model, show_shapes, show_dtype, show_layer_names, show_activations,
-                 show_trainable):
-    """The text lines of each layer's box and the edges ``(producer, reader)`` as indices
-    into ``model.layers`` (plus the input layer of a Sequential model)."""
+def _flatten_graph(model, expand: bool, frame: str | None = None):
+    """The boxes to draw and the arrows between them.
+
+    Returns ``(boxes, edges, input_boxes, output_box)``: ``boxes`` a list of ``(layer,
+    frame)`` (``frame`` the name of the nested model a box is drawn inside, or None),
+    ``edges`` pairs ``(producer box, reader box)``, and the boxes where this model's inputs
+    enter and its output leaves (how an outer graph connects to an expanded model)."""
+    from .models import Model
+    boxes, edges = [], []
+
+    def add(layer):
+        """Box(es) for one layer: ``(input boxes or None, output box)``."""
+        if expand and isinstance(layer, Model) and layer.layers:
+            inner, inner_edges, ins, out = _flatten_graph(layer, expand, layer.name)
+            offset = len(boxes)
+            boxes.extend(inner)
+            edges.extend((a + offset, b + offset) for a, b in inner_edges)
+            return [i + offset for i in ins], out + offset
+        boxes.append((layer, frame))
+        return None, len(boxes) - 1
+
+    def connect(source, target):
+        if (source, target) not in edges:
+            edges.append((source, target))
+
+    if getattr(model, "_nodes", None) is None:             # Sequential: a chain
+        chain = list(model.layers)
+        if getattr(model, "_input_layer", None) is not None:
+            chain.insert(0, model._input_layer)
+        ends = [add(layer) for layer in chain]
+        for (_, source), (ins, out) in zip(ends, ends[1:]):
+            connect(source, ins[0] if ins else out)
+        first_ins, first_out = ends[0]
+        return boxes, edges, first_ins or [first_out], ends[-1][1]
+    ends = {id(layer): add(layer) for layer in model.layers}
+    for node in model._nodes:
+        ins, out = ends[id(node.layer)]
+        for position, tensor in enumerate(node.inputs):
+            connect(ends[id(tensor.layer)][1], ins[position] if ins else out)
+    inputs = [ends[id(t.layer)][1] for t in model._inputs]
+    return boxes, edges, inputs, ends[id(model._outputs[0].layer)][1]
+
+
+def _box_lines(layer, show_shapes, show_dtype, show_layer_names, show_activations,
+               show_trainable) -> list[str]:
+    """The text of one layer's box."""
     from .models.summary import _shape_text as shape_text
-    layers = list(model.layers)
-    nodes = getattr(model, "_nodes", None)
-    if type(model).__name__ == "Sequential":
-        input_layer = getattr(model, "_input_layer", None)
-        if input_layer is not None:
-            layers = [input_layer] + layers
-        edges = [(i, i + 1) for i in range(len(layers) - 1)]
-    else:
-        position = {id(layer): i for i, layer in enumerate(layers)}
-        edges = []
-        for node in nodes or []:
-            for t in node.inputs:
-                edge = (position[id(t.layer)], position[id(node.layer)])
-                if edge not in edges:
-                    edges.append(edge)
-    boxes = []
-    for layer in layers:
-        kind = type(layer).__name__
-        lines = [f"{layer.name} ({kind})" if show_layer_names else kind]
-        if show_activations and getattr(layer, "activation", None) is not None:
-            lines.append(f"Activation: {getattr(layer.activation, 'name', layer.activation)}")
-        if show_shapes:
-            in_shape = getattr(layer, "input_shape", None)
-            out_shape = getattr(layer, "output_shape", None)
-            lines.append(f"Input shape: {shape_text(in_shape)}")
-            lines.append(f"Output shape: {shape_text(out_shape)}")
-        if show_dtype:
-            lines.append(f"dtype: {getattr(layer, 'dtype', '?')}")
-        if show_trainable:
-            lines.append(f"Trainable: {bool(getattr(layer, 'trainable', True))}")
-        boxes.append(lines)
-    return boxes, edges
+    kind = type(layer).__name__
+    lines = [f"{layer.name} ({kind})" if show_layer_names else kind]
+    if show_activations and getattr(layer, "activation", None) is not None:
+        lines.append(f"Activation: {getattr(layer.activation, 'name', layer.activation)}")
+    if show_shapes:
+        lines.append(f"Input shape: {shape_text(getattr(layer, 'input_shape', None))}")
+        lines.append(f"Output shape: {shape_text(getattr(layer, 'output_shape', None))}")
+    if show_dtype:
+        lines.append(f"dtype: {getattr(layer, 'dtype', '?')}")
+    if show_trainable:
+        lines.append(f"Trainable: {bool(getattr(layer, 'trainable', True))}")
+    return lines
+
+
+def _draw_frames(ax, boxes, centre, box_w: float, box_h: float) -> None:
+    """A dashed frame, labelled with the model's name, around each expanded model's boxes."""
+    from matplotlib.patches import Rectangle
+    frames: dict[str, list[int]] = {}
+    for index, (_, frame) in enumerate(boxes):
+        if frame is not None:
+            frames.setdefault(frame, []).append(index)
+    for name, members in frames.items():
+        xs = [centre[i][0] for i in members]
+        ys = [centre[i][1] for i in members]
+        left, bottom = min(xs) - box_w / 2 - 0.15, min(ys) - box_h / 2 - 0.15
+        width, height = max(xs) - min(xs) + box_w + 0.3, max(ys) - min(ys) + box_h + 0.3
+        ax.add_patch(Rectangle((left, bottom), width, height, fill=False, linestyle="--",
+                               edgecolor="#888888"))
+        ax.text(left + 0.05, bottom + height + 0.05, name, fontsize=8, color="#555555",
+                ha="left", va="bottom")
 
 
 def _layer_depths(boxes, edges) -> list[int]:

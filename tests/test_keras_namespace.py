@@ -10,7 +10,7 @@ import pytest
 import convkit as keras
 from convkit.errors import ConvkitError, FileFormatError, ShapeError
 
-KERAS_TOP_LEVEL = ["Input", "Sequential", "Model", "Layer", "layers", "models", "losses",
+KERAS_TOP_LEVEL = ["Input", "Sequential", "Model", "Layer", "layers", "models", "losses", "backend",
                    "optimizers", "metrics", "callbacks", "activations", "initializers",
                    "regularizers", "utils", "datasets", "ops", "random", "config"]
 
@@ -191,3 +191,49 @@ def test_fashion_mnist_reads_kerass_cached_idx_files(tmp_path, monkeypatch):
     assert y_test.tolist() == [0, 1, 2] and y_test.dtype == np.uint8
     np.testing.assert_array_equal(x_train, written["train"])
     np.testing.assert_array_equal(x_test, written["t10k"])
+
+
+def test_backend_helpers():
+    assert keras.backend.backend() == "numpy"
+    assert keras.backend.image_data_format() == "channels_last"
+    keras.backend.clear_session()
+    assert keras.layers.Dense(2).name == "dense"         # names start afresh
+    assert keras.layers.Dense(2).name == "dense_1"
+
+
+def test_image_helpers_round_trip(tmp_path):
+    pytest.importorskip("PIL")
+    picture = np.zeros((6, 8, 3), np.float32)
+    picture[:, 4:] = 255.0
+    keras.utils.save_img(tmp_path / "half.png", picture, scale=False)
+    img = keras.utils.load_img(tmp_path / "half.png", target_size=(3, 4))
+    assert img.size == (4, 3)                             # Pillow: (width, height)
+    array = keras.utils.img_to_array(img)
+    assert array.shape == (3, 4, 3) and array.dtype == np.float32
+    np.testing.assert_array_equal(array[:, :2], 0)
+    np.testing.assert_array_equal(array[:, 2:], 255)
+    gray = keras.utils.img_to_array(keras.utils.load_img(tmp_path / "half.png",
+                                                         color_mode="grayscale"))
+    assert gray.shape == (6, 8, 1)
+    stretched = keras.utils.img_to_array(keras.utils.array_to_img(np.array([[[0.0], [0.5]]])))
+    np.testing.assert_array_equal(stretched.ravel(), [0, 255])
+    (tmp_path / "bad.png").write_bytes(b"not a picture")
+    with pytest.raises(FileFormatError):
+        keras.utils.load_img(tmp_path / "bad.png")
+
+
+def test_plot_model_expands_nested_models(tmp_path):
+    pytest.importorskip("matplotlib")
+    encoder = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, name="inner")],
+                               name="encoder")
+    inputs = keras.Input((5,), name="x")
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(encoder(inputs)))
+    folded = keras.utils.plot_model(model, to_file=None)
+    expanded = keras.utils.plot_model(model, to_file=tmp_path / "m.png", expand_nested=True,
+                                      dpi=40)
+    def labels(fig):
+        return [t.get_text() for t in fig.axes[0].texts if t.get_text()]
+    assert "encoder (Sequential)" in labels(folded) and len(labels(folded)) == 3
+    assert "inner (Dense)" in labels(expanded) and "encoder" in labels(expanded)
+    assert "encoder (Sequential)" not in labels(expanded)
+    assert len(expanded.axes[0].patches) == 1               # the dashed frame

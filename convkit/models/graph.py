@@ -49,9 +49,11 @@ def _is_input_tensor(t: SymbolicTensor) -> bool:
 class _Node:
     """One layer call in the graph: ``output = layer(inputs)``. ``call_index`` counts the
     calls of a shared layer (0, 1, ...); ``shared`` says it has more than one; ``state`` is
-    the layer's forward cache of this call while it is shared."""
+    the layer's forward cache of this call while it is shared; ``training`` is ``False``
+    for a model called as ``base(inputs, training=False)`` (always in inference mode),
+    else ``None`` (the mode of the outer call)."""
 
-    __slots__ = ("layer", "inputs", "output", "call_index", "shared", "state")
+    __slots__ = ("layer", "inputs", "output", "call_index", "shared", "state", "training")
 
     def __init__(self, layer, inputs, output, call_index=0):
         self.layer = layer
@@ -60,6 +62,7 @@ class _Node:
         self.call_index = call_index
         self.shared = False
         self.state = None
+        self.training = getattr(output, "call_training", None)
 
 
 class Model(Trainer):
@@ -319,7 +322,7 @@ class Model(Trainer):
         for node in self._nodes:
             args = [values[id(t)] for t in node.inputs]
             out = node.layer(args if node.layer.n_inputs is None else args[0],
-                             training=training)
+                             training=training if node.training is None else node.training)
             if node.shared:
                 node.state = _save_state(node.layer)
             values[id(node.output)] = out
@@ -430,14 +433,16 @@ class Model(Trainer):
                 needed.add(id(node.output))
         return needed
 
-    def __call__(self, x, training: bool = False):
+    def __call__(self, x, training=None):
         """Run the model on arrays: ``model(x)`` -> outputs (a list for several outputs).
         On symbolic tensors the model becomes a layer of the graph being built:
-        ``features = encoder(inputs)``."""
+        ``features = encoder(inputs)``; ``encoder(inputs, training=False)`` keeps it in
+        inference mode (dropout off, batch norm on its moving statistics) even while the
+        outer model trains, as in Keras (kept in memory, not in ``get_config``)."""
         if _is_symbolic(x):
-            return self._call_symbolic(x)
+            return self._call_symbolic(x, training)
         xs = self._prepare_inputs(x, f"{self._kind()} {self.name!r}")
-        outputs = self._forward(xs, training=training)
+        outputs = self._forward(xs, training=bool(training))
         return outputs[0] if len(outputs) == 1 else outputs
 
     def backward(self, dy):
@@ -458,15 +463,17 @@ class Model(Trainer):
         """1, or ``None`` (a list of inputs) for a model with several inputs."""
         return 1 if len(self._inputs) == 1 else None
 
-    def _call_symbolic(self, x):
+    def _call_symbolic(self, x, training=None):
         """A node of an outer graph: this model applied to symbolic tensors."""
         where = f"{self._kind()} {self.name!r}"
         inputs = list(x) if isinstance(x, (list, tuple)) else [x]
         if len(self._output_shapes_for_call(inputs, where)) != 1:
             raise ConvkitError(f"{where}: a model used as a layer must have one output, this "
                                f"one has {len(self._output_shapes())}")
-        shape = self._output_shapes()[0]
-        return SymbolicTensor(shape, layer=self, inputs=inputs)
+        output = SymbolicTensor(self._output_shapes()[0], layer=self, inputs=inputs)
+        if training is not None:
+            output.call_training = bool(training)
+        return output
 
     def _output_shapes_for_call(self, inputs, where: str) -> list:
         """Check symbolic ``inputs`` against the model's inputs; the output shapes."""
@@ -665,23 +672,21 @@ def has_trainable_weights(layer) -> bool:
     return bool(getattr(layer, "trainable", False)) and bool(layer.trainable_weights)
 
 
-#: attributes in which a layer keeps what its backward needs from the forward pass
-_FORWARD_STATE = ("cache", "mask")
-
-
 def _save_state(layer):
-    """A layer's forward state (its cache; a model's: every layer's)."""
+    """What a layer's forward pass left for its backward (a model's: every layer's). A
+    layer keeps it in attributes that the forward pass assigns (``cache``, a dropout
+    ``mask``, an augmentation's draw...), so a shallow copy of the attributes holds it;
+    arrays updated in place (the weights) are shared, not copied."""
     if isinstance(layer, Model):
         return layer._save_state()
-    return {attr: getattr(layer, attr) for attr in _FORWARD_STATE if hasattr(layer, attr)}
+    return dict(vars(layer))
 
 
 def _restore_state(layer, state) -> None:
     if isinstance(layer, Model):
         layer._restore_state(state)
         return
-    for attr, value in state.items():
-        setattr(layer, attr, value)
+    vars(layer).update(state)
 
 
 def _grads_of(layer) -> list:

@@ -386,7 +386,8 @@ class Trainer:
             return self._multi_loss_and_backward(xs, y, training, sample_weight)
         y_pred = self._forward(xs, training=training)[0]
         penalty, reg_grads = self._regularization(with_grads=True)
-        loss_value = float(self.loss(y, y_pred, sample_weight)) + penalty
+        scale = self._loss_weights[0] if self._loss_weights else 1.0   # compile's loss_weights
+        loss_value = _scaled(float(self.loss(y, y_pred, sample_weight)), scale) + penalty
         if not math.isfinite(loss_value):
             return loss_value, y_pred, reg_grads, False
         fused_layer = self._fusable_output_layer()
@@ -394,10 +395,10 @@ class Trainer:
         # the inputs need no gradient: layers skip what only they would need
         if fused_layer is not None and activation and self.loss.fusable_with(activation):
             dy = self.loss.gradient_wrt_logits(y, y_pred, sample_weight)
-            self._backward([dy], fuse=True, input_grads=False)
+            self._backward([_scaled(dy, scale)], fuse=True, input_grads=False)
         else:
             dy = self.loss.gradient(y, y_pred, sample_weight)
-            self._backward([dy], fuse=False, input_grads=False)
+            self._backward([_scaled(dy, scale)], fuse=False, input_grads=False)
         return loss_value, y_pred, reg_grads, True
 
     def _multi_loss_and_backward(self, xs, ys, training, sample_weight):
@@ -460,7 +461,9 @@ class Trainer:
         if self._multi_output:
             values = self._output_loss_values(y, y_preds, sample_weight)
             return sum(w * v for w, v in zip(self._loss_weights, values)) + penalty, y_preds
-        return float(self.loss(y, y_preds[0], sample_weight)) + penalty, y_preds[0]
+        scale = self._loss_weights[0] if self._loss_weights else 1.0
+        return _scaled(float(self.loss(y, y_preds[0], sample_weight)), scale) + penalty, \
+            y_preds[0]
 
     def _update_metrics(self, y, y_pred, sample_weight=None) -> None:
         pairs = zip(self._output_metrics, y, y_pred) if self._multi_output else \
@@ -904,6 +907,15 @@ def _check_int(value, name: str, where: str, minimum: int) -> int:
     return int(value)
 
 
+def _scaled(value, scale: float):
+    """``value * scale``, untouched when ``scale`` is 1 (no extra rounding by default)."""
+    if scale == 1.0:
+        return value
+    if isinstance(value, np.ndarray):
+        return value * value.dtype.type(scale)
+    return value * scale
+
+
 def _take(y, rows):
     """Rows of the targets: an array, or each array of a list (several outputs)."""
     return [part[rows] for part in y] if isinstance(y, list) else y[rows]
@@ -927,7 +939,8 @@ def _per_output(value, names: list, what: str, where: str, broadcast: bool) -> l
         if missing:
             raise ConvkitError(f"{where}: {what} has no entry for output(s) {missing}")
         return [value[name] for name in names]
-    if isinstance(value, (list, tuple)) and (len(names) > 1 or not broadcast):
+    if isinstance(value, (list, tuple)) and (len(names) > 1 or not broadcast or
+                                             len(value) == 1):
         if len(value) != len(names):
             raise ConvkitError(f"{where}: {what} has {len(value)} entries for "
                                f"{len(names)} output(s) {names}")

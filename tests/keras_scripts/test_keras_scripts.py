@@ -24,6 +24,7 @@ SCRIPTS = {
                           "add"],
     "multi_io.py": [],
     "callbacks_checkpoint.py": [],
+    "transfer_learning.py": [],
 }
 
 
@@ -108,3 +109,16 @@ def test_callbacks_checkpoint(tmp_path, monkeypatch):
     np.testing.assert_allclose(
         result["restored"].evaluate(result["x_val"], result["y_val"], verbose=0)[0],
         result["history"].history["val_loss"][best], rtol=1e-5)
+
+
+def test_transfer_learning(tmp_path, monkeypatch, capsys):
+    result = _run("transfer_learning.py", tmp_path, monkeypatch)
+    _trained(result["history"])
+    assert result["unchanged"]                      # the frozen base kept its weights
+    assert result["frozen_weights"] and not all(
+        np.array_equal(a, b) for a, b in zip(result["frozen_weights"],
+                                             result["base_model"].get_weights()))
+    _finite(result["score"])
+    assert result["score"][1] > 0.5
+    out = capsys.readouterr().out
+    assert "base (Sequential)" in out and "└ conv2d" in out     # the nested summary

@@ -157,3 +157,34 @@ def _summary_text(api, expand_nested):
 def test_summary_matches_keras_for_nested_and_shared(expand_nested):
     keras = pytest.importorskip("keras")
     assert _summary_text(ck, expand_nested) == _summary_text(keras, expand_nested)
+
+
+def test_nested_model_called_with_training_false_stays_in_inference_mode(rng):
+    ck.set_seed(4)
+    base = ck.Sequential([L.Input((6,)), L.Dense(8), L.BatchNormalization(),
+                          L.Dropout(0.5)], name="base")
+    inputs = L.Input((6,))
+    pinned = ck.Model(inputs, L.Dense(2)(base(inputs, training=False)))
+    x = rng.random((16, 6)).astype(np.float32)
+    np.testing.assert_array_equal(pinned(x, training=True), pinned(x, training=False))
+    moving = [w.value.copy() for w in base.layers[1].weights[2:]]
+    pinned.compile(optimizer="sgd", loss="mse")
+    pinned.fit(x, rng.random((16, 2)), epochs=1, batch_size=8, verbose=0)
+    for before, w in zip(moving, base.layers[1].weights[2:]):
+        np.testing.assert_array_equal(before, w.value)    # moving statistics untouched
+    free = ck.Model(inputs, L.Dense(2)(base(inputs)))
+    assert not np.array_equal(free(x, training=True), free(x, training=False))
+
+
+def test_shared_dropout_backward_uses_each_calls_own_mask():
+    ck.set_seed(8)
+    a, b = L.Input((50,)), L.Input((50,))
+    drop = L.Dropout(0.5)
+    model = ck.Model([a, b], L.Add()([drop(a), drop(b)]))
+    out = model([np.ones((4, 50)), np.full((4, 50), 1000.0)], training=True)
+    kept_a = np.isin(out, (2.0, 2002.0))          # out = 2 * mask_a + 2000 * mask_b
+    kept_b = out >= 2000.0
+    assert not np.array_equal(kept_a, kept_b)
+    dx_a, dx_b = model.backward(np.ones_like(out))
+    np.testing.assert_array_equal(dx_a, 2.0 * kept_a)
+    np.testing.assert_array_equal(dx_b, 2.0 * kept_b)

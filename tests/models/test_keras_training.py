@@ -276,3 +276,18 @@ def test_two_outputs_and_sample_weights_match_keras():
         for a, b in zip(ours.get_layer(name).get_weights(),
                         theirs.get_layer(name).get_weights()):
             np.testing.assert_allclose(a, np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_single_output_loss_weight_scales_loss_and_gradient(rng):
+    x = rng.random((8, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 8)
+    plain, weighted = _dense_classifier(), _dense_classifier()
+    weighted.compile(optimizer=ck.optimizers.SGD(0.05), loss=["sparse_categorical_crossentropy"],
+                     loss_weights=[2.0])
+    plain.compile(optimizer=ck.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    assert weighted.evaluate(x, y, verbose=0) == pytest.approx(
+        2 * plain.evaluate(x, y, verbose=0), rel=1e-6)
+    plain.fit(x, y, batch_size=8, epochs=1, verbose=0)        # rate 0.1 = 2 x 0.05
+    weighted.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    for a, b in zip(plain.get_weights(), weighted.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

@@ -139,3 +139,14 @@ def test_progress_iter_tqdm():
 def test_bad_verbose():
     with pytest.raises(ValueError, match="verbose"):
         ProgressBar(10, verbose=3)
+
+
+def test_time_per_step_leaves_out_the_first_step_as_keras(monkeypatch):
+    clock = iter([0.0, 10.0, 12.0])       # start; the first step ends at 10 s; the end at 12 s
+    monkeypatch.setattr("convkit.progress.time.monotonic", lambda: next(clock))
+    out = io.StringIO()
+    bar = ProgressBar(3, verbose=2, stream=out)
+    for step in (1, 2, 3):
+        bar.update(step)
+    bar.finish()
+    assert out.getvalue() == "3/3 - 12s - 1s/step\n"     # not 12 s / 3 = 4s/step
