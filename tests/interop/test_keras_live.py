@@ -116,11 +116,13 @@ def test_convkit_to_keras_and_back(keras, tmp_path, name):
         theirs = keras.saving.load_model(tmp_path / f"m{suffix}")
         for a, b in zip(predictions(theirs, x), ours):
             assert_close(a, b)
+    model.save_weights(tmp_path / "legacy.h5")
     theirs = keras.saving.load_model(tmp_path / "m.keras", compile=False)
-    theirs.set_weights([np.zeros_like(w) for w in theirs.get_weights()])
-    theirs.load_weights(tmp_path / "m.weights.h5")
-    for a, b in zip(predictions(theirs, x), ours):
-        assert_close(a, b)
+    for weights in ("m.weights.h5", "legacy.h5"):
+        theirs.set_weights([np.zeros_like(w) for w in theirs.get_weights()])
+        theirs.load_weights(tmp_path / weights)
+        for a, b in zip(predictions(theirs, x), ours):
+            assert_close(a, b)
     # and back: Keras writes, convkit reads
     theirs.save(tmp_path / "k.keras")
     theirs.save(tmp_path / "k.h5")
