@@ -193,8 +193,8 @@ def _layer_class(entry: dict, custom_objects: dict, where: str):
     class_name = entry.get("class_name")
     module = entry.get("module")
     registered = entry.get("registered_name")
-    name = (entry.get("config") or {}).get("name") if isinstance(entry.get("config"),
-                                                                 dict) else None
+    config = entry.get("config")
+    name = config.get("name") if isinstance(config, dict) else None
     here = f"{where}: layer {name!r}"
     if not isinstance(class_name, str):
         raise FileFormatError(f"{here} has no class_name")
