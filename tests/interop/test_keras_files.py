@@ -15,7 +15,8 @@ from convkit.errors import ConvkitError, FileFormatError, ShapeError
 h5py = pytest.importorskip("h5py")
 L = ck.layers
 FIXTURES = pathlib.Path(__file__).resolve().parent / "keras_fixtures"
-NAMES = ["mnist_convnet", "bn_depthwise", "add_concat", "branched", "other_layers"]
+# every model make_keras_fixtures.py wrote (a new builder there is tested here unchanged)
+NAMES = sorted(path.name[:-len("_y.npy")] for path in FIXTURES.glob("*_y.npy"))
 
 
 def expected(name):
@@ -30,6 +31,14 @@ def assert_close(actual, reference):
 def scramble(model, seed=0):
     rng = np.random.default_rng(seed)
     model.set_weights([rng.normal(size=w.shape).astype(w.dtype) for w in model.get_weights()])
+
+
+def test_every_fixture_has_its_three_files():
+    assert {"mnist_convnet", "bn_depthwise", "add_concat", "branched",
+            "other_layers"} <= set(NAMES)
+    for name in NAMES:
+        for suffix in (".keras", ".h5", ".weights.h5", "_x.npy"):
+            assert (FIXTURES / f"{name}{suffix}").is_file()
 
 
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
