@@ -155,7 +155,11 @@ def _dtype_name(value, where: str) -> str:
 def weight_budget(nbytes: int | None, where: str):
     """Within the block, layers may create at most ``nbytes`` of weights in total: the check
     runs before each weight is allocated, so a config describing a huge layer fails with a
-    :class:`FileFormatError` instead of allocating it. ``None``: no limit."""
+    :class:`FileFormatError` instead of allocating it. ``None``: no limit.
+
+    It works by wrapping :func:`convkit.initializers.get`, through which every layer's
+    ``add_weight`` allocates, for the duration of the block (layers being built in other
+    threads at that moment would count against the same budget)."""
     if nbytes is None:
         yield
         return
@@ -189,8 +193,8 @@ def _layer_class(entry: dict, custom_objects: dict, where: str):
     class_name = entry.get("class_name")
     module = entry.get("module")
     registered = entry.get("registered_name")
-    name = (entry.get("config") or {}).get("name") if isinstance(entry.get("config"),
-                                                                 dict) else None
+    config = entry.get("config")
+    name = config.get("name") if isinstance(config, dict) else None
     here = f"{where}: layer {name!r}"
     if not isinstance(class_name, str):
         raise FileFormatError(f"{here} has no class_name")
@@ -475,6 +479,8 @@ def compile_from_keras(model, compile_config, where: str) -> bool:
 
 
 def _keras_object(value, module: str):
+    """A convkit ``{"class_name", "config"}`` (an optimizer, loss, metric, initializer,
+    regularizer; a learning-rate schedule inside) in Keras's form; names pass through."""
     if isinstance(value, dict) and "class_name" in value:
         config = {k: _keras_object(v, module + ".schedules") if isinstance(v, dict) else v
                   for k, v in (value.get("config") or {}).items()}
@@ -510,14 +516,6 @@ def _policy(dtype: str) -> dict:
             "registered_name": None}
 
 
-def _keras_nested(value, module: str):
-    """An initializer/regularizer from convkit's config (a name or a dict) in Keras's form."""
-    if isinstance(value, dict) and "class_name" in value:
-        return {"module": module, "class_name": value["class_name"],
-                "config": dict(value.get("config") or {}), "registered_name": None}
-    return value
-
-
 def _as_list(value):
     return [_as_list(v) for v in value] if isinstance(value, (list, tuple)) else value
 
@@ -547,9 +545,9 @@ def keras_layer_config(layer) -> dict:
         if key == "dtype":
             value = _policy(value)
         elif key.endswith("_initializer"):
-            value = _keras_nested(value, "keras.initializers")
+            value = _keras_object(value, "keras.initializers")
         elif key.endswith("_regularizer"):
-            value = _keras_nested(value, "keras.regularizers")
+            value = _keras_object(value, "keras.regularizers")
         out[key] = value
     return {"class_name": class_name, "config": out}
 

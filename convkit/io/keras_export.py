@@ -12,8 +12,10 @@ The layouts are the ones :mod:`convkit.io.keras_import` reads (its docstring dra
 * ``save_keras_weights(model, "m.weights.h5")``: Keras 3's weights layout
   (``layers/<group>/vars/<i>``); ``save_legacy_weights(model, "m.h5")`` the legacy one.
 
-Keras's files carry no optimizer state from convkit (the ``.convkit`` archive does, for a
-bit-identical resume); ``keras.saving.load_model`` recompiles from ``compile_config``.
+``.keras`` and ``.weights.h5`` also carry the optimizer's state in Keras's layout
+(:mod:`convkit.io.keras_optimizer`), so Keras continues training where convkit stopped; the
+legacy ``.h5`` does not. Only the ``.convkit`` archive also keeps the random generators, for
+a bit-identical resume.
 Every file is written to a temporary file beside the target and moved over it
 (:func:`convkit.io.archive.atomic_writer`): a crash never leaves half a file.
 
@@ -33,6 +35,7 @@ from .archive import atomic_write_bytes, atomic_writer
 from .keras_config import KERAS_VERSION, keras_compile_config, keras_model_config
 from .keras_h5 import import_h5py
 from .keras_import import keras_path_names
+from .keras_optimizer import keras_optimizer_arrays
 
 __all__ = ["save_keras", "save_keras_h5", "save_keras_weights", "save_legacy_weights"]
 
@@ -68,6 +71,12 @@ def _write_keras3_weights(h5, model) -> None:
         for index, weight in enumerate(layer.weights):
             group.create_dataset(str(index), data=weight.value)
     h5.create_group("vars").attrs["name"] = model.name
+    optimizer = keras_optimizer_arrays(model)
+    if optimizer is not None:
+        group = h5.create_group("optimizer").create_group("vars")
+        group.attrs["name"] = model.optimizer.name
+        for index, array in enumerate(optimizer):
+            group.create_dataset(str(index), data=array)
 
 
 def _write_legacy_weights(group, model) -> None:

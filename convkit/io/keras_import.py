@@ -225,6 +225,15 @@ def _open(path: str, where: str) -> _KerasFile:
 
 
 # ============================================================================ the two layouts
+def _numbered_arrays(group, path: str, fail) -> list:
+    """The datasets ``0``, ``1``, ... of a Keras 3 ``vars`` group, in numeric order."""
+    keys = sorted(group.keys(), key=lambda k: (not k.isdigit(), int(k) if k.isdigit()
+                                               else 0, k))
+    if keys != [str(i) for i in range(len(keys))]:
+        fail(f"'{path}' holds {keys[:10]}, not variables numbered 0, 1, ...")
+    return [read_array(group[k], f"{path}/{k}", fail) for k in keys]
+
+
 def _keras3_vars(kf: _KerasFile, pairs, names_known: bool, fail) -> list:
     """``[(layer, arrays, path), ...]`` for Keras 3's layout, ``pairs`` being ``(layer,
     group name)`` in Keras's order. ``names_known``: the layers carry the file's names, so
@@ -250,12 +259,7 @@ def _keras3_vars(kf: _KerasFile, pairs, names_known: bool, fail) -> list:
         if names_known and stored_name is not None and stored_name != layer.name:
             raise ShapeError(f"load_weights: '{path}' holds the weights of layer "
                              f"{stored_name!r} but Keras's order puts {layer.name!r} there")
-        keys = sorted(group.keys(), key=lambda k: (not k.isdigit(), int(k) if k.isdigit()
-                                                   else 0, k))
-        if keys != [str(i) for i in range(len(keys))]:
-            fail(f"'{path}' holds {keys}, not variables numbered 0, 1, ...")
-        arrays = [read_array(group[k], f"{path}/{k}", fail) for k in keys]
-        result.append((layer, arrays, path))
+        result.append((layer, _numbered_arrays(group, path, fail), path))
     leftovers = []
 
     def visit(name, obj):
@@ -373,6 +377,7 @@ def load_keras_model(path, custom_objects: dict | None = None, compile: bool = T
     >>> model = load_keras_model("mnist.keras")                       # doctest: +SKIP
     """
     from .keras_config import compile_from_keras, model_from_keras_config
+    from .keras_optimizer import optimizer_state_from_keras
     path = os.fspath(path)
     where = "load_model"
     kf = _open(path, where)
@@ -393,11 +398,28 @@ def load_keras_model(path, custom_objects: dict | None = None, compile: bool = T
         else:
             loaded = _legacy_vars(kf, model.layers, True, fail)
         _check_and_assign(loaded)
+        optimizer = _keras3_optimizer(kf, fail) if kf.kind == "keras" else None
     finally:
         kf.close()
-    if compile:
-        compile_from_keras(model, kf.compile_config, f"{where}: {path!r}")
+    if compile and compile_from_keras(model, kf.compile_config, f"{where}: {path!r}") and \
+            optimizer:
+        state = optimizer_state_from_keras(model, optimizer)
+        if state is None:
+            warnings.warn(f"{where}: the optimizer state in {path!r} does not fit "
+                          f"{type(model.optimizer).__name__}'s variables; training starts "
+                          f"from a fresh optimizer", stacklevel=3)
+        else:
+            model.optimizer.set_state(state)
     return model
+
+
+def _keras3_optimizer(kf: _KerasFile, fail) -> list | None:
+    """The arrays of ``optimizer/vars`` in order, or None."""
+    import h5py
+    group = kf.h5.get("optimizer/vars")
+    if not isinstance(group, h5py.Group) or not len(group):
+        return None
+    return _numbered_arrays(group, "optimizer/vars", fail)
 
 
 def load_keras_weights(model, path, strict: bool = True,

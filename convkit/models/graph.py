@@ -624,19 +624,21 @@ class Model(Trainer):
             print_explanation(self, print_fn=print_fn)
 
     def save(self, path) -> None:
-        """Architecture, weights, compile settings and optimizer state in one archive."""
+        """Architecture, weights, compile settings and optimizer state in one archive
+        (``.convkit``); ``.keras`` and ``.h5`` write Keras's formats instead."""
         from .saving import save_model
         save_model(self, path)
 
     def save_weights(self, path) -> None:
-        """Weights only (plus optimizer state when compiled)."""
+        """Weights only (plus optimizer state when compiled); ``.weights.h5`` and ``.h5``
+        write Keras's layouts instead."""
         from .saving import save_weights
         save_weights(self, path)
 
     def load_weights(self, path, strict: bool = True) -> None:
         """Load weights saved by :meth:`save_weights` or :meth:`save` (or by Keras) into
-        this model, checking every name and shape; see :func:`~convkit.models.saving.
-        load_weights` for ``strict``."""
+        this model, checking every name and shape. When a Keras file's architecture
+        differs from this model's, ``strict=True`` raises and ``strict=False`` warns."""
         from .saving import load_weights
         load_weights(self, path, strict=strict)
 

@@ -18,8 +18,9 @@ initial_epoch=2)`` gives the same weights, bit for bit, as 4 epochs in one go.
 The extension picks the format, as in Keras: ``.keras`` writes a Keras 3 archive, ``.h5``
 (``.hdf5``) a legacy Keras HDF5 model, and for ``save_weights`` ``.weights.h5`` Keras 3's
 weights file and ``.h5`` the legacy weights layout (:mod:`convkit.io.keras_export`); real
-Keras opens all of them. Any other extension (``.convkit`` is the convention) writes the
-convkit archive, the one that also carries the optimizer and random-generator states.
+Keras opens all of them (``.keras`` with the optimizer state). Any other extension
+(``.convkit`` is the convention) writes the convkit archive, the one that also carries the
+random-generator states for a bit-identical resume.
 Loading looks at the file's content, not its name: Keras files go through
 :mod:`convkit.io.keras_import`, convkit archives through
 :func:`convkit.io.archive.read_archive`; a truncated, corrupt or foreign file raises

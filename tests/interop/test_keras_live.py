@@ -116,11 +116,13 @@ def test_convkit_to_keras_and_back(keras, tmp_path, name):
         theirs = keras.saving.load_model(tmp_path / f"m{suffix}")
         for a, b in zip(predictions(theirs, x), ours):
             assert_close(a, b)
+    model.save_weights(tmp_path / "legacy.h5")
     theirs = keras.saving.load_model(tmp_path / "m.keras", compile=False)
-    theirs.set_weights([np.zeros_like(w) for w in theirs.get_weights()])
-    theirs.load_weights(tmp_path / "m.weights.h5")
-    for a, b in zip(predictions(theirs, x), ours):
-        assert_close(a, b)
+    for weights in ("m.weights.h5", "legacy.h5"):
+        theirs.set_weights([np.zeros_like(w) for w in theirs.get_weights()])
+        theirs.load_weights(tmp_path / weights)
+        for a, b in zip(predictions(theirs, x), ours):
+            assert_close(a, b)
     # and back: Keras writes, convkit reads
     theirs.save(tmp_path / "k.keras")
     theirs.save(tmp_path / "k.h5")
@@ -234,3 +236,42 @@ def test_keras_layer_order_matches_keras(keras):
             [layer.name for layer in theirs.layers], f"seed {seed}"
         checked += 1
     assert checked >= 15
+
+
+@pytest.mark.parametrize("optimizer", [
+    ck.optimizers.Adam(1e-2, amsgrad=True), ck.optimizers.SGD(0.1, momentum=0.9),
+    ck.optimizers.RMSprop(1e-2, momentum=0.5, centered=True)])
+def test_optimizer_state_crosses_over(keras, tmp_path, optimizer):
+    """convkit trains two steps and saves .keras: Keras loads every optimizer variable
+    (no 'Skipping variable loading' warning) in its own order, and back."""
+    import warnings
+    ck.set_seed(0)
+    model = bn_depthwise()
+    model.compile(optimizer=optimizer, loss="categorical_crossentropy")
+    x = sample(model)
+    model.fit(x, np.eye(4, dtype=np.float32)[[0, 2]], epochs=2, batch_size=2, verbose=0)
+    model.save(tmp_path / "m.keras")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        theirs = keras.saving.load_model(tmp_path / "m.keras")
+    assert not [w for w in caught if "Skipping variable loading" in str(w.message)]
+    state = model.optimizer.get_state()
+    assert int(theirs.optimizer.iterations) == state["iterations"] == 2
+    trainable = [id(w) for w in model.trainable_weights]
+    index = {f"{layer.name}/{w.name}": trainable.index(id(w)) for layer in model.layers
+             for w in layer.weights if id(w) in trainable}
+    checked = 0
+    for variable in theirs.optimizer.variables[2:]:
+        # Keras names a slot "<layer>_<weight>_<slot>", e.g. "conv2d_kernel_momentum"
+        for path, position in index.items():
+            prefix = path.replace("/", "_") + "_"
+            slot = variable.name[len(prefix):] if variable.name.startswith(prefix) else None
+            if slot in ("momentum", "velocity", "velocity_hat", "average_gradient"):
+                np.testing.assert_allclose(np.asarray(variable), state[f"{slot}/{position}"],
+                                           rtol=1e-6, atol=1e-7)
+                checked += 1
+    assert checked == len(theirs.optimizer.variables) - 2 > 0
+    theirs.save(tmp_path / "k.keras")
+    again = ck.load_model(tmp_path / "k.keras")
+    for key, value in state.items():
+        np.testing.assert_allclose(again.optimizer.get_state()[key], value, rtol=1e-6)
