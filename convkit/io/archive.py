@@ -112,7 +112,7 @@ def _link_exclusive(tmp_path: str, path: str) -> None:
 
 def _process_alive(pid: int) -> bool:
     """True if a process with this id exists on this machine (or we cannot tell)."""
-    if pid == os.getpid():
+    if pid == os.getpid() or os.name != "posix":   # on Windows, os.kill(pid, 0) is Ctrl-C
         return True
     try:
         os.kill(pid, 0)

@@ -71,7 +71,9 @@ def json_depth(value) -> int:
         deepest = max(deepest, depth)
         if deepest > MAX_JSON_DEPTH:
             return deepest
-        stack.extend((child, depth + 1) for child in children)
+        # only containers are pushed: a list of a million numbers costs no stack
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, (dict, list)))
     return deepest
 
 

@@ -42,38 +42,57 @@ _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
 
 def _check_value(value, path: str, fail, bound_sizes: bool = True) -> None:
     """Walk parsed JSON without recursion; ``path`` is where ``value`` sits. Every float
-    must be finite; with ``bound_sizes``, every int (but seeds) is at most
-    ``MAX_CONFIG_INT`` and every input shape has at most ``MAX_CONFIG_ELEMENTS`` elements."""
+    must be finite and every ``name`` a string; with ``bound_sizes``, every int (but seeds)
+    is at most ``MAX_CONFIG_INT`` and every input shape has at most ``MAX_CONFIG_ELEMENTS``
+    elements. Only containers go on the stack, so long lists of numbers cost nothing."""
+    if not isinstance(value, (dict, list)):
+        _check_scalar(value, None, lambda: path, fail, bound_sizes)
+        return
     stack = [(value, path, None)]
     while stack:
         item, where, key = stack.pop()
-        if key == "name" and item is not None and not isinstance(item, str):
-            fail(f"{where} must be a string, got {type(item).__name__}")
-        if isinstance(item, str):
-            if len(item) > 1 << 16:
-                fail(f"{where} is a string of {len(item)} characters")
-        elif item is None or isinstance(item, bool):
-            continue
-        elif isinstance(item, int):
-            if bound_sizes and key not in _UNBOUNDED_INT_KEYS and \
-                    abs(item) > limits.MAX_CONFIG_INT:
-                fail(f"{where} is {item}, more than the limit {limits.MAX_CONFIG_INT}")
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                fail(f"{where} is {item}, not a finite number")
-        elif isinstance(item, dict):
+        if isinstance(item, dict):
             if len(item) > limits.MAX_MEMBERS:
                 fail(f"{where} has {len(item)} entries, more than {limits.MAX_MEMBERS}")
-            stack.extend((child, f"{where}.{child_key}", child_key)
-                         for child_key, child in item.items())
-        elif isinstance(item, list):
+            children = item.items()
+        else:
             if len(item) > limits.MAX_LAYERS:
                 fail(f"{where} has {len(item)} entries, more than {limits.MAX_LAYERS}")
             if bound_sizes and key in _SHAPE_KEYS:
                 _check_shape(item, where, fail)
-            stack.extend((child, f"{where}[{index}]", None) for index, child in enumerate(item))
-        else:
-            fail(f"{where} has the unexpected type {type(item).__name__}")
+            children = enumerate(item)
+        in_dict = isinstance(item, dict)
+        for child_key, child in children:
+            name_key = child_key if in_dict else None
+
+            def place():          # built only for containers and failures
+                return f"{where}.{child_key}" if in_dict else f"{where}[{child_key}]"
+            if isinstance(child, (dict, list)):
+                if name_key == "name":
+                    fail(f"{place()} must be a string, got {type(child).__name__}")
+                stack.append((child, place(), name_key))
+            else:
+                _check_scalar(child, name_key, place, fail, bound_sizes)
+
+
+def _check_scalar(value, key, where, fail, bound_sizes: bool) -> None:
+    """One JSON scalar under ``key``; ``where()`` names its place (built only to fail)."""
+    if key == "name" and value is not None and not isinstance(value, str):
+        fail(f"{where()} must be a string, got {type(value).__name__}")
+    if isinstance(value, str):
+        if len(value) > 1 << 16:
+            fail(f"{where()} is a string of {len(value)} characters")
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, int):
+        if bound_sizes and key not in _UNBOUNDED_INT_KEYS and \
+                abs(value) > limits.MAX_CONFIG_INT:
+            fail(f"{where()} is {value}, more than the limit {limits.MAX_CONFIG_INT}")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            fail(f"{where()} is {value}, not a finite number")
+    else:
+        fail(f"{where()} has the unexpected type {type(value).__name__}")
 
 
 def _check_shape(shape: list, where: str, fail) -> None:

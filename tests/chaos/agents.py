@@ -178,6 +178,29 @@ def _interrupt_after(seconds: float) -> threading.Timer:
     return timer
 
 
+class _Watchdog:
+    """Ends the agent with its counts so far (and ``"hung": true``) if one trial takes
+    longer than ``seconds``: a call that hangs after an interrupt is a result, not a reason
+    to keep the test suite waiting."""
+
+    def __init__(self, counts: dict, seconds: float):
+        self.counts, self.seconds, self.timer = counts, seconds, None
+
+    def _fire(self):
+        print(json.dumps({**self.counts, "hung": True}), flush=True)
+        os._exit(3)
+
+    def trial(self):
+        self.stop()
+        self.timer = threading.Timer(self.seconds, self._fire)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def stop(self):
+        if self.timer is not None:
+            self.timer.cancel()
+
+
 def _interrupted(call, seconds) -> bool:
     timer = _interrupt_after(seconds)
     interrupted = False
@@ -235,7 +258,9 @@ def interrupt_fit(trials: int, directory: str) -> dict:
     counts = {"trials": 0, "interrupted": 0, "at_a_completed_step": 0, "mid_step": 0,
               "next_fit_right": 0, "next_predict_right": 0, "steps_seen": []}
     rng = random.Random(2)
+    watchdog = _Watchdog(counts, 30 + 20 * duration)
     for _ in range(trials):
+        watchdog.trial()
         model = _fit_model()
         counts["trials"] += 1
         interrupted = _interrupted(
@@ -258,6 +283,7 @@ def interrupt_fit(trials: int, directory: str) -> dict:
         want = _predict_with(snapshots[done], probe)
         counts["next_predict_right"] += bool(np.allclose(model.predict(probe, verbose=0),
                                                          want, rtol=1e-5, atol=1e-6))
+    watchdog.stop()
     counts["steps_seen"] = sorted(set(counts["steps_seen"]))
     return counts
 
@@ -295,7 +321,9 @@ def interrupt_predict(trials: int, directory: str) -> dict:
             return False
         return bool(np.allclose(got, expected, rtol=1e-5, atol=1e-6))
 
+    watchdog = _Watchdog(counts, 20 + 20 * duration)
     for _ in range(trials):
+        watchdog.trial()
         counts["trials"] += 1
         try:
             counts["interrupted"] += _interrupted(
@@ -304,6 +332,7 @@ def interrupt_predict(trials: int, directory: str) -> dict:
             counts["errors"].append(f"interrupted call: {type(exc).__name__}: {exc}"[:200])
         counts["next_small_right"] += right(small, want_small)
         counts["next_right"] += right(x, want)
+    watchdog.stop()
     return counts
 
 

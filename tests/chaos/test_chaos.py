@@ -30,7 +30,7 @@ def outcomes(tmp_path_factory):
             [sys.executable, "-m", "tests.chaos.agents", kind, str(TRIALS), str(directory)],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     results = {}
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 300          # a hang is caught by the agents' watchdogs
     for kind, process in processes.items():
         try:
             out, err = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
@@ -60,7 +60,7 @@ def test_kill_9_always_leaves_the_old_or_a_new_model(outcomes, kind):
 
 def test_ctrl_c_during_fit_leaves_a_completed_step(outcomes):
     counts = outcomes["fit"]
-    assert counts.get("trials") == TRIALS, counts
+    assert counts.get("trials") == TRIALS and not counts.get("hung"), counts
     assert counts["mid_step"] == 0, counts
     assert counts["at_a_completed_step"] == TRIALS
     assert counts["next_fit_right"] == TRIALS and counts["next_predict_right"] == TRIALS
@@ -69,7 +69,7 @@ def test_ctrl_c_during_fit_leaves_a_completed_step(outcomes):
 
 def test_ctrl_c_during_predict_leaves_the_next_call_right(outcomes):
     counts = outcomes["predict"]
-    if counts.get("trials") != TRIALS or counts["errors"] or \
+    if counts.get("trials") != TRIALS or counts.get("hung") or counts["errors"] or \
             counts["next_right"] < TRIALS or counts["next_small_right"] < TRIALS:
         pytest.xfail(f"{POOL_REASON}: {str(counts)[:600]}")
     assert counts["interrupted"] > TRIALS // 2
