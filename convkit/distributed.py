@@ -592,7 +592,8 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose=1, callbacks=None, validat
     x, y = _persist_pair(client, x, y, input_shape, where)
     placement = _Placement(client, x, y)
     # one small sample checks the targets against the loss before any work is sent
-    model._prepare_data(np.asarray(x[:1].compute()), np.asarray(y[:1].compute()), where)
+    first_x, first_y = client.compute([x[:1], y[:1]], sync=True)
+    model._prepare_data(np.asarray(first_x), np.asarray(first_y), where)
 
     n = x.shape[0]
     steps = steps_per_epoch or -(-n // batch_size)
