@@ -129,7 +129,7 @@ def project(results: dict, batch: int, bandwidth: float, quiet: bool = False,
         fixed      = the rest of a 1-worker step (client-side work, two round trips)
 
     ``quiet=True`` replaces this machine's scheduling figures by those of an unloaded
-    scheduler: 1 ms per task (Dask's documented overhead per task), ``fixed`` = the
+    scheduler: 1 ms per task (Dask documents under a millisecond), ``fixed`` = the
     client's own work (measured) + two 1 ms round trips.
 
     efficiency(W) = (batch / step(W)) / (W * batch / step(1)) = step(1) / (W * step(W)),
