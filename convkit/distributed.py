@@ -23,7 +23,7 @@ One training step of :func:`fit` on a global batch of ``B`` sample indices (draw
 ``model.fit`` draws them, from the model's own shuffling generator)::
 
     shard_w   = the batch's samples whose chunk lives on worker w          (no data moves)
-    worker w:   g_w = (|shard_w| / B) * dL_w/dtheta                        L_w = mean loss on shard_w
+    worker w:   g_w = (|shard_w| / B) * dL_w/dtheta             L_w = mean loss on shard_w
     tree sum:   g   = sum_w g_w  =  dL/dtheta of the mean loss over the global batch
     client:     g  += regularization gradient (once), optimizer.apply_gradients(g)
                 then the new weights go to every worker
@@ -226,9 +226,9 @@ def predict(model, x, batch_size=32, client=None, files_per_task=256,
     """``model.predict`` where the data lives: a lazy dask array of outputs.
 
     ``x``: a dask array ``(N, H, W, C)`` chunked along the batch axis (a NumPy array is
-    wrapped in one, chunks of whole batches and about 32 MB as float64; a memmap of a whole file, or
-    :func:`from_memmap`, is read from its file chunk by chunk), or a folder of image files,
-    or a list of image paths. Each block runs ``model.predict(block, batch_size)``
+    wrapped in one, chunks of whole batches and about 32 MB as float64; a memmap of a
+    whole file, or :func:`from_memmap`, is read from its file chunk by chunk), or a folder
+    of image files, or a list of image paths. Each block runs ``model.predict(block, batch_size)``
     on the worker (or thread) that holds it: any input dtype, converted one batch at a time.
     Returns a dask array ``(N, *model.output_shape[1:])`` in the model's dtype, chunked like
     ``x``: ``.compute()`` it, or store it with ``.to_zarr(...)``.

@@ -7,7 +7,8 @@
 
     def build(filters=8, meta=None):
         L = ck.layers
-        return ck.Sequential([L.Input(meta["input_shape"]), L.Conv2D(filters, 3, activation="relu"),
+        return ck.Sequential([L.Input(meta["input_shape"]),
+                              L.Conv2D(filters, 3, activation="relu"),
                               L.Flatten(), L.Dense(meta["n_classes"], activation="softmax")])
 
     search = GridSearchCV(ConvkitClassifier(build, optimizer="adam", epochs=3, random_state=0),

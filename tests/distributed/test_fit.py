@@ -1,5 +1,6 @@
 """convkit.distributed.fit: synchronous data-parallel training equals model.fit (same seed,
-same global batch), keeps callbacks, validation and History, and survives a lost worker."""
+same global batch) and keeps callbacks, validation and History (a lost worker:
+test_worker_loss.py)."""
 import numpy as np
 import pytest
 
