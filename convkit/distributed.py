@@ -113,33 +113,35 @@ class _Architecture:
         return f"_Architecture({self.model_class}, token={self.token[:8]})"
 
 
-# (architecture token, thread id) -> [model, version of the weights it holds]
+# architecture token -> {thread id: [model, version of the weights it holds]}, the most
+# recently used token last; a worker keeps the models of the last few architectures
 _WORKER_MODELS: "collections.OrderedDict" = collections.OrderedDict()
 _WORKER_MODELS_LOCK = threading.Lock()
-_WORKER_CACHE_SIZE = 8
+_WORKER_CACHE_SIZE = 4
 #: architecture token -> how many times this process built a model from it
 _WORKER_BUILDS: "collections.Counter" = collections.Counter()
 
 
 def _worker_model(arch: _Architecture, weights, version):
     """The model for ``arch`` on this thread, holding ``weights`` (set only when ``version``
-    changed): built from the JSON config on first use, then reused."""
-    key = (arch.token, threading.get_ident())
+    changed): built from the JSON config on first use, then reused. Each thread has its own
+    model (a forward pass keeps state in the layers)."""
+    thread = threading.get_ident()
     with _WORKER_MODELS_LOCK:
-        entry = _WORKER_MODELS.get(key)
-        if entry is not None:
-            _WORKER_MODELS.move_to_end(key)
+        models = _WORKER_MODELS.setdefault(arch.token, {})
+        _WORKER_MODELS.move_to_end(arch.token)
+        while len(_WORKER_MODELS) > _WORKER_CACHE_SIZE:
+            _WORKER_MODELS.popitem(last=False)
+        entry = models.get(thread)
     if entry is None:
         from .models.saving import model_from_config
         model = model_from_config(json.loads(arch.config_json), arch.model_class)
         if arch.loss is not None:
             model.compile(optimizer="sgd", loss=arch.loss)
         entry = [model, None]
-        _WORKER_BUILDS[arch.token] += 1
         with _WORKER_MODELS_LOCK:
-            _WORKER_MODELS[key] = entry
-            while len(_WORKER_MODELS) > _WORKER_CACHE_SIZE:
-                _WORKER_MODELS.popitem(last=False)
+            models[thread] = entry
+            _WORKER_BUILDS[arch.token] += 1
     if entry[1] != version:
         entry[0].set_weights(weights)
         entry[1] = version
