@@ -41,8 +41,9 @@ What data-parallel means for the layers that look at the batch:
   client adds the shard-size-weighted mean of the changes: exact for the moving mean, for
   the moving variance the between-shard part of the variance is left out.
 * ``Dropout`` draws its masks on the workers from generators seeded by (run, step, shard
-  position), so a run is reproducible and a recomputed step draws the same masks, but the
-  masks differ from single-process ``fit``'s.
+  position), so a run is reproducible and a task Dask reruns draws the same masks, but
+  the masks differ from single-process ``fit``'s. With either layer, a step resent after
+  a lost worker may split the batch differently and so give a slightly different result.
 
 Fault tolerance is Dask's: a lost worker's chunks are recomputed from their graph and its
 tasks rescheduled on the others; a step whose results cannot be gathered is sent again
