@@ -16,8 +16,9 @@ How the model travels. A model is two things: its architecture (the JSON-able
 one payload that every block task depends on; a worker builds the model from it once and
 keeps it in a small per-thread cache keyed by a token, so the architecture is never rebuilt
 per chunk. :func:`fit` broadcasts the architecture once (``client.scatter(...,
-broadcast=True)``) and, for every weight update, only the list of weight arrays: scattered
-to one worker, fetched from there by each other worker once.
+broadcast=True)``) and, for every weight update, only the list of weight arrays: sent to
+one worker (inside a task, or scattered when larger than 1 MB) and fetched from there by
+each other worker once.
 
 One training step of :func:`fit` on a global batch of ``B`` sample indices (drawn exactly as
 ``model.fit`` draws them, from the model's own shuffling generator)::
@@ -694,6 +695,23 @@ def _validation_logs(model, val, batch_size, client, where) -> dict:
 
 #: seconds a scatter may take before the step is sent again
 _SCATTER_TIMEOUT = 30
+#: weights up to this size travel inside a task, larger ones are scattered
+_INLINE_WEIGHTS_BYTES = 1 << 20
+
+
+def _same(value):
+    return value
+
+
+def _send_weights(client, payload):
+    """A future of ``(weights, version)`` on one worker; the other workers fetch it from
+    there when their share starts (a broadcast would push to every worker the scheduler
+    knows, a dead one too). Small weights go inside a task sent with the step's other tasks
+    (no round trip of their own, and Dask can rerun it if its worker dies); large ones are
+    scattered, which keeps them out of the scheduler's task graph."""
+    if sum(w.nbytes for w in payload[0]) <= _INLINE_WEIGHTS_BYTES:
+        return client.submit(_same, payload, pure=False)
+    return client.scatter([payload], hash=False, timeout=_SCATTER_TIMEOUT)[0]
 
 
 class _Shared:
@@ -719,10 +737,7 @@ def _run_step(client, placement, shared, model, idx, seed, max_retries, where):
 
     for attempt in range(max_retries + 1):
         try:
-            # to one worker; the others fetch it from there when their shard starts (a
-            # broadcast would push to every worker the scheduler knows, the dead one too)
-            weights = client.scatter([(model.get_weights(), uuid.uuid4().hex)], hash=False,
-                                     timeout=_SCATTER_TIMEOUT)[0]
+            weights = _send_weights(client, (model.get_weights(), uuid.uuid4().hex))
             shards = []
             for rank, (worker, (blocks, rows, positions)) in \
                     enumerate(placement.shards(idx).items()):

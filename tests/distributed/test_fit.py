@@ -54,9 +54,11 @@ def test_float64_equals_fit_after_20_steps(two_workers):
     assert _max_relative(local.get_weights(), remote.get_weights()) < 1e-10
 
 
-def test_float32_with_regularizer_and_momentum(two_workers):
+def test_float32_with_regularizer_and_momentum(two_workers, monkeypatch):
     """The L2 penalty's gradient is added once on the client (added per worker it would be
-    counted twice and the weights would drift far beyond 1e-5)."""
+    counted twice and the weights would drift far beyond 1e-5). The weights are scattered
+    here, as for a large model (the float64 test sends them inside a task)."""
+    monkeypatch.setattr(ckd, "_INLINE_WEIGHTS_BYTES", 0)
     x, y = toy_data(160)
     opt = lambda: ck.optimizers.SGD(learning_rate=0.1, momentum=0.9)   # noqa: E731
     local = small_convnet(optimizer=opt(), regularizer=ck.regularizers.L2(0.05))
