@@ -16,13 +16,15 @@ How the model travels. A model is two things: its architecture (the JSON-able
 one payload that every block task depends on; a worker builds the model from it once and
 keeps it in a small per-thread cache keyed by a token, so the architecture is never rebuilt
 per chunk. :func:`fit` broadcasts the architecture once (``client.scatter(...,
-broadcast=True)``) and, for every weight update, only the list of weight arrays.
+broadcast=True)``) and, for every weight update, only the list of weight arrays: sent to
+one worker (inside a task, or scattered when larger than 1 MB) and fetched from there by
+each other worker once.
 
 One training step of :func:`fit` on a global batch of ``B`` sample indices (drawn exactly as
 ``model.fit`` draws them, from the model's own shuffling generator)::
 
     shard_w   = the batch's samples whose chunk lives on worker w          (no data moves)
-    worker w:   g_w = (|shard_w| / B) * dL_w/dtheta                        L_w = mean loss on shard_w
+    worker w:   g_w = (|shard_w| / B) * dL_w/dtheta             L_w = mean loss on shard_w
     tree sum:   g   = sum_w g_w  =  dL/dtheta of the mean loss over the global batch
     client:     g  += regularization gradient (once), optimizer.apply_gradients(g)
                 then the new weights go to every worker
@@ -40,8 +42,9 @@ What data-parallel means for the layers that look at the batch:
   client adds the shard-size-weighted mean of the changes: exact for the moving mean, for
   the moving variance the between-shard part of the variance is left out.
 * ``Dropout`` draws its masks on the workers from generators seeded by (run, step, shard
-  position), so a run is reproducible and a recomputed step draws the same masks, but the
-  masks differ from single-process ``fit``'s.
+  position), so a run is reproducible and a task Dask reruns draws the same masks, but
+  the masks differ from single-process ``fit``'s. With either layer, a step resent after
+  a lost worker may split the batch differently and so give a slightly different result.
 
 Fault tolerance is Dask's: a lost worker's chunks are recomputed from their graph and its
 tasks rescheduled on the others; a step whose results cannot be gathered is sent again
@@ -61,7 +64,7 @@ import numpy as np
 
 from .errors import ConvkitError, ShapeError
 
-__all__ = ["predict", "evaluate", "fit", "image_paths", "step_bytes"]
+__all__ = ["predict", "evaluate", "fit", "from_memmap", "image_paths", "step_bytes"]
 
 
 def _require_dask(where: str):
@@ -112,33 +115,35 @@ class _Architecture:
         return f"_Architecture({self.model_class}, token={self.token[:8]})"
 
 
-# (architecture token, thread id) -> [model, version of the weights it holds]
+# architecture token -> {thread id: [model, version of the weights it holds]}, the most
+# recently used token last; a worker keeps the models of the last few architectures
 _WORKER_MODELS: "collections.OrderedDict" = collections.OrderedDict()
 _WORKER_MODELS_LOCK = threading.Lock()
-_WORKER_CACHE_SIZE = 8
+_WORKER_CACHE_SIZE = 4
 #: architecture token -> how many times this process built a model from it
 _WORKER_BUILDS: "collections.Counter" = collections.Counter()
 
 
 def _worker_model(arch: _Architecture, weights, version):
     """The model for ``arch`` on this thread, holding ``weights`` (set only when ``version``
-    changed): built from the JSON config on first use, then reused."""
-    key = (arch.token, threading.get_ident())
+    changed): built from the JSON config on first use, then reused. Each thread has its own
+    model (a forward pass keeps state in the layers)."""
+    thread = threading.get_ident()
     with _WORKER_MODELS_LOCK:
-        entry = _WORKER_MODELS.get(key)
-        if entry is not None:
-            _WORKER_MODELS.move_to_end(key)
+        models = _WORKER_MODELS.setdefault(arch.token, {})
+        _WORKER_MODELS.move_to_end(arch.token)
+        while len(_WORKER_MODELS) > _WORKER_CACHE_SIZE:
+            _WORKER_MODELS.popitem(last=False)
+        entry = models.get(thread)
     if entry is None:
         from .models.saving import model_from_config
         model = model_from_config(json.loads(arch.config_json), arch.model_class)
         if arch.loss is not None:
             model.compile(optimizer="sgd", loss=arch.loss)
         entry = [model, None]
-        _WORKER_BUILDS[arch.token] += 1
         with _WORKER_MODELS_LOCK:
-            _WORKER_MODELS[key] = entry
-            while len(_WORKER_MODELS) > _WORKER_CACHE_SIZE:
-                _WORKER_MODELS.popitem(last=False)
+            models[thread] = entry
+            _WORKER_BUILDS[arch.token] += 1
     if entry[1] != version:
         entry[0].set_weights(weights)
         entry[1] = version
@@ -171,7 +176,7 @@ def _predict_block(block, payload, batch_size):
     return np.asarray(model.predict(block, batch_size=batch_size, verbose=0))
 
 
-def _as_batch_array(x, input_shape, where: str, name: str = "x"):
+def _as_batch_array(x, input_shape, where: str, name: str = "x", batch_size: int = 1):
     """A dask array chunked along the batch axis only (NumPy arrays and memmaps are wrapped,
     not copied), checked against the model's input shape."""
     da = _require_dask(where)
@@ -179,8 +184,10 @@ def _as_batch_array(x, input_shape, where: str, name: str = "x"):
         if not hasattr(x, "shape") or not hasattr(x, "dtype"):
             raise ShapeError(f"{where}: {name} must be a dask array or a NumPy array, got "
                              f"{type(x).__name__}")
-        rows = max(1, (64 << 20) // max(1, int(np.prod(x.shape[1:])) * x.dtype.itemsize))
-        x = da.from_array(x, chunks=(rows,) + tuple(x.shape[1:]))
+        # about 32 MB per chunk once converted to float64, whatever the stored dtype
+        rows = max(1, (32 << 20) // max(1, int(np.prod(x.shape[1:])) * 8))
+        rows = max(batch_size, rows // batch_size * batch_size)    # whole batches per chunk
+        x = _wrap_numpy(da, x, rows)
     want = input_shape[1:]
     if x.ndim != len(input_shape) or any(w is not None and g != w
                                          for g, w in zip(x.shape[1:], want)):
@@ -191,6 +198,18 @@ def _as_batch_array(x, input_shape, where: str, name: str = "x"):
     if x.numblocks[1:] != (1,) * (x.ndim - 1):
         x = x.rechunk({axis: -1 for axis in range(1, x.ndim)})   # whole samples per chunk
     return x
+
+
+def _wrap_numpy(da, x, rows):
+    """A dask array over a NumPy array. A memmap of a whole file is read chunk by chunk from
+    its file (``da.from_array`` would copy all of it into the graph); other arrays are
+    sliced into the graph as usual."""
+    import mmap
+    if isinstance(x, np.memmap) and isinstance(x.base, mmap.mmap) and x.filename \
+            and x.flags.c_contiguous:
+        return da.from_array(_FileRows(x.filename, x.shape, x.dtype, x.offset),
+                             chunks=(rows,) + tuple(x.shape[1:]), asarray=True)
+    return da.from_array(np.asarray(x), chunks=(rows,) + tuple(x.shape[1:]))
 
 
 def _blocks_to_outputs(x, func, args, out_shape, dtype):
@@ -210,9 +229,10 @@ def predict(model, x, batch_size=32, client=None, files_per_task=256,
             interpolation="bilinear"):
     """``model.predict`` where the data lives: a lazy dask array of outputs.
 
-    ``x``: a dask array ``(N, H, W, C)`` chunked along the batch axis (a NumPy array or
-    memmap is wrapped in one, about 64 MB per chunk, without copying), or a folder of image
-    files, or a list of image paths. Each block runs ``model.predict(block, batch_size)``
+    ``x``: a dask array ``(N, H, W, C)`` chunked along the batch axis (a NumPy array is
+    wrapped in one, chunks of whole batches and about 32 MB as float64; a memmap of a
+    whole file, or :func:`from_memmap`, is read from its file chunk by chunk), or a folder
+    of image files, or a list of image paths. Each block runs ``model.predict(block, batch_size)``
     on the worker (or thread) that holds it: any input dtype, converted one batch at a time.
     Returns a dask array ``(N, *model.output_shape[1:])`` in the model's dtype, chunked like
     ``x``: ``.compute()`` it, or store it with ``.to_zarr(...)``.
@@ -244,10 +264,75 @@ def predict(model, x, batch_size=32, client=None, files_per_task=256,
         files_per_task = _check_int(files_per_task, "files_per_task", where, minimum=1)
         return _predict_files(model, x, batch_size, client, files_per_task, interpolation,
                               input_shape, output_shape, where)
-    x = _as_batch_array(x, input_shape, where)
+    x = _as_batch_array(x, input_shape, where, batch_size=batch_size)
     payload = _payload(model, client)
     return _blocks_to_outputs(x, _predict_block, (payload, batch_size), output_shape[1:],
                               np.dtype(model.dtype))
+
+
+class _FileRows:
+    """A raw or ``.npy`` array file as an array-like that dask slices: each slice opens the
+    file as a memmap, copies its rows and closes it, so only the path travels in the graph
+    and no process keeps the whole file mapped."""
+
+    def __init__(self, path, shape, dtype, offset):
+        self.path, self.shape, self.dtype, self.offset = path, shape, dtype, offset
+        self.ndim = len(shape)
+        stat = os.stat(path)
+        self._stamp = (stat.st_size, stat.st_mtime_ns)
+
+    def __getitem__(self, index):
+        images = np.memmap(self.path, dtype=self.dtype, mode="r", shape=self.shape,
+                           offset=self.offset)
+        try:
+            return np.array(images[index])
+        finally:
+            del images
+
+    def __dask_tokenize__(self):
+        return (os.path.abspath(self.path), self.shape, self.dtype.str, self.offset,
+                self._stamp)
+
+    def __repr__(self):
+        return f"_FileRows({self.path!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+def from_memmap(path, shape=None, dtype=None, offset=0, chunk_rows=4096):
+    """A dask array over an array file on disk, chunked by ``chunk_rows`` samples, each chunk
+    read only when it is computed (by the worker computing it, so on a cluster the workers
+    need the same file, e.g. on a shared file system).
+
+    ``path``: a ``.npy`` file (shape, dtype and offset come from its header; ``np.save``
+    writes one, ``np.lib.format.open_memmap`` too) or a raw file with ``shape`` and
+    ``dtype`` given (``offset`` bytes of header skipped). ``da.from_array`` on a NumPy
+    memmap would copy the data into the graph instead.
+
+    >>> x = from_memmap("images.npy")                     # (100000, 28, 28, 1) uint8
+    >>> probs = predict(model, x, batch_size=256)
+    """
+    where = "convkit.distributed.from_memmap"
+    da = _require_dask(where)
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ConvkitError(f"{where}: no such file {path!r}")
+    if shape is None:
+        try:
+            header = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise ConvkitError(f"{where}: {path!r} is not a .npy file ({exc}); give shape= "
+                               f"and dtype= for a raw file") from None
+        shape, dtype, offset = header.shape, header.dtype, header.offset
+        del header
+    if dtype is None:
+        raise ConvkitError(f"{where}: a raw file needs dtype= as well as shape=")
+    shape, dtype = tuple(int(d) for d in shape), np.dtype(dtype)
+    need = offset + int(np.prod(shape)) * dtype.itemsize
+    if os.path.getsize(path) < need:
+        raise ShapeError(f"{where}: {path!r} has {os.path.getsize(path)} bytes, shape {shape} "
+                         f"of {dtype} from offset {offset} needs {need}")
+    rows = max(1, int(chunk_rows))
+    return da.from_array(_FileRows(path, shape, dtype, offset),
+                         chunks=(rows,) + shape[1:], asarray=True)
 
 
 def image_paths(folder) -> list[str]:
@@ -511,7 +596,8 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose=1, callbacks=None, validat
     x, y = _persist_pair(client, x, y, input_shape, where)
     placement = _Placement(client, x, y)
     # one small sample checks the targets against the loss before any work is sent
-    model._prepare_data(np.asarray(x[:1].compute()), np.asarray(y[:1].compute()), where)
+    first_x, first_y = client.compute([x[:1], y[:1]], sync=True)
+    model._prepare_data(np.asarray(first_x), np.asarray(first_y), where)
 
     n = x.shape[0]
     steps = steps_per_epoch or -(-n // batch_size)
@@ -607,6 +693,27 @@ def _validation_logs(model, val, batch_size, client, where) -> dict:
     return model._evaluate_arrays(xs, yv, batch_size)
 
 
+#: seconds a scatter may take before the step is sent again
+_SCATTER_TIMEOUT = 30
+#: weights up to this size travel inside a task, larger ones are scattered
+_INLINE_WEIGHTS_BYTES = 1 << 20
+
+
+def _same(value):
+    return value
+
+
+def _send_weights(client, payload):
+    """A future of ``(weights, version)`` on one worker; the other workers fetch it from
+    there when their share starts (a broadcast would push to every worker the scheduler
+    knows, a dead one too). Small weights go inside a task sent with the step's other tasks
+    (no round trip of their own, and Dask can rerun it if its worker dies); large ones are
+    scattered, which keeps them out of the scheduler's task graph."""
+    if sum(w.nbytes for w in payload[0]) <= _INLINE_WEIGHTS_BYTES:
+        return client.submit(_same, payload, pure=False)
+    return client.scatter([payload], hash=False, timeout=_SCATTER_TIMEOUT)[0]
+
+
 class _Shared:
     """The architecture, broadcast to every worker once per run (again only if a lost worker
     took its last copy)."""
@@ -618,7 +725,8 @@ class _Shared:
 
     def get(self):
         if self.future is None:
-            self.future = self.client.scatter([self.arch], broadcast=True, hash=False)[0]
+            self.future = self.client.scatter([self.arch], broadcast=True, hash=False,
+                                              timeout=_SCATTER_TIMEOUT)[0]
         return self.future
 
 
@@ -629,8 +737,7 @@ def _run_step(client, placement, shared, model, idx, seed, max_retries, where):
 
     for attempt in range(max_retries + 1):
         try:
-            weights = client.scatter([(model.get_weights(), uuid.uuid4().hex)],
-                                     broadcast=True, hash=False)[0]
+            weights = _send_weights(client, (model.get_weights(), uuid.uuid4().hex))
             shards = []
             for rank, (worker, (blocks, rows, positions)) in \
                     enumerate(placement.shards(idx).items()):

@@ -26,7 +26,7 @@ def client():
     pytest.importorskip("dask.array")
     distributed = pytest.importorskip("distributed")
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None,
+                                       host="127.0.0.1", dashboard_address="127.0.0.1:0",
                                        silence_logs=40)
     client = distributed.Client(cluster, timeout=30)
     try:

@@ -100,3 +100,29 @@ def test_bad_inputs_name_the_function_and_shapes(two_workers):
         ckd.predict(model, da.zeros((10, 8, 8, 1), chunks=5), batch_size=0)
     with pytest.raises(ConvkitError, match="not a directory"):
         ckd.image_paths("/nonexistent/folder")
+
+
+def test_from_memmap_npy_and_raw(tmp_path):
+    import dask
+
+    from convkit.errors import ConvkitError, ShapeError
+    data = np.arange(10 * 8 * 8, dtype=np.uint16).reshape(10, 8, 8, 1)
+    np.save(tmp_path / "images.npy", data)
+    data.tofile(tmp_path / "images.raw")
+    with dask.config.set(scheduler="synchronous"):
+        from_npy = ckd.from_memmap(tmp_path / "images.npy", chunk_rows=4)
+        assert from_npy.chunks[0] == (4, 4, 2) and from_npy.dtype == np.uint16
+        np.testing.assert_array_equal(from_npy.compute(), data)
+        raw = ckd.from_memmap(tmp_path / "images.raw", shape=(10, 8, 8, 1), dtype="uint16")
+        np.testing.assert_array_equal(raw[3:7].compute(), data[3:7])
+        model = small_convnet()
+        np.testing.assert_allclose(ckd.predict(model, raw, batch_size=4).compute(),
+                                   model.predict(data.astype(np.float32), batch_size=4),
+                                   rtol=1e-6)
+    with pytest.raises(ShapeError, match="needs 1400"):
+        ckd.from_memmap(tmp_path / "images.raw", shape=(10, 8, 8, 1), dtype="uint16",
+                        offset=120)
+    with pytest.raises(ConvkitError, match="not a .npy file"):
+        ckd.from_memmap(tmp_path / "images.raw")
+    with pytest.raises(ConvkitError, match="no such file"):
+        ckd.from_memmap(tmp_path / "missing.npy")
