@@ -488,14 +488,14 @@ def _plan(s: _ConvSetup, backward: bool = False) -> str:
 
 def _choose(batch: int, kernel_shape, geo: Geometry, groups: int, dtype,
             taps: bool = True, backward: bool = False) -> str:
-    if not accel.threaded() or batch == 0 or dtype not in (np.float32, np.float64):
+    # the one switch (CONVKIT_ACCEL, set_backend, numba importable) is asked first: no plan
+    # below runs without it
+    if not accel.enabled() or batch == 0 or dtype not in (np.float32, np.float64):
         return "numpy"
     kh, kw, c_g, filters = kernel_shape
     if (kh, kw) == (1, 1) and geo.strides == (1, 1) and geo.pads == ((0, 0), (0, 0)) \
             and groups == 1:
-        return "pointwise"                    # threaded GEMM needs no compiled code
-    if not accel.enabled():
-        return "numpy"
+        return "pointwise"
     if groups == 1:
         unit = geo.strides == (1, 1) and geo.dilation == (1, 1)
         registers = implicit.applies(kernel_shape, groups, dtype, geo.dilation[1])

@@ -38,7 +38,7 @@ def dense(x, kernel, bias=None) -> np.ndarray:
     array([[21.5]])
     """
     x, kernel = _setup("dense", x, kernel)
-    if accel.threaded() and x.ndim >= 2:
+    if accel.enabled() and x.ndim >= 2:
         x2d = np.ascontiguousarray(x).reshape(-1, kernel.shape[0])    # (rows, in)
         y = _threads.matmul(x2d, kernel).reshape(x.shape[:-1] + (kernel.shape[1],))
     else:
@@ -74,7 +74,7 @@ def dense_backward(dy, x, kernel, input_grad=True):
                          f"{x.shape} and kernel shape {kernel.shape} has shape {expected}")
     x2d = x.reshape(-1, kernel.shape[0])                # (rows, in)
     dy2d = dy.reshape(-1, kernel.shape[1])              # (rows, units)
-    if accel.threaded():   # rows split over threads for large products (same numbers)
+    if accel.enabled():   # rows split over threads for large products (same numbers)
         dy2d = np.ascontiguousarray(dy2d)
         dx = _threads.matmul(dy2d, kernel.T).reshape(x.shape) if input_grad else None
         dkernel = _threads.matmul_tn(np.ascontiguousarray(x2d), dy2d)

@@ -11,7 +11,7 @@ from convkit.ops.conv import conv2d_relu, conv_plan
 from convkit.ops.reference import conv2d_ref
 from tests.gradcheck import check_vjp
 
-needs_numba = pytest.mark.skipif(not accel.available(), reason="numba is not available")
+needs_numba = pytest.mark.skipif(not accel.available(), reason="requires numba (the compiled kernels)")
 
 # (input shape, kernel shape, keyword arguments, plan under "auto" with numba, float32:
 # "forward/backward" where the two differ)

@@ -92,7 +92,7 @@ def test_max_pool_backward_matches_reference(rng, dtype, pool, strides, padding,
     assert got.dtype == dtype
 
 
-@pytest.mark.skipif(not accel.available(), reason="needs the compiled kernels")
+@pytest.mark.skipif(not accel.available(), reason="requires numba (the compiled kernels)")
 @pytest.mark.parametrize("padding", ["valid", "same"])
 def test_max_pool_backward_direct_matches_argmax_kernels(rng, padding):
     from convkit.shapes import window_geometry

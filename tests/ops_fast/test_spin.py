@@ -8,7 +8,7 @@ import pytest
 from convkit.ops import _threads, accel
 from convkit.ops.accel import spin
 
-needs_spin = pytest.mark.skipif(not spin.usable(), reason="the spin kernels need numba")
+needs_spin = pytest.mark.skipif(not spin.usable(), reason="requires numba (the spin kernels)")
 
 
 @needs_spin

@@ -13,7 +13,7 @@ from convkit.ops.conv import conv2d_relu, conv2d_relu_backward, conv_plan
 from convkit.ops.reference import conv2d_ref
 from convkit.shapes import window_geometry
 
-needs_numba = pytest.mark.skipif(not accel.available(), reason="numba is not available")
+needs_numba = pytest.mark.skipif(not accel.available(), reason="requires numba (the compiled kernels)")
 
 
 @needs_numba

@@ -36,23 +36,25 @@ _compiled: dict = {}   # python kernel function -> numba dispatcher
 
 
 def _disabled_by_env() -> bool:
-    return os.environ.get("CONVKIT_ACCEL", "1").strip().lower() in ("0", "false", "no", "off")
+    """``CONVKIT_ACCEL=0`` (or ``false``/``no``/``off``); ``CONVKIT_BACKEND=numpy`` is the
+    older spelling of the same switch, still honoured (deprecated)."""
+    return (os.environ.get("CONVKIT_ACCEL", "1").strip().lower() in ("0", "false", "no", "off")
+            or os.environ.get("CONVKIT_BACKEND", "").strip().lower() == "numpy")
 
 
 # ============================================================================ backend choice
 #: ``"auto"``: the public ops use these kernels (and the threaded products of
 #: :mod:`convkit.ops._threads`) where they apply; ``"numpy"``: the plain NumPy ops only.
 BACKENDS = ("auto", "numpy")
-_backend = "numpy" if os.environ.get("CONVKIT_BACKEND", "").strip().lower() == "numpy" \
-    else "auto"
+_backend = "auto"
 
 
 def set_backend(name: str) -> None:
     """Choose how the public ops in :mod:`convkit.ops` compute: ``"auto"`` (default: the
-    compiled kernels when :func:`available`, threaded matrix products always) or ``"numpy"``
-    (the plain NumPy code, the reference the fast paths are tested against). The environment
-    variable ``CONVKIT_BACKEND=numpy`` sets it at import; ``CONVKIT_ACCEL=0`` keeps ``"auto"``
-    from using numba.
+    compiled kernels and the threaded products where they apply, when :func:`available`)
+    or ``"numpy"`` (the plain NumPy code, the reference the fast paths are tested against).
+    This is the run-time form of the one switch ``CONVKIT_ACCEL``: ``CONVKIT_ACCEL=0``
+    (or the older ``CONVKIT_BACKEND=numpy``) makes ``"auto"`` run the NumPy code too.
 
     >>> set_backend("numpy"); get_backend()
     'numpy'
@@ -87,8 +89,10 @@ def enabled() -> bool:
 
 
 def threaded() -> bool:
-    """True when the ops should use the threaded matrix products (backend ``"auto"``)."""
-    return _backend == "auto"
+    """The same switch as :func:`enabled` (kept for older callers): the threaded products
+    run exactly when the compiled kernels do, so no path can reach a compiled kernel
+    without them."""
+    return enabled()
 
 
 def available() -> bool:
