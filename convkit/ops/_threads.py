@@ -160,17 +160,30 @@ def _spin_plan():
     return _spin
 
 
+#: test hook: ``_interrupt_hook(where)`` is called at the points where a ``KeyboardInterrupt``
+#: can land inside :func:`run_chunks` (``"start"``: a task posted but its worker not yet woken;
+#: ``"wait"``: the caller about to wait for a worker; ``"settle"``: the caller waiting for a
+#: worker after an interrupt); ``None`` in normal use
+_interrupt_hook = None
+
+
 class _Worker:
     """One pool thread, woken through a pair of plain locks (``go`` / ``done``): less
     overhead than ``concurrent.futures``' queue and futures (a two-thread call that does
     nothing: ~50 us against ~80-100 us on a 2-core VM), and safe after ``fork``.
 
+    Who owns a task is told by two counters, not by the locks: ``posted`` (tasks the caller
+    handed over) and ``finished`` (tasks the thread ended). The locks only wake the other
+    side, and each is released only by one side and only when it is held, so a wake-up that
+    is lost or doubled (a ``KeyboardInterrupt`` between two statements of the caller) can
+    neither skip a task's end nor release an unlocked lock: :meth:`settle` wakes the thread
+    again if needed and waits until ``finished == posted``.
+
     With a :class:`_SpinPlan` (``CONVKIT_SPIN_US`` > 0) the two sides also watch a pair of
     sequence numbers, ``flags = [go, done]``, so that neither has to be woken from sleep:
     the thread sets ``done`` with the GIL released and watches ``go`` for a while before
     blocking on ``go`` again, and the caller watches ``done`` before taking the ``done``
-    lock (a call that does nothing: ~12-25 us). The locks are still taken and released once
-    per task either way."""
+    lock (a call that does nothing: ~12-25 us)."""
 
     def __init__(self, index: int):
         self._go = threading.Lock()
@@ -180,7 +193,8 @@ class _Worker:
         self._task = None
         self._error = None
         self._flags = np.zeros(2, np.int64)     # [go, done]: the last task started / ended
-        self._seq = 0
+        self._posted = 0                        # written by the caller only
+        self._finished = 0                      # written by the thread only
         self._thread = threading.Thread(target=self._loop, name=f"convkit-{index}",
                                         daemon=True)
         self._thread.start()
@@ -188,30 +202,63 @@ class _Worker:
     def start(self, fn, start: int, stop: int) -> None:
         self._task = (fn, start, stop)
         self._error = None
-        self._seq += 1
-        self._flags[0] = self._seq
-        self._go.release()
+        self._posted += 1
+        self._flags[0] = self._posted
+        if _interrupt_hook is not None:
+            _interrupt_hook("start")
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._go.locked():     # only the caller releases go: no race between the two
+            self._go.release()
+
+    def idle(self) -> bool:
+        return self._finished == self._posted
 
     def wait(self, plan=None):
-        """Block until the task ends; return the exception it raised, or None."""
-        if plan is not None:
-            plan.wait_flag(self._flags, 1, self._seq, plan.caller_rounds)
-        self._done.acquire()
+        """Block until the posted task ends; return the exception it raised, or None."""
+        if plan is not None and not self.idle():
+            plan.wait_flag(self._flags, 1, self._posted, plan.caller_rounds)
+        if _interrupt_hook is not None:
+            _interrupt_hook("wait")
+        while not self.idle():
+            self._done.acquire()
         error, self._error = self._error, None
         return error
 
+    def settle(self):
+        """After an interrupt: wake the thread if its task was posted but it was not woken,
+        and wait for the task's end whatever further interrupts arrive meanwhile. Returns
+        ``(error of the task or None, the first KeyboardInterrupt caught or None)``."""
+        caught = None
+        while True:
+            try:
+                if not self.idle():
+                    self._wake()
+                    while not self.idle():
+                        if _interrupt_hook is not None:
+                            _interrupt_hook("settle")
+                        self._done.acquire(timeout=0.05)
+                error, self._error = self._error, None
+                return error, caught
+            except BaseException as exc:          # KeyboardInterrupt: finish first
+                caught = caught or exc
+
     def _loop(self) -> None:
-        seq = 0
         while True:
             self._go.acquire()
-            seq += 1
+            if self._finished == self._posted:   # a repeated wake-up: nothing posted
+                continue
+            seq = self._finished + 1
             fn, start, stop = self._task
             self._task = None
             try:
                 _run_marked(fn, start, stop)
             except BaseException as exc:     # handed to the caller by wait()
                 self._error = exc
-            self._done.release()
+            self._finished = seq
+            if self._done.locked():          # only this thread releases done
+                self._done.release()
             plan = _spin
             if plan is not None:
                 plan.signal_then_wait(self._flags, seq, seq + 1, plan.worker_rounds)
@@ -258,6 +305,20 @@ def _run_marked(fn, start, stop):
         _state.busy = False
 
 
+def _settle_all(workers):
+    """After an exception inside :func:`run_chunks`: wait until every worker's posted task
+    has ended (:meth:`_Worker.settle`, deaf to further interrupts meanwhile), then release
+    the pool. Returns the first ``KeyboardInterrupt`` that arrived while waiting, or None."""
+    caught = None
+    try:
+        for worker in workers:
+            _, interrupt = worker.settle()
+            caught = caught or interrupt
+    finally:
+        _dispatch.release()
+    return caught
+
+
 def run_chunks(fn, total: int, threads: int | None = None, single_blas: bool = True) -> None:
     """Call ``fn(start, stop)`` over :func:`split` ``(total, threads)`` chunks, in parallel.
 
@@ -265,6 +326,10 @@ def run_chunks(fn, total: int, threads: int | None = None, single_blas: bool = T
     ``single_blas`` the BLAS library is limited to one thread meanwhile (see the module
     docstring), also when there is a single chunk. Called again from inside a chunk, it
     runs the whole range on the calling thread (no deadlock on the shared pool).
+
+    Every chunk has ended before the call returns or raises, also when a
+    ``KeyboardInterrupt`` arrives while the caller runs its chunk or waits for the pool
+    threads: the interrupt is raised once they are done, and the next call finds them idle.
     """
     if getattr(_state, "busy", False):     # called from inside a chunk: stay on this thread
         if total > 0:
@@ -283,22 +348,20 @@ def run_chunks(fn, total: int, threads: int | None = None, single_blas: bool = T
             for start, stop in chunks:
                 _run_marked(fn, start, stop)
             return
-        plan = _spin_plan()
         errors = []
         try:
-            started = []
-            try:
-                for worker, (start, stop) in zip(workers, chunks[1:]):
-                    worker.start(fn, start, stop)
-                    started.append(worker)
-                _run_marked(fn, *chunks[0])
-            finally:
-                for worker in started:       # every chunk ends before anything is raised
-                    error = worker.wait(plan)
-                    if error is not None:
-                        errors.append(error)
-        finally:
-            _dispatch.release()
+            plan = _spin_plan()
+            for worker, (start, stop) in zip(workers, chunks[1:]):
+                worker.start(fn, start, stop)
+            _run_marked(fn, *chunks[0])
+            for worker in workers:           # every chunk ends before anything is raised
+                error = worker.wait(plan)
+                if error is not None:
+                    errors.append(error)
+        except BaseException as exc:         # the caller's chunk failed, or an interrupt
+            interrupt = _settle_all(workers)
+            raise (interrupt or exc)
+        _dispatch.release()
         if errors:
             raise errors[0]
 
