@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 TORCH_SPEC := torch==2.13.0
 
-.PHONY: run test bench accuracy setup setup-dev clean docs-pictures
+.PHONY: run test bench accuracy setup setup-dev clean docs-pictures generate
 
 $(VENV)/.stamp-base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ run: setup
 
 test: setup-dev
 	$(PY) -m pytest -q -n 2 tests
+
+# Rewrite the generated kernels in convkit/fast/_generated/ from their generators in tools/
+# (tests/ops_fast checks that the committed modules are what the generators write).
+generate:
+	cd tools && $(PYTHON) gen_conv_regs.py && $(PYTHON) gen_dw_kgrad.py
 
 bench: setup-dev
 	$(PY) -m benchmarks.run

@@ -3,7 +3,7 @@ default ``"auto"`` backend, which dispatches to the compiled kernels (when numba
 installed) and the threaded matrix products."""
 import pytest
 
-from convkit.ops import accel
+from convkit.fast import kernels as accel
 
 
 @pytest.fixture(params=["numpy", "auto"], autouse=True)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import convkit as ck
-from convkit.ops import accel, conv2d, conv2d_backward
+from convkit.ops import conv2d, conv2d_backward
+from convkit.fast import kernels as accel
 from convkit.ops.conv import conv2d_relu, conv_plan
 from convkit.ops.reference import conv2d_ref
 from tests.gradcheck import check_vjp

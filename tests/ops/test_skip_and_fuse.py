@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from convkit import ops
-from convkit.ops import accel, conv
+from convkit.ops import conv
+from convkit.fast import kernels as accel
 
 CASES = [  # (x shape, kernel shape, strides, padding): one per path of conv_plan
     ((3, 12, 12, 1), (3, 3, 1, 8), 1, "valid"),         # wide grid

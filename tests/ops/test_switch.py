@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from convkit import ops
-from convkit.ops import accel, conv
-from convkit.ops.accel import backend
+from convkit.ops import conv
+from convkit.fast import kernels as accel
+from convkit.fast.runtime import backend
 
 PLAN_CASES = [  # one per plan conv_plan knows, with numba
     ((2, 6, 6, 32), (1, 1, 32, 16)),       # pointwise

@@ -1,6 +1,6 @@
 import pytest
 
-from convkit.ops import accel
+from convkit.fast import kernels as accel
 
 
 @pytest.fixture

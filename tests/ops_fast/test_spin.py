@@ -1,12 +1,13 @@
-"""The thread pool's spin-waits (convkit.ops.accel.spin) and the BLAS limit's fast path."""
+"""The thread pool's spin-waits (convkit.fast.runtime.spin) and the BLAS limit's fast path."""
 import threading
 import time
 
 import numpy as np
 import pytest
 
-from convkit.ops import _threads, accel
-from convkit.ops.accel import spin
+from convkit.fast.runtime import threads as _threads
+from convkit.fast import kernels as accel
+from convkit.fast.runtime import spin
 
 needs_spin = pytest.mark.skipif(not spin.usable(), reason="requires numba (the spin kernels)")
 
@@ -90,7 +91,7 @@ def test_worker_spin_time_from_the_environment(monkeypatch):
     plan = _threads._spin_plan()
     if spin.usable():
         assert plan is not None and plan.worker_rounds > 0
-        assert plan.caller_rounds > plan.worker_rounds
+        assert plan.caller_rounds >= plan.worker_rounds     # calibrated by timing
     else:
         assert plan is None
     with accel.use_backend("numpy"):                    # the NumPy ops: no compiled waits

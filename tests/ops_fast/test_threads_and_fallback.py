@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from convkit.errors import ConvkitError
-from convkit.ops import _threads, accel, winograd
+from convkit.fast.runtime import threads as _threads
+from convkit.fast import kernels as accel
+from convkit.fast.kernels import winograd
 from convkit.shapes import window_geometry
 
 
@@ -55,7 +57,7 @@ def test_env_var_disables_the_kernels(monkeypatch):
 def test_without_numba_convkit_imports_and_reports_unavailable():
     code = ("import sys; sys.modules['numba'] = None\n"
             "import convkit, convkit.ops\n"
-            "from convkit.ops import accel, winograd\n"
+            "from convkit.fast import kernels as accel\nfrom convkit.fast.kernels import winograd\n"
             "assert not accel.available() and not winograd.available()\n"
             "try:\n"
             "    accel.im2col(None, None)\n"

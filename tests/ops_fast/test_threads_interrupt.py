@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from convkit.ops import _threads
+from convkit.fast.runtime import threads as _threads
 
 
 def _work(out, worker_sleep):
@@ -66,14 +66,14 @@ def test_repeated_interrupts_while_waiting_still_wait(monkeypatch):
 _SIGINT_LOOP = r"""
 import json, os, random, signal, threading, time
 import numpy as np
-from convkit.ops import _threads
+from convkit.fast.runtime import threads as _threads
 
 rng = random.Random(int(os.environ["SEED"]))
 done = threading.Event()
 
 def killer():
     while not done.is_set():
-        time.sleep(rng.uniform(0.0, 0.004))
+        time.sleep(rng.uniform(0.0, 0.006))
         os.kill(os.getpid(), signal.SIGINT)
 
 def work(out):
@@ -95,7 +95,7 @@ _threads.run_chunks(work(np.zeros(2)), 2)      # start the pool (and compile the
 counts = {"calls": 0, "returned": 0, "interrupted": 0, "wrong": 0, "busy_after": 0}
 threading.Thread(target=killer, daemon=True).start()
 deadline = time.monotonic() + float(os.environ["SECONDS"])
-while time.monotonic() < deadline:
+while time.monotonic() < deadline and min(counts["returned"], counts["interrupted"]) < 300:
     out = np.zeros(2)
     status = "interrupted"
     try:                           # at most two interrupts per call: two levels catch them
@@ -126,7 +126,7 @@ print(json.dumps(counts))
 
 @pytest.mark.parametrize("spin_us", ["0", "100"])
 def test_random_sigint_loop_in_a_subprocess(spin_us):
-    env = dict(os.environ, CONVKIT_NUM_THREADS="2", SEED="7", SECONDS="2.0",
+    env = dict(os.environ, CONVKIT_NUM_THREADS="2", SEED="7", SECONDS="4.0",
                CONVKIT_SPIN_US=spin_us,
                PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     started = time.monotonic()
@@ -135,6 +135,6 @@ def test_random_sigint_loop_in_a_subprocess(spin_us):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Traceback" not in result.stderr, result.stderr[-2000:]
     counts = json.loads(result.stdout.strip().splitlines()[-1])
-    assert counts["interrupted"] >= 20 and counts["returned"] >= 20, counts
+    assert counts["interrupted"] >= 10 and counts["returned"] >= 10, counts
     assert counts["wrong"] == 0 and counts["busy_after"] == 0, counts
     assert time.monotonic() - started < 60

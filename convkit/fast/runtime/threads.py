@@ -25,7 +25,7 @@ import threading
 
 import numpy as np
 
-from . import _memory
+from . import memory as _memory
 
 __all__ = ["num_threads", "split", "run_chunks", "blas_limit", "can_limit_blas", "matmul",
            "matmul_tn", "column_sums", "pointwise_backward"]
@@ -122,41 +122,25 @@ def blas_limit(limit: int = 1):
                 lib.set_num_threads(count)
 
 
-class _SpinPlan:
-    """The compiled waits of :mod:`convkit.ops.accel.spin` and their bounds in rounds."""
-
-    def __init__(self, kernels, caller_rounds: int, worker_rounds: int):
-        self.wait_flag, self.signal_then_wait = kernels
-        self.caller_rounds = caller_rounds
-        self.worker_rounds = worker_rounds
+_spin = None              # the current spin plan, or None: hand-offs through the locks only
+_spin_source = None       # returns the plan for the current settings (set_spin_source)
 
 
-_spin = None              # the current _SpinPlan, or None: hand-offs through the locks only
-_spin_key = None          # (CONVKIT_SPIN_US, kernels in use) that _spin was made for
-_no_spin_setting = None   # a CONVKIT_SPIN_US value already found to mean "no spinning"
+def set_spin_source(source) -> None:
+    """Where the pool's hand-offs get their spin-wait plan: ``source()`` returns ``None``
+    (hand-offs through the locks only) or an object with ``wait_flag(flags, index, value,
+    rounds)``, ``signal_then_wait(flags, done, go, rounds)``, ``caller_rounds`` and
+    ``worker_rounds``. :mod:`convkit.fast.runtime.spin` installs its own when imported, so
+    this module imports neither it nor the compiled kernels."""
+    global _spin_source
+    _spin_source = source
 
 
 def _spin_plan():
-    """The :class:`_SpinPlan` for ``CONVKIT_SPIN_US`` (``None`` when it is unset or ``0``, or
-    when the compiled kernels are not in use: backend ``"numpy"``, no numba), remade when
-    either changes. With spinning off (the default) this costs one environment lookup."""
-    global _spin, _spin_key, _no_spin_setting
-    setting = os.environ.get("CONVKIT_SPIN_US", "")
-    if setting == _no_spin_setting:
-        _spin = _spin_key = None
-        return None
-    from .accel import backend, spin
-    worker_us = spin.worker_spin_us()
-    if worker_us <= 0:
-        _spin, _spin_key, _no_spin_setting = None, None, setting
-        return None
-    key = (setting, backend.enabled())
-    if key != _spin_key:
-        plan = None
-        if key[1] and spin.usable():
-            plan = _SpinPlan(spin._compile(), spin.rounds_for(spin.CALLER_SPIN_US),
-                             spin.rounds_for(worker_us))
-        _spin, _spin_key = plan, key
+    """The spin plan for the current settings (``None`` without a source), also kept where
+    the pool threads read it."""
+    global _spin
+    _spin = None if _spin_source is None else _spin_source()
     return _spin
 
 
@@ -179,7 +163,7 @@ class _Worker:
     neither skip a task's end nor release an unlocked lock: :meth:`settle` wakes the thread
     again if needed and waits until ``finished == posted``.
 
-    With a :class:`_SpinPlan` (``CONVKIT_SPIN_US`` > 0) the two sides also watch a pair of
+    With a spin plan (``CONVKIT_SPIN_US`` > 0, :mod:`convkit.fast.runtime.spin`) the two sides also watch a pair of
     sequence numbers, ``flags = [go, done]``, so that neither has to be woken from sleep:
     the thread sets ``done`` with the GIL released and watches ``go`` for a while before
     blocking on ``go`` again, and the caller watches ``done`` before taking the ``done``
@@ -456,7 +440,7 @@ def _blas_matmul_tn_add(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
 
 #: ``(matmul_into, matmul_tn_add)`` on the calling thread's BLAS: ``out = a @ b`` and
 #: ``out += a^T @ b``; the per-thread products of the backward passes unless the compiled
-#: register-tile kernels (:mod:`convkit.ops.accel.implicit`) are passed instead
+#: register-tile kernels (:mod:`convkit.fast.kernels.implicit`) are passed instead
 BLAS_PRODUCTS = (_blas_matmul_into, _blas_matmul_tn_add)
 
 

@@ -8,7 +8,7 @@
 * :func:`jit`: ``numba.njit(cache=True, nogil=True)`` of a plain module-level kernel, compiled
   once per machine and loaded from numba's cache afterwards.
 * ``_run`` / ``_run_partial``: call a kernel on one contiguous range of rows per thread
-  (:func:`convkit.ops._threads.run_chunks`), the second for reductions with one zeroed
+  (:func:`convkit.fast.runtime.threads.run_chunks`), the second for reductions with one zeroed
   partial sum per thread.
 
 >>> with use_backend("numpy"):
@@ -23,8 +23,8 @@ import os
 import numpy as np
 
 from ...errors import ConvkitError
-from .. import _threads
-from . import prefetch
+from . import threads as _threads
+from . import compiling, prefetch
 
 # Reassociation and fused multiply-add only change results by float32 rounding; NaN and
 # infinity handling stays exact (no "nnan"/"ninf"), and pooling kernels use no fastmath.
@@ -44,7 +44,7 @@ def _disabled_by_env() -> bool:
 
 # ============================================================================ backend choice
 #: ``"auto"``: the public ops use these kernels (and the threaded products of
-#: :mod:`convkit.ops._threads`) where they apply; ``"numpy"``: the plain NumPy ops only.
+#: :mod:`convkit.fast.runtime.threads`) where they apply; ``"numpy"``: the plain NumPy ops only.
 BACKENDS = ("auto", "numpy")
 _backend = "auto"
 
@@ -153,7 +153,7 @@ def _compile_with_slp(dispatcher):
 def jit(func, where: str, fastmath=FASTMATH, helpers=(), slp: bool = False):
     """The compiled version of a kernel written as a plain module-level function:
     ``numba.njit(cache=True, nogil=True)``, serial (the threads come from
-    :func:`convkit.ops._threads.run_chunks`, which calls it on ranges of rows).
+    :func:`convkit.fast.runtime.threads.run_chunks`, which calls it on ranges of rows).
 
     ``helpers`` are module-level functions the kernel calls; they are compiled first (with
     this kernel's ``fastmath``; a helper given already compiled keeps its own options) and
@@ -177,6 +177,7 @@ def jit(func, where: str, fastmath=FASTMATH, helpers=(), slp: bool = False):
             dispatcher = numba.njit(cache=True, **options)(func)
         except RuntimeError:   # no writable cache directory: compile in memory each run
             dispatcher = numba.njit(cache=False, **options)(func)
+        dispatcher = compiling.notice_on_compile(dispatcher)
         if slp:
             dispatcher = _compile_with_slp(dispatcher)
         _compiled[func] = dispatcher
