@@ -59,7 +59,7 @@ def lookup(op: str, direction: str, *args):
     if not allowed():
         return None
     fast = TABLE[op, direction](*args)
-    if fast is None or not getattr(fast, "compiles", True) \
+    if fast is None or not compiling.in_background() or not getattr(fast, "compiles", True) \
             or compiling.ready(_key(op, direction, fast, args), lambda: fast(*args)):
         return fast
     return None

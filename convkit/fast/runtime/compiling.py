@@ -28,7 +28,7 @@ import time
 
 from ...errors import ConvkitError
 
-__all__ = ["compile_mode", "set_compile_mode", "ready", "wait_idle", "notice_on_compile",
+__all__ = ["compile_mode", "set_compile_mode", "in_background", "ready", "wait_idle", "notice_on_compile",
            "MODES", "NOTICE_AFTER_S"]
 
 MODES = ("auto", "background", "wait")
@@ -57,6 +57,13 @@ def set_compile_mode(mode: str) -> None:
 
 def compile_mode() -> str:
     return _mode
+
+
+def in_background() -> bool:
+    """Whether fast paths compile in the background (and the NumPy code serves until then):
+    ``CONVKIT_COMPILE=background``, or ``auto`` with numba's cache cold at the first
+    question."""
+    return _background()
 
 
 def _background() -> bool:
