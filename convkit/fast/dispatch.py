@@ -36,6 +36,8 @@ Pooling and dense rules need float32 or float64 and a non-empty batch.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from ..ops.padding import check_data_format
@@ -59,10 +61,22 @@ def lookup(op: str, direction: str, *args):
     if not allowed():
         return None
     fast = TABLE[op, direction](*args)
-    if fast is None or not compiling.in_background() or not getattr(fast, "compiles", True) \
-            or compiling.ready(_key(op, direction, fast, args), lambda: fast(*args)):
+    if fast is None or not compiling.in_background() or not getattr(fast, "compiles", True):
+        return fast
+    if compiling.ready(_key(op, direction, fast, args),
+                       lambda copies=[_copy(a) for a in args]: fast(*copies)):
         return fast
     return None
+
+
+def _copy(arg):
+    """The background thread's own copy of an argument: the caller may change its arrays
+    (an optimizer's in-place update) while the compile runs."""
+    if isinstance(arg, np.ndarray):
+        return arg.copy()
+    if hasattr(arg, "geo") and hasattr(arg, "kernel"):           # a convolution's set-up
+        return dataclasses.replace(arg, x=arg.x.copy(), kernel=arg.kernel.copy())
+    return arg
 
 
 def _key(op, direction, fast, args) -> tuple:
