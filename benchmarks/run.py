@@ -537,6 +537,22 @@ def main(argv=None) -> int:
         except Exception as exc:
             print(f"  (first-run timing skipped: {type(exc).__name__}: {exc})")
         try:
+            # inference against onnxruntime on the same exported model, same process
+            from benchmarks import inference
+            rows = inference.run(args.threads, repeats=10 if args.quick else 50)
+            extra["inference_vs_onnxruntime"] = rows
+            for r in rows:
+                row = {"workload": f"predict vs onnxruntime, MNIST convnet, batch {r['batch']}",
+                       "convkit_ms": r["predict_ms"], "torch_ms": None,
+                       "ratio": r["ratio_predict"], "gflops": None, "pct_peak": None,
+                       "rel_err": r["rel_err"], "onnxruntime_ms": r["onnxruntime_ms"],
+                       "call_ms": r["call_ms"]}
+                results.append(row)
+                print(_format_row(row) + f"   (onnxruntime {r['onnxruntime_ms']:.3f} ms, "
+                      f"model(x) {r['call_ms']:.3f} ms)")
+        except Exception as exc:
+            print(f"  (inference vs onnxruntime skipped: {type(exc).__name__}: {exc})")
+        try:
             imp = import_times(torch is not None)
             extra["import_s"] = imp
             print(f"{'import time (ms)':<44} {imp['convkit'] * 1e3:>10.0f} "

@@ -16,3 +16,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "ops_fast" in item.nodeid.split("::")[0]:
             item.add_marker(pytest.mark.fast_paths)
+
+
+@pytest.fixture(autouse=True)
+def _threads_even_for_small_work(monkeypatch):
+    """The kernels' chunking over threads is tested on small arrays too: the calling thread
+    takes small work alone only outside these tests."""
+    from convkit.fast.runtime import backend as fast_backend
+    monkeypatch.setattr(fast_backend, "SMALL_WORK_BYTES", 0)

@@ -26,7 +26,7 @@ from .._generated import conv_regs as _conv_regs
 from .._generated.conv_regs import KROWS, KTAPS, LANES
 from ..runtime import threads as _threads
 from ...ops.padding import pad_nhwc
-from ..runtime.backend import _chunk_slots, _run, jit
+from ..runtime.backend import _chunk_slots, _run, _small, jit
 from .checks import _check_dy, _check_geometry, _geo_ints, _nhwc
 
 #: fastmath of the register kernels: fused multiply-add, but no reassociation (with it,
@@ -150,7 +150,7 @@ def conv2d_implicit_forward(x: np.ndarray, kernel: np.ndarray, bias, geometry: G
         if hi > inner_count:
             border_kernel(x, w2, bias_v, zrow, *window, border, max(lo - inner_count, 0),
                           hi - inner_count)
-    _run(rows, inner_count + len(border))
+    _run(rows, inner_count + len(border), small=_small((x, w2, y)))
     return y if width == filters else np.ascontiguousarray(y[..., :filters])
 
 

@@ -184,8 +184,25 @@ def jit(func, where: str, fastmath=FASTMATH, helpers=(), slp: bool = False):
     return dispatcher
 
 
-def _run(kernel, total: int, *args) -> None:
-    """``kernel(*args, lo, hi)`` over contiguous chunks of ``range(total)``, one per thread."""
+#: a kernel whose array arguments hold fewer bytes than this runs on the calling thread
+#: alone: waking a pool thread (30-60 us) costs more than it saves (a batch-1 inference)
+SMALL_WORK_BYTES = 1 << 18
+
+
+def _small(args) -> bool:
+    """Whether ``args`` hold arrays, all together smaller than :data:`SMALL_WORK_BYTES`."""
+    sizes = [a.nbytes for a in args if isinstance(a, np.ndarray)]
+    return bool(sizes) and sum(sizes) < SMALL_WORK_BYTES
+
+
+def _run(kernel, total: int, *args, small: bool | None = None) -> None:
+    """``kernel(*args, lo, hi)`` over contiguous chunks of ``range(total)``, one per thread;
+    on the calling thread alone when the work is small (``small``, or by default when the
+    array arguments hold fewer than :data:`SMALL_WORK_BYTES`)."""
+    if small if small is not None else _small(args):
+        if total > 0:
+            kernel(*args, 0, total)
+        return
     _threads.run_chunks(lambda lo, hi: kernel(*args, lo, hi), total, single_blas=False)
 
 
