@@ -196,6 +196,8 @@ def max_pool2d_backward(dy, x, pool_size, strides=None, padding="valid", *, dila
     fast = dispatch.lookup("max_pool2d", "backward", dyl, xl, geo)
     if fast is not None:
         return from_channels_last(fast(dyl, xl, geo), data_format)
+    if _is_tiling(geo):
+        return from_channels_last(_max_backward_tiles(dyl, xl, geo), data_format)
     _, winner = _max_winners(xl, geo)
 
     def offset_grad(a, b):
@@ -203,6 +205,27 @@ def max_pool2d_backward(dy, x, pool_size, strides=None, padding="valid", *, dila
 
     dx = windows_backward(offset_grad, geo, xl.shape, xl.dtype)
     return from_channels_last(dx, data_format)
+
+
+def _max_backward_tiles(dyl: np.ndarray, xl: np.ndarray, geo: Geometry) -> np.ndarray:
+    """:func:`max_pool2d_backward` for windows that tile the input: each window's cells
+    side by side, its winner by one ``argmax`` (the first maximum; the last NaN if there is
+    one, as in :func:`_max_winners`), and ``dy`` written to the winners in one pass."""
+    (kh, kw), (h_out, w_out) = geo.kernel, geo.out_hw
+    n, c, k = xl.shape[0], xl.shape[3], kh * kw
+    cells = _tiles(xl, geo).transpose(0, 1, 3, 2, 4, 5).reshape(n, h_out, w_out, k, c)
+    winner = cells.argmax(axis=3)                                # (N, H_out, W_out, C)
+    nan = np.isnan(cells)
+    if nan.any():
+        last_nan = k - 1 - nan[:, :, :, ::-1].argmax(axis=3)
+        winner = np.where(nan.any(axis=3), last_nan, winner)
+    hits = winner[:, :, :, None, :] == np.arange(k).reshape(1, 1, 1, k, 1)
+    grads = np.where(hits, dyl[:, :, :, None, :], 0).astype(xl.dtype, copy=False)
+    dx = np.zeros(xl.shape, dtype=xl.dtype)                      # (N, H, W, C)
+    dx[:, :h_out * kh, :w_out * kw] = (grads.reshape(n, h_out, w_out, kh, kw, c)
+                                       .transpose(0, 1, 3, 2, 4, 5)
+                                       .reshape(n, h_out * kh, w_out * kw, c))
+    return dx
 
 
 def _check_argmax(where, argmax, dyl: np.ndarray, x_shape) -> np.ndarray:
