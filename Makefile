@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 TORCH_SPEC := torch==2.13.0
 
-.PHONY: run test fuzz bench accuracy setup setup-dev clean docs-pictures
+.PHONY: run test fuzz bench accuracy setup setup-dev clean docs-pictures generate
 
 $(VENV)/.stamp-base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ test: setup-dev
 # 10,000 mutated files per loader, each in a memory- and time-limited child; prints the counts
 fuzz: setup-dev
 	$(PY) -m tests.fuzz.run --cases 10000
+
+# Rewrite the generated kernels in convkit/fast/_generated/ from their generators in tools/
+# (tests/ops_fast checks that the committed modules are what the generators write).
+generate:
+	cd tools && $(PYTHON) gen_conv_regs.py && $(PYTHON) gen_dw_kgrad.py
 
 bench: setup-dev
 	$(PY) -m benchmarks.run

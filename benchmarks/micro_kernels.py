@@ -1,4 +1,4 @@
-"""Micro-benchmark of the compiled fast paths (convkit.ops.accel / convkit.ops.winograd)
+"""Micro-benchmark of the compiled fast paths (convkit.fast.kernels)
 against PyTorch on the CPU, in the same run.
 
     python -m benchmarks.micro_kernels                  # every workload, 2 threads
@@ -34,7 +34,9 @@ if __name__ == "__main__":  # thread counts must be fixed before NumPy / numba l
 
 import numpy as np  # noqa: E402
 
-from convkit.ops import _threads, accel, winograd  # noqa: E402
+from convkit.fast.runtime import threads as _threads  # noqa: E402
+from convkit.fast import kernels as accel  # noqa: E402
+from convkit.fast.kernels import winograd  # noqa: E402
 from convkit.shapes import window_geometry  # noqa: E402
 
 

@@ -422,7 +422,7 @@ def main(argv=None) -> int:
         "gemm_peak_gflops": round(peak, 1),
     }
     import convkit
-    from convkit.ops import accel
+    from convkit.fast import kernels as accel
     info["convkit"] = convkit.__version__
     info["numba"] = _numba_version() if accel.enabled() else None
     info["load_average"] = [round(v, 2) for v in os.getloadavg()]
@@ -520,6 +520,38 @@ def main(argv=None) -> int:
                   f"{(t_e['peak_rss_mb'] if t_e else float('nan')):>9.0f}")
         except Exception as exc:
             print(f"  (epoch workload skipped: {type(exc).__name__}: {exc})")
+        try:
+            # a fresh install: an empty numba cache (the NumPy code serves while the kernels
+            # compile in the background; see convkit/fast/runtime/compiling.py)
+            from benchmarks import first_run
+            fr = first_run.run(args.threads)
+            extra["first_run"] = fr
+            for name, key in (("fresh install: first training step, empty numba cache (ms)",
+                               "first_step_s"),
+                              ("  ... the second step, kernels still compiling (ms)",
+                               "second_step_s")):
+                row = {"workload": name, "convkit_ms": fr[key] * 1e3, "torch_ms": None,
+                       "ratio": None, "gflops": None, "pct_peak": None, "rel_err": None}
+                results.append(row)
+                print(_format_row(row))
+        except Exception as exc:
+            print(f"  (first-run timing skipped: {type(exc).__name__}: {exc})")
+        try:
+            # inference against onnxruntime on the same exported model, same process
+            from benchmarks import inference
+            rows = inference.run(args.threads, repeats=10 if args.quick else 50)
+            extra["inference_vs_onnxruntime"] = rows
+            for r in rows:
+                row = {"workload": f"predict vs onnxruntime, MNIST convnet, batch {r['batch']}",
+                       "convkit_ms": r["predict_ms"], "torch_ms": None,
+                       "ratio": r["ratio_predict"], "gflops": None, "pct_peak": None,
+                       "rel_err": r["rel_err"], "onnxruntime_ms": r["onnxruntime_ms"],
+                       "call_ms": r["call_ms"]}
+                results.append(row)
+                print(_format_row(row) + f"   (onnxruntime {r['onnxruntime_ms']:.3f} ms, "
+                      f"model(x) {r['call_ms']:.3f} ms)")
+        except Exception as exc:
+            print(f"  (inference vs onnxruntime skipped: {type(exc).__name__}: {exc})")
         try:
             imp = import_times(torch is not None)
             extra["import_s"] = imp

@@ -2,6 +2,8 @@ import os
 
 # Real Keras 3 is a test reference here, on JAX's CPU backend; set before anything imports it.
 os.environ.setdefault("KERAS_BACKEND", "jax")
+# Kernels compile in the caller's thread: which path computed a result never depends on timing.
+os.environ.setdefault("CONVKIT_COMPILE", "wait")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

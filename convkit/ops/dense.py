@@ -13,7 +13,7 @@ import numpy as np
 
 from .._validate import as_float_array, result_float_dtype
 from ..errors import ShapeError
-from . import _threads, accel
+from ..fast import dispatch
 
 __all__ = ["dense", "dense_backward"]
 
@@ -38,9 +38,9 @@ def dense(x, kernel, bias=None) -> np.ndarray:
     array([[21.5]])
     """
     x, kernel = _setup("dense", x, kernel)
-    if accel.threaded() and x.ndim >= 2:
-        x2d = np.ascontiguousarray(x).reshape(-1, kernel.shape[0])    # (rows, in)
-        y = _threads.matmul(x2d, kernel).reshape(x.shape[:-1] + (kernel.shape[1],))
+    fast = dispatch.lookup("dense", "forward", x, kernel)
+    if fast is not None:
+        y = fast(x, kernel)                                           # (..., units)
     else:
         y = x @ kernel
     if bias is not None:
@@ -74,10 +74,10 @@ def dense_backward(dy, x, kernel, input_grad=True):
                          f"{x.shape} and kernel shape {kernel.shape} has shape {expected}")
     x2d = x.reshape(-1, kernel.shape[0])                # (rows, in)
     dy2d = dy.reshape(-1, kernel.shape[1])              # (rows, units)
-    if accel.threaded():   # rows split over threads for large products (same numbers)
-        dy2d = np.ascontiguousarray(dy2d)
-        dx = _threads.matmul(dy2d, kernel.T).reshape(x.shape) if input_grad else None
-        dkernel = _threads.matmul_tn(np.ascontiguousarray(x2d), dy2d)
+    fast = dispatch.lookup("dense", "backward", dy2d, x2d, kernel, input_grad)
+    if fast is not None:     # rows split over threads for large products (same numbers)
+        dx2d, dkernel = fast(dy2d, x2d, kernel, input_grad)
+        dx = dx2d.reshape(x.shape) if input_grad else None
     else:
         dx = dy @ kernel.T if input_grad else None
         dkernel = x2d.T @ dy2d

@@ -19,9 +19,10 @@ never win; average pooling divides by the number of real cells in each window
 the input or its explicit padding (``count_include_pad=True``, PyTorch's rule; the extra
 cells ``ceil_mode`` adds beyond the padding never count).
 
-With the default backend (:func:`convkit.ops.accel.set_backend`) and numba installed, the
-windowed ops run the compiled kernels of :mod:`convkit.ops.accel` instead of this NumPy
-code; the results are the same up to the order of float additions.
+This NumPy code is the reference. Each windowed op first asks the dispatch table
+(:mod:`convkit.fast.dispatch`) for a fast path (the compiled kernels, with numba and
+``CONVKIT_ACCEL`` not ``0``) and runs the code below when there is none; the results are the
+same up to the order of float additions.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from ..errors import ShapeError
 from ..shapes import Geometry, window_geometry
 from .padding import (check_data_format, from_channels_last, layout_of, layout_shape,
                       to_channels_last)
-from . import accel
+from ..fast import dispatch
 from .windows import offset_window, pad_for_windows, windows_backward
 
 __all__ = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
@@ -64,12 +65,6 @@ def _check_dy(where, dy, x, geo: Geometry, data_format):
         raise ShapeError(f"{where}: dy has shape {dy.shape} but the pooled output of input "
                          f"shape {x.shape} has shape {expected}")
     return to_channels_last(dy, data_format).astype(x.dtype, copy=False)
-
-
-def _compiled(xl: np.ndarray) -> bool:
-    """Whether the compiled kernels of :mod:`convkit.ops.accel` do this pooling (backend
-    ``"auto"`` with numba; float32 / float64; a non-empty batch)."""
-    return xl.dtype in (np.float32, np.float64) and xl.size > 0 and accel.enabled()
 
 
 def _offsets(geo: Geometry):
@@ -117,14 +112,16 @@ def max_pool2d(x, pool_size, strides=None, padding="valid", *, dilation_rate=1,
     x, xl, geo = _setup("max_pool2d", x, pool_size, strides, padding, dilation_rate, ceil_mode,
                         data_format)
     if return_argmax:
-        if _compiled(xl):
-            y, argmax = accel.max_pool2d_forward(xl, geo)
+        fast = dispatch.lookup("max_pool2d", "forward_argmax", xl, geo)
+        if fast is not None:
+            y, argmax = fast(xl, geo)
         else:
             y, winner = _max_winners(xl, geo)
             argmax = _winner_to_flat(winner, geo)
         return from_channels_last(y, data_format), argmax
-    if _compiled(xl):
-        return from_channels_last(accel.max_pool2d_values(xl, geo), data_format)
+    fast = dispatch.lookup("max_pool2d", "forward", xl, geo)
+    if fast is not None:
+        return from_channels_last(fast(xl, geo), data_format)
     if _is_tiling(geo):
         y = _tiles(xl, geo).max(axis=(2, 4))                    # NaN propagates
     else:
@@ -196,12 +193,11 @@ def max_pool2d_backward(dy, x, pool_size, strides=None, padding="valid", *, dila
     if argmax is not None:
         argmax = _check_argmax(where, argmax, dyl, xl.shape)
         return from_channels_last(_scatter_argmax(dyl, argmax, xl.shape, geo), data_format)
-    if _compiled(xl):
-        # the forward's argmax then a scatter: both passes vectorise over channels, faster
-        # than accel.max_pool2d_backward_direct's one pass (compare-and-write per window)
-        _, argmax = accel.max_pool2d_forward(xl, geo)
-        return from_channels_last(accel.max_pool2d_backward(dyl, argmax, xl.shape, geo),
-                                  data_format)
+    fast = dispatch.lookup("max_pool2d", "backward", dyl, xl, geo)
+    if fast is not None:
+        return from_channels_last(fast(dyl, xl, geo), data_format)
+    if _is_tiling(geo):
+        return from_channels_last(_max_backward_tiles(dyl, xl, geo), data_format)
     _, winner = _max_winners(xl, geo)
 
     def offset_grad(a, b):
@@ -209,6 +205,27 @@ def max_pool2d_backward(dy, x, pool_size, strides=None, padding="valid", *, dila
 
     dx = windows_backward(offset_grad, geo, xl.shape, xl.dtype)
     return from_channels_last(dx, data_format)
+
+
+def _max_backward_tiles(dyl: np.ndarray, xl: np.ndarray, geo: Geometry) -> np.ndarray:
+    """:func:`max_pool2d_backward` for windows that tile the input: each window's cells
+    side by side, its winner by one ``argmax`` (the first maximum; the last NaN if there is
+    one, as in :func:`_max_winners`), and ``dy`` written to the winners in one pass."""
+    (kh, kw), (h_out, w_out) = geo.kernel, geo.out_hw
+    n, c, k = xl.shape[0], xl.shape[3], kh * kw
+    cells = _tiles(xl, geo).transpose(0, 1, 3, 2, 4, 5).reshape(n, h_out, w_out, k, c)
+    winner = cells.argmax(axis=3)                                # (N, H_out, W_out, C)
+    nan = np.isnan(cells)
+    if nan.any():
+        last_nan = k - 1 - nan[:, :, :, ::-1].argmax(axis=3)
+        winner = np.where(nan.any(axis=3), last_nan, winner)
+    hits = winner[:, :, :, None, :] == np.arange(k).reshape(1, 1, 1, k, 1)
+    grads = np.where(hits, dyl[:, :, :, None, :], 0).astype(xl.dtype, copy=False)
+    dx = np.zeros(xl.shape, dtype=xl.dtype)                      # (N, H, W, C)
+    dx[:, :h_out * kh, :w_out * kw] = (grads.reshape(n, h_out, w_out, kh, kw, c)
+                                       .transpose(0, 1, 3, 2, 4, 5)
+                                       .reshape(n, h_out * kh, w_out * kw, c))
+    return dx
 
 
 def _check_argmax(where, argmax, dyl: np.ndarray, x_shape) -> np.ndarray:
@@ -225,10 +242,11 @@ def _check_argmax(where, argmax, dyl: np.ndarray, x_shape) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.int32)
 
 
-def _scatter_argmax(dyl: np.ndarray, argmax: np.ndarray, x_shape, geo: Geometry) -> np.ndarray:
+def _scatter_argmax(dyl: np.ndarray, argmax: np.ndarray, x_shape, geo=None) -> np.ndarray:
     """``dx[n, argmax // W, argmax % W, c] += dy`` (channels_last; ``-1`` sends nothing)."""
-    if _compiled(dyl):
-        return accel.max_pool2d_backward(dyl, argmax, x_shape, geo)
+    fast = dispatch.lookup("max_pool2d", "backward_argmax", dyl, argmax, x_shape, geo)
+    if fast is not None:
+        return fast(dyl, argmax, x_shape, geo)
     n, h, w, c = x_shape
     dx = np.zeros((n, h * w, c), dtype=dyl.dtype)                 # (N, H*W, C)
     keep = argmax >= 0
@@ -272,9 +290,9 @@ def avg_pool2d(x, pool_size, strides=None, padding="valid", *, ceil_mode=False,
     """
     x, xl, geo = _setup("avg_pool2d", x, pool_size, strides, padding, 1, ceil_mode,
                         data_format)
-    if _compiled(xl):
-        y = accel.avg_pool2d_forward(xl, geo, bool(count_include_pad))
-        return from_channels_last(y, data_format)
+    fast = dispatch.lookup("avg_pool2d", "forward", xl, geo, bool(count_include_pad))
+    if fast is not None:
+        return from_channels_last(fast(xl, geo, bool(count_include_pad)), data_format)
     if _is_tiling(geo):
         y = _tiles(xl, geo).mean(axis=(2, 4), dtype=xl.dtype)
         return from_channels_last(y, data_format)
@@ -298,8 +316,10 @@ def avg_pool2d_backward(dy, x, pool_size, strides=None, padding="valid", *, ceil
     where = "avg_pool2d_backward"
     x, xl, geo = _setup(where, x, pool_size, strides, padding, 1, ceil_mode, data_format)
     dyl = _check_dy(where, dy, x, geo, data_format)
-    if _compiled(xl):
-        dx = accel.avg_pool2d_backward(dyl, geo, xl.shape, bool(count_include_pad))
+    fast = dispatch.lookup("avg_pool2d", "backward", dyl, geo, xl.shape,
+                           bool(count_include_pad))
+    if fast is not None:
+        dx = fast(dyl, geo, xl.shape, bool(count_include_pad))
         return from_channels_last(dx, data_format)
     share = dyl / _divisor(geo, count_include_pad, xl.dtype)    # (N, H_out, W_out, C)
     dx = windows_backward(lambda a, b: share, geo, xl.shape, xl.dtype)
@@ -386,10 +406,11 @@ def max_pool2d_with_argmax(x, pool_size, strides=None, padding="valid", *, dilat
     """
     x, xl, geo = _setup("max_pool2d", x, pool_size, strides, padding, dilation_rate, ceil_mode,
                         data_format)
-    if not _compiled(xl):
+    fast = dispatch.lookup("max_pool2d", "forward_argmax", xl, geo)
+    if fast is None:
         return max_pool2d(x, pool_size, strides, padding, dilation_rate=dilation_rate,
                           ceil_mode=ceil_mode, data_format=data_format), None
-    y, argmax = accel.max_pool2d_forward(xl, geo)
+    y, argmax = fast(xl, geo)
     return from_channels_last(y, data_format), argmax
 
 
@@ -403,4 +424,5 @@ def max_pool2d_backward_from_argmax(dy, argmax, x_shape, data_format="channels_l
     dyl = to_channels_last(dy, data_format)
     x_nhwc = tuple(x_shape) if data_format == "channels_last" else \
         (x_shape[0], x_shape[2], x_shape[3], x_shape[1])
-    return from_channels_last(accel.max_pool2d_backward(dyl, argmax, x_nhwc), data_format)
+    argmax = np.ascontiguousarray(argmax, dtype=np.int32)
+    return from_channels_last(_scatter_argmax(dyl, argmax, x_nhwc), data_format)

@@ -4,7 +4,9 @@ import importlib
 import pytest
 
 MODULES = ["convkit.ops.conv", "convkit.ops.pool", "convkit.ops.padding", "convkit.ops.dense",
-           "convkit.ops.accel", "convkit.ops.accel.backend",
+           "convkit.fast", "convkit.fast.kernels", "convkit.fast.runtime.backend",
+           "convkit.fast.dispatch", "convkit.fast.runtime.threads",
+           "convkit.fast.runtime.compiling",
            "convkit.ops.activations", "convkit.shapes"]
 
 

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 
 import convkit as ck
-from convkit.ops import accel, conv2d, conv2d_backward
+from convkit.ops import conv2d, conv2d_backward
+from convkit.fast import kernels as accel
 from convkit.ops.conv import conv2d_relu, conv_plan
 from convkit.ops.reference import conv2d_ref
 from tests.gradcheck import check_vjp
 
-needs_numba = pytest.mark.skipif(not accel.available(), reason="numba is not available")
+needs_numba = pytest.mark.skipif(not accel.available(), reason="requires numba (the compiled kernels)")
 
 # (input shape, kernel shape, keyword arguments, plan under "auto" with numba, float32:
 # "forward/backward" where the two differ)

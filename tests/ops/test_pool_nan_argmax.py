@@ -117,3 +117,19 @@ def test_layer_backward_after_an_inference_forward(rng):
     y_infer = layer(x, training=False)          # no argmax kept: backward finds the winners
     np.testing.assert_array_equal(y_infer, y_train)
     np.testing.assert_array_equal(layer.backward(dy), dx_train)
+
+
+@pytest.mark.parametrize("pool", [2, 3, (2, 3)])
+def test_tiling_backward_matches_the_winners_of_the_offset_loop(rng, pool):
+    """The NumPy path's one-argmax backward for tiling windows (ties, NaNs, a cropped
+    border) against the offset loop's winners scattered by the argmax path."""
+    from convkit.ops import pool as pool_module
+    from convkit.shapes import window_geometry
+    x = rng.integers(0, 3, (2, 7, 8, 3)).astype(np.float32)
+    x[0, 0, 0, 0] = x[0, 1, 1, 0] = x[1, 3, 4, 2] = np.nan
+    geo = window_geometry((7, 8), pool, pool)
+    _, winner = pool_module._max_winners(x, geo)
+    argmax = pool_module._winner_to_flat(winner, geo)
+    dy = rng.standard_normal((2, *geo.out_hw, 3)).astype(np.float32)
+    want = max_pool2d_backward(dy, x, pool, argmax=argmax)
+    np.testing.assert_array_equal(pool_module._max_backward_tiles(dy, x, geo), want)

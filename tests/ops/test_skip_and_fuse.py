@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from convkit import ops
-from convkit.ops import accel, conv
+from convkit.ops import conv
+from convkit.fast import kernels as accel
 
 CASES = [  # (x shape, kernel shape, strides, padding): one per path of conv_plan
     ((3, 12, 12, 1), (3, 3, 1, 8), 1, "valid"),         # wide grid
@@ -92,7 +93,7 @@ def test_max_pool_backward_matches_reference(rng, dtype, pool, strides, padding,
     assert got.dtype == dtype
 
 
-@pytest.mark.skipif(not accel.available(), reason="needs the compiled kernels")
+@pytest.mark.skipif(not accel.available(), reason="requires numba (the compiled kernels)")
 @pytest.mark.parametrize("padding", ["valid", "same"])
 def test_max_pool_backward_direct_matches_argmax_kernels(rng, padding):
     from convkit.shapes import window_geometry

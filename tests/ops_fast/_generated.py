@@ -7,7 +7,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def assert_current(tool: str, module: str) -> None:
-    """``tools/<tool>.py``'s ``generate()`` equals ``convkit/ops/accel/<module>.py``."""
+    """``tools/<tool>.py``'s ``generate()`` equals ``convkit/fast/_generated/<module>.py``."""
     tools = os.path.join(ROOT, "tools")
     sys.path.insert(0, tools)          # the generators import their shared helper
     try:
@@ -16,6 +16,6 @@ def assert_current(tool: str, module: str) -> None:
         spec.loader.exec_module(gen)
     finally:
         sys.path.remove(tools)
-    with open(os.path.join(ROOT, "convkit", "ops", "accel", module + ".py"),
+    with open(os.path.join(ROOT, "convkit", "fast", "_generated", module + ".py"),
               encoding="utf-8") as f:
         assert f.read() == gen.generate(), f"run: python tools/{tool}.py"

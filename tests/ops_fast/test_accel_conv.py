@@ -3,7 +3,7 @@ loops, finite differences and PyTorch."""
 import numpy as np
 import pytest
 
-from convkit.ops import accel
+from convkit.fast import kernels as accel
 from convkit.shapes import window_geometry
 from tests.gradcheck import directional_check
 from tests.ops_fast import _naive

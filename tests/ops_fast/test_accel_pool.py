@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from convkit.ops import accel
+from convkit.fast import kernels as accel
 from convkit.shapes import window_geometry
 from tests.gradcheck import directional_check
 from tests.ops_fast import _naive

@@ -4,9 +4,9 @@ it and the general loop, the generated module against its generator, and the SLP
 import numpy as np
 import pytest
 
-from convkit.ops import accel
-from convkit.ops.accel import depthwise
-from convkit.ops.accel._dw_kgrad3x3 import LANES
+from convkit.fast import kernels as accel
+from convkit.fast.kernels import depthwise
+from convkit.fast._generated.dw_kgrad3x3 import LANES
 from convkit.shapes import window_geometry
 from tests.ops_fast._generated import assert_current
 from tests.ops_fast import _naive
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("need_accel")
 
 
 def test_generated_module_is_current():
-    assert_current("gen_dw_kgrad", "_dw_kgrad3x3")
+    assert_current("gen_dw_kgrad", "dw_kgrad3x3")
 
 
 def test_hand_computed_counts():
@@ -87,7 +87,7 @@ def _two_sum(a):
 def test_slp_switch_is_restored():
     from numba.core import config
 
-    from convkit.ops.accel.backend import _compile_with_slp, jit
+    from convkit.fast.runtime.backend import _compile_with_slp, jit
     before = config.SLP_VECTORIZE
     seen = []
     dispatcher = jit(_two_sum, "test", slp=True)

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from convkit.errors import ShapeError
-from convkit.ops import _threads, accel, conv2d_backward
-from convkit.ops.accel import implicit
+from convkit.ops import conv2d_backward
+from convkit.fast.runtime import threads as _threads
+from convkit.fast import kernels as accel
+from convkit.fast.kernels import implicit
 from convkit.ops.conv import conv2d, conv2d_relu, conv2d_relu_backward, conv_plan
 from convkit.shapes import window_geometry
 from tests.ops_fast._naive import check_central_differences

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import convkit as ck
-from convkit.ops import accel
+from convkit.fast import kernels as accel
 
 
 def _run_layer(layer_factory, x, dy, backend):

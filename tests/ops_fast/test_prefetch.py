@@ -7,8 +7,10 @@ import platform
 import numpy as np
 import pytest
 
-from convkit.ops.accel import _conv_regs, implicit, prefetch as pf
-from convkit.ops.accel.backend import jit
+from convkit.fast.kernels import implicit
+from convkit.fast._generated import conv_regs as _conv_regs
+from convkit.fast.runtime import prefetch as pf
+from convkit.fast.runtime.backend import jit
 
 pytestmark = pytest.mark.usefixtures("need_accel")
 

@@ -1,14 +1,15 @@
-"""The thread pool's spin-waits (convkit.ops.accel.spin) and the BLAS limit's fast path."""
+"""The thread pool's spin-waits (convkit.fast.runtime.spin) and the BLAS limit's fast path."""
 import threading
 import time
 
 import numpy as np
 import pytest
 
-from convkit.ops import _threads, accel
-from convkit.ops.accel import spin
+from convkit.fast.runtime import threads as _threads
+from convkit.fast import kernels as accel
+from convkit.fast.runtime import spin
 
-needs_spin = pytest.mark.skipif(not spin.usable(), reason="the spin kernels need numba")
+needs_spin = pytest.mark.skipif(not spin.usable(), reason="requires numba (the spin kernels)")
 
 
 @needs_spin
@@ -48,8 +49,9 @@ def test_wait_flag_sees_another_threads_store_while_it_spins():
     # its whole bound (about 20 s here) and only then see the store; the margins leave room
     # for a machine so loaded that the setting thread waits seconds for a core
     flags = np.zeros(2, np.int64)
-    rounds = _rounds_for_seconds(20.0)
-    assert rounds > 1000
+    # at least a million rounds (each 32 pauses and a sched_yield, >= 0.4 us): the timed
+    # calibration alone can come out short on a loaded machine and end before the store
+    rounds = max(_rounds_for_seconds(20.0), 10 ** 6)
 
     def set_later():
         time.sleep(0.05)
@@ -104,7 +106,7 @@ def test_worker_spin_time_from_the_environment(monkeypatch):
     plan = _threads._spin_plan()
     if spin.usable():
         assert plan is not None and plan.worker_rounds > 0
-        assert plan.caller_rounds > plan.worker_rounds
+        assert plan.caller_rounds >= plan.worker_rounds     # calibrated by timing
     else:
         assert plan is None
     with accel.use_backend("numpy"):                    # the NumPy ops: no compiled waits

@@ -8,12 +8,15 @@ import threading
 import numpy as np
 import pytest
 
-from convkit.ops import _memory, _threads, accel, tapcols
+from convkit.fast.runtime import memory as _memory
+from convkit.fast.runtime import threads as _threads
+from convkit.fast import kernels as accel
+from convkit.fast.kernels import tapcols
 from convkit.ops.conv import conv2d_relu, conv2d_relu_backward, conv_plan
 from convkit.ops.reference import conv2d_ref
 from convkit.shapes import window_geometry
 
-needs_numba = pytest.mark.skipif(not accel.available(), reason="numba is not available")
+needs_numba = pytest.mark.skipif(not accel.available(), reason="requires numba (the compiled kernels)")
 
 
 @needs_numba
@@ -139,7 +142,7 @@ def test_keep_freed_memory_applies_once_where_glibc_runs():
 
 
 def test_keep_freed_memory_can_be_switched_off():
-    code = ("from convkit.ops import _memory\n"
+    code = ("from convkit.fast.runtime import memory as _memory\n"
             "assert _memory.keep_freed_memory() is False\n")
     env = dict(os.environ, CONVKIT_KEEP_FREED_MEMORY="0")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -191,7 +194,7 @@ def test_pool_works_in_a_forked_child(monkeypatch):
     monkeypatch.setenv("CONVKIT_NUM_THREADS", "2")
     _threads.run_chunks(lambda a, b: None, 4)     # the parent's workers exist
     code = ("import os, numpy as np\n"
-            "from convkit.ops import _threads\n"
+            "from convkit.fast.runtime import threads as _threads\n"
             "os.environ['CONVKIT_NUM_THREADS'] = '2'\n"
             "_threads.run_chunks(lambda a, b: None, 4)\n"
             "pid = os.fork()\n"

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from convkit.errors import ConvkitError
-from convkit.ops import _threads, accel, winograd
+from convkit.fast.runtime import threads as _threads
+from convkit.fast import kernels as accel
+from convkit.fast.kernels import winograd
 from convkit.shapes import window_geometry
 
 
@@ -55,7 +57,7 @@ def test_env_var_disables_the_kernels(monkeypatch):
 def test_without_numba_convkit_imports_and_reports_unavailable():
     code = ("import sys; sys.modules['numba'] = None\n"
             "import convkit, convkit.ops\n"
-            "from convkit.ops import accel, winograd\n"
+            "from convkit.fast import kernels as accel\nfrom convkit.fast.kernels import winograd\n"
             "assert not accel.available() and not winograd.available()\n"
             "try:\n"
             "    accel.im2col(None, None)\n"
@@ -161,3 +163,21 @@ def test_large_pointwise_conv_backward_matches_torch(rng, torch):
     np.testing.assert_allclose(dk, wt.grad.numpy().transpose(2, 3, 1, 0), rtol=1e-4,
                                atol=1e-3)
     np.testing.assert_allclose(db, bt.grad.numpy(), rtol=1e-4, atol=1e-3)
+
+
+def test_small_work_stays_on_the_calling_thread(monkeypatch):
+    from convkit.fast.runtime import backend
+    monkeypatch.setattr(backend, "SMALL_WORK_BYTES", 1 << 18)
+    monkeypatch.setenv("CONVKIT_NUM_THREADS", "2")
+    names = set()
+
+    def kernel(a, lo, hi):
+        names.add(threading.current_thread().name)
+        a[lo:hi] += 1
+    small = np.zeros(1000)                          # 8 kB
+    backend._run(kernel, 1000, small)
+    assert names == {threading.current_thread().name} and np.all(small == 1)
+    names.clear()
+    large = np.zeros(1 << 16)                       # 512 kB: split over the pool
+    backend._run(kernel, large.size, large)
+    assert len(names) == 2 and np.all(large == 1)

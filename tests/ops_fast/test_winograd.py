@@ -3,7 +3,7 @@ a float64 error bound and PyTorch."""
 import numpy as np
 import pytest
 
-from convkit.ops import winograd
+from convkit.fast.kernels import winograd
 from convkit.shapes import window_geometry
 from tests.ops_fast import _naive
 

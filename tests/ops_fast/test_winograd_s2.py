@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from convkit.errors import ShapeError
-from convkit.ops import accel, conv2d
-from convkit.ops.accel import winograd_s2
+from convkit.ops import conv2d
+from convkit.fast import kernels as accel
+from convkit.fast.kernels import winograd_s2
 from convkit.ops.conv import conv_plan, conv2d_relu
 
 pytestmark = pytest.mark.usefixtures("need_accel")

@@ -47,10 +47,11 @@ import threading
 
 import numpy as np
 
-from ..errors import ShapeError
-from . import _threads, accel
-from .accel.backend import _run
-from .accel.checks import _pads
+from ...errors import ShapeError
+from ..runtime import backend
+from ..runtime import threads as _threads
+from ..runtime.backend import _run
+from .checks import _pads
 
 __all__ = ["available", "conv3x3_winograd_forward", "conv3x3_winograd_input_grad",
            "conv3x3_winograd_kernel_grad", "conv_stride1_kernel_grad", "winograd_matrices"]
@@ -78,8 +79,8 @@ def _workspace(tiles: int, c_in: int, c_out: int, dtype):
 
 
 def available() -> bool:
-    """True when the compiled tile transforms can run (see :func:`convkit.ops.accel.available`)."""
-    return accel.available()
+    """True when the compiled tile transforms can run (see :func:`convkit.fast.available`)."""
+    return backend.available()
 
 
 def winograd_matrices(dtype=np.float64):
@@ -334,7 +335,7 @@ def conv3x3_winograd_forward(x: np.ndarray, kernel: np.ndarray, bias, pads,
     ``max(y, 0)`` in the output transform. Same numbers as the direct sum up to rounding.
     """
     where = "conv3x3_winograd_forward"
-    accel.jit(_k_pad_copy, where)      # raises a clear error when numba is unavailable
+    backend.jit(_k_pad_copy, where)      # raises a clear error when numba is unavailable
     x, kernel = _check_input(where, x, kernel)
     top, bottom, left, right = _pads(where, pads)
     n_batch, height, width, c_in = x.shape
@@ -352,8 +353,8 @@ def conv3x3_winograd_forward(x: np.ndarray, kernel: np.ndarray, bias, pads,
     y = np.empty((n_batch, h_out, w_out, c_out), dtype)
     row_bytes = POINTS * tiles_w * max(c_in, c_out) * dtype.itemsize
     rows_per_chunk = int(max(1, CHUNK_BYTES // row_bytes))
-    in_transform = accel.jit(_k_input_transform, where, helpers=(_bt_rows,))
-    out_transform = accel.jit(_k_output_transform, where, helpers=(_at_rows,))
+    in_transform = backend.jit(_k_input_transform, where, helpers=(_bt_rows,))
+    out_transform = backend.jit(_k_output_transform, where, helpers=(_at_rows,))
 
     def work(start, stop):
         """Tile rows ``start:stop`` of the whole batch, a chunk at a time."""
@@ -414,8 +415,8 @@ def conv3x3_winograd_kernel_grad(x: np.ndarray, dy: np.ndarray, pads) -> np.ndar
     multiplies of ``columns^T @ dy``. ``x (N, H, W, Cin)``, ``dy (N, H_out, W_out, Cout)``.
     """
     where = "conv3x3_winograd_kernel_grad"
-    in_transform = accel.jit(_k_input_transform, where, helpers=(_bt_rows,))
-    out_adjoint = accel.jit(_k_output_adjoint, where, helpers=(_a_rows,))
+    in_transform = backend.jit(_k_input_transform, where, helpers=(_bt_rows,))
+    out_adjoint = backend.jit(_k_output_adjoint, where, helpers=(_a_rows,))
     x = np.asarray(x)
     dy = np.asarray(dy)
     top, bottom, left, right = _pads(where, pads)
@@ -469,7 +470,7 @@ def conv_stride1_kernel_grad(x: np.ndarray, dy: np.ndarray, kernel_hw, pads) -> 
     ``Wp/W_out`` times the minimal work).
     """
     where = "conv_stride1_kernel_grad"
-    pad_copy = accel.jit(_k_pad_copy, where)
+    pad_copy = backend.jit(_k_pad_copy, where)
     x = np.asarray(x)
     dy = np.asarray(dy)
     top, bottom, left, right = _pads(where, pads)

@@ -1,6 +1,6 @@
 """Short, bounded spin-waits without the GIL, for the hand-offs of the thread pool.
 
-:func:`convkit.ops._threads.run_chunks` hands a chunk to a pool thread through a lock, and
+:func:`convkit.fast.runtime.threads.run_chunks` hands a chunk to a pool thread through a lock, and
 waits for it through another. A thread blocked on a lock sleeps; waking it takes the
 kernel's futex call and, on a virtual machine whose other core is idle, an interrupt to that
 core: 20-40 us each way on a 2-core VM, against ~1 us when the waiting thread is still
@@ -45,10 +45,11 @@ import time
 
 import numpy as np
 
+from . import backend, threads
 from .backend import available, jit
 
 __all__ = ["usable", "wait_flag", "signal_then_wait", "rounds_for", "worker_spin_us",
-           "CALLER_SPIN_US", "PAUSES"]
+           "current_plan", "CALLER_SPIN_US", "PAUSES"]
 
 #: ``pause`` instructions between two ``sched_yield`` calls: one round of the waiting loop
 PAUSES = 32
@@ -130,7 +131,7 @@ def _k_signal_then_wait(flags, done, go, rounds):
 
 
 def usable() -> bool:
-    """True when the spin kernels can run: numba available (:func:`convkit.ops.accel.available`),
+    """True when the spin kernels can run: numba available (:func:`convkit.fast.available`),
     a C library with ``sched_yield`` (not Windows), and they compiled."""
     return _compile() is not None
 
@@ -168,16 +169,21 @@ def signal_then_wait(flags: np.ndarray, done: int, go: int, rounds: int) -> bool
 
 def rounds_for(microseconds: float) -> int:
     """Rounds of the waiting loop that take about ``microseconds`` on this machine (timed
-    once, on 200 rounds)."""
+    once, the fastest of three runs of 200 rounds: on a loaded machine a ``sched_yield``
+    can give the core away for a while); at least one round for a positive time."""
     global _rounds_per_us
     if _rounds_per_us is None:
         flags = np.zeros(2, np.int64)
         wait_flag(flags, 0, 1, 8)
-        start = time.perf_counter()
-        wait_flag(flags, 0, 1, 200)
-        elapsed_us = max((time.perf_counter() - start) * 1e6, 1.0)
-        _rounds_per_us = 200.0 / elapsed_us
-    return max(0, int(round(microseconds * _rounds_per_us)))
+        elapsed_us = []
+        for _ in range(3):
+            start = time.perf_counter()
+            wait_flag(flags, 0, 1, 200)
+            elapsed_us.append(max((time.perf_counter() - start) * 1e6, 1.0))
+        _rounds_per_us = 200.0 / min(elapsed_us)
+    if microseconds <= 0:
+        return 0
+    return max(1, int(round(microseconds * _rounds_per_us)))
 
 
 def worker_spin_us() -> float:
@@ -191,3 +197,43 @@ def worker_spin_us() -> float:
         return max(0.0, float(value))
     except ValueError:
         return DEFAULT_WORKER_SPIN_US
+
+
+class SpinPlan:
+    """The compiled waits and their bounds in rounds, as the thread pool uses them."""
+
+    def __init__(self, kernels, caller_rounds: int, worker_rounds: int):
+        self.wait_flag, self.signal_then_wait = kernels
+        self.caller_rounds = caller_rounds
+        self.worker_rounds = worker_rounds
+
+
+_plan = None              # the current SpinPlan, or None
+_plan_key = None          # (CONVKIT_SPIN_US, kernels in use) that _plan was made for
+_no_spin_setting = None   # a CONVKIT_SPIN_US value already found to mean "no spinning"
+
+
+def current_plan():
+    """The :class:`SpinPlan` for ``CONVKIT_SPIN_US`` (``None`` when it is unset or ``0``, or
+    when the compiled kernels are not in use: ``CONVKIT_ACCEL=0``, backend ``"numpy"``, no
+    numba), remade when either changes. With spinning off (the default) this costs one
+    environment lookup. The thread pool asks it before each parallel call."""
+    global _plan, _plan_key, _no_spin_setting
+    setting = os.environ.get("CONVKIT_SPIN_US", "")
+    if setting == _no_spin_setting:
+        _plan = _plan_key = None
+        return None
+    worker_us = worker_spin_us()
+    if worker_us <= 0:
+        _plan, _plan_key, _no_spin_setting = None, None, setting
+        return None
+    key = (setting, backend.enabled())
+    if key != _plan_key:
+        plan = None
+        if key[1] and usable():
+            plan = SpinPlan(_compile(), rounds_for(CALLER_SPIN_US), rounds_for(worker_us))
+        _plan, _plan_key = plan, key
+    return _plan
+
+
+threads.set_spin_source(current_plan)

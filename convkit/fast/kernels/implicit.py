@@ -7,7 +7,7 @@ in :mod:`._conv_regs`), with bias and ReLU added before the tile is stored. The 
 windows lie inside the input take a kernel without padding checks that reduces a kernel
 row's taps in one run; the border pixels take one that checks each tap. A 1x1 convolution
 is the plain product ``x2d @ w2d`` by the same tile without the pixel and tap bookkeeping
-(:func:`._conv_regs._k_gemm_regs`).
+(:func:`convkit.fast._generated.conv_regs._k_gemm_regs`).
 
 Measured on the 2-core Zen 4 machine of ``benchmarks/README.md``, two threads, 8 images of
 56x56x64 -> 128 filters: the 1x1 convolution 2.27 ms (through the implicit kernel: 2.40 ms,
@@ -22,11 +22,11 @@ import numpy as np
 
 from ...errors import ShapeError
 from ...shapes import Geometry, window_geometry
-from . import _conv_regs
-from ._conv_regs import KROWS, KTAPS, LANES
-from .. import _threads
-from ..padding import pad_nhwc
-from .backend import _chunk_slots, _run, jit
+from .._generated import conv_regs as _conv_regs
+from .._generated.conv_regs import KROWS, KTAPS, LANES
+from ..runtime import threads as _threads
+from ...ops.padding import pad_nhwc
+from ..runtime.backend import _chunk_slots, _run, _small, jit
 from .checks import _check_dy, _check_geometry, _geo_ints, _nhwc
 
 #: fastmath of the register kernels: fused multiply-add, but no reassociation (with it,
@@ -122,12 +122,15 @@ def conv2d_implicit_forward(x: np.ndarray, kernel: np.ndarray, bias, geometry: G
     h_out, w_out = geo.out_hw
     y = np.empty((x.shape[0], h_out, w_out, width), dtype=np.float32)
     y2 = y.reshape(-1, width)
-    suffix = "_relu" if relu else ""
+    # the generated kernels come in pairs, without and with the ReLU before the store
+    gemm_kernel, inner_kernel, border_kernel = (
+        (_conv_regs._k_gemm_regs_relu, _conv_regs._k_conv_fwd_regs_relu,
+         _conv_regs._k_conv_fwd_regs_pad_relu) if relu else
+        (_conv_regs._k_gemm_regs, _conv_regs._k_conv_fwd_regs, _conv_regs._k_conv_fwd_regs_pad))
     if (kh, kw, sh, sw) == (1, 1, 1, 1) and geo.pads == ((0, 0), (0, 0)):
         # a plain product of the pixels' rows: the kernel without the pixel and tap
         # bookkeeping
-        gemm = jit(getattr(_conv_regs, "_k_gemm_regs" + suffix), where,
-                   fastmath=REGISTER_FASTMATH, slp=True)
+        gemm = jit(gemm_kernel, where, fastmath=REGISTER_FASTMATH, slp=True)
         _run(gemm, y2.shape[0], x.reshape(-1, x.shape[3]), w2, bias_v, y2)
         return y if width == filters else np.ascontiguousarray(y[..., :filters])
     inner = geo.inner_out
@@ -135,11 +138,9 @@ def conv2d_implicit_forward(x: np.ndarray, kernel: np.ndarray, bias, geometry: G
     inner_count = x.shape[0] * (oh1 - oh0) * (ow1 - ow0)
     border = _border_pixels(x.shape[0], geo.out_hw, inner)
     window = (kh, kw, sh, sw, dh, dw, top, left, h_out, w_out, y2)
-    inner_kernel = jit(getattr(_conv_regs, "_k_conv_fwd_regs" + suffix), where,
-                       fastmath=REGISTER_FASTMATH, slp=True)
+    inner_kernel = jit(inner_kernel, where, fastmath=REGISTER_FASTMATH, slp=True)
     if len(border):
-        border_kernel = jit(getattr(_conv_regs, "_k_conv_fwd_regs_pad" + suffix), where,
-                            fastmath=REGISTER_FASTMATH, slp=True)
+        border_kernel = jit(border_kernel, where, fastmath=REGISTER_FASTMATH, slp=True)
         zrow = np.zeros(x.shape[3], np.float32)
 
     def rows(lo, hi):
@@ -149,7 +150,7 @@ def conv2d_implicit_forward(x: np.ndarray, kernel: np.ndarray, bias, geometry: G
         if hi > inner_count:
             border_kernel(x, w2, bias_v, zrow, *window, border, max(lo - inner_count, 0),
                           hi - inner_count)
-    _run(rows, inner_count + len(border))
+    _run(rows, inner_count + len(border), small=_small((x, w2, y)))
     return y if width == filters else np.ascontiguousarray(y[..., :filters])
 
 

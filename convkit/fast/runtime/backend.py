@@ -8,7 +8,7 @@
 * :func:`jit`: ``numba.njit(cache=True, nogil=True)`` of a plain module-level kernel, compiled
   once per machine and loaded from numba's cache afterwards.
 * ``_run`` / ``_run_partial``: call a kernel on one contiguous range of rows per thread
-  (:func:`convkit.ops._threads.run_chunks`), the second for reductions with one zeroed
+  (:func:`convkit.fast.runtime.threads.run_chunks`), the second for reductions with one zeroed
   partial sum per thread.
 
 >>> with use_backend("numpy"):
@@ -23,8 +23,8 @@ import os
 import numpy as np
 
 from ...errors import ConvkitError
-from .. import _threads
-from . import prefetch
+from . import threads as _threads
+from . import compiling, prefetch
 
 # Reassociation and fused multiply-add only change results by float32 rounding; NaN and
 # infinity handling stays exact (no "nnan"/"ninf"), and pooling kernels use no fastmath.
@@ -36,23 +36,25 @@ _compiled: dict = {}   # python kernel function -> numba dispatcher
 
 
 def _disabled_by_env() -> bool:
-    return os.environ.get("CONVKIT_ACCEL", "1").strip().lower() in ("0", "false", "no", "off")
+    """``CONVKIT_ACCEL=0`` (or ``false``/``no``/``off``); ``CONVKIT_BACKEND=numpy`` is the
+    older spelling of the same switch, still honoured (deprecated)."""
+    return (os.environ.get("CONVKIT_ACCEL", "1").strip().lower() in ("0", "false", "no", "off")
+            or os.environ.get("CONVKIT_BACKEND", "").strip().lower() == "numpy")
 
 
 # ============================================================================ backend choice
 #: ``"auto"``: the public ops use these kernels (and the threaded products of
-#: :mod:`convkit.ops._threads`) where they apply; ``"numpy"``: the plain NumPy ops only.
+#: :mod:`convkit.fast.runtime.threads`) where they apply; ``"numpy"``: the plain NumPy ops only.
 BACKENDS = ("auto", "numpy")
-_backend = "numpy" if os.environ.get("CONVKIT_BACKEND", "").strip().lower() == "numpy" \
-    else "auto"
+_backend = "auto"
 
 
 def set_backend(name: str) -> None:
     """Choose how the public ops in :mod:`convkit.ops` compute: ``"auto"`` (default: the
-    compiled kernels when :func:`available`, threaded matrix products always) or ``"numpy"``
-    (the plain NumPy code, the reference the fast paths are tested against). The environment
-    variable ``CONVKIT_BACKEND=numpy`` sets it at import; ``CONVKIT_ACCEL=0`` keeps ``"auto"``
-    from using numba.
+    compiled kernels and the threaded products where they apply, when :func:`available`)
+    or ``"numpy"`` (the plain NumPy code, the reference the fast paths are tested against).
+    This is the run-time form of the one switch ``CONVKIT_ACCEL``: ``CONVKIT_ACCEL=0``
+    (or the older ``CONVKIT_BACKEND=numpy``) makes ``"auto"`` run the NumPy code too.
 
     >>> set_backend("numpy"); get_backend()
     'numpy'
@@ -87,8 +89,10 @@ def enabled() -> bool:
 
 
 def threaded() -> bool:
-    """True when the ops should use the threaded matrix products (backend ``"auto"``)."""
-    return _backend == "auto"
+    """The same switch as :func:`enabled` (kept for older callers): the threaded products
+    run exactly when the compiled kernels do, so no path can reach a compiled kernel
+    without them."""
+    return enabled()
 
 
 def available() -> bool:
@@ -149,7 +153,7 @@ def _compile_with_slp(dispatcher):
 def jit(func, where: str, fastmath=FASTMATH, helpers=(), slp: bool = False):
     """The compiled version of a kernel written as a plain module-level function:
     ``numba.njit(cache=True, nogil=True)``, serial (the threads come from
-    :func:`convkit.ops._threads.run_chunks`, which calls it on ranges of rows).
+    :func:`convkit.fast.runtime.threads.run_chunks`, which calls it on ranges of rows).
 
     ``helpers`` are module-level functions the kernel calls; they are compiled first (with
     this kernel's ``fastmath``; a helper given already compiled keeps its own options) and
@@ -173,14 +177,32 @@ def jit(func, where: str, fastmath=FASTMATH, helpers=(), slp: bool = False):
             dispatcher = numba.njit(cache=True, **options)(func)
         except RuntimeError:   # no writable cache directory: compile in memory each run
             dispatcher = numba.njit(cache=False, **options)(func)
+        dispatcher = compiling.notice_on_compile(dispatcher)
         if slp:
             dispatcher = _compile_with_slp(dispatcher)
         _compiled[func] = dispatcher
     return dispatcher
 
 
-def _run(kernel, total: int, *args) -> None:
-    """``kernel(*args, lo, hi)`` over contiguous chunks of ``range(total)``, one per thread."""
+#: a kernel whose array arguments hold fewer bytes than this runs on the calling thread
+#: alone: waking a pool thread (30-60 us) costs more than it saves (a batch-1 inference)
+SMALL_WORK_BYTES = 1 << 18
+
+
+def _small(args) -> bool:
+    """Whether ``args`` hold arrays, all together smaller than :data:`SMALL_WORK_BYTES`."""
+    sizes = [a.nbytes for a in args if isinstance(a, np.ndarray)]
+    return bool(sizes) and sum(sizes) < SMALL_WORK_BYTES
+
+
+def _run(kernel, total: int, *args, small: bool | None = None) -> None:
+    """``kernel(*args, lo, hi)`` over contiguous chunks of ``range(total)``, one per thread;
+    on the calling thread alone when the work is small (``small``, or by default when the
+    array arguments hold fewer than :data:`SMALL_WORK_BYTES`)."""
+    if small if small is not None else _small(args):
+        if total > 0:
+            kernel(*args, 0, total)
+        return
     _threads.run_chunks(lambda lo, hi: kernel(*args, lo, hi), total, single_blas=False)
 
 

@@ -22,7 +22,7 @@ row ``i`` and its three input rows ``2i - top + r``::
                        transforms side by side, zero for rows in the padding
     U (6, 3*C_in, F)   once per call (the four odd columns share k_1)
     M[p] = V[p] @ U[p] nine matrix products per chunk by the register-tile kernel
-                       (:func:`._conv_regs._k_gemm_regs`, the 1x1 convolution's product)
+                       (:func:`convkit.fast._generated.conv_regs._k_gemm_regs`, the 1x1 convolution's product)
     y = A^T M          bias (and ReLU) added before the store
 
 75 % of the direct convolution's multiplies: at 8 x 56x56x64 -> 128 (pad 1) the nine
@@ -57,9 +57,9 @@ import threading
 import numpy as np
 
 from ...errors import ShapeError
-from .. import _threads
-from ._conv_regs import LANES, _k_gemm_regs, _k_gemm_tn_regs
-from .backend import _chunk_slots, jit
+from ..runtime import threads as _threads
+from .._generated.conv_regs import LANES, _k_gemm_regs, _k_gemm_tn_regs
+from ..runtime.backend import _chunk_slots, jit
 from .checks import _pads
 from .implicit import REGISTER_FASTMATH
 

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..shapes import Geometry
-from . import _threads, accel
-from .padding import pad_nhwc
-from .accel.backend import _chunk_slots
+from ...shapes import Geometry
+from ..runtime import threads as _threads
+from . import elementwise
+from ...ops.padding import pad_nhwc
+from ..runtime.backend import _chunk_slots
 
 __all__ = ["taps_forward", "taps_kernel_grad", "MAX_TAPS", "MAX_CHANNELS", "MIN_FILTERS"]
 
@@ -92,7 +93,7 @@ def taps_forward(x: np.ndarray, kernel: np.ndarray, bias, geo: Geometry,
     k2 = np.ascontiguousarray(kernel.reshape(taps, filters), dtype=x.dtype)   # (T, F)
     y = np.empty((n, *geo.out_hw, filters), dtype=x.dtype)
     y2 = y.reshape(n * rows, filters)
-    epilogue = accel.bias_act_rows(bias, relu, filters, x.dtype) if bias is not None or relu \
+    epilogue = elementwise.bias_act_rows(bias, relu, filters, x.dtype) if bias is not None or relu \
         else None
 
     def work(lo, hi):
@@ -126,7 +127,7 @@ def taps_kernel_grad(x: np.ndarray, dy: np.ndarray, relu_y, kernel_shape,
         for n0, n1, cols in _column_blocks(xp, geo, taps, step, lo, hi):
             g = dy2[n0 * rows:n1 * rows]                             # (B*H_out*W_out, F)
             if y2 is not None:
-                g = accel.relu_backward(g, y2[n0 * rows:n1 * rows],
+                g = elementwise.relu_backward(g, y2[n0 * rows:n1 * rows],
                                         out=masked[:(n1 - n0) * rows])
             dks[q] += cols @ g                                       # (T, F)
             dbs[q] += _threads.column_sums(g)

@@ -6,7 +6,7 @@ The address is computed from the strides without a bounds check, so for a C-cont
 ``a`` a column ``j`` past the end of row ``i`` names the following rows' values: the lines
 of rows ``i, i + 1, ...`` are ``prefetch(a, i, 0)``, ``prefetch(a, i, 16)``, ... (float32,
 64-byte lines). A kernel uses it for data it will read a little later that the hardware
-prefetchers fetch too late: the next tile's input rows in :func:`._conv_regs._k_gemm_regs`,
+prefetchers fetch too late: the next tile's input rows in :func:`convkit.fast._generated.conv_regs._k_gemm_regs`,
 whose first reads otherwise stall the tile's multiply-adds. Two threads, in one process:
 25088 x 64 @ 64 x 128 (a 1x1 convolution) 2.22 ms without and 2.11 ms with, against
 1.87-1.94 ms when the input rows are all in cache; 25088 x 128 @ 128 x 64 (its input
@@ -14,7 +14,7 @@ gradient) 2.50 and 2.20 ms.
 
 In the interpreter it does nothing. Compiled by numba, it is one ``llvm.prefetch`` (read,
 high locality, data cache; ``prefetcht0`` on x86-64): :func:`register` teaches numba that,
-and :func:`convkit.ops.accel.backend.jit` calls it before compiling any kernel, so
+and :func:`convkit.fast.runtime.backend.jit` calls it before compiling any kernel, so
 importing this module never imports numba. A prefetch only moves data between memory and
 the caches: the kernels compute the same numbers with or without it.
 

@@ -14,8 +14,8 @@ import numpy as np
 
 from ...errors import ShapeError
 from ...shapes import Geometry
-from .. import _threads
-from .backend import _chunk_slots, _run, jit
+from ..runtime import threads as _threads
+from ..runtime.backend import _chunk_slots, _run, jit
 from .checks import _check_dy, _check_geometry, _geo_ints, _nhwc
 
 

@@ -3,18 +3,18 @@
 These kernels do the same arithmetic as the NumPy ops in :mod:`convkit.ops.conv` and
 :mod:`convkit.ops.pool`, but compiled and spread over the cores: each kernel works on a
 range of ``batch * rows`` (or of images, where several windows write the same input cell),
-one contiguous range per thread (:func:`convkit.ops._threads.run_chunks`; the kernels
+one contiguous range per thread (:func:`convkit.fast.runtime.threads.run_chunks`; the kernels
 release the GIL), and the innermost loop runs over contiguous channels (or output columns)
 through a 1-D view so it vectorises. Reductions (kernel and bias gradients) add into one
 partial sum per thread. Plain threads rather than numba's parallel loops: a much shorter
 compile, and no thread-pool barrier spinning while the cores are shared (short, yielding
-spin-waits are opt-in: ``CONVKIT_SPIN_US``, :mod:`.spin`).
+spin-waits are opt-in: ``CONVKIT_SPIN_US``, :mod:`convkit.fast.runtime.spin`).
 
-numba is optional (``pip install convkit[fast]``) and imported only when a kernel is first
-needed. :func:`available` says whether the kernels can run: it is ``False`` without numba or
-when the environment variable ``CONVKIT_ACCEL=0`` is set; callers then use the NumPy ops.
-The public ops in :mod:`convkit.ops` call these kernels when :func:`enabled` (backend
-``"auto"``, see :func:`set_backend`, and numba available).
+numba is imported only when a kernel is first needed. :func:`available` says whether the
+kernels can run: it is ``False`` without numba or when ``CONVKIT_ACCEL=0`` is set. The public
+ops in :mod:`convkit.ops` reach these kernels only through :mod:`convkit.fast.dispatch`,
+which asks the switch first. The switch's functions (``available``, ``enabled``,
+``set_backend``, ...) are re-exported here for the tests and benchmarks that call kernels.
 Kernels compile once per machine (``cache=True``); one compiled kernel serves every stride,
 dilation and padding (they are runtime integers), specialised only by dtype (float32 and
 float64 are both supported; the dtype of ``x`` is kept).
@@ -46,8 +46,6 @@ output size); arrays are NHWC::
 
 The package, one module per idea:
 
-    backend.py      backend choice (set_backend, use_backend, enabled, threaded), the lazy
-                    numba import (available), jit (cache=True) and the per-thread runners
     checks.py       argument checks shared by the wrappers (NHWC arrays, geometry, dy)
     pooling.py      max pooling (values, argmax, scatter) and average pooling
     depthwise.py    depthwise convolution
@@ -55,10 +53,16 @@ The package, one module per idea:
     im2col.py       im2col / col2im for the GEMM paths
     kernel_grad.py  one-pass kernel and bias gradients for few taps (ReLU mask fused)
     elementwise.py  bias (+ ReLU) in place, ReLU gradient
+    implicit.py     the implicit-product convolution and the register-tile products
+                    (around the generated ``convkit/fast/_generated/conv_regs.py``)
+    winograd.py     Winograd F(4x4, 3x3) for stride-1 3x3 convolutions
     winograd_s2.py  stride-2 3x3 convolution by Winograd F(4, 2) along the width
-    spin.py         bounded GIL-free spin-waits for the thread pool's hand-offs
+    tapcols.py      tap-major columns for first layers on few channels
 
-Everything below is importable from :mod:`convkit.ops.accel` itself.
+The switch, numba's lazy import, ``jit`` and the thread pool are in
+:mod:`convkit.fast.runtime`; which kernel serves which op is :mod:`convkit.fast.dispatch`.
+
+Everything below is importable from :mod:`convkit.fast.kernels` itself.
 
 Output sizes per axis (input ``n``, kernel ``k``, stride ``s``, dilation ``d``, pads
 ``before/after``) are the geometry's: ``floor((n + before + after - d*(k-1) - 1) / s) + 1``
@@ -78,7 +82,7 @@ from __future__ import annotations
 
 import numpy as np  # noqa: F401  (the docstring example uses it)
 
-from .backend import (BACKENDS, FASTMATH, available, enabled, get_backend, jit, num_threads,
+from ..runtime.backend import (BACKENDS, FASTMATH, available, enabled, get_backend, jit, num_threads,
                       set_backend, threaded, use_backend)
 from .depthwise import depthwise_conv2d_backward, depthwise_conv2d_forward
 from .direct import (conv2d_direct_backward, conv2d_direct_forward, conv2d_wide_backward,

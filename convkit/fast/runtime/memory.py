@@ -16,7 +16,7 @@ accepts, so blocks up to that size come from the heap and are reused) and
 ``M_TRIM_THRESHOLD`` to :data:`TRIM_THRESHOLD` (512 MiB: up to that much free memory at the
 top of the heap stays mapped instead of being returned after every step). convkit calls it
 once per process, the first time its threaded ops run (backend ``"auto"``, from
-:func:`convkit.ops._threads.run_chunks`). The cost: a
+:func:`convkit.fast.runtime.threads.run_chunks`). The cost: a
 process's resident size falls back more slowly after its peak; the peak itself does not
 grow. ``CONVKIT_KEEP_FREED_MEMORY=0`` in the environment leaves the allocator as it is; other
 C libraries (musl, macOS, Windows) are always left alone.

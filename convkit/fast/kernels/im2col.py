@@ -10,7 +10,7 @@ import numpy as np
 
 from ...errors import ShapeError
 from ...shapes import Geometry
-from .backend import _run, jit
+from ..runtime.backend import _run, jit
 from .checks import _check_geometry, _geo_ints, _nhwc, _out_array
 
 

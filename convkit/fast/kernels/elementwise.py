@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import ShapeError
-from .backend import _run, jit
+from ..runtime.backend import _run, jit
 from .checks import _out_array
 
 
@@ -62,7 +62,7 @@ def bias_act_rows(bias, relu: bool, channels: int, dtype):
     """``apply(y2d)``: :func:`bias_act_` for many blocks of rows with the same bias, its
     checks and set-up done once -- ``y2d`` a C-contiguous ``(rows, channels)`` array of
     ``dtype``, worked on by the calling thread alone (an epilogue run inside a thread's
-    chunk, :func:`convkit.ops._threads.matmul`)."""
+    chunk, :func:`convkit.fast.runtime.threads.matmul`)."""
     where = "bias_act_rows"
     compiled = jit(_k_bias_act, where)
     span = _bias_span(where, bias, channels, np.dtype(dtype))

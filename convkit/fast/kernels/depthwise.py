@@ -10,8 +10,8 @@ import numpy as np
 
 from ...errors import ShapeError
 from ...shapes import Geometry
-from ._dw_kgrad3x3 import LANES, _k_dw_kgrad3x3
-from .backend import _run, _run_partial, jit
+from .._generated.dw_kgrad3x3 import LANES, _k_dw_kgrad3x3
+from ..runtime.backend import _run, _run_partial, jit
 from .checks import _check_dy, _check_geometry, _geo_ints, _nhwc
 
 #: fastmath of the register kernel: fused multiply-add, but no reassociation -- with it, LLVM

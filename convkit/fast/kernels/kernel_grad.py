@@ -7,8 +7,8 @@ import numpy as np
 
 from ...errors import ShapeError
 from ...shapes import Geometry
-from .. import _threads
-from .backend import jit
+from ..runtime import threads as _threads
+from ..runtime.backend import jit
 from .checks import _check_dy, _check_geometry, _geo_ints, _nhwc
 
 
