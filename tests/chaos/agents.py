@@ -202,16 +202,20 @@ class _Watchdog:
 
 
 def _interrupted(call, seconds) -> bool:
-    timer = _interrupt_after(seconds)
+    # the timer starts inside the try: a signal due at once can land right after start()
+    timer = None
     interrupted = False
     try:
+        timer = _interrupt_after(seconds)
         call()
         timer.join()                      # a signal that came late still has to land
         time.sleep(0.01)
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        timer.cancel()
+        if timer is not None:
+            timer.cancel()
+            timer.join()                  # a fired timer's signal lands here, not later
     return interrupted
 
 

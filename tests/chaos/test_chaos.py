@@ -17,7 +17,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 TRIALS = 50
 # Ctrl-C while predict waits on a worker of the ops' thread pool can leave the pool broken;
 # its interrupt safety comes with the fast-path restructuring.
-POOL_REASON = "thread pool interrupt safety: fixed in the fast-path restructuring"
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +68,7 @@ def test_ctrl_c_during_fit_leaves_a_completed_step(outcomes):
 
 def test_ctrl_c_during_predict_leaves_the_next_call_right(outcomes):
     counts = outcomes["predict"]
-    if counts.get("trials") != TRIALS or counts.get("hung") or counts["errors"] or \
-            counts["next_right"] < TRIALS or counts["next_small_right"] < TRIALS:
-        pytest.xfail(f"{POOL_REASON}: {str(counts)[:600]}")
+    assert counts.get("trials") == TRIALS and not counts.get("hung"), counts
+    assert not counts["errors"], counts
+    assert counts["next_right"] == TRIALS and counts["next_small_right"] == TRIALS, counts
     assert counts["interrupted"] > TRIALS // 2
