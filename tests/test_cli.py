@@ -1,4 +1,5 @@
 """The ``convkit`` command line, run in-process through ``main([...])``."""
+import importlib.util
 import json
 
 import numpy as np
@@ -287,7 +288,9 @@ def test_bench_forwards_or_explains(capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(cli.subprocess, "call", lambda cmd, cwd: calls.append((cmd, cwd)) or 0)
     code, _, _ = run(capsys, "bench", "--quick", "--only", "conv")
     assert code == 0
-    assert calls[0][0][1:] == ["-m", "benchmarks.run", "--quick", "--only", "conv"]
+    # without PyTorch the command says so and asks for convkit's figures alone
+    no_torch = [] if importlib.util.find_spec("torch") else ["--no-torch"]
+    assert calls[0][0][1:] == ["-m", "benchmarks.run", "--quick", "--only", "conv"] + no_torch
     assert calls[0][1] == str(tmp_path)
     monkeypatch.setattr(cli, "_find_benchmarks", lambda: None)
     code, _, err = run(capsys, "bench")
