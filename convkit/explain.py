@@ -498,7 +498,9 @@ def _explain_layer(layer, field, whole, steps: bool = False) -> dict:
         row["receptive_field"] = row["jump"] = None
         row["receptive_note"] = row["receptive_note"] or "not defined (see the layers above)"
     else:
-        row["receptive_field"] = [_exact(v) for v in field.size]
+        # past a finer grid (transposed conv, upsampling) the size may be fractional: one
+        # output reads at most that size rounded up (at least rounded down), by its phase
+        row["receptive_field"] = [math.ceil(v - 1e-9) for v in field.size]
         row["jump"] = None if sees_everything else [_exact(v) for v in field.jump]
     row["receptive_unit"] = "steps" if steps else "pixels"
     row["_field"] = field
@@ -769,11 +771,14 @@ def _receptive_text(row) -> str:
     if row.get("receptive_unit") == "steps":
         if jump is None:
             return f"the whole {_number_text(rf[1])}-step input"
-        return f"{_number_text(rf[1])} input steps, jump {_number_text(jump[1])}"
+        up_to = "" if float(jump[1]).is_integer() else "up to "
+        return f"{up_to}{_number_text(rf[1])} input steps, jump {_number_text(jump[1])}"
     size = f"{_number_text(rf[0])}x{_number_text(rf[1])}"
     if jump is None:
         return f"the whole {size} input"
-    return f"{size} input pixels, jump {_number_text(jump[0])}x{_number_text(jump[1])}"
+    up_to = "" if all(float(j).is_integer() for j in jump) else "up to "
+    return (f"{up_to}{size} input pixels, jump {_number_text(jump[0])}x"
+            f"{_number_text(jump[1])}")
 
 
 def format_explanation(rows: list[dict]) -> str:
