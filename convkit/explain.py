@@ -308,15 +308,23 @@ def explain_model(model) -> list[dict]:
     ``formulas`` (``{"height", "width"}`` output-size formulas or ``None``), ``pad_formulas``,
     ``params``, ``trainable_params``, ``params_formula`` (e.g. ``"5*5*1*32 + 32 = 832"``),
     ``macs`` and ``macs_formula`` (multiply-accumulates per sample: conv
-    ``out_h*out_w*kh*kw*(in/groups)*filters``, dense ``in*units``), ``receptive_field`` and
-    ``jump`` (``[h, w]`` in input pixels, of the layer's output pixels; ``jump`` is ``None``
-    where every output sees the whole input), ``weight_bytes``,
-    ``activation_elements`` and ``activation_bytes`` (of the output, per sample), and
-    ``warnings``.
+    ``out_h*out_w*kh*kw*(in/groups)*filters``, transposed conv ``in_h*in_w*kh*kw*filters*in``,
+    separable ``out_h*out_w*(kh*kw*C*dm + C*dm*filters)``, Conv1D ``out_steps*k*(in/groups)
+    *filters``, dense ``in*units``), ``receptive_field`` and ``jump`` (``[h, w]`` in input
+    pixels, of the layer's output pixels; ``jump`` is ``None`` where every output sees the
+    whole input; both ``None`` past Flatten, Reshape, Permute or Lambda, with the reason in
+    ``receptive_note``), ``receptive_unit`` (``"steps"`` when the network reads sequences
+    ``(batch, steps, channels)``, followed as height-1 images ``[1, steps]``),
+    ``weight_bytes``, ``activation_elements`` and ``activation_bytes`` (of the output, per
+    sample), and ``warnings``. 1-D windows give ``formulas`` and ``pad_formulas`` as
+    ``{"steps"}`` and ``padding`` as ``{"before", "after"}``.
 
     The receptive field is followed along the layers (for a functional model along its
     graph, taking the largest field where branches merge); a layer that mixes every
-    position (Dense after Flatten, global pooling) sees the whole input.
+    position (Dense after Flatten, global pooling, Softmax or LayerNormalization over a
+    spatial axis) sees the whole input. A transposed convolution, UpSampling or Resizing
+    makes the grid finer (``jump`` a fraction); a field size then rounds up, the most
+    input pixels one output can read.
     """
     layers = [layer for layer in getattr(model, "layers", [model])]
     if not layers:
@@ -593,7 +601,8 @@ def _separable(layer, row, weights, field):
                padding_fill=str(layer.get_config().get("padding_mode", "zeros")),
                formulas=info["formulas"], pad_formulas=info["pad_formulas"] or None,
                warnings=info["warnings"])
-    depthwise, pointwise = _weight(weights, "depthwise_kernel"), _weight(weights, "pointwise_kernel")
+    depthwise = _weight(weights, "depthwise_kernel")
+    pointwise = _weight(weights, "pointwise_kernel")
     if depthwise is not None and pointwise is not None:
         kh, kw, channels, multiplier = (int(v) for v in depthwise.shape)
         filters = int(pointwise.shape[-1])

@@ -608,7 +608,8 @@ def receptive_field_after_transpose(previous: ReceptiveField,
     its stride makes the grid finer (``jump / s``) and each output reads up to
     :func:`transpose_taps` inputs in a row.
 
-    >>> rf = receptive_field_after_transpose(ReceptiveField(), transpose_geometry((7, 7), 3, 2, "same"))
+    >>> geometry = transpose_geometry((7, 7), 3, 2, "same")
+    >>> rf = receptive_field_after_transpose(ReceptiveField(), geometry)
     >>> rf.size, rf.jump, rf.start
     ((2, 2), (0.5, 0.5), (-0.5, -0.5))
     """
@@ -618,7 +619,8 @@ def receptive_field_after_transpose(previous: ReceptiveField,
         k_eff, crop_before = d * (k - 1) + 1, geometry.crops[axis][0]
         size.append(previous.size[axis] + (transpose_taps(k, s, d) - 1) * previous.jump[axis])
         jump.append(_exact(previous.jump[axis] / s))
-        start.append(previous.start[axis] + (crop_before - (k_eff - 1) / 2) / s * previous.jump[axis])
+        centre = (crop_before - (k_eff - 1) / 2) / s     # of output 0, in input-map pixels
+        start.append(previous.start[axis] + centre * previous.jump[axis])
     return ReceptiveField(tuple(size), tuple(jump), tuple(start))
 
 

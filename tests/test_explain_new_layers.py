@@ -215,11 +215,15 @@ def influence(model, shape, rng):
     return changed
 
 
-def check_against_brute_force(model, shape, rng, exact_start):
+def randomise(model, rng):
     for layer in model.layers:
         weights = layer.get_weights()
         if weights:
             layer.set_weights([rng.standard_normal(v.shape) for v in weights])
+
+
+def check_against_brute_force(model, shape, rng, exact_start):
+    randomise(model, rng)
     changed = influence(model, shape, rng)
     h, w, oh, ow = changed.shape
     boxes = {}
@@ -307,10 +311,7 @@ def check_against_brute_force_steps(model, steps, rng, exact_start):
         def __call__(self, x, training=False):
             return model(x[:, 0], training=training)
     wrapper = AsImage()
-    for layer in model.layers:
-        weights = layer.get_weights()
-        if weights:
-            layer.set_weights([rng.standard_normal(v.shape) for v in weights])
+    randomise(model, rng)
     changed = influence(wrapper, (1, steps, 1), rng)[0, :, 0]          # (steps, out_steps)
     boxes = {o: (ii.min(), ii.max()) for o in range(changed.shape[1])
              for ii in [np.nonzero(changed[:, o])[0]] if ii.size}
