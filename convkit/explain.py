@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import re
 import textwrap
+from fractions import Fraction
 
 from . import shapes
 from .errors import ConvkitError
@@ -31,9 +32,14 @@ __all__ = ["explain_model", "explain_totals", "explanation_dict", "format_explan
            "print_explanation", "explain_conv", "explain_pool", "format_window"]
 
 # Layers whose output pixel sees the whole input.
-_GLOBAL_LAYERS = ("Dense", "GlobalAveragePooling2D", "GlobalMaxPooling2D")
+_GLOBAL_LAYERS = ("Dense", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
+                  "GlobalAveragePooling1D", "GlobalMaxPooling1D")
 _CONV_LAYERS = ("Conv2D", "DepthwiseConv2D")
 _POOL_LAYERS = ("MaxPooling2D", "AveragePooling2D")
+# Sliding windows along the steps of (batch, steps, channels), run on the height-1 view.
+_STEPS_WINDOWS = ("Conv1D", "MaxPooling1D", "AveragePooling1D")
+# Layers after which an output position is no longer a pixel of the input grid.
+_REGRID_LAYERS = ("Flatten", "Reshape", "Permute", "Lambda")
 
 
 # ------------------------------------------------------------------------------ single window
@@ -66,12 +72,14 @@ def _dropped_input(geometry) -> tuple[int, int]:
                  for axis in range(2))
 
 
-def _window_info(geometry, where: str, ceil_mode: bool = False) -> dict:
-    """Padding, formulas and dropped-input warnings of one resolved window."""
+def _window_info(geometry, where: str, ceil_mode: bool = False, steps: bool = False) -> dict:
+    """Padding, formulas and dropped-input warnings of one resolved window. ``steps=True``
+    describes a 1-D layer run on its height-1 view: only the width axis, named ``steps``."""
     (top, bottom), (left, right) = geometry.pads
     mode = geometry.padding if isinstance(geometry.padding, str) else "explicit"
     formulas, pad_formulas = {}, {}
-    for axis, axis_name in enumerate(("height", "width")):
+    axes = ((1, "steps"),) if steps else tuple(enumerate(("height", "width")))
+    for axis, axis_name in axes:
         args = (geometry.in_hw[axis], geometry.kernel[axis], geometry.strides[axis],
                 geometry.dilation[axis], geometry.pads[axis][0], geometry.pads[axis][1],
                 geometry.out_hw[axis])
@@ -82,7 +90,9 @@ def _window_info(geometry, where: str, ceil_mode: bool = False) -> dict:
     warnings = []
     if rows or cols:
         parts, reasons = [], []
-        for count, what, side, axis in ((rows, "row", "bottom", 0), (cols, "column", "right", 1)):
+        sides = ((cols, "step", "end", 1),) if steps else \
+            ((rows, "row", "bottom", 0), (cols, "column", "right", 1))
+        for count, what, side, axis in sides:
             if count:
                 (before, after), n = geometry.pads[axis], geometry.in_hw[axis]
                 k_eff, s = geometry.effective_kernel[axis], geometry.strides[axis]
@@ -93,8 +103,9 @@ def _window_info(geometry, where: str, ceil_mode: bool = False) -> dict:
         warnings.append(f"{where}: the windows never read " + " and ".join(parts) +
                         f" because {' and '.join(reasons)}; pad the input or pick sizes "
                         f"that fit the stride")
+    gap_axes = ((1, "steps"),) if steps else tuple(enumerate(("rows", "columns")))
     gaps = [(geometry.strides[axis], geometry.effective_kernel[axis], axis_name)
-            for axis, axis_name in enumerate(("rows", "columns"))
+            for axis, axis_name in gap_axes
             if geometry.strides[axis] > geometry.effective_kernel[axis]]
     if len(gaps) == 2 and gaps[0][:2] == gaps[1][:2]:
         gaps = [(gaps[0][0], gaps[0][1], "rows and columns")]
@@ -212,6 +223,8 @@ def _labelled(label: str, text: str, indent: str = "  ") -> list[str]:
 def _formula_lines(formulas: dict, indent: str, prefix: str = "") -> list[str]:
     if not formulas:
         return []
+    if "steps" in formulas:
+        return [f"{indent}{prefix + 'steps':<13} {formulas['steps']}"]
     if formulas["height"] == formulas["width"]:
         return [f"{indent}{prefix + 'height/width':<13} {formulas['height']}"]
     return [f"{indent}{prefix + 'height':<13} {formulas['height']}",
@@ -250,7 +263,7 @@ def _geometry_of(layer, kind: str):
     data_format = cfg.get("data_format") or "channels_last"
     hw, _ = _spatial(layer.input_shape, data_format)
     ceil_mode = False
-    if kind in _CONV_LAYERS:
+    if kind in _CONV_LAYERS or kind == "SeparableConv2D":
         geometry = shapes.window_geometry(hw, cfg["kernel_size"], cfg.get("strides", 1),
                                           cfg.get("padding", "valid"),
                                           cfg.get("dilation_rate", 1), where=layer.name)
@@ -295,15 +308,23 @@ def explain_model(model) -> list[dict]:
     ``formulas`` (``{"height", "width"}`` output-size formulas or ``None``), ``pad_formulas``,
     ``params``, ``trainable_params``, ``params_formula`` (e.g. ``"5*5*1*32 + 32 = 832"``),
     ``macs`` and ``macs_formula`` (multiply-accumulates per sample: conv
-    ``out_h*out_w*kh*kw*(in/groups)*filters``, dense ``in*units``), ``receptive_field`` and
-    ``jump`` (``[h, w]`` in input pixels, of the layer's output pixels; ``jump`` is ``None``
-    where every output sees the whole input), ``weight_bytes``,
-    ``activation_elements`` and ``activation_bytes`` (of the output, per sample), and
-    ``warnings``.
+    ``out_h*out_w*kh*kw*(in/groups)*filters``, transposed conv ``in_h*in_w*kh*kw*filters*in``,
+    separable ``out_h*out_w*(kh*kw*C*dm + C*dm*filters)``, Conv1D ``out_steps*k*(in/groups)
+    *filters``, dense ``in*units``), ``receptive_field`` and ``jump`` (``[h, w]`` in input
+    pixels, of the layer's output pixels; ``jump`` is ``None`` where every output sees the
+    whole input; both ``None`` past Flatten, Reshape, Permute or Lambda, with the reason in
+    ``receptive_note``), ``receptive_unit`` (``"steps"`` when the network reads sequences
+    ``(batch, steps, channels)``, followed as height-1 images ``[1, steps]``),
+    ``weight_bytes``, ``activation_elements`` and ``activation_bytes`` (of the output, per
+    sample), and ``warnings``. 1-D windows give ``formulas`` and ``pad_formulas`` as
+    ``{"steps"}`` and ``padding`` as ``{"before", "after"}``.
 
     The receptive field is followed along the layers (for a functional model along its
     graph, taking the largest field where branches merge); a layer that mixes every
-    position (Dense after Flatten, global pooling) sees the whole input.
+    position (Dense after Flatten, global pooling, Softmax or LayerNormalization over a
+    spatial axis) sees the whole input. A transposed convolution, UpSampling or Resizing
+    makes the grid finer (``jump`` a fraction); a field size then rounds up, the most
+    input pixels one output can read.
     """
     layers = [layer for layer in getattr(model, "layers", [model])]
     if not layers:
@@ -315,20 +336,23 @@ def explain_model(model) -> list[dict]:
                            f"the model an Input (or input_shape=) or run it on data first")
     first_in = _first_shape(layers[0].input_shape if layers[0].input_shape is not None
                             else layers[0].output_shape)
-    whole = None
+    whole, steps = None, len(first_in) == 3
     if len(first_in) == 4:
         # (height, width) of the network input, in the layout its image layers use
         hw, _ = _spatial(first_in, _input_data_format(layers))
         whole = (int(hw[0]), int(hw[1]))
+    elif steps and first_in[1 if _input_data_format(layers) == "channels_last" else 2]:
+        # a sequence (batch, steps, channels) is followed as the height-1 image (1, steps)
+        whole = (1, int(first_in[1 if _input_data_format(layers) == "channels_last" else 2]))
     parents = _parent_layers(model, layers)
-    fields: dict[int, shapes.ReceptiveField] = {}
+    fields: dict[int, shapes.ReceptiveField | None] = {}
     field = shapes.ReceptiveField()
     rows = []
     for layer in layers:
         if parents is not None:
             field = _merge_fields([fields[id(p)] for p in parents.get(id(layer), [])
                                    if id(p) in fields])
-        rows.append(_explain_layer(layer, field, whole))
+        rows.append(_explain_layer(layer, field, whole, steps))
         field = rows[-1].pop("_field")
         fields[id(layer)] = field
     return rows
@@ -362,9 +386,12 @@ def _parent_layers(model, layers):
 
 
 def _merge_fields(fields):
-    """The field seen by a layer reading several feature maps: the largest of them."""
+    """The field seen by a layer reading several feature maps: the largest of them
+    (``None``, not defined, when one of them is)."""
     if not fields:
         return shapes.ReceptiveField()
+    if any(f is None for f in fields):
+        return None
     return shapes.ReceptiveField(
         tuple(max(f.size[axis] for f in fields) for axis in range(2)),
         tuple(max(f.jump[axis] for f in fields) for axis in range(2)),
@@ -387,26 +414,31 @@ _FILL_TEXT = {"reflect": "reflect: mirrored, the edge pixel not repeated",
               "replicate": "replicate: the edge pixels repeated",
               "circular": "circular: wrapped around from the other side",
               "-inf": "-inf: a padded cell is never the maximum",
-              "excluded": "padded cells left out of the average"}
+              "excluded": "padded cells left out of the average",
+              "cropped": "cells cropped from the full output (the convolution it is the "
+                         "adjoint of pads there)"}
 
 
 def _padding_text(row) -> str:
     """``"same: top 1, bottom 1, left 1, right 1"`` plus, when something is padded with other
     than plain zeros, what the padded cells hold."""
     p = row["padding"]
-    text = (f"{row['padding_mode']}: top {p['top']}, bottom {p['bottom']}, left {p['left']}, "
-            f"right {p['right']}")
+    if "before" in p:
+        text = f"{row['padding_mode']}: before {p['before']}, after {p['after']}"
+    else:
+        text = (f"{row['padding_mode']}: top {p['top']}, bottom {p['bottom']}, "
+                f"left {p['left']}, right {p['right']}")
     fill = row.get("padding_fill")
     if not any(p.values()) or fill in (None, "constant"):
         return text
     if fill == "zeros":
-        if row["class"] == "AveragePooling2D":
+        if row["class"] in ("AveragePooling2D", "AveragePooling1D"):
             return text + "; zeros counted in the average (count_include_pad)"
         return text
     return text + "; " + _FILL_TEXT.get(fill, fill)
 
 
-def _explain_layer(layer, field, whole) -> dict:
+def _explain_layer(layer, field, whole, steps: bool = False) -> dict:
     kind = _kind(layer)
     in_shape = layer.input_shape
     out_shape = _first_shape(layer.output_shape)
@@ -426,9 +458,12 @@ def _explain_layer(layer, field, whole) -> dict:
         "weight_bytes": sum(int(w.value.nbytes) for w in weights),
         "activation_elements": _prod(out_shape[1:]),
         "activation_bytes": _prod(out_shape[1:]) * _itemsize(layer),
-        "warnings": [],
+        "receptive_note": None, "warnings": [],
     }
-    if kind in _CONV_LAYERS or kind in _POOL_LAYERS:
+    handler = _LAYER_HANDLERS.get(kind)
+    if handler is not None:
+        field = handler(layer, row, weights, field)
+    elif kind in _CONV_LAYERS or kind in _POOL_LAYERS:
         geometry, ceil_mode, data_format = _geometry_of(layer, kind)
         info = _window_info(geometry, layer.name, ceil_mode)
         row.update(padding=info["pads"], padding_mode=info["padding_mode"],
@@ -456,14 +491,234 @@ def _explain_layer(layer, field, whole) -> dict:
             row["macs"] = positions * int(kernel.size)
             prefix = f"{positions} * " if positions != 1 else ""
             row["macs_formula"] = f"{prefix}{_product_text(kernel.shape)} = {row['macs']:,}"
-    sees_everything = kind in _GLOBAL_LAYERS and whole is not None and (
-        kind != "Dense" or len(_first_shape(in_shape)) == 2)
+    elif kind in _REGRID_LAYERS and field is not None:
+        field = None
+        row["receptive_note"] = (
+            "not known past Lambda (an arbitrary function)" if kind == "Lambda" else
+            f"not defined past {kind}: its outputs are no longer pixels of the input grid")
+    sees_everything = whole is not None and (
+        (kind in _GLOBAL_LAYERS and (kind != "Dense" or len(_first_shape(in_shape)) == 2))
+        or _mixes_positions(layer, kind))
     if sees_everything:
-        field = shapes.ReceptiveField(whole, whole, field.start)
-    row["receptive_field"] = list(field.size)
-    row["jump"] = None if sees_everything else list(field.jump)
+        field = shapes.ReceptiveField(whole, whole, (0.0, 0.0) if field is None else field.start)
+        row["receptive_note"] = None
+    if field is None:
+        row["receptive_field"] = row["jump"] = None
+        row["receptive_note"] = row["receptive_note"] or "not defined (see the layers above)"
+    else:
+        # past a finer grid (transposed conv, upsampling) the size may be fractional: one
+        # output reads at most that size rounded up (at least rounded down), by its phase
+        row["receptive_field"] = [math.ceil(v - 1e-9) for v in field.size]
+        row["jump"] = None if sees_everything else [_exact(v) for v in field.jump]
+    row["receptive_unit"] = "steps" if steps else "pixels"
     row["_field"] = field
     return row
+
+
+def _exact(value):
+    """An int when ``value`` is whole, else the float (jumps become fractions past a
+    transposed convolution or an upsampling)."""
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def _mixes_positions(layer, kind: str) -> bool:
+    """Softmax or LayerNormalization over a spatial axis: every output reads every position."""
+    if kind not in ("Softmax", "LayerNormalization"):
+        return False
+    rank = len(_first_shape(layer.input_shape))
+    axes = getattr(layer, "axis", -1)
+    axes = axes if isinstance(axes, (list, tuple)) else [axes]
+    return any(0 < (a % rank) < rank - 1 for a in axes)
+
+
+# ------------------------------------------------------------------------------ other layers
+# Each handler fills ``row`` (formulas, padding, params formula, MACs, warnings) for one kind
+# and returns the receptive field of the layer's output given ``field``, the field of its
+# input (``None``: not defined).
+
+def _data_format(layer) -> str:
+    return getattr(layer, "data_format", None) or "channels_last"
+
+
+def _maybe(field, step, *args):
+    return None if field is None else step(field, *args)
+
+
+def _transpose_formula(n, k_eff, s, mode, output_padding, crops, out) -> str:
+    """Keras's output-size rule of a transposed convolution along one axis, numbers in."""
+    if mode == "valid" and output_padding is None:
+        return f"({n} - 1)*{s} + max({k_eff}, {s}) = {out}"
+    if mode == "same" and output_padding is None:
+        return f"{n}*{s} = {out}"
+    if mode in ("valid", "same"):
+        pad = 0 if mode == "valid" else k_eff // 2
+        return f"({n} - 1)*{s} + {k_eff} - 2*{pad} + {output_padding} = {out}"
+    before, after = crops[0], crops[1] + (output_padding or 0)
+    return f"({n} - 1)*{s} + {k_eff} - {before} - {after} + {output_padding or 0} = {out}"
+
+
+def _conv_transpose(layer, row, weights, field):
+    cfg = layer.get_config()
+    hw, _ = _spatial(layer.input_shape, _data_format(layer))
+    geometry = shapes.transpose_geometry(hw, cfg["kernel_size"], cfg.get("strides", 1),
+                                         cfg.get("padding", "valid"), cfg.get("output_padding"),
+                                         cfg.get("dilation_rate", 1), where=layer.name)
+    mode = shapes.normalize_padding(cfg.get("padding", "valid"), layer.name)
+    output_padding = cfg.get("output_padding")
+    formulas, pad_formulas = {}, {}
+    for axis, name in enumerate(("height", "width")):
+        n, s = geometry.in_hw[axis], geometry.strides[axis]
+        k_eff = geometry.dilation[axis] * (geometry.kernel[axis] - 1) + 1
+        before, after = geometry.crops[axis]
+        formulas[name] = _transpose_formula(
+            n, k_eff, s, mode if isinstance(mode, str) else "explicit",
+            None if output_padding is None else output_padding[axis], geometry.crops[axis],
+            geometry.out_hw[axis])
+        after_text = f"{after} after" if after >= 0 else f"{-after} added after"
+        pad_formulas[name] = (f"full ({n} - 1)*{s} + {k_eff} = {(n - 1) * s + k_eff}, cropped "
+                              f"{before} before, {after_text}")
+    (top, bottom), (left, right) = geometry.crops
+    row.update(padding={"top": top, "bottom": bottom, "left": left, "right": right},
+               padding_mode=mode if isinstance(mode, str) else "explicit",
+               padding_fill="cropped", formulas=formulas, pad_formulas=pad_formulas)
+    kernel = _weight(weights, "kernel")
+    if kernel is not None:
+        # every input pixel scatters the whole kernel: in_h*in_w*kh*kw*filters*in_channels
+        row["macs"] = _prod(hw) * int(kernel.size)
+        row["macs_formula"] = (f"{hw[0]}*{hw[1]} * {_product_text(kernel.shape)}"
+                               f" = {row['macs']:,}")
+    return _maybe(field, shapes.receptive_field_after_transpose, geometry)
+
+
+def _weight(weights, suffix: str):
+    return next((w.value for w in weights if w.name.endswith(suffix)), None)
+
+
+def _separable(layer, row, weights, field):
+    geometry, _, data_format = _geometry_of(layer, "SeparableConv2D")
+    info = _window_info(geometry, layer.name)
+    row.update(padding=info["pads"], padding_mode=info["padding_mode"],
+               padding_fill=str(layer.get_config().get("padding_mode", "zeros")),
+               formulas=info["formulas"], pad_formulas=info["pad_formulas"] or None,
+               warnings=info["warnings"])
+    depthwise = _weight(weights, "depthwise_kernel")
+    pointwise = _weight(weights, "pointwise_kernel")
+    if depthwise is not None and pointwise is not None:
+        kh, kw, channels, multiplier = (int(v) for v in depthwise.shape)
+        filters = int(pointwise.shape[-1])
+        bias = _weight(weights, "bias")
+        bias_text = f" + {filters}" if bias is not None else ""
+        row["params_formula"] = (f"{kh}*{kw}*{channels}*{multiplier} + {channels}*{multiplier}"
+                                 f"*{filters}{bias_text} = {row['params']:,}")
+        (oh, ow), _ = _spatial(_first_shape(layer.output_shape), data_format)
+        row["macs"] = oh * ow * (int(depthwise.size) + int(pointwise.size))
+        row["macs_formula"] = (f"{oh}*{ow} * ({kh}*{kw}*{channels}*{multiplier} + "
+                               f"{channels}*{multiplier}*{filters}) = {row['macs']:,}")
+    return _maybe(field, shapes.receptive_field_after, geometry)
+
+
+def _resample(layer, row, weights, field):
+    """UpSampling2D, Resizing: each axis scaled (Resizing may crop or pad to the aspect
+    ratio first)."""
+    cfg = layer.get_config()
+    (hw, _), (out_hw, _) = (_spatial(layer.input_shape, _data_format(layer)),
+                            _spatial(_first_shape(layer.output_shape), _data_format(layer)))
+    framing = ((0, 0), (0, 0))
+    if cfg.get("crop_to_aspect_ratio"):
+        framing = shapes.aspect_crop(hw, out_hw)
+    elif cfg.get("pad_to_aspect_ratio"):
+        framing = tuple((-a, -b) for a, b in shapes.aspect_pad(hw, out_hw))
+    formulas = {}
+    for axis, name in enumerate(("height", "width")):
+        n, out = hw[axis], out_hw[axis]
+        if "size" in cfg:
+            formulas[name] = f"{n}*{cfg['size'][axis]} = {out}"
+            continue
+        before, after = framing[axis]
+        framed = n - before - after
+        if before > 0 or after > 0:
+            text = f"{n} - {before} - {after} = {framed} (centred crop to the aspect ratio), "
+        elif before < 0 or after < 0:
+            text = f"{n} + {-before} + {-after} = {framed} (padded to the aspect ratio), "
+        else:
+            text = ""
+        formulas[name] = f"{text}resized {framed} -> {out} (given)"
+    row["formulas"] = formulas
+    if field is None:
+        return None
+    field = shapes.receptive_field_after_crop(field, (framing[0][0], framing[1][0]))
+    framed_hw = tuple(n - b - a for n, (b, a) in zip(hw, framing))
+    return shapes.receptive_field_after_resize(field, framed_hw, out_hw,
+                                               cfg.get("interpolation", "nearest"))
+
+
+def _crop(layer, row, weights, field):
+    """Cropping2D; RandomCrop at inference (the centred window)."""
+    (hw, _), (out_hw, _) = (_spatial(layer.input_shape, _data_format(layer)),
+                            _spatial(_first_shape(layer.output_shape), _data_format(layer)))
+    if row["class"] == "Cropping2D":
+        crops = tuple(tuple(int(c) for c in pair) for pair in layer.get_config()["cropping"])
+        row["formulas"] = {name: f"{hw[axis]} - {crops[axis][0]} - {crops[axis][1]} = "
+                                 f"{out_hw[axis]}"
+                           for axis, name in enumerate(("height", "width"))}
+    else:
+        crops = tuple(((n - o) // 2, n - o - (n - o) // 2) for n, o in zip(hw, out_hw))
+        row["formulas"] = {name: f"{hw[axis]} -> {out_hw[axis]} (centred window at inference,"
+                                 f" from {crops[axis][0]})"
+                           for axis, name in enumerate(("height", "width"))}
+    return _maybe(field, shapes.receptive_field_after_crop, (crops[0][0], crops[1][0]))
+
+
+def _steps_of(shape, data_format: str) -> int:
+    return int(shape[1] if data_format == "channels_last" else shape[2])
+
+
+def _steps_window(layer, row, weights, field):
+    """Conv1D, MaxPooling1D, AveragePooling1D: the 2-D window on the height-1 view."""
+    cfg = layer.get_config()
+    data_format = _data_format(layer)
+    n = _steps_of(_first_shape(layer.input_shape), data_format)
+    is_conv = "Conv1D" in _class_names(layer)
+    k = int(cfg["kernel_size"][0] if is_conv else cfg["pool_size"][0])
+    s = int(cfg["strides"][0])
+    d = int(cfg.get("dilation_rate", [1])[0]) if is_conv else 1
+    padding = cfg.get("padding", "valid")
+    geometry = shapes.window_geometry((1, n), (1, k), (1, s),
+                                      shapes.steps_padding(padding, k, d, layer.name), (1, d),
+                                      where=layer.name)
+    info = _window_info(geometry, layer.name, steps=True)
+    before, after = geometry.pads[1]
+    mode = padding if isinstance(padding, str) else "explicit"
+    if is_conv:
+        fill = str(cfg.get("padding_mode", "zeros"))
+    else:
+        fill = "-inf" if "Max" in row["class"] else "excluded"
+    row.update(padding={"before": before, "after": after}, padding_mode=mode,
+               padding_fill=fill, formulas=info["formulas"],
+               pad_formulas=info["pad_formulas"] or None, warnings=info["warnings"])
+    kernel = _weight(weights, "kernel") if is_conv else None
+    if kernel is not None:
+        out = geometry.out_hw[1]
+        row["macs"] = out * int(kernel.size)           # steps_out * k*(in/groups)*filters
+        row["macs_formula"] = f"{out} * {_product_text(kernel.shape)} = {row['macs']:,}"
+    return _maybe(field, shapes.receptive_field_after, geometry)
+
+
+def _upsample_steps(layer, row, weights, field):
+    data_format = _data_format(layer)
+    n = _steps_of(_first_shape(layer.input_shape), data_format)
+    out = _steps_of(_first_shape(layer.output_shape), data_format)
+    row["formulas"] = {"steps": f"{n}*{layer.get_config()['size']} = {out}"}
+    return _maybe(field, shapes.receptive_field_after_resize, (1, n), (1, out), "nearest")
+
+
+_LAYER_HANDLERS = {
+    "Conv2DTranspose": _conv_transpose, "SeparableConv2D": _separable,
+    "UpSampling2D": _resample, "Resizing": _resample,
+    "Cropping2D": _crop, "RandomCrop": _crop,
+    "Conv1D": _steps_window, "MaxPooling1D": _steps_window, "AveragePooling1D": _steps_window,
+    "UpSampling1D": _upsample_steps,
+}
 
 
 def explain_totals(rows: list[dict]) -> dict:
@@ -509,6 +764,32 @@ def _shape_text(shape) -> str:
         ("," if len(shape) == 1 else "") + ")"
 
 
+def _number_text(value) -> str:
+    """``2``, ``1/2``, ``2.5``: a jump or field size as a short exact number."""
+    if float(value).is_integer():
+        return str(int(value))
+    fraction = Fraction(value).limit_denominator(1000)
+    return f"{fraction.numerator}/{fraction.denominator}" if fraction.denominator <= 16 \
+        else f"{value:.3g}"
+
+
+def _receptive_text(row) -> str:
+    rf, jump = row["receptive_field"], row["jump"]
+    if rf is None:
+        return row.get("receptive_note") or "not defined"
+    if row.get("receptive_unit") == "steps":
+        if jump is None:
+            return f"the whole {_number_text(rf[1])}-step input"
+        up_to = "" if float(jump[1]).is_integer() else "up to "
+        return f"{up_to}{_number_text(rf[1])} input steps, jump {_number_text(jump[1])}"
+    size = f"{_number_text(rf[0])}x{_number_text(rf[1])}"
+    if jump is None:
+        return f"the whole {size} input"
+    up_to = "" if all(float(j).is_integer() for j in jump) else "up to "
+    return (f"{up_to}{size} input pixels, jump {_number_text(jump[0])}x"
+            f"{_number_text(jump[1])}")
+
+
 def format_explanation(rows: list[dict]) -> str:
     """The text form of :func:`explain_model` rows, ending with the totals."""
     lines = []
@@ -528,12 +809,7 @@ def format_explanation(rows: list[dict]) -> str:
             lines.append(f"  {'params':<13} {row['params_formula']}{extra}")
         if row["macs_formula"]:
             lines.append(f"  {'MACs':<13} {row['macs_formula']}")
-        rf, jump = row["receptive_field"], row["jump"]
-        if jump is None:
-            lines.append(f"  {'receptive':<13} the whole {rf[0]}x{rf[1]} input")
-        else:
-            lines.append(f"  {'receptive':<13} {rf[0]}x{rf[1]} input pixels, jump "
-                         f"{jump[0]}x{jump[1]}")
+        lines += _labelled("receptive", _receptive_text(row))
         for text in row["warnings"]:
             lines += _labelled("warning", text)
     totals = explain_totals(rows)

@@ -569,3 +569,97 @@ def steps_padding(padding, kernel_size: int = 1, dilation_rate: int = 1,
         return (0, 0), (int(padding[0]), int(padding[1]))
     raise ShapeError(f"{where}: padding must be 'valid', 'same', 'causal', an int or "
                      f"(before, after); got {padding!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Receptive fields through layers that are not sliding windows. A jump may become a fraction
+# (a transposed convolution or an upsampling makes the grid finer); sizes stay in input pixels.
+#
+#   transposed conv   output o sits at input-map coordinate (o + crop_before - (k_eff - 1)/2) / s
+#                     and reads the inputs i with i*s = o + crop_before - t*d (t = 0..k-1),
+#                     at most `taps` of them in a row (ceil(k_eff / s) when d = 1):
+#                     rf_out = rf + (taps - 1)*jump, jump_out = jump / s
+#   resize n -> m     r = n / m input pixels per output pixel; nearest reads 1 pixel, bilinear 2:
+#                     rf_out = rf + (taps - 1)*jump, jump_out = jump * r,
+#                     start_out = start + (r/2 - 1/2)*jump   (half-pixel centres)
+#   crop              start_out = start + before*jump; rf and jump unchanged
+# --------------------------------------------------------------------------------------------
+
+def transpose_taps(kernel: int, stride: int, dilation: int = 1) -> int:
+    """The most inputs in a row (first to last, holes included) that feed one output of a
+    transposed convolution along an axis: output ``o`` reads the inputs ``i`` with
+    ``i*s = o + crop - t*d`` for ``t = 0..k-1``, worst case over ``o``.
+
+    >>> transpose_taps(3, 2), transpose_taps(4, 2), transpose_taps(3, 1, dilation=2)
+    (2, 2, 5)
+    """
+    widest = 1
+    for residue in range(stride):                     # o + crop modulo the stride
+        hits = [(residue - t * dilation) // stride for t in range(kernel)
+                if (residue - t * dilation) % stride == 0]
+        if hits:
+            widest = max(widest, max(hits) - min(hits) + 1)
+    return widest
+
+
+def receptive_field_after_transpose(previous: ReceptiveField,
+                                    geometry: TransposeGeometry) -> ReceptiveField:
+    """The receptive field after a transposed convolution (from :func:`transpose_geometry`):
+    its stride makes the grid finer (``jump / s``) and each output reads up to
+    :func:`transpose_taps` inputs in a row.
+
+    >>> geometry = transpose_geometry((7, 7), 3, 2, "same")
+    >>> rf = receptive_field_after_transpose(ReceptiveField(), geometry)
+    >>> rf.size, rf.jump, rf.start
+    ((2, 2), (0.5, 0.5), (-0.5, -0.5))
+    """
+    size, jump, start = [], [], []
+    for axis in range(2):
+        k, s, d = geometry.kernel[axis], geometry.strides[axis], geometry.dilation[axis]
+        k_eff, crop_before = d * (k - 1) + 1, geometry.crops[axis][0]
+        size.append(previous.size[axis] + (transpose_taps(k, s, d) - 1) * previous.jump[axis])
+        jump.append(_exact(previous.jump[axis] / s))
+        centre = (crop_before - (k_eff - 1) / 2) / s     # of output 0, in input-map pixels
+        start.append(previous.start[axis] + centre * previous.jump[axis])
+    return ReceptiveField(tuple(size), tuple(jump), tuple(start))
+
+
+def receptive_field_after_resize(previous: ReceptiveField, in_hw, out_hw,
+                                 interpolation: str = "nearest") -> ReceptiveField:
+    """The receptive field after resizing ``in_hw`` to ``out_hw`` (UpSampling, Resizing):
+    ``r = n / m`` input pixels per output pixel; ``"nearest"`` reads one pixel,
+    ``"bilinear"`` two neighbours along each axis (one when the axis has a single pixel).
+
+    >>> rf = receptive_field_after_resize(ReceptiveField(), (7, 7), (14, 14), "bilinear")
+    >>> rf.size, rf.jump, rf.start
+    ((2, 2), (0.5, 0.5), (-0.25, -0.25))
+    """
+    size, jump, start = [], [], []
+    for axis in range(2):
+        n, m = int(in_hw[axis]), int(out_hw[axis])
+        ratio = n / m
+        taps = 2 if interpolation == "bilinear" and n > 1 else 1
+        size.append(previous.size[axis] + (taps - 1) * previous.jump[axis])
+        jump.append(_exact(previous.jump[axis] * ratio))
+        start.append(previous.start[axis] + (ratio / 2 - 0.5) * previous.jump[axis])
+    return ReceptiveField(tuple(size), tuple(jump), tuple(start))
+
+
+def receptive_field_after_crop(previous: ReceptiveField, before) -> ReceptiveField:
+    """The receptive field after dropping ``before = (top, left)`` pixels (Cropping2D, a
+    centred crop): the first output pixel is the one ``before`` pixels in.
+
+    >>> receptive_field_after_crop(ReceptiveField((3, 3), (2, 2)), (1, 0)).start
+    (2.0, 0.0)
+    """
+    start = tuple(previous.start[axis] + before[axis] * previous.jump[axis] for axis in range(2))
+    return ReceptiveField(previous.size, previous.jump, start)
+
+
+def _exact(value: float):
+    """An int when ``value`` is whole (so jumps print as ``2``, not ``2.0``)."""
+    return int(value) if float(value).is_integer() else value
+
+
+__all__ += ["transpose_taps", "receptive_field_after_transpose", "receptive_field_after_resize",
+            "receptive_field_after_crop"]
