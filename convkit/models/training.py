@@ -47,6 +47,8 @@ import numpy as np
 
 from .._interrupts import interrupts_deferred
 from ..errors import ConvkitError, ShapeError
+from ..fast.runtime import backend as fast_backend
+from ..fast.runtime import threads as fast_threads
 from ..random import make_rng
 from .batches import BatchSource, class_weight_to_sample_weight, is_batch_source
 
@@ -895,9 +897,8 @@ def _ops_context():
     """One one-thread-BLAS block around a whole step when the ops run their own threads
     (backend ``"auto"``): every op inside limits the BLAS to one thread anyway, and setting
     that limit once per step instead of once per op saves ~15 calls into threadpoolctl."""
-    from ..ops import _threads, accel
-    if accel.threaded():
-        return _threads.blas_limit(1)
+    if fast_backend.threaded():
+        return fast_threads.blas_limit(1)
     return contextlib.nullcontext()
 
 
