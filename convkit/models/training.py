@@ -42,9 +42,14 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+import warnings
 
 import numpy as np
 
+from .. import callbacks as _callbacks
+from .. import losses as _losses
+from .. import metrics as _metrics
+from .. import optimizers as _optimizers
 from .._interrupts import interrupts_deferred
 from ..errors import ConvkitError, ShapeError
 from ..fast.runtime import backend as fast_backend
@@ -124,9 +129,6 @@ class Trainer:
         accepted for Keras compatibility and change nothing: convkit always runs eagerly on
         NumPy, one optimizer step per batch, with no compiler and no loss scaling.
         """
-        from .. import losses as _losses
-        from .. import metrics as _metrics
-        from .. import optimizers as _optimizers
         where = f"{self._kind()} {self.name!r}: compile"
         if loss is None:
             raise ConvkitError(f"{where}: a loss is required, e.g. "
@@ -210,10 +212,7 @@ class Trainer:
         """Re-compile from :meth:`get_compile_config` (used when loading a saved model).
         A custom loss or metric that was saved by name only and is unknown here is reported:
         the loss as an error, a metric with a warning (it is left out)."""
-        import warnings
 
-        from .. import metrics as _metrics
-        from .. import optimizers as _optimizers
         optimizer = _optimizers.deserialize(config["optimizer"])
 
         def known(entries, loss):
@@ -318,7 +317,6 @@ class Trainer:
     def _check_targets(self, y, where: str, loss=None, out_shape=None) -> None:
         """Refuse labels whose shape does not fit the loss and the model's output (for the
         built-in losses; a custom loss checks its own inputs)."""
-        from .. import losses as _losses
         loss = self.loss if loss is None else loss
         out_shape = self._single_output_shape(where) if out_shape is None else out_shape
         name = _loss_name(loss)
@@ -667,7 +665,6 @@ class Trainer:
         return out
 
     def _callback_list(self, callbacks, verbose, epochs, steps, add_history):
-        from .. import callbacks as _callbacks
         user = list(callbacks or [])
         if add_history and not any(isinstance(c, _callbacks.DivergenceMonitor) for c in user):
             user.append(_callbacks.DivergenceMonitor())        # warns once on divergence
