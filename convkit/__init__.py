@@ -28,6 +28,7 @@ _SUBMODULES = {
     "regularizers": ".regularizers", "models": ".models", "data": ".data", "datasets": ".data",
     "io": ".io", "viz": ".viz", "explain": ".explain", "jobs": ".jobs", "utils": ".utils",
     "activations": ".ops.activations", "random": ".random", "backend": ".backend",
+    "distributed": ".distributed", "wrappers": ".wrappers",
 }
 # Keras's top-level names: ``import convkit as keras`` then ``keras.Input``, ``keras.Model``...
 _NAMES = {

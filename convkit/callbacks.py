@@ -34,6 +34,7 @@ import warnings
 import numpy as np
 
 from .errors import ConvkitError
+from .progress import ProgressBar
 
 __all__ = ["Callback", "CallbackList", "History", "EarlyStopping", "ModelCheckpoint",
            "ReduceLROnPlateau", "LearningRateScheduler", "CSVLogger", "LambdaCallback",
@@ -112,7 +113,6 @@ class CallbackList:
             if not isinstance(callback, Callback):
                 raise ConvkitError(f"CallbackList: item {index} is not a Callback, got "
                                    f"{type(callback).__name__}")
-        from .progress import ProgressBarLogger
         if add_history and not any(isinstance(c, History) for c in self.callbacks):
             self.callbacks.append(History())
         if add_progbar and not any(isinstance(c, ProgressBarLogger) for c in self.callbacks):
@@ -759,9 +759,98 @@ class DivergenceMonitor(Callback):
                        f"{largest:.3g}")
 
 
-def __getattr__(name):
-    # progress.py subclasses Callback, so it is imported lazily here to avoid a cycle.
-    if name == "ProgressBarLogger":
-        from .progress import ProgressBarLogger
-        return ProgressBarLogger
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+class ProgressBarLogger(Callback):
+    """The callback that prints ``Epoch 3/10`` and drives a :class:`ProgressBar` with the
+    running means in ``logs`` (Keras's ``ProgbarLogger``); ``fit`` adds one when
+    ``verbose > 0``.
+
+    It reads ``params["verbose"]`` (1 or 2; ``"auto"`` means 1), ``params["epochs"]`` and
+    ``params["steps"]`` (batches per epoch, or None). As in Keras 3, ``Epoch k/n`` is printed
+    only when there is more than one epoch, and inside ``fit`` the validation pass draws no
+    bar of its own (its ``val_`` values appear on the epoch's final line).
+    """
+
+    def __init__(self, stream=None):
+        super().__init__()
+        self.stream = stream
+        self.verbose = 1
+        self.epochs = 1
+        self.target = None
+        self.seen = 0
+        self.progbar = None
+        self._called_in_fit = False
+
+    def set_params(self, params):
+        super().set_params(params)
+        verbose = params.get("verbose", 1)
+        self.verbose = 1 if verbose == "auto" else int(verbose)
+        self.epochs = params.get("epochs", 1) or 1
+        self.target = params.get("steps")
+
+    def _out(self):
+        return self.stream if self.stream is not None else sys.stdout
+
+    def _reset(self):
+        self.seen = 0
+        self.progbar = None
+
+    def _bar(self):
+        if self.progbar is None:
+            self.progbar = ProgressBar(self.target, verbose=self.verbose, unit="step",
+                                       stream=self.stream)
+        return self.progbar
+
+    def _update(self, batch, logs):
+        self.seen = batch + 1
+        bar = self._bar()
+        if self.verbose == 1:
+            bar.update(self.seen, logs or {})
+
+    def _finalize(self, logs):
+        bar = self._bar()
+        if bar.target is None:
+            bar.target = self.seen
+        bar.finish(logs or {})
+
+    def on_train_begin(self, logs=None):
+        self._called_in_fit = True
+
+    def on_train_end(self, logs=None):
+        self._called_in_fit = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._reset()
+        if self.verbose and self.epochs > 1:
+            out = self._out()
+            out.write(f"Epoch {epoch + 1}/{self.epochs}\n")
+            if hasattr(out, "flush"):
+                out.flush()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._update(batch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.verbose:
+            self._finalize(logs)
+
+    def on_test_begin(self, logs=None):
+        if not self._called_in_fit:
+            self._reset()
+
+    def on_test_batch_end(self, batch, logs=None):
+        if not self._called_in_fit:
+            self._update(batch, logs)
+
+    def on_test_end(self, logs=None):
+        if not self._called_in_fit and self.verbose:
+            self._finalize(logs)
+
+    def on_predict_begin(self, logs=None):
+        self._reset()
+
+    def on_predict_batch_end(self, batch, logs=None):
+        self._update(batch, None)
+
+    def on_predict_end(self, logs=None):
+        if self.verbose:
+            self._finalize(None)

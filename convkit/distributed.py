@@ -56,13 +56,13 @@ import collections
 import json
 import math
 import os
-import sys
 import threading
 import uuid
 
 import numpy as np
 
 from .errors import ConvkitError, ShapeError
+from .models.training import _check_int, _ops_context, validation_split_index
 
 __all__ = ["predict", "evaluate", "fit", "from_memmap", "image_paths", "step_bytes"]
 
@@ -256,7 +256,6 @@ def predict(model, x, batch_size=32, client=None, files_per_task=256,
     """
     where = _where(model, "predict")
     _require_dask(where)
-    from .models.training import _check_int
     batch_size = _check_int(batch_size, "batch_size", where, minimum=1)
     input_shape, output_shape = _single_io(model, where)
     if isinstance(x, (str, os.PathLike)) or (isinstance(x, (list, tuple)) and x
@@ -441,7 +440,6 @@ def _shard_step(arch, weights_payload, x_blocks, y_blocks, block_of_row, rows, p
     ``x_blocks[block_of_row[i]][rows[i]]``. Returns a dict with the positions in the global
     batch, the targets and predictions of those rows, every layer's gradient list (scaled)
     and the scaled change of each non-trainable weight (``None`` where unchanged)."""
-    from .models.training import _ops_context
     weights, version = weights_payload
     model = _worker_model(arch, weights, version)
     xb = np.concatenate([x_blocks[b][rows[block_of_row == b]]
@@ -576,7 +574,6 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose=1, callbacks=None, validat
 
     >>> history = fit(model, x, y, batch_size=128, epochs=3, client=client)
     """
-    from .models.training import _check_int
     where = _where(model, "fit")
     client = _require_client(client, where)
     model._require_compiled(where)
@@ -605,56 +602,34 @@ def fit(model, x, y, batch_size=32, epochs=1, verbose=1, callbacks=None, validat
     run_seed = _run_seed(model)
     cbs = model._callback_list(callbacks, verbose=verbose, epochs=epochs, steps=steps,
                                add_history=True)
-    model.stop_training = False
-    model.stop_reason = None
-    cbs.on_train_begin()
-    epoch_logs = {}
     global_step = 0
-    for epoch in range(initial_epoch, epochs):
-        for m in model.compiled_metrics:
-            m.reset_state()
-        cbs.on_epoch_begin(epoch)
+
+    def epoch_batches():
         placement.refresh()
-        loss_sum, seen, finite = 0.0, 0, True
-        for step, idx in enumerate(model._batch_indices(n, batch_size, shuffle, steps)):
-            cbs.on_train_batch_begin(step)
-            result = _run_step(client, placement, shared, model, idx, (run_seed, global_step),
-                               max_retries, where)
-            global_step += 1
-            yb, y_pred = result["y"], result["y_pred"]
-            penalty, reg_grads = model._regularization(with_grads=True)
-            loss_value = float(model.loss(yb, y_pred)) + penalty
-            loss_sum += loss_value * len(yb)
-            seen += len(yb)
-            if not math.isfinite(loss_value):
-                finite = False
-                model.stop_reason = (f"{where}: the loss became {loss_value} at epoch "
-                                     f"{epoch + 1}, batch {step + 1}; training stopped "
-                                     f"(this step's update was not applied)")
-                print(model.stop_reason, file=sys.stderr)
-                model.stop_training = True
-                break
+        return model._batch_indices(n, batch_size, shuffle, steps)
+
+    def train_step(idx):
+        nonlocal global_step
+        result = _run_step(client, placement, shared, model, idx, (run_seed, global_step),
+                           max_retries, where)
+        global_step += 1
+        yb, y_pred = result["y"], result["y_pred"]
+        penalty, reg_grads = model._regularization(with_grads=True)
+        loss_value = float(model.loss(yb, y_pred)) + penalty
+        finite = math.isfinite(loss_value)
+        if finite:
             _apply(model, result, reg_grads)
             for m in model.compiled_metrics:
                 m.update_state(yb, y_pred)
-            logs = {"loss": loss_sum / seen}
-            logs.update(model._metric_results())
-            cbs.on_train_batch_end(step, logs)
-            if model.stop_training:
-                break
-        epoch_logs = {"loss": loss_sum / max(seen, 1)}
-        epoch_logs.update(model._metric_results())
-        if val is not None and finite:
-            epoch_logs.update({"val_" + k: v for k, v in
-                               _validation_logs(model, val, batch_size, client, where).items()})
-        cbs.on_epoch_end(epoch, epoch_logs)
-        if model.stop_training:
-            if model.stop_reason is None:
-                model.stop_reason = f"{where}: stopped by a callback after epoch {epoch + 1}"
-            break
-    cbs.on_train_end(epoch_logs)
-    model.history = cbs.history
-    return cbs.history
+        return loss_value, len(yb), finite
+
+    def validate(epoch):
+        if val is None:
+            return None
+        return _validation_logs(model, val, batch_size, client, where)
+
+    return model._run_epochs(cbs, where, initial_epoch, epochs, epoch_batches, train_step,
+                             validate)
 
 
 def _run_seed(model) -> int:
@@ -673,14 +648,7 @@ def _validation(model, x, y, validation_split, validation_data, where):
         return list(validation_data)
     if not validation_split:
         return None
-    if not 0.0 < float(validation_split) < 1.0:
-        raise ConvkitError(f"{where}: validation_split must be in (0, 1), got "
-                           f"{validation_split!r}")
-    n = len(x)
-    split_at = int(math.floor(n * (1.0 - float(validation_split))))
-    if split_at == 0 or split_at == n:
-        raise ConvkitError(f"{where}: {n} samples are too few to keep "
-                           f"validation_split={validation_split} of them for validation")
+    split_at = validation_split_index(len(x), validation_split, where)
     return [x[split_at:], y[split_at:], split_at]
 
 

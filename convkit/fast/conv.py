@@ -285,7 +285,7 @@ def _fold_padding(s, dx):
 
 
 def _small_kernel_grad(s) -> bool:
-    """Whether :func:`convkit.ops.accel.conv2d_kernel_grad_small` takes the kernel
+    """Whether :func:`convkit.fast.kernels.conv2d_kernel_grad_small` takes the kernel
     gradient: ungrouped, few taps times filters, enough filters to vectorise over."""
     kh, kw, c_g, filters = s.kernel.shape
     return (s.groups == 1 and filters >= accel.SMALL_KGRAD_MIN_FILTERS
@@ -367,7 +367,7 @@ def _cached_blocks_forward(x: np.ndarray, geo: Geometry, kernel2d: np.ndarray,
 
 def _register_products(s, columns: int, filters: int):
     """The compiled register-tile products ``(matmul_rows, matmul_tn_add)`` of
-    :mod:`convkit.ops.accel.implicit` for a backward whose products are ``columns^T @ dy``
+    :mod:`convkit.fast.kernels.implicit` for a backward whose products are ``columns^T @ dy``
     (``(M, columns)``, ``(M, filters)``) and ``dy @ kernel^T``, or the BLAS ones
     (``_threads.BLAS_PRODUCTS``) when they do not apply: not float32, or sizes that are not
     whole tiles."""

@@ -100,7 +100,7 @@ def conv_plan(x_shape, kernel_shape, strides=1, padding="valid", dilation_rate=1
               data_format="channels_last", dtype=np.float32, backward=False) -> str:
     """Which implementation :func:`convkit.ops.conv2d` (or, with ``backward=True``,
     :func:`convkit.ops.conv2d_backward`) uses for these shapes under the current backend
-    (:func:`convkit.ops.accel.set_backend`). The first that applies, in this order:
+    (:func:`convkit.fast.set_backend`). The first that applies, in this order:
 
     ``"winograd"``   ungrouped 3x3, stride 1, dilation 1, ``C_in, filters >= 8``
                      (:mod:`convkit.ops.winograd`, ReLU and bias fused in the forward);
@@ -120,19 +120,19 @@ def conv_plan(x_shape, kernel_shape, strides=1, padding="valid", dilation_rate=1
     ``"depthwise"``  one input channel per group (compiled, any stride / dilation)
     ``"pointwise"``  ungrouped 1x1, stride 1, no padding: threaded matrix products (float32
                      with at least 16 input channels and a multiple of 16 filters: the
-                     register-tile product of :mod:`convkit.ops.accel.implicit`, bias and
+                     register-tile product of :mod:`convkit.fast.kernels.implicit`, bias and
                      ReLU in registers)
     ``"winograd_s2"`` ungrouped float32 3x3, stride 2, dilation 1, at least 16 input
                      channels, a multiple of 16 filters, output width cut into 4-wide tiles
                      with at most 15 % waste: F(4, 2) along the width, 75 % of the
-                     multiplies (:mod:`convkit.ops.accel.winograd_s2`, bias and ReLU fused);
+                     multiplies (:mod:`convkit.fast.kernels.winograd_s2`, bias and ReLU fused);
                      its gradients by the transforms' adjoints, also 75 % (input channels
                      a multiple of 16; else the ``"im2col"`` ones)
     ``"implicit"``   ungrouped float32, a multiple of 16 filters, at least 3 contiguous
                      input values per kernel row (``kw*C_in``; ``C_in`` with a dilated
                      width; a 1x1 kernel needs 16 channels): the forward as an implicit
                      product, no columns, the output tile, bias and ReLU in registers
-                     (:mod:`convkit.ops.accel.implicit`); its gradients are the
+                     (:mod:`convkit.fast.kernels.implicit`); its gradients are the
                      ``"im2col"`` ones
     ``"im2col"``     anything else: compiled im2col / col2im around threaded products
                      (grouped convolutions one group at a time)

@@ -42,11 +42,18 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+import warnings
 
 import numpy as np
 
+from .. import callbacks as _callbacks
+from .. import losses as _losses
+from .. import metrics as _metrics
+from .. import optimizers as _optimizers
 from .._interrupts import interrupts_deferred
 from ..errors import ConvkitError, ShapeError
+from ..fast.runtime import backend as fast_backend
+from ..fast.runtime import threads as fast_threads
 from ..random import make_rng
 from .batches import BatchSource, class_weight_to_sample_weight, is_batch_source
 
@@ -122,9 +129,6 @@ class Trainer:
         accepted for Keras compatibility and change nothing: convkit always runs eagerly on
         NumPy, one optimizer step per batch, with no compiler and no loss scaling.
         """
-        from .. import losses as _losses
-        from .. import metrics as _metrics
-        from .. import optimizers as _optimizers
         where = f"{self._kind()} {self.name!r}: compile"
         if loss is None:
             raise ConvkitError(f"{where}: a loss is required, e.g. "
@@ -208,10 +212,7 @@ class Trainer:
         """Re-compile from :meth:`get_compile_config` (used when loading a saved model).
         A custom loss or metric that was saved by name only and is unknown here is reported:
         the loss as an error, a metric with a warning (it is left out)."""
-        import warnings
 
-        from .. import metrics as _metrics
-        from .. import optimizers as _optimizers
         optimizer = _optimizers.deserialize(config["optimizer"])
 
         def known(entries, loss):
@@ -316,7 +317,6 @@ class Trainer:
     def _check_targets(self, y, where: str, loss=None, out_shape=None) -> None:
         """Refuse labels whose shape does not fit the loss and the model's output (for the
         built-in losses; a custom loss checks its own inputs)."""
-        from .. import losses as _losses
         loss = self.loss if loss is None else loss
         out_shape = self._single_output_shape(where) if out_shape is None else out_shape
         name = _loss_name(loss)
@@ -540,14 +540,7 @@ class Trainer:
                 raise ConvkitError(f"{where}: validation_data must be a pair (x_val, y_val), a "
                                    f"triple (x_val, y_val, sample_weight_val) or a dataset")
         elif validation_split and source is None:
-            if not 0.0 < float(validation_split) < 1.0:
-                raise ConvkitError(f"{where}: validation_split must be in (0, 1), got "
-                                   f"{validation_split!r}")
-            n = len(xs[0])
-            split_at = int(math.floor(n * (1.0 - float(validation_split))))
-            if split_at == 0 or split_at == n:
-                raise ConvkitError(f"{where}: {n} samples are too few to keep "
-                                   f"validation_split={validation_split} of them for validation")
+            split_at = validation_split_index(len(xs[0]), validation_split, where)
             val = ([a[split_at:] for a in xs], _take(y, slice(split_at, None)))
             if weights is not None:
                 val = val + (weights[split_at:],)
@@ -560,6 +553,46 @@ class Trainer:
             steps = steps_per_epoch or batches_per_pass
         cbs = self._callback_list(callbacks, verbose=verbose, epochs=epochs, steps=steps,
                                   add_history=True)
+
+        def epoch_batches():
+            if source is None:
+                return _array_batches(xs, y, weights,
+                                      self._batch_indices(n, batch_size, shuffle, steps))
+            return self._prepared_batches(source, class_weight, where)
+
+        def train_step(batch):
+            xb, yb, swb = batch
+            loss_value, y_pred, finite = self._train_step(xb, yb, swb)
+            if finite:
+                self._update_metrics(yb, y_pred, swb)
+            return loss_value, len(xb[0]), finite
+
+        def validate(epoch):
+            if val is None or (epoch + 1) % validation_freq != 0:
+                return None
+            if isinstance(val, BatchSource):
+                val_logs = self._evaluate_batches(self._prepared_batches(val, None, where))
+                val.end_epoch()
+                return val_logs
+            if len(val) == 3:
+                return self._evaluate_arrays(val[0], val[1], val_batch_size,
+                                             sample_weight=val[2])
+            return self._evaluate_arrays(val[0], val[1], val_batch_size)
+
+        return self._run_epochs(cbs, where, initial_epoch, epochs, epoch_batches, train_step,
+                                validate, after_batches=None if source is None
+                                else source.end_epoch)
+
+    def _run_epochs(self, cbs, where: str, initial_epoch: int, epochs: int, epoch_batches,
+                    train_step, validate, after_batches=None):
+        """The epoch loop of ``fit`` (and of :func:`convkit.distributed.fit`), around the
+        parts that differ: ``epoch_batches()`` gives one epoch's batches (called after
+        ``on_epoch_begin``); ``train_step(batch)`` trains on one and returns ``(loss,
+        samples, finite)``, having applied the update and the metrics only when the loss is
+        finite; ``after_batches()`` runs after each epoch's batches, even a stopped one;
+        ``validate(epoch)`` returns the validation logs or None (not called after a
+        non-finite loss). Running means of the loss go to the callbacks; a non-finite loss
+        stops training with ``stop_reason`` set. Returns the callbacks' History."""
         self.stop_training = False
         self.stop_reason = None
         cbs.on_train_begin()
@@ -568,16 +601,10 @@ class Trainer:
             self._reset_metrics()
             cbs.on_epoch_begin(epoch)
             loss_sum, seen = 0.0, 0
-            if source is None:
-                batches = _array_batches(xs, y, weights,
-                                         self._batch_indices(n, batch_size, shuffle, steps))
-            else:
-                batches = self._prepared_batches(source, class_weight, where)
             finite = True
-            for step, (xb, yb, swb) in enumerate(batches):
+            for step, batch in enumerate(epoch_batches()):
                 cbs.on_train_batch_begin(step)
-                loss_value, y_pred, finite = self._train_step(xb, yb, swb)
-                count = len(xb[0])
+                loss_value, count, finite = train_step(batch)
                 loss_sum += loss_value * count
                 seen += count
                 if not finite:
@@ -587,25 +614,17 @@ class Trainer:
                     print(self.stop_reason, file=sys.stderr)
                     self.stop_training = True
                     break
-                self._update_metrics(yb, y_pred, swb)
                 logs = {"loss": loss_sum / seen}
                 logs.update(self._metric_results())
                 cbs.on_train_batch_end(step, logs)
                 if self.stop_training:
                     break
-            if source is not None:
-                source.end_epoch()
+            if after_batches is not None:
+                after_batches()
             epoch_logs = {"loss": loss_sum / max(seen, 1)}
             epoch_logs.update(self._metric_results())
-            if val is not None and finite and (epoch + 1) % validation_freq == 0:
-                if isinstance(val, BatchSource):
-                    val_logs = self._evaluate_batches(self._prepared_batches(val, None, where))
-                    val.end_epoch()
-                elif len(val) == 3:
-                    val_logs = self._evaluate_arrays(val[0], val[1], val_batch_size,
-                                                     sample_weight=val[2])
-                else:
-                    val_logs = self._evaluate_arrays(val[0], val[1], val_batch_size)
+            val_logs = validate(epoch) if finite else None
+            if val_logs is not None:
                 epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
             cbs.on_epoch_end(epoch, epoch_logs)
             if self.stop_training:
@@ -646,7 +665,6 @@ class Trainer:
         return out
 
     def _callback_list(self, callbacks, verbose, epochs, steps, add_history):
-        from .. import callbacks as _callbacks
         user = list(callbacks or [])
         if add_history and not any(isinstance(c, _callbacks.DivergenceMonitor) for c in user):
             user.append(_callbacks.DivergenceMonitor())        # warns once on divergence
@@ -895,10 +913,23 @@ def _ops_context():
     """One one-thread-BLAS block around a whole step when the ops run their own threads
     (backend ``"auto"``): every op inside limits the BLAS to one thread anyway, and setting
     that limit once per step instead of once per op saves ~15 calls into threadpoolctl."""
-    from ..ops import _threads, accel
-    if accel.threaded():
-        return _threads.blas_limit(1)
+    if fast_backend.threaded():
+        return fast_threads.blas_limit(1)
     return contextlib.nullcontext()
+
+
+def validation_split_index(n: int, validation_split, where: str) -> int:
+    """Where ``validation_split`` cuts ``n`` samples: the first ``split_at`` train, the
+    LAST ``n - split_at`` validate (Keras's rule, before any shuffling), e.g. ``n=10,
+    validation_split=0.25`` gives 7. Both parts must be non-empty."""
+    if not 0.0 < float(validation_split) < 1.0:
+        raise ConvkitError(f"{where}: validation_split must be in (0, 1), got "
+                           f"{validation_split!r}")
+    split_at = int(math.floor(n * (1.0 - float(validation_split))))
+    if split_at == 0 or split_at == n:
+        raise ConvkitError(f"{where}: {n} samples are too few to keep "
+                           f"validation_split={validation_split} of them for validation")
+    return split_at
 
 
 def _check_int(value, name: str, where: str, minimum: int) -> int:

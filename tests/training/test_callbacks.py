@@ -231,9 +231,8 @@ def test_history_and_callback_list_setup():
     cb = callbacks.Callback()
     callbacks.CallbackList([cb], model=model, epochs=3, steps=7, verbose=1)
     assert cb.model is model and cb.params == {"epochs": 3, "steps": 7, "verbose": 1}
-    from convkit.progress import ProgressBarLogger
     added = callbacks.CallbackList([], add_history=True, add_progbar=True)
-    assert [type(c) for c in added] == [callbacks.History, ProgressBarLogger]
+    assert [type(c) for c in added] == [callbacks.History, callbacks.ProgressBarLogger]
     with pytest.raises(ValueError, match="not a Callback"):
         callbacks.CallbackList([print])
 

@@ -1,11 +1,14 @@
 """The progress bar and its callback, captured in StringIO."""
 import io
 import re
+import subprocess
+import sys
 
 import pytest
 
 from convkit import callbacks
-from convkit.progress import ProgressBar, ProgressBarLogger, progress_iter
+from convkit.callbacks import ProgressBarLogger
+from convkit.progress import ProgressBar, progress_iter
 
 FINAL_V1 = re.compile(r"^125/125 ━{20} \d+s \d+(us|ms|s)/step - loss: 0\.4210 - "
                       r"accuracy: 0\.8750$")
@@ -150,3 +153,12 @@ def test_time_per_step_leaves_out_the_first_step_as_keras(monkeypatch):
         bar.update(step)
     bar.finish()
     assert out.getvalue() == "3/3 - 12s - 1s/step\n"     # not 12 s / 3 = 4s/step
+
+
+def test_the_bar_module_does_not_import_the_callbacks():
+    code = ("import sys, convkit.progress\n"
+            "print('convkit.callbacks' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert out.stdout.strip() == "False"
+    assert callbacks.ProgressBarLogger.__module__ == "convkit.callbacks"

@@ -5,7 +5,7 @@ import io
 import numpy as np
 
 from convkit import callbacks, losses, metrics, optimizers
-from convkit.progress import ProgressBarLogger
+from convkit.callbacks import ProgressBarLogger
 
 
 class SoftmaxRegression:
