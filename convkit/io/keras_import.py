@@ -180,7 +180,10 @@ def _read_zip(path: str, size: int, fail):
 
 
 def is_keras_file(path) -> bool:
-    """Whether ``path`` starts like a Keras file: HDF5, or a zip holding ``config.json``."""
+    """Whether ``path`` starts like a Keras file: HDF5, or a zip holding ``config.json``.
+    Only a regular file is opened (a FIFO would block, a device never end)."""
+    if not os.path.isfile(path):
+        return False
     with open(path, "rb") as handle:
         head = handle.read(8)
     if head == HDF5_MAGIC:
@@ -200,6 +203,8 @@ def _open(path: str, where: str) -> _KerasFile:
     def fail(reason):
         raise FileFormatError(f"{where}: cannot read {path!r}: {reason}")
 
+    if os.path.exists(path) and not os.path.isfile(path):
+        fail("it is not a regular file")
     with open(path, "rb") as handle:          # a missing file is a FileNotFoundError
         head = handle.read(8)
         size = os.fstat(handle.fileno()).st_size
