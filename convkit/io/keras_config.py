@@ -142,7 +142,8 @@ def _plain_object(value, what: str, where: str):
 
 def _dtype_name(value, where: str) -> str:
     if isinstance(value, dict):
-        value = (value.get("config") or {}).get("name")
+        inner = value.get("config")
+        value = inner.get("name") if isinstance(inner, dict) else None
     if value is None:
         return None
     if not isinstance(value, str) or value not in _FLOAT_POLICIES:
@@ -438,6 +439,13 @@ def model_from_keras_config(config: dict, custom_objects: dict | None = None,
             return _functional(config["config"], custom_objects, where, max_weight_bytes)
     except RecursionError:
         raise FileFormatError(f"{where}: the model config nests too deeply") from None
+    except ConvkitError:
+        raise
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError,
+            ArithmeticError) as exc:
+        # a config from a file has the wrong type or lacks a key somewhere deep inside
+        raise FileFormatError(f"{where}: the model config is malformed "
+                              f"({type(exc).__name__}: {exc})") from None
     raise ConvkitError(f"{where}: the model is of class {class_name!r}; convkit reads "
                        f"Sequential and functional models (a subclassed model's Python code "
                        f"is not in the file)")

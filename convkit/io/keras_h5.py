@@ -17,6 +17,7 @@ only (``model_config``, ``layer_names``, ``weight_names``), each capped in size.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 
@@ -24,12 +25,37 @@ import numpy as np
 
 from ..errors import ConvkitError
 
-__all__ = ["HDF5_MAGIC", "import_h5py", "open_hdf5", "read_array", "attr_text",
-           "attr_text_list"]
+__all__ = ["HDF5_MAGIC", "import_h5py", "open_hdf5", "hdf5_errors", "read_array",
+           "has_attr", "attr_text", "attr_text_list"]
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _MAX_DEPTH = 64
 _MAX_ATTR_BYTES = 64 * 1024 * 1024
+
+
+# What h5py (and the HDF5 library under it) raises on a damaged file: broken headers and
+# addresses (OSError, RuntimeError), missing objects (KeyError), names that are not UTF-8
+# (UnicodeDecodeError, a ValueError), sizes beyond C integers (OverflowError), and
+# TypeError/IndexError from datatypes and dataspaces it cannot describe.
+_HDF5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, OverflowError,
+                IndexError)
+
+
+@contextlib.contextmanager
+def hdf5_errors(fail, what: str = "the HDF5 file"):
+    """Turn every exception h5py raises inside the ``with`` block into ``fail(reason)``
+    (which raises :class:`~convkit.errors.FileFormatError`); convkit's own errors pass
+    through unchanged::
+
+        with hdf5_errors(fail, "layers/conv2d/vars"):
+            names = list(h5["layers/conv2d/vars"].keys())
+    """
+    try:
+        yield
+    except ConvkitError:
+        raise
+    except _HDF5_ERRORS as exc:
+        fail(f"{what} is damaged ({type(exc).__name__}: {exc})")
 
 
 def import_h5py(where: str):
@@ -47,12 +73,13 @@ def open_hdf5(source, file_size: int, fail, where: str = "load_model"):
     h5py = import_h5py(where)
     if isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
-    try:
+    h5 = None
+    with hdf5_errors(fail, "the HDF5 file (corrupt or truncated)"):
         h5 = h5py.File(source, "r")
-    except (OSError, ValueError, RuntimeError) as exc:
-        fail(f"the HDF5 file is corrupt or truncated ({exc})")
     try:
-        _check_group(h5py, h5, file_size, fail, depth=0, budget=[max(1000, file_size // 8)])
+        with hdf5_errors(fail, "the HDF5 file"):
+            _check_group(h5py, h5, file_size, fail, depth=0,
+                         budget=[max(1000, file_size // 8)])
     except BaseException:
         h5.close()
         raise
@@ -124,10 +151,8 @@ def _check_dataset(dataset, path: str, file_size: int, fail) -> None:
 
 def read_array(dataset, path: str, fail) -> np.ndarray:
     """The dataset as a NumPy array (checked by :func:`open_hdf5` already)."""
-    try:
+    with hdf5_errors(fail, f"dataset {path!r}"):
         return np.asarray(dataset[()])
-    except (OSError, ValueError, TypeError, RuntimeError) as exc:
-        fail(f"cannot read dataset {path!r} ({exc})")
 
 
 def _decode(value, name: str, fail) -> str:
@@ -142,20 +167,24 @@ def _decode(value, name: str, fail) -> str:
 
 
 def _raw_attr(obj, name: str, fail):
-    try:
+    with hdf5_errors(fail, f"attribute {name!r}"):
         attribute = obj.attrs.get_id(name)
         space = attribute.shape
         size = math.prod(space) if space else 1
         if size * max(attribute.dtype.itemsize, 1) > _MAX_ATTR_BYTES:
             fail(f"attribute {name!r} is too large")
         return obj.attrs[name]
-    except (OSError, RuntimeError, TypeError, ValueError) as exc:
-        fail(f"cannot read attribute {name!r} of {obj.name!r} ({exc})")
+
+
+def has_attr(obj, name: str, fail) -> bool:
+    """Whether ``obj`` has attribute ``name`` (a damaged attribute table is ``fail``)."""
+    with hdf5_errors(fail, f"the attribute table holding {name!r}"):
+        return name in obj.attrs
 
 
 def attr_text(obj, name: str, fail) -> str | None:
     """A text attribute (``model_config``, ``training_config``), or None when absent."""
-    if name not in obj.attrs:
+    if not has_attr(obj, name, fail):
         return None
     value = _raw_attr(obj, name, fail)
     if isinstance(value, np.ndarray) and value.shape == ():
@@ -169,11 +198,11 @@ def attr_text(obj, name: str, fail) -> str | None:
 def attr_text_list(obj, name: str, fail) -> list[str] | None:
     """A list-of-text attribute (``layer_names``, ``weight_names``), possibly split by Keras
     into chunks ``name0``, ``name1``, ...; None when absent."""
-    if name in obj.attrs:
+    if has_attr(obj, name, fail):
         chunks = [_raw_attr(obj, name, fail)]
-    elif f"{name}0" in obj.attrs:
+    elif has_attr(obj, f"{name}0", fail):
         chunks, index = [], 0
-        while f"{name}{index}" in obj.attrs:
+        while has_attr(obj, f"{name}{index}", fail):
             chunks.append(_raw_attr(obj, f"{name}{index}", fail))
             index += 1
     else:

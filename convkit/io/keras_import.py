@@ -41,21 +41,24 @@ from __future__ import annotations
 import json
 import os
 import re
+import struct
 import warnings
 import zipfile
+import zlib
 
 import numpy as np
 
 from ..errors import ConvkitError, FileFormatError, ShapeError
-from .keras_h5 import HDF5_MAGIC, attr_text, attr_text_list, open_hdf5, read_array
+from .keras_h5 import (HDF5_MAGIC, attr_text, attr_text_list, hdf5_errors, open_hdf5,
+                      read_array)
 
 __all__ = ["load_keras_model", "load_keras_weights", "keras_path_names", "is_keras_file"]
 
 _WEIGHTS_MEMBER = "model.weights.h5"
-_MAX_JSON_DEPTH = 100
-# A zip member may inflate to this many times the archive's size (plus a megabyte);
-# Keras stores its members uncompressed.
+# The weights member may inflate to this many times the archive's size (plus a megabyte):
+# float weights barely compress, and a header that understates the size is not trusted.
 _INFLATION = 4
+_MAX_JSON_DEPTH = 100
 # Keras 2 names that convkit spells otherwise (weight names of the legacy layout).
 _WEIGHT_ALIASES = {"depthwise_kernel": "kernel"}
 
@@ -142,9 +145,12 @@ def _parse_json(raw, what: str, fail):
 
 
 def _read_zip(path: str, size: int, fail):
-    """``(config, h5 bytes)`` of a ``.keras`` archive, every member read with a cap."""
-    from .archive import _read_member
-    limit = _INFLATION * size + (1 << 20)
+    """``(config, h5 bytes)`` of a ``.keras`` archive, every member read with a cap (see
+    :func:`convkit.io.archive.read_zip_member`): ``config.json`` at most
+    ``limits.MAX_META_BYTES``, the weights at most ``limits.MAX_KERAS_MEMBER_BYTES`` and
+    ``_INFLATION`` times the zip's size, whatever the member's header declares."""
+    from . import limits
+    from .archive import read_zip_member
     try:
         with zipfile.ZipFile(path) as archive:
             names = {info.filename: info for info in archive.infolist()}
@@ -157,13 +163,16 @@ def _read_zip(path: str, size: int, fail):
                     fail("its weights are in model.weights.npz, which Keras reads with "
                          "pickle enabled; re-save the model with the default h5 weights")
                 fail(f"the zip has no {_WEIGHTS_MEMBER} member")
-            config = _parse_json(_read_member(archive, names["config.json"], limit, fail),
-                                 "config.json", fail)
-            data = _read_member(archive, names[_WEIGHTS_MEMBER], limit, fail)
+            if len(names) > limits.MAX_MEMBERS:
+                fail(f"the zip has {len(names):,} members, more than {limits.MAX_MEMBERS:,}")
+            raw = read_zip_member(archive, "config.json", size, limits.MAX_META_BYTES, fail)
+            config = _parse_json(raw, "config.json", fail)
+            data = read_zip_member(archive, _WEIGHTS_MEMBER, size, min(
+                limits.MAX_KERAS_MEMBER_BYTES, _INFLATION * size + (1 << 20)), fail)
     except FileFormatError:
         raise
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError,
-            NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zlib.error, struct.error, OSError, EOFError, ValueError,
+            RuntimeError, NotImplementedError, OverflowError) as exc:
         fail(f"the zip is corrupt or truncated ({type(exc).__name__}: {exc})")
     if not data.startswith(HDF5_MAGIC):
         fail(f"its {_WEIGHTS_MEMBER} member is not an HDF5 file")
@@ -184,7 +193,8 @@ def is_keras_file(path) -> bool:
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError):
+    except (zipfile.BadZipFile, zlib.error, struct.error, OSError, EOFError, ValueError,
+            RuntimeError, OverflowError):
         return False
     return "config.json" in names and "convkit.json" not in names
 
@@ -208,25 +218,31 @@ def _open(path: str, where: str) -> _KerasFile:
         fail("it is neither a Keras file (.keras zip, HDF5 .h5) nor a convkit archive")
     h5 = open_hdf5(path, size, fail, where)
     try:
-        text = attr_text(h5, "model_config", fail)
-        if text is not None:
-            config = _parse_json(text, "model_config", fail)
-            training = attr_text(h5, "training_config", fail)
-            training = _parse_json(training, "training_config", fail) if training else None
-            if "model_weights" not in h5:
-                fail("it has a model_config but no model_weights group")
-            return _KerasFile(path, "h5", config, training, h5, size)
-        if "layers" in h5 or "_layer_checkpoint_dependencies" in h5:
-            return _KerasFile(path, "weights", None, None, h5, size)
-        if attr_text_list(h5, "layer_names", fail) is not None or (
-                "model_weights" in h5 and
-                attr_text_list(h5["model_weights"], "layer_names", fail) is not None):
-            return _KerasFile(path, "legacy_weights", None, None, h5, size)
-        fail(f"no 'layers' group nor 'layer_names' attribute: not a Keras weights or model "
-             f"file (top-level entries {sorted(h5.keys())[:10]})")
+        with hdf5_errors(fail, "the HDF5 file"):
+            return _classify(path, h5, size, fail)
     except BaseException:
         h5.close()
         raise
+
+
+def _classify(path: str, h5, size: int, fail) -> _KerasFile:
+    """What kind of Keras HDF5 file ``h5`` is, from its top-level attributes and groups."""
+    text = attr_text(h5, "model_config", fail)
+    if text is not None:
+        config = _parse_json(text, "model_config", fail)
+        training = attr_text(h5, "training_config", fail)
+        training = _parse_json(training, "training_config", fail) if training else None
+        if "model_weights" not in h5:
+            fail("it has a model_config but no model_weights group")
+        return _KerasFile(path, "h5", config, training, h5, size)
+    if "layers" in h5 or "_layer_checkpoint_dependencies" in h5:
+        return _KerasFile(path, "weights", None, None, h5, size)
+    if attr_text_list(h5, "layer_names", fail) is not None or (
+            "model_weights" in h5 and
+            attr_text_list(h5["model_weights"], "layer_names", fail) is not None):
+        return _KerasFile(path, "legacy_weights", None, None, h5, size)
+    fail(f"no 'layers' group nor 'layer_names' attribute: not a Keras weights or model "
+         f"file (top-level entries {sorted(h5.keys())[:10]})")
 
 
 # ============================================================================ the two layouts
@@ -243,6 +259,11 @@ def _keras3_vars(kf: _KerasFile, pairs, names_known: bool, fail) -> list:
     """``[(layer, arrays, path), ...]`` for Keras 3's layout, ``pairs`` being ``(layer,
     group name)`` in Keras's order. ``names_known``: the layers carry the file's names, so
     each group's ``name`` attribute must match too."""
+    with hdf5_errors(fail, "the weights"):
+        return _keras3_vars_unguarded(kf, pairs, names_known, fail)
+
+
+def _keras3_vars_unguarded(kf: _KerasFile, pairs, names_known: bool, fail) -> list:
     import h5py
     h5 = kf.h5
     top = "layers" if "layers" in h5 else "_layer_checkpoint_dependencies"
@@ -260,7 +281,7 @@ def _keras3_vars(kf: _KerasFile, pairs, names_known: bool, fail) -> list:
                              f"its weights at '{path}', which {kf.path!r} does not have; the "
                              f"file has {top}/ {sorted(root.keys())[:20]}")
         consumed.add(group.name)
-        stored_name = attr_text(group, "name", fail) if "name" in group.attrs else None
+        stored_name = attr_text(group, "name", fail)
         if names_known and stored_name is not None and stored_name != layer.name:
             raise ShapeError(f"load_weights: '{path}' holds the weights of layer "
                              f"{stored_name!r} but Keras's order puts {layer.name!r} there")
@@ -281,6 +302,11 @@ def _keras3_vars(kf: _KerasFile, pairs, names_known: bool, fail) -> list:
 
 def _legacy_layers(kf: _KerasFile, fail) -> list:
     """``[(layer name, [weight names], [arrays]), ...]`` in ``layer_names`` order."""
+    with hdf5_errors(fail, "the weights"):
+        return _legacy_layers_unguarded(kf, fail)
+
+
+def _legacy_layers_unguarded(kf: _KerasFile, fail) -> list:
     import h5py
     root = kf.h5["model_weights"] if "model_weights" in kf.h5 else kf.h5
     result = []
@@ -421,10 +447,11 @@ def load_keras_model(path, custom_objects: dict | None = None, compile: bool = T
 def _keras3_optimizer(kf: _KerasFile, fail) -> list | None:
     """The arrays of ``optimizer/vars`` in order, or None."""
     import h5py
-    group = kf.h5.get("optimizer/vars")
-    if not isinstance(group, h5py.Group) or not len(group):
-        return None
-    return _numbered_arrays(group, "optimizer/vars", fail)
+    with hdf5_errors(fail, "the optimizer variables"):
+        group = kf.h5.get("optimizer/vars")
+        if not isinstance(group, h5py.Group) or not len(group):
+            return None
+        return _numbered_arrays(group, "optimizer/vars", fail)
 
 
 def load_keras_weights(model, path, strict: bool = True,

@@ -125,7 +125,21 @@ def keras_h5_seeds(directory):
 
 
 def keras_zip_seeds(directory):
-    return [crafting.keras_zip(crafting.keras3_weights_h5(crafting.keras_seed_model()))]
+    """A ``.keras`` file as convkit writes it (a real config, compiled with Adam after one
+    step, so config, compile_config and optimizer variables are all read) and a crafted one
+    with a bare config."""
+    import convkit as ck
+    from convkit.io.keras_export import save_keras
+    model = crafting.keras_seed_model()
+    model.compile(optimizer=ck.optimizers.Adam(1e-3), loss="mse")
+    model.fit(np.ones((2, 6, 6, 1), np.float32), np.zeros((2, 2), np.float32), epochs=1,
+              verbose=0)
+    path = os.path.join(directory, "seed.keras")
+    save_keras(model, path)
+    with open(path, "rb") as handle:
+        written = handle.read()
+    return [written,
+            crafting.keras_zip(crafting.keras3_weights_h5(crafting.keras_seed_model()))]
 
 
 def safetensors_seeds(directory):

@@ -13,10 +13,9 @@ from tests.fuzz.harness import OUTCOMES, TARGETS, format_report, over_memory, ru
 
 CASES = {"convkit": 110, "keras-weights-h5": 50, "keras-zip": 40, "keras-model": 20,
          "safetensors": 60, "torch-state-dict": 60}
-# The Keras loaders are being rewritten to turn every h5py error into FileFormatError, to
-# bound .keras members and to load whole .keras models; until then these targets may fail
-# (an expected failure, reported; once they pass, the xfail no longer applies).
-PENDING = {"keras-weights-h5", "keras-zip", "keras-model"}
+# Targets whose failures are expected while their loader is reworked (reported as xfail;
+# once they pass, the xfail no longer applies). Every loader must pass today.
+PENDING: set = set()
 PENDING_REASON = "Keras HDF5 damage handling and .keras member limits: Keras loader rewrite"
 
 
