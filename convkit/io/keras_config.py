@@ -75,7 +75,10 @@ KERAS_ONLY_DEFAULTS = {
 #: arguments only convkit has, with the value that means "as Keras does"
 _CONVKIT_ONLY_DEFAULTS = {"padding_mode": "zeros", "ceil_mode": False,
                           "count_include_pad": False}
-_CONVKIT_ONLY_BY_CLASS = {"MaxPooling2D": {"dilation_rate": [1, 1]}}
+_CONVKIT_ONLY_BY_CLASS = {"MaxPooling2D": {"dilation_rate": [1, 1]},
+                          # Keras's constructors of these take neither argument
+                          "UpSampling1D": {"data_format": "channels_last"},
+                          "SpatialDropout2D": {"trainable": True}}
 # Config keys that hold nested Keras objects, translated both ways.
 _NESTED_KINDS = ("_initializer", "_regularizer")
 _FLOAT_POLICIES = ("float32", "float64")
