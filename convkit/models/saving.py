@@ -50,8 +50,9 @@ def _model_class(model) -> str:
 
 
 def _weight_arrays(model) -> list[tuple[str, np.ndarray]]:
-    return [(f"{layer.name}/{w.name}", w.value) for layer in model.layers
-            for w in layer.weights]
+    """``[("conv2d/kernel", array), ...]``; a nested model's weights are named under its own
+    name (``base/conv2d/kernel``), so two layers of a nested model never collide."""
+    return [(path, w.value) for path, w in model.weight_paths()]
 
 
 def _optimizer_arrays(model) -> list[tuple[str, np.ndarray]]:

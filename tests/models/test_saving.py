@@ -129,3 +129,26 @@ def test_foreign_archive_kind_is_rejected(tmp_path):
 def test_saving_an_unbuilt_model_is_refused(tmp_path):
     with pytest.raises(ConvkitError, match="not built"):
         ck.Sequential([L.Dense(2)]).save(tmp_path / "x.convkit")
+
+
+def test_a_nested_model_with_two_convolutions_saves_and_loads(tmp_path):
+    # the nested model's weights are named under it (base/conv2d/kernel, base/conv2d_1/kernel):
+    # "base/kernel" twice used to stop the save
+    L = ck.layers
+    ck.set_seed(4)
+    base = ck.Sequential([L.Input((8, 8, 1)), L.Conv2D(4, 3, activation="relu"),
+                          L.Conv2D(4, 3), L.GlobalAveragePooling2D()], name="base")
+    inputs = L.Input((8, 8, 1))
+    model = ck.Model(inputs, L.Dense(3)(base(inputs)))
+    model.compile(optimizer="adam", loss="mse")
+    x = np.random.default_rng(0).random((4, 8, 8, 1)).astype("float32")
+    model.fit(x, np.ones((4, 3)), epochs=2, verbose=0)
+    path = tmp_path / "nested.convkit"
+    model.save(path)
+    same = ck.load_model(path)
+    np.testing.assert_array_equal(same.predict(x), model.predict(x))
+    for (name, _), (same_name, _) in zip(model.weight_paths(), same.weight_paths()):
+        assert name == same_name and name.startswith(("base/conv2d", "dense"))
+    model.fit(x, np.ones((4, 3)), epochs=1, verbose=0)      # optimizer state came along
+    same.fit(x, np.ones((4, 3)), epochs=1, verbose=0)
+    np.testing.assert_allclose(same.predict(x), model.predict(x), rtol=1e-6)
