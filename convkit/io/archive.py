@@ -562,9 +562,7 @@ def _open_checked(path, reader):
     def fail(reason):
         raise FileFormatError(f"read_archive: cannot load {path!r}: {reason}")
 
-    # A FIFO would block the open and a device never ends: only regular files are read.
-    if os.path.exists(path) and not os.path.isfile(path):
-        fail("it is not a regular file")
+    limits.refuse_special_file(path, fail)
     with open(path, "rb") as handle:  # a missing file is a FileNotFoundError, as usual
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):

@@ -49,6 +49,7 @@ import zlib
 import numpy as np
 
 from ..errors import ConvkitError, FileFormatError, ShapeError
+from . import limits
 from .keras_h5 import (HDF5_MAGIC, attr_text, attr_text_list, hdf5_errors, open_hdf5,
                       read_array)
 
@@ -149,7 +150,6 @@ def _read_zip(path: str, size: int, fail):
     :func:`convkit.io.archive.read_zip_member`): ``config.json`` at most
     ``limits.MAX_META_BYTES``, the weights at most ``limits.MAX_KERAS_MEMBER_BYTES`` and
     ``_INFLATION`` times the zip's size, whatever the member's header declares."""
-    from . import limits
     from .archive import read_zip_member
     try:
         with zipfile.ZipFile(path) as archive:
@@ -203,8 +203,7 @@ def _open(path: str, where: str) -> _KerasFile:
     def fail(reason):
         raise FileFormatError(f"{where}: cannot read {path!r}: {reason}")
 
-    if os.path.exists(path) and not os.path.isfile(path):
-        fail("it is not a regular file")      # a FIFO would block the open, a device never ends
+    limits.refuse_special_file(path, fail)
     with open(path, "rb") as handle:          # a missing file is a FileNotFoundError
         head = handle.read(8)
         size = os.fstat(handle.fileno()).st_size

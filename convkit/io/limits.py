@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+import os
 
 from ..errors import FileFormatError
 
@@ -111,3 +112,11 @@ def reserve_weight(owner: str, name: str, shape, itemsize: int) -> None:
                               f"({budget.left:,} bytes left); the model description is "
                               f"damaged or hostile")
     budget.left -= nbytes
+
+
+def refuse_special_file(path, fail) -> None:
+    """Call ``fail(reason)`` when ``path`` exists but is not a regular file: a FIFO would
+    block the open and a device never ends. A missing path is left to ``open`` (a
+    ``FileNotFoundError``, as usual)."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        fail("it is not a regular file")

@@ -113,8 +113,7 @@ def read_safetensors(path) -> dict:
     def fail(reason):
         raise FileFormatError(f"{_WHERE}: cannot read {path!r} as safetensors: {reason}")
 
-    if os.path.exists(path) and not os.path.isfile(path):
-        fail("it is not a regular file")
+    limits.refuse_special_file(path, fail)
     with open(path, "rb") as handle:           # a missing file is a FileNotFoundError
         size = os.fstat(handle.fileno()).st_size
         head = handle.read(8)
