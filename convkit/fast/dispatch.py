@@ -40,12 +40,13 @@ import dataclasses
 
 import numpy as np
 
+from ..errors import ShapeError
 from ..ops.padding import check_data_format
 from ..shapes import window_geometry
 from . import conv, kernels
 from .runtime import backend, compiling, threads
 
-__all__ = ["allowed", "lookup", "conv_plan", "TABLE"]
+__all__ = ["allowed", "lookup", "prepare", "conv_plan", "TABLE", "PREPARERS"]
 
 
 def allowed() -> bool:
@@ -67,6 +68,79 @@ def lookup(op: str, direction: str, *args):
                        lambda copies=[_copy(a) for a in args]: fast(*copies)):
         return fast
     return None
+
+
+def prepare(op: str, direction: str, *spec):
+    """A fast path with its set-up done once, for calls that repeat the same shapes (a
+    model's inference): ``prepare(op, direction, *spec)`` returns ``run(*arrays)`` or
+    ``None`` (no fast path: the caller takes the public op). ``spec`` holds shapes, dtypes
+    and the op's arguments, hashable (see :data:`PREPARERS`); the caller has checked its
+    arrays against them once (the public op's checks), and ``run`` does not check again.
+    The answer is remembered per ``spec``; the switch (:func:`allowed`) is asked on every
+    call, and nothing is prepared while kernels compile in the background."""
+    if not allowed() or compiling.in_background():
+        return None
+    key = (op, direction, spec)
+    try:
+        run = _prepared.get(key)
+    except TypeError:                # an unhashable argument (a list): no remembering
+        return None
+    if run is None:
+        try:
+            run = PREPARERS[op, direction](*spec) or False
+        except ShapeError:           # the public op gives the error, in its own words
+            run = False
+        if len(_prepared) >= 512:
+            _prepared.clear()
+        _prepared[key] = run
+    return run or None
+
+
+_prepared: dict = {}   # (op, direction, spec) -> run, or False for "no fast path"
+
+
+def _prepare_conv_forward(x_shape, dtype, kernel_shape, strides, padding, dilation_rate,
+                          groups, padding_mode, data_format, relu):
+    """``run(x, kernel, bias) -> y`` for channels_last ``conv2d`` (+ ReLU) with zero
+    padding: the plan chosen once, the register-tile product's set-up too."""
+    from ..ops.conv import _ConvSetup
+    if data_format != "channels_last" or padding_mode != "zeros":
+        return None
+    dtype = np.dtype(dtype)
+    geo = window_geometry(x_shape[1:3], kernel_shape[:2], strides, padding, dilation_rate)
+    plan = conv.choose(x_shape[0], kernel_shape, geo, groups, dtype)
+    if plan == "numpy":
+        return None
+    if plan == "implicit" or (plan == "pointwise" and
+                              kernels.implicit.applies(kernel_shape, 1, dtype)):
+        return kernels.implicit.prepare_forward(x_shape, kernel_shape, geo, bool(relu))
+
+    def run(x, kernel, bias):
+        return conv.forward(_ConvSetup(x, kernel, geo, groups, "zeros", dtype), plan, bias,
+                            relu)
+    return run
+
+
+def _prepare_max_pool(x_shape, dtype, pool_size, strides, padding, dilation_rate, ceil_mode,
+                      data_format):
+    """``run(x) -> y`` for channels_last ``max_pool2d`` values (inference)."""
+    if data_format != "channels_last" or np.dtype(dtype) not in (np.float32, np.float64) \
+            or not x_shape[0]:
+        return None
+    geo = window_geometry(x_shape[1:3], pool_size, strides, padding, dilation_rate,
+                          bool(ceil_mode), max_pad_half_window=True)
+    return kernels.pooling.prepare_max_values(x_shape, np.dtype(dtype), geo)
+
+
+#: the ops with a prepared form, ``(op, direction) -> preparer(*spec) -> run or None``:
+#: ``conv2d`` forward takes ``(x_shape, dtype, kernel_shape, strides, padding,
+#: dilation_rate, groups, padding_mode, data_format, relu)``; ``max_pool2d`` forward takes
+#: ``(x_shape, dtype, pool_size, strides, padding, dilation_rate, ceil_mode, data_format)``
+#: (``strides`` already resolved: the pool size when it was None)
+PREPARERS = {
+    ("conv2d", "forward"): _prepare_conv_forward,
+    ("max_pool2d", "forward"): _prepare_max_pool,
+}
 
 
 def _copy(arg):

@@ -324,6 +324,14 @@ class Layer:
                              f"expected the output shape {tuple(output_shape)}")
         return dy
 
+    def _check_once(self, signature, check) -> None:
+        """Run ``check()`` (the layer's input checks, raising for a bad input) unless the
+        last input that passed them had the same ``signature`` (shape and dtype): a model's
+        inference calls a layer with the same shapes again and again."""
+        if self.__dict__.get("_passed_checks") != signature:
+            check()
+            self._passed_checks = signature
+
     def _compute_dtype(self, x, *weights):
         """The dtype a forward pass computes in: float64 if the input or a weight is."""
         return result_float_dtype(x, *weights)

@@ -150,6 +150,10 @@ class Dense(Layer):
 
     def forward(self, x, training: bool = False):
         from .. import ops
+        if not training and type(x) is np.ndarray and x.ndim == 2:
+            y = self._small_forward(x)
+            if y is not None:
+                return y
         x = self._input(x)
         self._check_shape(x.shape)
         kernel = self._weight("kernel")
@@ -157,6 +161,22 @@ class Dense(Layer):
         x, kernel = x.astype(dtype, copy=False), kernel.astype(dtype, copy=False)
         bias = self._weight("bias").astype(dtype, copy=False) if self.use_bias else None
         z = ops.dense(x, kernel, bias)
+        y = self.activation.forward(z)
+        self.cache = (x, kernel, z, y)
+        return y
+
+    def _small_forward(self, x: np.ndarray):
+        """Inference on a few rows (a batch-1 ``predict``): one plain product, the checks
+        run once per input shape. ``None`` for a product big enough for the threaded one
+        (the usual path then runs); the same numbers either way."""
+        from ..fast.runtime.threads import TINY_PRODUCT
+        kernel = self._weight("kernel")
+        if x.dtype != kernel.dtype or x.shape[0] * kernel.size >= TINY_PRODUCT:
+            return None
+        self._check_once((x.shape, x.dtype), lambda: self._check_shape(self._input(x).shape))
+        z = x @ kernel
+        if self.use_bias:
+            z += self._weight("bias")
         y = self.activation.forward(z)
         self.cache = (x, kernel, z, y)
         return y

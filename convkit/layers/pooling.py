@@ -14,6 +14,8 @@ pooling, left out of the divisor for average pooling unless ``count_include_pad=
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .. import shapes
 from ..errors import ShapeError
 from .base import spatial_output_shape
@@ -97,6 +99,10 @@ class MaxPooling2D(_Pooling2D):
 
     def forward(self, x, training: bool = False):
         from .. import ops
+        if not training and type(x) is np.ndarray and x.flags.c_contiguous:
+            y = self._prepared_forward(x)
+            if y is not None:
+                return y
         x = self._image(x, self._channels())
         if not training:
             # inference: no argmax to write (a backward after it finds the winners from x)
@@ -108,6 +114,20 @@ class MaxPooling2D(_Pooling2D):
         y, argmax = ops.pool.max_pool2d_with_argmax(x, self.pool_size, self.strides,
                                                     self.padding, **self._kwargs())
         self.cache = (x, y.shape, argmax)
+        return y
+
+    def _prepared_forward(self, x: np.ndarray):
+        """Inference through the prepared fast path (:func:`convkit.fast.dispatch.prepare`),
+        the checks run once per input shape; ``None`` when there is none."""
+        from ..fast import dispatch
+        self._check_once((x.shape, x.dtype), lambda: self._image(x, self._channels()))
+        run = dispatch.prepare("max_pool2d", "forward", x.shape, x.dtype, self.pool_size,
+                               self.strides, self.padding, self.dilation_rate, self.ceil_mode,
+                               self.data_format)
+        if run is None:
+            return None
+        y = run(x)
+        self.cache = (x, y.shape, None)
         return y
 
     def backward(self, dy):

@@ -24,6 +24,7 @@ case against the file's size. ``python -m tests.fuzz.run`` prints the table.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import importlib
@@ -135,6 +136,13 @@ _HOSTILE_VALUES = [None, True, -1, 0, 2 ** 31, 2 ** 63, 10 ** 30, -(2 ** 63), 1e
                    [1, 2, 3], "../../etc/passwd", "__import__('os')", 1.5]
 
 
+def _hostile_value(rng: random.Random):
+    """A fresh copy of one of :data:`_HOSTILE_VALUES`: the lists and dicts among them must
+    not be shared between documents, or later mutations (an item duplicated in place) would
+    grow them across cases until one document serialises to gigabytes."""
+    return copy.deepcopy(rng.choice(_HOSTILE_VALUES))
+
+
 def _nested_list(depth: int) -> str:
     """A placeholder that :func:`dumps` writes as ``depth`` nested lists (too deep for
     Python's own encoder)."""
@@ -163,7 +171,7 @@ def mutate_json_value(document, rng: random.Random):
             stack.extend((path + (index,), value) for index, value in enumerate(item))
     path = rng.choice(paths[1:] or paths)
     if not path:
-        return rng.choice(_HOSTILE_VALUES)
+        return _hostile_value(rng)
     parent = document
     for key in path[:-1]:
         parent = parent[key]
@@ -179,7 +187,7 @@ def mutate_json_value(document, rng: random.Random):
         parent[key] = rng.choice((parent[key] * 10 ** rng.randrange(1, 12), -parent[key] - 1,
                                   2 ** 40, float("nan")))
     else:
-        parent[key] = rng.choice(_HOSTILE_VALUES)
+        parent[key] = _hostile_value(rng)
     return document
 
 

@@ -42,3 +42,19 @@ def test_every_mutated_file_is_a_clean_error_or_loads(report, name):
     assert sum(entry["counts"].values()) == CASES[name]
     assert _bad(entry) == 0, format_report({name: entry})
     assert entry["counts"]["clean"] > 0             # the mutations do reach the checks
+
+
+def test_hostile_values_are_fresh_copies():
+    """A mutation must not change the shared table of hostile values (a list duplicated into
+    itself across thousands of cases once grew one document to gigabytes)."""
+    import random
+
+    from tests.fuzz.harness import _HOSTILE_VALUES, dumps, mutate_json_value
+    before = repr(_HOSTILE_VALUES)
+    rng = random.Random(0)
+    for _ in range(3000):
+        document = {"a": [1, {"b": [2, 3]}], "c": {"d": "e"}}
+        for _ in range(3):
+            document = mutate_json_value(document, rng)
+        assert len(dumps(document)) < 100_000
+    assert repr(_HOSTILE_VALUES) == before

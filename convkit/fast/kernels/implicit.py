@@ -17,6 +17,7 @@ OpenBLAS: 5.4-5.5 ms).
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -26,7 +27,8 @@ from .._generated import conv_regs as _conv_regs
 from .._generated.conv_regs import KROWS, KTAPS, LANES
 from ..runtime import threads as _threads
 from ...ops.padding import pad_nhwc
-from ..runtime.backend import _chunk_slots, _run, _small, jit
+from ..runtime import backend as _backend
+from ..runtime.backend import _chunk_slots, _run, jit
 from .checks import _check_dy, _check_geometry, _geo_ints, _nhwc
 
 #: fastmath of the register kernels: fused multiply-add, but no reassociation (with it,
@@ -94,64 +96,105 @@ def conv2d_implicit_forward(x: np.ndarray, kernel: np.ndarray, bias, geometry: G
     multiple of :data:`LANES` is computed with zero filters added, then cut.
     """
     where = "conv2d_implicit_forward"
-    relu = bool(relu)
     x = _nhwc(where, "x", x, np.float32)
     geo = _check_geometry(where, geometry, x.shape)
     kernel = np.asarray(kernel)
-    if x.shape[3] < MIN_CHANNELS and geo.pads != ((0, 0), (0, 0)):
-        x = pad_nhwc(x, geo.pads)
-        geo = window_geometry(x.shape[1:3], geo.kernel, geo.strides, 0, geo.dilation,
-                              where=where)
-    kh, kw, sh, sw, dh, dw, top, left = _geo_ints(geo)
-    if kernel.ndim != 4 or kernel.shape[:3] != (kh, kw, x.shape[3]):
+    if kernel.ndim != 4 or kernel.shape[:3] != (*geo.kernel, x.shape[3]):
         raise ShapeError(f"{where}: kernel shape {kernel.shape} does not match the geometry's "
-                         f"{(kh, kw)} window over {x.shape[3]} input channels "
+                         f"{geo.kernel} window over {x.shape[3]} input channels "
                          f"(input shape {x.shape})")
     filters = kernel.shape[3]
     if bias is not None and np.shape(bias) != (filters,):
         raise ShapeError(f"{where}: bias must have shape ({filters},), got {np.shape(bias)}")
+    return prepare_forward(x.shape, kernel.shape, geo, bool(relu))(x, kernel, bias)
+
+
+@functools.lru_cache(maxsize=128)
+def prepare_forward(x_shape: tuple, kernel_shape: tuple, geo: Geometry, relu: bool):
+    """:func:`conv2d_implicit_forward` for inputs of ``x_shape`` and kernels of
+    ``kernel_shape`` with its set-up done once: returns ``run(x, kernel, bias) -> y``. The
+    geometry's numbers, the border pixels and the compiled kernels are fixed here; ``run``
+    takes C-contiguous float32 arrays of those shapes (unchecked: the caller checked them
+    once) and reads the kernel and bias afresh on every call, so new weights are seen.
+    Cached per shapes (a model's inference calls the same few)."""
+    where = "conv2d_implicit_forward"
+    n, c_in, filters = x_shape[0], x_shape[3], kernel_shape[3]
+    pre_pads = None
+    if c_in < MIN_CHANNELS and geo.pads != ((0, 0), (0, 0)):
+        pre_pads = geo.pads          # few channels: pad a small copy instead of checking taps
+        geo = window_geometry(geo.padded_hw, geo.kernel, geo.strides, 0, geo.dilation,
+                              where=where)
+    kh, kw, sh, sw, dh, dw, top, left = _geo_ints(geo)
     width = -(-filters // LANES) * LANES           # whole register tiles of filters
-    if width == filters:
-        w2 = np.ascontiguousarray(kernel, np.float32).reshape(-1, filters)
-    else:
-        w2 = np.zeros((kh * kw * x.shape[3], width), np.float32)
-        w2[:, :filters] = kernel.reshape(-1, filters)
-    bias_v = np.zeros(width, np.float32)
-    if bias is not None:
-        bias_v[:filters] = bias
     h_out, w_out = geo.out_hw
-    y = np.empty((x.shape[0], h_out, w_out, width), dtype=np.float32)
-    y2 = y.reshape(-1, width)
+    padded_shape = (n, *geo.in_hw, c_in)
+    out_shape = (n, h_out, w_out, width)
+    pixels = n * h_out * w_out
+    work_bytes = 4 * (math.prod(padded_shape) + kh * kw * c_in * width + pixels * width)
     # the generated kernels come in pairs, without and with the ReLU before the store
     gemm_kernel, inner_kernel, border_kernel = (
         (_conv_regs._k_gemm_regs_relu, _conv_regs._k_conv_fwd_regs_relu,
          _conv_regs._k_conv_fwd_regs_pad_relu) if relu else
         (_conv_regs._k_gemm_regs, _conv_regs._k_conv_fwd_regs, _conv_regs._k_conv_fwd_regs_pad))
+
+    def operands(x, kernel, bias):
+        """The padded input, the kernel as (taps, width) and the bias as (width,)."""
+        if pre_pads is not None:
+            x = pad_nhwc(x, pre_pads)
+        if width == filters:
+            w2 = np.ascontiguousarray(kernel, np.float32).reshape(-1, filters)
+        else:
+            w2 = np.zeros((kh * kw * c_in, width), np.float32)
+            w2[:, :filters] = kernel.reshape(-1, filters)
+        bias_v = np.zeros(width, np.float32)
+        if bias is not None:
+            bias_v[:filters] = bias
+        return x, w2, bias_v
+
+    def finish(y):
+        return y if width == filters else np.ascontiguousarray(y[..., :filters])
+
     if (kh, kw, sh, sw) == (1, 1, 1, 1) and geo.pads == ((0, 0), (0, 0)):
         # a plain product of the pixels' rows: the kernel without the pixel and tap
         # bookkeeping
         gemm = jit(gemm_kernel, where, fastmath=REGISTER_FASTMATH, slp=True)
-        _run(gemm, y2.shape[0], x.reshape(-1, x.shape[3]), w2, bias_v, y2)
-        return y if width == filters else np.ascontiguousarray(y[..., :filters])
-    inner = geo.inner_out
-    (oh0, oh1), (ow0, ow1) = inner
-    inner_count = x.shape[0] * (oh1 - oh0) * (ow1 - ow0)
-    border = _border_pixels(x.shape[0], geo.out_hw, inner)
-    window = (kh, kw, sh, sw, dh, dw, top, left, h_out, w_out, y2)
+
+        def run_pointwise(x, kernel, bias):
+            x, w2, bias_v = operands(x, kernel, bias)
+            y = np.empty(out_shape, dtype=np.float32)
+            y2 = y.reshape(-1, width)
+            _run(gemm, pixels, x.reshape(-1, c_in), w2, bias_v, y2,
+                 small=work_bytes < _backend.SMALL_WORK_BYTES)
+            return finish(y)
+        return run_pointwise
+
+    (oh0, oh1), (ow0, ow1) = geo.inner_out
+    inner_count = n * (oh1 - oh0) * (ow1 - ow0)
+    border = _border_pixels(n, geo.out_hw, geo.inner_out)
     inner_kernel = jit(inner_kernel, where, fastmath=REGISTER_FASTMATH, slp=True)
     if len(border):
         border_kernel = jit(border_kernel, where, fastmath=REGISTER_FASTMATH, slp=True)
-        zrow = np.zeros(x.shape[3], np.float32)
+    zrow = np.zeros(c_in, np.float32)
 
-    def rows(lo, hi):
-        # lo:hi numbers the inner window's pixels, then the border pixels
-        if lo < inner_count:
-            inner_kernel(x, w2, bias_v, *window, oh0, oh1, ow0, ow1, lo, min(hi, inner_count))
-        if hi > inner_count:
-            border_kernel(x, w2, bias_v, zrow, *window, border, max(lo - inner_count, 0),
-                          hi - inner_count)
-    _run(rows, inner_count + len(border), small=_small((x, w2, y)))
-    return y if width == filters else np.ascontiguousarray(y[..., :filters])
+    def run(x, kernel, bias):
+        x, w2, bias_v = operands(x, kernel, bias)
+        y = np.empty(out_shape, dtype=np.float32)
+        window = (kh, kw, sh, sw, dh, dw, top, left, h_out, w_out, y.reshape(-1, width))
+
+        def rows(lo, hi):
+            # lo:hi numbers the inner window's pixels, then the border pixels
+            if lo < inner_count:
+                inner_kernel(x, w2, bias_v, *window, oh0, oh1, ow0, ow1, lo,
+                             min(hi, inner_count))
+            if hi > inner_count:
+                border_kernel(x, w2, bias_v, zrow, *window, border,
+                              max(lo - inner_count, 0), hi - inner_count)
+        if work_bytes < _backend.SMALL_WORK_BYTES:      # the calling thread alone
+            rows(0, inner_count + len(border))
+        else:
+            _run(rows, inner_count + len(border), small=False)
+        return finish(y)
+    return run
 
 
 def kernel_grad_applies(dtype, channels: int, filters: int) -> bool:

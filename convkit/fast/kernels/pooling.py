@@ -10,11 +10,14 @@ tile the input. No fastmath: results are exact.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ...errors import ShapeError
 from ...shapes import Geometry
 from ..runtime import threads as _threads
+from ..runtime import backend as _backend
 from ..runtime.backend import _chunk_slots, _run, jit
 from .checks import _check_dy, _check_geometry, _geo_ints, _nhwc
 
@@ -247,12 +250,25 @@ def max_pool2d_values(x: np.ndarray, geometry: Geometry) -> np.ndarray:
     """The ``y`` of :func:`max_pool2d_forward` alone (no argmax array is written): for
     inference. ``x (N, H, W, C)`` -> ``y (N, H_out, W_out, C)``; a NaN in a window gives NaN."""
     where = "max_pool2d_values"
-    kernel = jit(_k_maxpool_fwd_values, where, fastmath=False)
     x = _nhwc(where, "input", x)
     geo = _check_geometry(where, geometry, x.shape)
-    y = np.empty((x.shape[0], *geo.out_hw, x.shape[3]), dtype=x.dtype)
-    _run(kernel, x.shape[0] * geo.out_hw[0], x, y, *_geo_ints(geo))
-    return y
+    return prepare_max_values(x.shape, x.dtype, geo)(x)
+
+
+def prepare_max_values(x_shape: tuple, dtype, geometry: Geometry):
+    """:func:`max_pool2d_values` for inputs of ``x_shape`` and ``dtype`` with its set-up
+    done once: returns ``run(x) -> y`` for C-contiguous ``x`` of that shape and dtype
+    (unchecked: the caller checked it once)."""
+    kernel = jit(_k_maxpool_fwd_values, "max_pool2d_values", fastmath=False)
+    out_shape = (x_shape[0], *geometry.out_hw, x_shape[3])
+    rows, ints = x_shape[0] * geometry.out_hw[0], _geo_ints(geometry)
+    work_bytes = np.dtype(dtype).itemsize * (math.prod(x_shape) + math.prod(out_shape))
+
+    def run(x):
+        y = np.empty(out_shape, dtype=dtype)
+        _run(kernel, rows, x, y, *ints, small=work_bytes < _backend.SMALL_WORK_BYTES)
+        return y
+    return run
 
 
 def max_pool2d_forward(x: np.ndarray, geometry: Geometry) -> tuple[np.ndarray, np.ndarray]:

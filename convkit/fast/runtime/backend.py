@@ -37,9 +37,33 @@ _compiled: dict = {}   # python kernel function -> numba dispatcher
 
 def _disabled_by_env() -> bool:
     """``CONVKIT_ACCEL=0`` (or ``false``/``no``/``off``); ``CONVKIT_BACKEND=numpy`` is the
-    older spelling of the same switch, still honoured (deprecated)."""
-    return (os.environ.get("CONVKIT_ACCEL", "1").strip().lower() in ("0", "false", "no", "off")
-            or os.environ.get("CONVKIT_BACKEND", "").strip().lower() == "numpy")
+    older spelling of the same switch, still honoured (deprecated). Read on every question
+    (a test or a user may set it at run time), through :func:`_raw_env`: every op asks, and
+    ``os.environ.get`` costs about 1 us."""
+    raw = (_raw_env("CONVKIT_ACCEL", b"CONVKIT_ACCEL"),
+           _raw_env("CONVKIT_BACKEND", b"CONVKIT_BACKEND"))
+    answer = _switch_answers.get(raw)
+    if answer is None:
+        accel = "1" if raw[0] is None else os.fsdecode(raw[0])
+        old = "" if raw[1] is None else os.fsdecode(raw[1])
+        answer = (accel.strip().lower() in ("0", "false", "no", "off")
+                  or old.strip().lower() == "numpy")
+        if len(_switch_answers) < 64:
+            _switch_answers[raw] = answer
+    return answer
+
+
+_switch_answers: dict = {}    # (raw CONVKIT_ACCEL, raw CONVKIT_BACKEND) -> disabled?
+# the environment's own mapping: bytes to bytes on POSIX, kept in step with os.environ
+_ENVIRON_BYTES = getattr(os.environ, "_data", None) if os.name == "posix" else None
+
+
+def _raw_env(name: str, key: bytes):
+    """The environment variable ``name`` (``key``, its bytes) as stored: bytes on POSIX,
+    else a string; None when unset."""
+    if isinstance(_ENVIRON_BYTES, dict):
+        return _ENVIRON_BYTES.get(key)
+    return os.environ.get(name)
 
 
 # ============================================================================ backend choice
@@ -162,10 +186,12 @@ def jit(func, where: str, fastmath=FASTMATH, helpers=(), slp: bool = False):
     dispatcher. Raises :class:`ConvkitError` naming ``where`` when numba is unavailable.
     """
     numba = _require(where)            # also honours CONVKIT_ACCEL=0 set later
+    dispatcher = _compiled.get(func)
+    if dispatcher is not None:         # the common case, once per op call
+        return dispatcher
     if hasattr(func, "py_func"):       # already compiled
         return func
     prefetch.register()                # the kernels' prefetch hint, compiled (once)
-    dispatcher = _compiled.get(func)
     if dispatcher is None:
         for helper in helpers:
             if hasattr(helper, "py_func"):      # compiled already, with its own options

@@ -380,10 +380,13 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
     n = b.shape[1]
     if out is None:
         out = np.empty((m, n), dtype=np.result_type(a, b))
-    threads = _gemm_threads(m, m * k * n)
     if m * k * n < TINY_PRODUCT:  # one BLAS thread anyway: no limit to set and restore
         np.matmul(a, b, out=out)
-    elif threads == 1:
+        if epilogue is not None:
+            epilogue(out)
+        return out
+    threads = _gemm_threads(m, m * k * n)
+    if threads == 1:
         with blas_limit(1):      # a small product: no multithreaded-BLAS barrier
             np.matmul(a, b, out=out)
         if epilogue is not None:
