@@ -14,6 +14,8 @@ Each prints one JSON line of counts on stdout when it is done:
                 be right.
 ``predict``     Ctrl-C at a random moment of ``predict``: the next ``predict`` must equal
                 the reference.
+``evaluate``    Ctrl-C at a random moment of ``evaluate``: the next ``evaluate`` (loss and
+                accuracy) and ``predict`` must equal the reference.
 
 Forking keeps every trial free of Python's start-up time.
 """
@@ -340,8 +342,45 @@ def interrupt_predict(trials: int, directory: str) -> dict:
     return counts
 
 
+def interrupt_evaluate(trials: int, directory: str) -> dict:
+    """Ctrl-C at a random moment of ``evaluate`` (its batches, the metrics' updates, the
+    ops' threads): the next ``evaluate`` must give the uninterrupted run's loss and
+    accuracy, and ``predict`` its outputs."""
+    model = _fit_model()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    rng_data = np.random.default_rng(5)
+    x = rng_data.random((160, 12, 12, 2), dtype=np.float32)
+    y = rng_data.integers(0, 4, 160)
+    want = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    want_outputs = model.predict(x[:8], verbose=0)
+    start = time.perf_counter()
+    model.evaluate(x, y, batch_size=16, verbose=0)
+    duration = time.perf_counter() - start
+    counts = {"trials": 0, "interrupted": 0, "next_right": 0, "next_predict_right": 0,
+              "errors": []}
+    rng = random.Random(6)
+    watchdog = _Watchdog(counts, 20 + 20 * duration)
+    for _ in range(trials):
+        watchdog.trial()
+        counts["trials"] += 1
+        try:
+            counts["interrupted"] += _interrupted(
+                lambda: model.evaluate(x, y, batch_size=16, verbose=0),
+                rng.uniform(0.0, duration))
+            got = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+            counts["next_right"] += got.keys() == want.keys() and all(
+                np.isclose(got[k], want[k], rtol=1e-6) for k in want)
+            counts["next_predict_right"] += bool(np.allclose(
+                model.predict(x[:8], verbose=0), want_outputs, rtol=1e-5, atol=1e-6))
+        except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - counted
+            counts["errors"].append(f"{type(exc).__name__}: {exc}"[:200])
+    watchdog.stop()
+    return counts
+
+
 KINDS = {"save": kill_during_save, "checkpoint": kill_during_checkpoint,
-         "fit": interrupt_fit, "predict": interrupt_predict}
+         "fit": interrupt_fit, "predict": interrupt_predict, "evaluate": interrupt_evaluate}
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Chaos: SIGKILL during save and during ModelCheckpoint (50 times each) never leaves a
-file that is not the old or a new model; Ctrl-C at random moments of fit and predict (50
-times each) leaves fit at a completed step and the next call right.
+file that is not the old or a new model; Ctrl-C at random moments of fit, predict and
+evaluate (50 times each) leaves fit at a completed step and the next call right.
 
-The four agents (tests/chaos/agents.py) run at once, in their own processes, so a stray
+The five agents (tests/chaos/agents.py) run at once, in their own processes, so a stray
 signal can never reach the test runner.
 """
 import json
@@ -15,15 +15,13 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRIALS = 50
-# Ctrl-C while predict waits on a worker of the ops' thread pool can leave the pool broken;
-# its interrupt safety comes with the fast-path restructuring.
 
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory):
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     processes = {}
-    for kind in ("save", "checkpoint", "fit", "predict"):
+    for kind in ("save", "checkpoint", "fit", "predict", "evaluate"):
         directory = tmp_path_factory.mktemp(kind)
         processes[kind] = subprocess.Popen(
             [sys.executable, "-m", "tests.chaos.agents", kind, str(TRIALS), str(directory)],
@@ -72,3 +70,11 @@ def test_ctrl_c_during_predict_leaves_the_next_call_right(outcomes):
     assert not counts["errors"], counts
     assert counts["next_right"] == TRIALS and counts["next_small_right"] == TRIALS, counts
     assert counts["interrupted"] > TRIALS // 2
+
+
+def test_ctrl_c_during_evaluate_leaves_the_next_call_right(outcomes):
+    counts = outcomes["evaluate"]
+    assert counts.get("trials") == TRIALS and not counts.get("hung"), counts
+    assert not counts["errors"], counts
+    assert counts["next_right"] == TRIALS and counts["next_predict_right"] == TRIALS, counts
+    assert counts["interrupted"] > TRIALS // 2, counts
