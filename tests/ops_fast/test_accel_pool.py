@@ -48,6 +48,26 @@ def test_max_pool_matches_naive(case, dtype, rng):
     np.testing.assert_allclose(dx, _naive.max_pool_backward(dy, arg_ref, x.shape), rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES + [(13, 13, 2, 2, "valid", 1, False),
+                                          (8, 10, 2, 2, "valid", 1, False)])
+def test_max_pool_values_match_naive(case, dtype, rng):
+    """The values-only kernels (inference; 2x2 tiling windows have their own) against the
+    naive loop, NaN included: a NaN anywhere in a window gives NaN."""
+    geo = geometry(case)
+    x = distinct(rng, (3, case[0], case[1], 5), dtype)
+    x[0, 1, 1, 2] = np.nan
+    x[2, -1, -1, 4] = np.nan
+    y_ref, _ = _naive.max_pool(np.nan_to_num(x, nan=-np.inf), geo)
+    has_nan, _ = _naive.max_pool(np.isnan(x).astype(dtype), geo)
+    y_ref[has_nan > 0] = np.nan
+    y = accel.max_pool2d_values(x, geo)
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(y, y_ref)
+    windows = accel.max_pool2d_values(np.full((1, case[0], case[1], 2), 1.5, dtype), geo)
+    assert np.all(windows == 1.5) or geo.pads != ((0, 0), (0, 0))
+
+
 def test_max_pool_ties_pick_first_and_padding_never_wins():
     x = np.array([[1., 4.], [4., 2.]]).reshape(1, 2, 2, 1)
     y, arg = accel.max_pool2d_forward(x, window_geometry((2, 2), 2))
