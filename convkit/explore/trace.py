@@ -43,8 +43,10 @@ __all__ = ["Explorer", "Trace", "encode_maps"]
 
 _WINDOW_KINDS = explain._CONV_LAYERS + explain._POOL_LAYERS
 #: Layers that keep every pixel where it is (a receptive field passes through unchanged).
-_PIXELWISE = ("Activation", "ReLU", "LeakyReLU", "Dropout", "BatchNormalization",
-              "LayerNormalization", "GaussianNoise", "SpatialDropout2D", "Rescaling")
+_PIXELWISE = ("Activation", "ReLU", "LeakyReLU", "PReLU", "Dropout", "BatchNormalization",
+              "LayerNormalization", "GaussianNoise", "SpatialDropout2D", "Rescaling",
+              "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
+              "RandomContrast")
 #: Vectors up to this long (class scores) are drawn as bars with their values; longer ones
 #: (Flatten, hidden Dense layers) as a strip of colours with their range.
 _BARS_UP_TO = 32
@@ -207,9 +209,13 @@ class Explorer:
                     lo[axis] = lo[axis] * s - before
                     hi[axis] = hi[axis] * s - before + k_eff - 1
                     jump[axis] *= s
-            elif explain._kind(layer) == "ZeroPadding2D":
-                (top, _), (left, _) = layer.get_config()["padding"]
-                lo, hi = [lo[0] - top, lo[1] - left], [hi[0] - top, hi[1] - left]
+            elif explain._kind(layer) in ("ZeroPadding2D", "Cropping2D"):
+                # output pixel r is input pixel r - top (padding) or r + top (cropping)
+                key, sign = (("padding", -1) if explain._kind(layer) == "ZeroPadding2D"
+                             else ("cropping", 1))
+                (top, _), (left, _) = layer.get_config()[key]
+                lo = [lo[0] + sign * top, lo[1] + sign * left]
+                hi = [hi[0] + sign * top, hi[1] + sign * left]
             elif not (any(n in _PIXELWISE for n in _class_names(layer))
                       and self._spatial_hw(source) == self._spatial_hw(index)):
                 break

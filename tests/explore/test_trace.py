@@ -137,6 +137,43 @@ def test_receptive_maps_against_a_brute_force_probe(dilation):
     assert sizes == [row["receptive_field"] for row in explorer.rows]
 
 
+def test_receptive_maps_through_cropping_and_prelu():
+    """Cropping shifts the box by the rows and columns it drops; PReLU keeps every pixel
+    where it is (probed as above: exactly the pixels that reach each cell)."""
+    import convkit as ck
+    L = ck.layers
+    model = ck.Sequential([L.Input((13, 11, 1)),
+                           L.Conv2D(1, 3, strides=2, padding="same", name="a"),
+                           L.Cropping2D(((1, 0), (0, 1)), name="crop"),
+                           L.PReLU(alpha_initializer="ones", name="prelu"),
+                           L.Conv2D(1, (2, 3), name="b")])
+    for layer in model.layers:
+        if len(layer.get_weights()) == 2:
+            kernel, bias = layer.get_weights()
+            layer.set_weights([np.ones_like(kernel), np.zeros_like(bias)])
+    explorer = Explorer(model)
+    last = len(explorer.layers)
+    assert [m["level"] for m in explorer.receptive_maps(last)] == [3, 2, 1, 0]
+    h, w = 13, 11
+    touched = {}
+    for i in range(h):
+        for j in range(w):
+            x = np.zeros((h, w, 1), np.float32)
+            x[i, j] = 1.0
+            trace = explorer.run(prepare(x, explorer.input_shape, "probe"))
+            for r, c in zip(*np.nonzero(trace.levels[last][0, :, :, 0])):
+                touched.setdefault((r, c), []).append((i, j))
+    assert touched
+    probe = explorer.receptive_maps(last)[-1]
+    for (r, c), pixels in touched.items():
+        rows, cols = zip(*pixels)
+        lo = (max(r * probe["jump"][0] + probe["lo"][0], 0),
+              max(c * probe["jump"][1] + probe["lo"][1], 0))
+        hi = (min(r * probe["jump"][0] + probe["hi"][0], h - 1),
+              min(c * probe["jump"][1] + probe["hi"][1], w - 1))
+        assert (min(rows), min(cols)) == lo and (max(rows), max(cols)) == hi, (r, c)
+
+
 def test_encode_maps_round_trip(rng):
     maps = rng.normal(size=(5, 7, 3)).astype(np.float32)
     maps[:, :, 2] = 0.25                                     # a flat channel
