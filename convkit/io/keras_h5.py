@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import ConvkitError
 
 __all__ = ["HDF5_MAGIC", "import_h5py", "open_hdf5", "hdf5_errors", "read_array",
-           "has_attr", "attr_text", "attr_text_list"]
+           "has_attr", "attr_text", "attr_text_list", "refuse_looping_heaps"]
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _MAX_DEPTH = 64
@@ -72,7 +72,16 @@ def open_hdf5(source, file_size: int, fail, where: str = "load_model"):
     object in it (see the module docstring). ``fail(reason)`` must raise."""
     h5py = import_h5py(where)
     if isinstance(source, (bytes, bytearray)):
+        refuse_looping_heaps(source, fail)
         source = io.BytesIO(source)
+    else:
+        with open(source, "rb") as handle:
+            view = _map(handle)
+            try:
+                refuse_looping_heaps(view, fail)
+            finally:
+                if hasattr(view, "close"):
+                    view.close()
     h5 = None
     with hdf5_errors(fail, "the HDF5 file (corrupt or truncated)"):
         h5 = h5py.File(source, "r")
@@ -84,6 +93,66 @@ def open_hdf5(source, file_size: int, fail, where: str = "load_model"):
         h5.close()
         raise
     return h5
+
+
+def _map(handle):
+    """The file's bytes, mapped read-only (an empty file: no bytes)."""
+    import mmap
+    try:
+        return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    except ValueError:                         # an empty file cannot be mapped
+        return b""
+
+
+_GLOBAL_HEAP = b"GCOL"
+
+
+def refuse_looping_heaps(data, fail) -> None:
+    """Refuse a file whose global heap collections the HDF5 library would parse forever.
+
+    Variable-length strings (the text attributes Keras writes) live in global heap
+    collections: ``"GCOL"``, version 1, three reserved bytes, the collection's size, then
+    objects of a 16-byte header (index, references, reserved, size) and their data padded
+    to 8 bytes; index 0 is the free space, whose size is the rest. The library walks the
+    objects by their sizes and does not check that the walk advances: a free-space object
+    of size 0 (or a size that wraps the address) makes it loop forever inside one C call,
+    where no timeout can reach it. This walk does the same on the raw bytes first, for
+    every collection in the file, and calls ``fail`` on such an object (each step advances
+    by at least 8 bytes, so it ends)."""
+    lengths = _size_of_lengths(data)
+    header, object_header = 8 + lengths, 8 + lengths
+    start = data.find(_GLOBAL_HEAP)
+    while start >= 0:
+        if data[start + 4:start + 5] == b"\x01":
+            size = int.from_bytes(data[start + 8:start + 8 + lengths], "little")
+            end = start + size
+            if header < size and end <= len(data):
+                _walk_heap(data, start + header, end, lengths, object_header, start, fail)
+        start = data.find(_GLOBAL_HEAP, start + 4)
+
+
+def _walk_heap(data, p: int, end: int, lengths: int, object_header: int, start: int,
+               fail) -> None:
+    while p < end:
+        if p + object_header > end:           # too small for an object: free space
+            return
+        index = int.from_bytes(data[p:p + 2], "little")
+        size = int.from_bytes(data[p + 8:p + 8 + lengths], "little")
+        need = object_header + -(-size // 8) * 8 if index else size
+        if need <= 0 or need >= 1 << 62:
+            fail(f"its global heap at byte {start} has an object of size {size} at byte "
+                 f"{p}, which the HDF5 library would read forever")
+        p += need
+
+
+def _size_of_lengths(data) -> int:
+    """The superblock's "size of lengths" (8 in every file h5py writes; 8 when unknown)."""
+    if data[:8] != HDF5_MAGIC:
+        return 8
+    version = data[8] if len(data) > 8 else 0
+    at = 14 if version in (0, 1) else 10
+    value = data[at] if len(data) > at else 8
+    return value if value in (2, 4, 8) else 8
 
 
 def _check_group(h5py, group, file_size: int, fail, depth: int, budget: list) -> None:

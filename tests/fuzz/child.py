@@ -27,7 +27,7 @@ def main(listing_path: str) -> int:
     limit = int(listing["memory"])
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     from convkit.errors import ConvkitError
-    from tests.fuzz.harness import TARGETS, load_function
+    from tests.fuzz.harness import load_function
     from tests.fuzz.targets import Rejected
     signal.signal(signal.SIGALRM, _on_alarm)
     loaders = {}
@@ -37,7 +37,7 @@ def main(listing_path: str) -> int:
         if name not in loaders:
             # Imports and first-use set-up happen here, outside the alarm and the memory
             # count: the first case of each target is loaded once unmeasured.
-            loaders[name] = load_function(TARGETS[name].load)
+            loaders[name] = load_function(listing["loads"][name])
             getattr(loaders[name], "prepare", lambda: None)()
             signal.setitimer(signal.ITIMER_REAL, listing["case_seconds"] * 4)
             try:

@@ -45,6 +45,9 @@ MEMORY_HEADROOM = 1536 << 20
 #: a case's traced peak may not exceed this constant plus MEMORY_PER_BYTE x its size
 MEMORY_CONSTANT = 16 << 20
 MEMORY_PER_BYTE = 64
+#: a child that prints nothing for this long plus six times the per-case time is killed (a
+#: case stuck inside one C call, where the child's alarm cannot reach); its case: timeout
+QUIET_SECONDS = 30.0
 
 
 @dataclasses.dataclass
@@ -320,24 +323,20 @@ def _run_child(cases: list, case_seconds: float, memory: int, results: dict) -> 
     pending = list(cases)
     while pending:
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-            json.dump({"cases": pending, "case_seconds": case_seconds,
-                       "memory": memory}, handle)
+            json.dump({"cases": pending, "case_seconds": case_seconds, "memory": memory,
+                       "loads": {name: TARGETS[name].load for name, _ in pending}}, handle)
             listing = handle.name
         env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
                    KERAS_BACKEND=os.environ.get("KERAS_BACKEND", "jax"))
         process = subprocess.Popen([sys.executable, "-m", "tests.fuzz.child", listing],
                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                   cwd=REPO, env=env, text=True)
-        budget = 30.0 + case_seconds * 3 * len(pending)
+                                   cwd=REPO, env=env)
         try:
-            out, _ = process.communicate(timeout=budget)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            out, _ = process.communicate()
+            out = _read_lines(process, QUIET_SECONDS + case_seconds * 6)
         finally:
             os.unlink(listing)
         started = None
-        for line in out.splitlines():
+        for line in out:
             record = json.loads(line)
             if "start" in record:
                 started = record["start"]
@@ -358,6 +357,35 @@ def _run_child(cases: list, case_seconds: float, memory: int, results: dict) -> 
                                  "size": os.path.getsize(path)}
             return
         pending = [(name, path) for name, path in pending if path not in results]
+
+
+def _read_lines(process, quiet_seconds: float) -> list[str]:
+    """The child's output lines as they come; the child is killed when it prints nothing
+    for ``quiet_seconds``: a case stuck inside one C call (where the child's own alarm
+    cannot reach) ends within a minute, not at the end of a whole batch's budget."""
+    import select
+    import time
+    lines, pending = [], b""
+    deadline = time.monotonic() + quiet_seconds
+    stream = process.stdout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            process.kill()
+            break
+        ready, _, _ = select.select([stream], [], [], remaining)
+        if not ready:
+            continue
+        chunk = os.read(stream.fileno(), 1 << 16)
+        if not chunk:                               # the child is done (or died)
+            break
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        lines += [line.decode() for line in complete if line]
+        deadline = time.monotonic() + quiet_seconds
+    stream.close()
+    process.wait()
+    return lines
 
 
 def run(names=None, cases: int = 100, seed: int = 0, batch: int = 400, case_seconds=5.0,

@@ -58,3 +58,28 @@ def test_hostile_values_are_fresh_copies():
             document = mutate_json_value(document, rng)
         assert len(dumps(document)) < 100_000
     assert repr(_HOSTILE_VALUES) == before
+
+
+def _stuck_loader(path):
+    """Stands for a case stuck inside one C call: the alarm signal is blocked, so the
+    child's own per-case timeout cannot end it."""
+    import signal
+    import time
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    time.sleep(3600)
+
+
+def test_a_child_stuck_where_its_alarm_cannot_reach_is_killed(tmp_path, monkeypatch):
+    import time
+
+    from tests.fuzz import harness
+    monkeypatch.setattr(harness, "QUIET_SECONDS", 3.0)
+    monkeypatch.setitem(harness.TARGETS, "stuck", harness.Target(
+        "stuck", ".bin", lambda d: [b"x"], "tests.fuzz.test_fuzz_fast:_stuck_loader"))
+    case = tmp_path / "stuck-0.bin"
+    case.write_bytes(b"x")
+    results = {}
+    start = time.perf_counter()
+    harness._run_child([("stuck", str(case))], 0.5, 4 << 30, results)
+    assert results[str(case)]["outcome"] == "timeout", results
+    assert time.perf_counter() - start < 60

@@ -71,6 +71,56 @@ def test_external_storage_is_refused(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def _zero_free_space(data: bytes) -> bytes:
+    """The file with its first global heap's free-space object (index 0) set to size 0:
+    the HDF5 library's walk over that heap would then never advance."""
+    start = data.index(b"GCOL")
+    size = int.from_bytes(data[start + 8:start + 16], "little")
+    p = start + 16
+    while p + 16 <= start + size:
+        index = int.from_bytes(data[p:p + 2], "little")
+        length = int.from_bytes(data[p + 8:p + 16], "little")
+        if index == 0:
+            return data[:p + 8] + bytes(8) + data[p + 16:]
+        p += 16 + -(-length // 8) * 8
+    raise AssertionError("no free space in the heap")
+
+
+@pytest.mark.parametrize("where", ["weights.h5", "keras"])
+def test_a_global_heap_the_library_would_read_forever_is_refused(tmp_path, where):
+    """A text attribute's heap whose free space has size 0 (found by the fuzzer: h5py's
+    read of the attribute never returned, inside one C call) fails at once."""
+    import time
+    parts = keras_parts()
+    parts["model.weights.h5"] = _zero_free_space(parts["model.weights.h5"])
+    if where == "keras":
+        path = write_zip(tmp_path / "looping.keras", parts)
+        action = lambda: ck.load_model(path)                        # noqa: E731
+    else:
+        path = tmp_path / "looping.weights.h5"
+        path.write_bytes(parts["model.weights.h5"])
+        model = ck.load_model(FIXTURES / "mnist_convnet.keras")
+        action = lambda: model.load_weights(path)                    # noqa: E731
+    start = time.perf_counter()
+    with pytest.raises(FileFormatError, match="global heap .* would read forever"):
+        action()
+    assert time.perf_counter() - start < 5
+
+
+def test_heap_walk_passes_every_fixture():
+    from convkit.io.keras_h5 import refuse_looping_heaps
+
+    def fail(reason):
+        raise AssertionError(reason)
+    for path in FIXTURES.iterdir():
+        if path.suffix == ".keras":
+            for name, data in keras_parts(path.stem).items():
+                if name.endswith(".h5"):
+                    refuse_looping_heaps(data, fail)
+        elif path.suffix == ".h5":
+            refuse_looping_heaps(path.read_bytes(), fail)
+
+
 @pytest.mark.parametrize("link", ["external", "soft"])
 def test_links_are_refused(tmp_path, link):
     other = tmp_path / "other.h5"
