@@ -382,7 +382,10 @@ def _file_order(model, config: dict) -> list:
             by_name[t.layer.name] = t.layer
     order = []
     for entry in config["config"]["layers"]:
-        name = entry.get("name") or entry["config"].get("name")
+        inner = entry.get("config") if isinstance(entry, dict) else None
+        names = [entry.get("name") if isinstance(entry, dict) else None,
+                 inner.get("name") if isinstance(inner, dict) else None]
+        name = next((n for n in names if isinstance(n, str) and n), None)
         if name in by_name and by_name[name] not in order:
             order.append(by_name[name])
     return order

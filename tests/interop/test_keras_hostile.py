@@ -107,6 +107,21 @@ def test_a_global_heap_the_library_would_read_forever_is_refused(tmp_path, where
     assert time.perf_counter() - start < 5
 
 
+@pytest.mark.parametrize("index", [0, 1])
+def test_a_layer_name_that_is_not_text(tmp_path, index):
+    """A mutated config naming a layer with an object (found by the fuzzer as a
+    TypeError from the layer order): the input layer's name is not needed; a real layer
+    without its name no longer matches its weights, a clean error."""
+    def edit(config):
+        config["config"]["layers"][index]["config"]["name"] = {}
+    path = with_config(tmp_path, edit)
+    if index == 0:
+        assert ck.load_model(path).count_params() > 0
+    else:
+        with pytest.raises(ConvkitError, match="conv2d"):
+            ck.load_model(path)
+
+
 def test_heap_walk_passes_every_fixture():
     from convkit.io.keras_h5 import refuse_looping_heaps
 
