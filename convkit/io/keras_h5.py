@@ -4,8 +4,10 @@ An HDF5 file can point outside itself: a dataset may keep its bytes in another f
 machine (external raw storage) or be stitched from other files (virtual datasets); a link
 may name an object in another file (external link) or a path resolved later (soft link). A
 dataset may also declare a shape far larger than the file (unallocated storage is read as
-its fill value, compressed storage inflates). :func:`open_hdf5` walks the whole file once,
-without following any link, and refuses all of these before a single array is read::
+its fill value, compressed storage inflates), and a damaged heap of text can send the HDF5
+library into a walk that never ends (:func:`refuse_looping_heaps`). :func:`open_hdf5`
+checks the heaps on the raw bytes, then walks the whole file once, without following any
+link, and refuses all of these before a single array is read::
 
     h5 = open_hdf5(path_or_bytes, file_size, fail)     # fail(reason) raises
     kernel = read_array(h5["layers/conv2d/vars/0"], "layers/conv2d/vars/0", fail)
