@@ -27,6 +27,7 @@ same up to the order of float additions.
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from .._validate import as_float_array
 from ..errors import ShapeError
@@ -77,11 +78,32 @@ def _is_tiling(geo: Geometry) -> bool:
             and geo.pads == ((0, 0), (0, 0)))
 
 
-def _tiles(xl: np.ndarray, geo: Geometry) -> np.ndarray:
+def _tiles(arr: np.ndarray, geo: Geometry, writeable: bool = False) -> np.ndarray:
+    """The cells of tiling windows as a view ``(N, H_out, kh, W_out, kw, C)`` of ``arr``
+    (NHWC): ``tiles[n, i, a, j, b, c] = arr[n, i*kh + a, j*kw + b, c]``; rows and columns
+    past the last whole window are left out."""
     (kh, kw), (h_out, w_out) = geo.kernel, geo.out_hw
-    n, c = xl.shape[0], xl.shape[3]
-    cropped = xl[:, :h_out * kh, :w_out * kw]
-    return cropped.reshape(n, h_out, kh, w_out, kw, c)       # (N, H_out, kh, W_out, kw, C)
+    n, c = arr.shape[0], arr.shape[3]
+    s_n, s_h, s_w, s_c = arr.strides
+    return as_strided(arr, shape=(n, h_out, kh, w_out, kw, c),
+                      strides=(s_n, s_h * kh, s_h, s_w * kw, s_w, s_c), writeable=writeable)
+
+
+def _scatter_offsets(offset_grad, geo: Geometry, x_shape, dtype) -> np.ndarray:
+    """Gradient of the input from the gradients of each kernel offset's cells,
+    ``offset_grad(a, b)`` ``(N, H_out, W_out, C)``: :func:`windows_backward`, or for
+    tiling windows, where every cell belongs to one window, each offset's gradient written
+    straight into its cells (nothing to add up)."""
+    if not _is_tiling(geo):
+        return windows_backward(offset_grad, geo, x_shape, dtype)
+    (kh, kw), (h_out, w_out) = geo.kernel, geo.out_hw
+    dx = np.empty(x_shape, dtype=dtype)                          # (N, H, W, C)
+    dx[:, h_out * kh:] = 0                                       # cells no window covers
+    dx[:, :h_out * kh, w_out * kw:] = 0
+    tiles = _tiles(dx, geo, writeable=True)                      # (N, H_out, kh, W_out, kw, C)
+    for a, b in _offsets(geo):
+        tiles[:, :, a, :, b] = offset_grad(a, b)
+    return dx
 
 
 # ----------------------------------------------------------------------------- max
@@ -122,14 +144,17 @@ def max_pool2d(x, pool_size, strides=None, padding="valid", *, dilation_rate=1,
     fast = dispatch.lookup("max_pool2d", "forward", xl, geo)
     if fast is not None:
         return from_channels_last(fast(xl, geo), data_format)
-    if _is_tiling(geo):
-        y = _tiles(xl, geo).max(axis=(2, 4))                    # NaN propagates
-    else:
-        padded = pad_for_windows(xl, geo, "zeros", -np.inf)
-        y = offset_window(padded, geo, 0, 0).copy()
-        for a, b in _offsets(geo)[1:]:
-            np.maximum(y, offset_window(padded, geo, a, b), out=y)   # NaN propagates
-    return from_channels_last(y, data_format)
+    return from_channels_last(_max_values(xl, geo), data_format)
+
+
+def _max_values(xl: np.ndarray, geo: Geometry) -> np.ndarray:
+    """Each window's maximum, ``(N, H_out, W_out, C)``: one ``np.maximum`` per kernel
+    offset over the whole batch (NaN propagates)."""
+    padded = pad_for_windows(xl, geo, "zeros", -np.inf)
+    y = offset_window(padded, geo, 0, 0).copy()
+    for a, b in _offsets(geo)[1:]:
+        np.maximum(y, offset_window(padded, geo, a, b), out=y)
+    return y
 
 
 def _max_winners(xl: np.ndarray, geo: Geometry):
@@ -196,36 +221,39 @@ def max_pool2d_backward(dy, x, pool_size, strides=None, padding="valid", *, dila
     fast = dispatch.lookup("max_pool2d", "backward", dyl, xl, geo)
     if fast is not None:
         return from_channels_last(fast(dyl, xl, geo), data_format)
-    if _is_tiling(geo):
-        return from_channels_last(_max_backward_tiles(dyl, xl, geo), data_format)
-    _, winner = _max_winners(xl, geo)
-
-    def offset_grad(a, b):
-        return np.where(winner == a * geo.kernel[1] + b, dyl, 0).astype(xl.dtype, copy=False)
-
-    dx = windows_backward(offset_grad, geo, xl.shape, xl.dtype)
+    dx = _max_backward_tiles(dyl, xl, geo) if _is_tiling(geo) else None
+    if dx is None:
+        _, winner = _max_winners(xl, geo)
+        masked = _masking(dyl)
+        dx = _scatter_offsets(lambda a, b: masked(winner == a * geo.kernel[1] + b),
+                              geo, xl.shape, xl.dtype)
     return from_channels_last(dx, data_format)
 
 
-def _max_backward_tiles(dyl: np.ndarray, xl: np.ndarray, geo: Geometry) -> np.ndarray:
-    """:func:`max_pool2d_backward` for windows that tile the input: each window's cells
-    side by side, its winner by one ``argmax`` (the first maximum; the last NaN if there is
-    one, as in :func:`_max_winners`), and ``dy`` written to the winners in one pass."""
-    (kh, kw), (h_out, w_out) = geo.kernel, geo.out_hw
-    n, c, k = xl.shape[0], xl.shape[3], kh * kw
-    cells = _tiles(xl, geo).transpose(0, 1, 3, 2, 4, 5).reshape(n, h_out, w_out, k, c)
-    winner = cells.argmax(axis=3)                                # (N, H_out, W_out, C)
-    nan = np.isnan(cells)
-    if nan.any():
-        last_nan = k - 1 - nan[:, :, :, ::-1].argmax(axis=3)
-        winner = np.where(nan.any(axis=3), last_nan, winner)
-    hits = winner[:, :, :, None, :] == np.arange(k).reshape(1, 1, 1, k, 1)
-    grads = np.where(hits, dyl[:, :, :, None, :], 0).astype(xl.dtype, copy=False)
-    dx = np.zeros(xl.shape, dtype=xl.dtype)                      # (N, H, W, C)
-    dx[:, :h_out * kh, :w_out * kw] = (grads.reshape(n, h_out, w_out, kh, kw, c)
-                                       .transpose(0, 1, 3, 2, 4, 5)
-                                       .reshape(n, h_out * kh, w_out * kw, c))
-    return dx
+def _masking(dy: np.ndarray):
+    """The function ``mask -> dy where mask, else 0``: a product by the mask while ``dy`` is
+    finite (several times faster than ``np.where``), ``np.where`` otherwise (``inf * 0``
+    would be NaN)."""
+    if np.isfinite(dy).all():
+        return lambda mask: dy * mask
+    return lambda mask: np.where(mask, dy, 0).astype(dy.dtype, copy=False)
+
+
+def _max_backward_tiles(dyl: np.ndarray, xl: np.ndarray, geo: Geometry):
+    """:func:`max_pool2d_backward` for windows that tile the input, or ``None`` when a
+    window holds a NaN or a tied maximum (the offset loop of :func:`_max_winners` decides
+    those). Each kernel offset's cells are compared with their window's maximum; when the
+    hits add up to one per window, each is its window's only winner, and ``dy`` is written
+    to it."""
+    y = _max_values(xl, geo)                                     # (N, H_out, W_out, C)
+    if np.isnan(y).any():
+        return None
+    tiles = _tiles(xl, geo)                                      # (N, H_out, kh, W_out, kw, C)
+    hits = {(a, b): tiles[:, :, a, :, b] == y for a, b in _offsets(geo)}
+    if sum(np.count_nonzero(hit) for hit in hits.values()) != y.size:
+        return None                                              # a tie
+    masked = _masking(dyl)
+    return _scatter_offsets(lambda a, b: masked(hits[a, b]), geo, xl.shape, xl.dtype)
 
 
 def _check_argmax(where, argmax, dyl: np.ndarray, x_shape) -> np.ndarray:
@@ -243,16 +271,36 @@ def _check_argmax(where, argmax, dyl: np.ndarray, x_shape) -> np.ndarray:
 
 
 def _scatter_argmax(dyl: np.ndarray, argmax: np.ndarray, x_shape, geo=None) -> np.ndarray:
-    """``dx[n, argmax // W, argmax % W, c] += dy`` (channels_last; ``-1`` sends nothing)."""
+    """``dx[n, argmax // W, argmax % W, c] += dy`` (channels_last; ``-1`` sends nothing).
+
+    With the windows' geometry, one pass per kernel offset: the offset's cell takes ``dy``
+    where its flat index is the window's ``argmax``; without it, an unbuffered add."""
     fast = dispatch.lookup("max_pool2d", "backward_argmax", dyl, argmax, x_shape, geo)
     if fast is not None:
         return fast(dyl, argmax, x_shape, geo)
+    if geo is not None:
+        masked = _masking(dyl)
+        return _scatter_offsets(lambda a, b: masked(argmax == _offset_flat_index(geo, a, b)),
+                                geo, x_shape, dyl.dtype)
     n, h, w, c = x_shape
     dx = np.zeros((n, h * w, c), dtype=dyl.dtype)                 # (N, H*W, C)
     keep = argmax >= 0
     idx_n, _, _, idx_c = np.nonzero(keep)
     np.add.at(dx, (idx_n, argmax[keep], idx_c), dyl[keep])
     return dx.reshape(x_shape)
+
+
+def _offset_flat_index(geo: Geometry, a: int, b: int) -> np.ndarray:
+    """Flat input index ``ih * W + iw`` of the cell kernel offset ``(a, b)`` reads for each
+    output pixel, ``(1, H_out, W_out, 1)`` int32; ``-2`` (no argmax) where it is padding."""
+    (sh, sw), (dh, dw) = geo.strides, geo.dilation
+    (top, _), (left, _) = geo.pads
+    (h, w), (h_out, w_out) = geo.in_hw, geo.out_hw
+    ih = np.arange(h_out) * sh - top + a * dh
+    iw = np.arange(w_out) * sw - left + b * dw
+    real = ((ih >= 0) & (ih < h))[:, None] & ((iw >= 0) & (iw < w))[None, :]
+    index = np.where(real, ih[:, None] * w + iw[None, :], -2)    # (H_out, W_out)
+    return index.astype(np.int32)[None, :, :, None]
 
 
 # ------------------------------------------------------------------------- average
@@ -293,14 +341,14 @@ def avg_pool2d(x, pool_size, strides=None, padding="valid", *, ceil_mode=False,
     fast = dispatch.lookup("avg_pool2d", "forward", xl, geo, bool(count_include_pad))
     if fast is not None:
         return from_channels_last(fast(xl, geo, bool(count_include_pad)), data_format)
-    if _is_tiling(geo):
-        y = _tiles(xl, geo).mean(axis=(2, 4), dtype=xl.dtype)
-        return from_channels_last(y, data_format)
     padded = pad_for_windows(xl, geo, "zeros", 0.0)
     total = offset_window(padded, geo, 0, 0).copy()
     for a, b in _offsets(geo)[1:]:
         total += offset_window(padded, geo, a, b)
-    total /= _divisor(geo, count_include_pad, xl.dtype)
+    if _is_tiling(geo):
+        total /= xl.dtype.type(geo.kernel[0] * geo.kernel[1])
+    else:
+        total /= _divisor(geo, count_include_pad, xl.dtype)
     return from_channels_last(total, data_format)
 
 
@@ -322,7 +370,7 @@ def avg_pool2d_backward(dy, x, pool_size, strides=None, padding="valid", *, ceil
         dx = fast(dyl, geo, xl.shape, bool(count_include_pad))
         return from_channels_last(dx, data_format)
     share = dyl / _divisor(geo, count_include_pad, xl.dtype)    # (N, H_out, W_out, C)
-    dx = windows_backward(lambda a, b: share, geo, xl.shape, xl.dtype)
+    dx = _scatter_offsets(lambda a, b: share, geo, xl.shape, xl.dtype)
     return from_channels_last(dx, data_format)
 
 
