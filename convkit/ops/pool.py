@@ -241,17 +241,21 @@ def _masking(dy: np.ndarray):
 
 def _max_backward_tiles(dyl: np.ndarray, xl: np.ndarray, geo: Geometry):
     """:func:`max_pool2d_backward` for windows that tile the input, or ``None`` when a
-    window holds a NaN or a tied maximum (the offset loop of :func:`_max_winners` decides
-    those). Each kernel offset's cells are compared with their window's maximum; when the
-    hits add up to one per window, each is its window's only winner, and ``dy`` is written
-    to it."""
+    window's maximum is NaN (the offset loop of :func:`_max_winners` decides those). The
+    kernel offsets are visited in row-major window order; a cell wins when it equals its
+    window's maximum and no earlier cell of the window has won (the first maximum of a tie,
+    frequent after a ReLU), and takes ``dy``."""
     y = _max_values(xl, geo)                                     # (N, H_out, W_out, C)
     if np.isnan(y).any():
         return None
     tiles = _tiles(xl, geo)                                      # (N, H_out, kh, W_out, kw, C)
-    hits = {(a, b): tiles[:, :, a, :, b] == y for a, b in _offsets(geo)}
-    if sum(np.count_nonzero(hit) for hit in hits.values()) != y.size:
-        return None                                              # a tie
+    unclaimed = np.ones(y.shape, dtype=bool)                     # windows without a winner yet
+    hits = {}
+    for a, b in _offsets(geo):
+        hit = np.equal(tiles[:, :, a, :, b], y)
+        hit &= unclaimed
+        unclaimed ^= hit
+        hits[a, b] = hit
     masked = _masking(dyl)
     return _scatter_offsets(lambda a, b: masked(hits[a, b]), geo, xl.shape, xl.dtype)
 

@@ -63,3 +63,17 @@ def test_tiling_writes_leave_the_cropped_border_zero(shape, pool):
         np.testing.assert_allclose(dx.sum(axis=(1, 2)), dy.sum(axis=(1, 2)), rtol=1e-5)
     np.testing.assert_array_equal(max_pool2d_backward(dy, x, pool),
                                   max_pool2d_backward_ref(dy, x, pool))
+
+
+@pytest.mark.parametrize("pool", [2, 3, (2, 3)])
+def test_tiling_ties_go_to_the_first_maximum(pool):
+    """After a ReLU whole windows are 0: the first cell in row-major window order wins."""
+    from convkit.shapes import window_geometry
+    rng = np.random.default_rng(11)
+    x = np.maximum(rng.integers(-3, 2, (2, 7, 8, 3)), 0).astype(np.float32)
+    geo = window_geometry((7, 8), pool, pool)
+    dy = rng.standard_normal((2, *geo.out_hw, 3)).astype(np.float32)
+    dx = pool_module._max_backward_tiles(dy, x, geo)
+    assert dx is not None
+    np.testing.assert_array_equal(dx, max_pool2d_backward_ref(dy, x, pool))
+    np.testing.assert_array_equal(max_pool2d_backward(dy, x, pool), dx)
