@@ -45,8 +45,10 @@ __all__ = ["conv2d", "conv2d_backward", "conv2d_relu", "conv2d_relu_backward", "
 
 #: below this many input channels per group, the input gradient is accumulated channel-major
 SMALL_CHANNELS = 16
-#: im2col columns are built in blocks of output rows of about this many bytes
-BLOCK_BYTES = 1 << 23
+#: im2col columns are built in blocks of output rows of about this many bytes (the size
+#: of a core's L2 cache: 1 MiB against 8 MiB, 47 -> 36 ms for the 7x7 seed convolution and
+#: 27 -> 23 ms for a 3x3 64 -> 64 one at 8x56x56, one thread; see benchmarks/README.md)
+BLOCK_BYTES = 1 << 20
 
 
 @dataclass
@@ -212,8 +214,6 @@ def _conv2d(where, x, kernel, bias, strides, padding, dilation_rate, groups, pad
         y = x2d @ s.kernel.reshape(s.kernel.shape[2], filters)    # (M, F)
     elif s.kernel.shape[2] == 1 and s.groups > 1:
         y = _depthwise_forward(s)                                  # (N, H_out, W_out, F)
-    elif s.groups == 1 and s.kernel.shape[2] * filters <= FEW_CHANNEL_PAIRS:
-        y = _few_channels_forward(s)                               # (N, H_out, W_out, F)
     else:
         padded = pad_for_windows(s.x, s.geo, s.mode)
         kernel_g = _grouped_kernel(s)                              # (G, kh*kw*C_g, F_g)
@@ -356,27 +356,6 @@ def _conv2d_backward(where, dy, x, kernel, relu_y, strides, padding, dilation_ra
                           channels_major=c_g < SMALL_CHANNELS)
     dx = np.ascontiguousarray(from_channels_last(dx, data_format))
     return dx, dkernel, dbias
-
-
-# ---------------------------------------------------------------- few channels
-#: ungrouped convolutions with at most this many ``C_in * filters`` pairs are summed over
-#: the kernel offsets instead of through im2col columns, whose ``kh*kw*C_in`` values per
-#: pixel would be mostly copying (a 7x7 kernel, 3 -> 2 channels on 2x427x640 images:
-#: 64 against 165 ms)
-FEW_CHANNEL_PAIRS = 16
-
-
-def _few_channels_forward(s: _ConvSetup) -> np.ndarray:
-    """``y = sum over offsets (a, b) of window(a, b) @ kernel[a, b]``: one small product
-    ``(N, H_out, W_out, C_in) @ (C_in, F)`` per kernel offset, no columns."""
-    n, (h_out, w_out) = s.x.shape[0], s.geo.out_hw
-    kh, kw, _, filters = s.kernel.shape
-    padded = pad_for_windows(s.x, s.geo, s.mode)
-    y = np.zeros((n, h_out, w_out, filters), dtype=s.dtype)
-    for a in range(kh):
-        for b in range(kw):
-            y += offset_window(padded, s.geo, a, b) @ s.kernel[a, b]   # (N, Ho, Wo, F)
-    return y
 
 
 # ---------------------------------------------------------------- depthwise
