@@ -102,16 +102,17 @@ def _is_pointwise(s: _ConvSetup) -> bool:
             and s.geo.pads == ((0, 0), (0, 0)) and s.groups == 1)
 
 
-def _row_blocks(s: _ConvSetup) -> list[tuple[int, int]]:
-    """Output-row ranges whose im2col columns take about ``BLOCK_BYTES`` each.
+def _row_blocks(s: _ConvSetup, row_bytes: int | None = None) -> list[tuple[int, int]]:
+    """Output-row ranges of about ``BLOCK_BYTES`` each, by default of im2col columns.
 
     Building the columns block by block keeps them in cache between the copy and the
     matrix product and reuses one buffer, instead of writing an array ``kh*kw`` times the
-    size of the input.
+    size of the input. ``row_bytes``: the bytes one output row (all images) takes instead.
     """
     h_out, w_out = s.geo.out_hw
-    row_bytes = s.x.shape[0] * w_out * s.kernel[..., 0].size * s.groups * s.dtype.itemsize
-    rows = max(1, BLOCK_BYTES // row_bytes)
+    if row_bytes is None:
+        row_bytes = s.x.shape[0] * w_out * s.kernel[..., 0].size * s.groups * s.dtype.itemsize
+    rows = max(1, BLOCK_BYTES // max(1, row_bytes))
     return [(r, min(r + rows, h_out)) for r in range(0, h_out, rows)]
 
 
@@ -360,39 +361,86 @@ def _conv2d_backward(where, dy, x, kernel, relu_y, strides, padding, dilation_ra
 
 # ---------------------------------------------------------------- depthwise
 # With one input channel per group the "matrix" products are G tiny ones; a multiply-add
-# per kernel offset over the whole batch is faster and just as clear.
-def _depthwise_forward(s: _ConvSetup) -> np.ndarray:
-    n, (h_out, w_out) = s.x.shape[0], s.geo.out_hw
+# per kernel offset over the whole batch is faster and just as clear. Two things keep it
+# fast: each tap of the kernel is repeated along a whole output row, ``(W_out, C, mult)``,
+# so a multiply runs over rows of ``W_out*C*mult`` values (with a tap of only ``C`` values
+# NumPy's inner loop would restart every ``C``); and the output is built a block of rows at
+# a time (``BLOCK_BYTES``), so the nine passes over it stay in cache.
+def _depthwise_taps(s: _ConvSetup) -> np.ndarray:
+    """The kernel ``(kh, kw, 1, C*mult)`` as ``(kh, kw, W_out, C, mult)``: each tap
+    repeated along an output row."""
     kh, kw, _, filters = s.kernel.shape
-    mult = filters // s.groups                                  # depth multiplier
-    k = s.kernel.reshape(kh, kw, s.groups, mult)                # (kh, kw, C, mult)
+    taps = s.kernel.reshape(kh, kw, 1, s.groups, filters // s.groups)
+    return np.ascontiguousarray(np.broadcast_to(taps, (kh, kw, s.geo.out_hw[1], *taps.shape[3:])))
+
+
+def _depthwise_blocks(s: _ConvSetup) -> list[tuple[int, int]]:
+    n, w_out, filters = s.x.shape[0], s.geo.out_hw[1], s.kernel.shape[3]
+    return _row_blocks(s, row_bytes=n * w_out * filters * s.dtype.itemsize)
+
+
+def _depthwise_forward(s: _ConvSetup) -> np.ndarray:
+    """``y[..., c, m] = sum over offsets (a, b) of window(a, b)[..., c] * kernel[a, b, c, m]``,
+    ``(N, H_out, W_out, C, mult)``."""
+    n, (h_out, w_out) = s.x.shape[0], s.geo.out_hw
+    mult = s.kernel.shape[3] // s.groups                        # depth multiplier
+    taps = _depthwise_taps(s)                                   # (kh, kw, W_out, C, mult)
     padded = pad_for_windows(s.x, s.geo, s.mode)
-    y = np.zeros((n, h_out, w_out, s.groups, mult), dtype=s.dtype)
-    for a in range(kh):
-        for b in range(kw):
-            y += offset_window(padded, s.geo, a, b)[..., None] * k[a, b]
-    return y                                                    # (N, H_out, W_out, C, mult)
+    y = np.empty((n, h_out, w_out, s.groups, mult), dtype=s.dtype)
+    for r0, r1 in _depthwise_blocks(s):
+        y_rows = y[:, r0:r1]                                    # (N, rows, W_out, C, mult)
+        product = np.empty_like(y_rows)
+        for index, (a, b) in enumerate(np.ndindex(*s.geo.kernel)):
+            window = offset_window(padded, s.geo, a, b)[:, r0:r1, :, :, None]
+            np.multiply(window, taps[a, b], out=y_rows if index == 0 else product)
+            if index:
+                y_rows += product
+    return y
 
 
 def _depthwise_backward(s: _ConvSetup, dyl: np.ndarray, input_grad: bool = True):
+    """``dkernel[a, b, c, m] = sum over pixels of window(a, b)[..., c] * dy[..., c, m]``
+    (block by block of output rows); ``dx`` scatters ``dy * kernel[a, b]`` (summed over
+    ``m``) onto each offset's window."""
     n, (h_out, w_out) = s.x.shape[0], s.geo.out_hw
     kh, kw, _, filters = s.kernel.shape
     mult = filters // s.groups
-    k = s.kernel.reshape(kh, kw, s.groups, mult)
+    taps = _depthwise_taps(s)                                   # (kh, kw, W_out, C, mult)
     dy5 = dyl.reshape(n, h_out, w_out, s.groups, mult)          # (N, H_out, W_out, C, mult)
     padded = pad_for_windows(s.x, s.geo, s.mode)
-    dkernel = np.empty((kh, kw, s.groups, mult), dtype=s.dtype)
-    for a in range(kh):
-        for b in range(kw):
-            win = offset_window(padded, s.geo, a, b)            # (N, H_out, W_out, C)
-            dkernel[a, b] = np.einsum("nhwc,nhwcm->cm", win, dy5, optimize=True)
+    dkernel = np.zeros((kh, kw, s.groups, mult), dtype=s.dtype)
+    for r0, r1 in _depthwise_blocks(s):
+        for a, b in np.ndindex(kh, kw):
+            window = offset_window(padded, s.geo, a, b)[:, r0:r1]  # (N, rows, W_out, C)
+            # einsum's own loop (no optimize=): no product array, and no BLAS call that
+            # would multiply every channel with every other
+            dkernel[a, b] += np.einsum("nhwc,nhwcm->cm", window, dy5[:, r0:r1])
+    dkernel = dkernel.reshape(kh, kw, 1, filters)
     if not input_grad:
-        return None, dkernel.reshape(kh, kw, 1, filters)
+        return None, dkernel
+    flipped = _flipped_setup(s, dyl)
+    if flipped is not None:
+        return _depthwise_forward(flipped).reshape(s.x.shape), dkernel
 
     def offset_grad(a, b):
-        if mult == 1:
-            return dy5[..., 0] * k[a, b, :, 0]
-        return np.einsum("nhwcm,cm->nhwc", dy5, k[a, b])
+        grad = dy5 * taps[a, b]                                 # (N, H_out, W_out, C, mult)
+        return grad[..., 0] if mult == 1 else grad.sum(axis=4)
 
     dx = windows_backward(offset_grad, s.geo, s.x.shape, s.dtype, s.mode)
-    return dx, dkernel.reshape(kh, kw, 1, filters)
+    return dx, dkernel
+
+
+def _flipped_setup(s: _ConvSetup, dyl: np.ndarray) -> _ConvSetup | None:
+    """The input gradient of a stride-1 convolution (zero padding, one filter per group) as
+    a convolution: ``dy`` zero-padded by ``d*(k-1) - pad`` on each side, correlated with the
+    kernel turned by 180 degrees, gives back ``(N, H, W, C)``. None where that does not
+    hold (strides, other padding modes, a pad wider than ``d*(k-1)``)."""
+    kh, kw, _, filters = s.kernel.shape
+    (dh, dw), ((top, bottom), (left, right)) = s.geo.dilation, s.geo.pads
+    reach_h, reach_w = dh * (kh - 1), dw * (kw - 1)
+    if (s.geo.strides != (1, 1) or s.mode != "zeros" or filters != s.groups
+            or max(top, bottom) > reach_h or max(left, right) > reach_w):
+        return None
+    pads = ((reach_h - top, reach_h - bottom), (reach_w - left, reach_w - right))
+    geo = window_geometry(dyl.shape[1:3], (kh, kw), 1, pads, (dh, dw))
+    return _ConvSetup(dyl, s.kernel[::-1, ::-1], geo, s.groups, "zeros", s.dtype)
