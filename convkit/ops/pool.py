@@ -91,9 +91,10 @@ def _tiles(arr: np.ndarray, geo: Geometry, writeable: bool = False) -> np.ndarra
 
 def _scatter_offsets(offset_grad, geo: Geometry, x_shape, dtype) -> np.ndarray:
     """Gradient of the input from the gradients of each kernel offset's cells,
-    ``offset_grad(a, b)`` ``(N, H_out, W_out, C)``: :func:`windows_backward`, or for
-    tiling windows, where every cell belongs to one window, each offset's gradient written
-    straight into its cells (nothing to add up)."""
+    ``offset_grad(a, b, out=None)`` ``(N, H_out, W_out, C)``: :func:`windows_backward`, or
+    for tiling windows, where every cell belongs to one window, each offset's gradient
+    written by ``offset_grad`` straight into its cells (``out``, a strided view; nothing to
+    add up)."""
     if not _is_tiling(geo):
         return windows_backward(offset_grad, geo, x_shape, dtype)
     (kh, kw), (h_out, w_out) = geo.kernel, geo.out_hw
@@ -102,7 +103,7 @@ def _scatter_offsets(offset_grad, geo: Geometry, x_shape, dtype) -> np.ndarray:
     dx[:, :h_out * kh, w_out * kw:] = 0
     tiles = _tiles(dx, geo, writeable=True)                      # (N, H_out, kh, W_out, kw, C)
     for a, b in _offsets(geo):
-        tiles[:, :, a, :, b] = offset_grad(a, b)
+        offset_grad(a, b, out=tiles[:, :, a, :, b])
     return dx
 
 
@@ -225,18 +226,26 @@ def max_pool2d_backward(dy, x, pool_size, strides=None, padding="valid", *, dila
     if dx is None:
         _, winner = _max_winners(xl, geo)
         masked = _masking(dyl)
-        dx = _scatter_offsets(lambda a, b: masked(winner == a * geo.kernel[1] + b),
+        kw = geo.kernel[1]
+        dx = _scatter_offsets(lambda a, b, out=None: masked(winner == a * kw + b, out),
                               geo, xl.shape, xl.dtype)
     return from_channels_last(dx, data_format)
 
 
 def _masking(dy: np.ndarray):
-    """The function ``mask -> dy where mask, else 0``: a product by the mask while ``dy`` is
-    finite (several times faster than ``np.where``), ``np.where`` otherwise (``inf * 0``
-    would be NaN)."""
+    """The function ``(mask, out=None) -> dy where mask, else 0`` (into ``out`` if given): a
+    product by the mask while ``dy`` is finite (several times faster than ``np.where``),
+    ``np.where`` otherwise (``inf * 0`` would be NaN)."""
     if np.isfinite(dy).all():
-        return lambda mask: dy * mask
-    return lambda mask: np.where(mask, dy, 0).astype(dy.dtype, copy=False)
+        return lambda mask, out=None: np.multiply(dy, mask, out=out)
+
+    def select(mask, out=None):
+        chosen = np.where(mask, dy, 0).astype(dy.dtype, copy=False)
+        if out is None:
+            return chosen
+        out[...] = chosen
+        return out
+    return select
 
 
 def _max_backward_tiles(dyl: np.ndarray, xl: np.ndarray, geo: Geometry):
@@ -257,7 +266,8 @@ def _max_backward_tiles(dyl: np.ndarray, xl: np.ndarray, geo: Geometry):
         unclaimed ^= hit
         hits[a, b] = hit
     masked = _masking(dyl)
-    return _scatter_offsets(lambda a, b: masked(hits[a, b]), geo, xl.shape, xl.dtype)
+    return _scatter_offsets(lambda a, b, out=None: masked(hits[a, b], out), geo, xl.shape,
+                            xl.dtype)
 
 
 def _check_argmax(where, argmax, dyl: np.ndarray, x_shape) -> np.ndarray:
@@ -284,8 +294,9 @@ def _scatter_argmax(dyl: np.ndarray, argmax: np.ndarray, x_shape, geo=None) -> n
         return fast(dyl, argmax, x_shape, geo)
     if geo is not None:
         masked = _masking(dyl)
-        return _scatter_offsets(lambda a, b: masked(argmax == _offset_flat_index(geo, a, b)),
-                                geo, x_shape, dyl.dtype)
+        return _scatter_offsets(
+            lambda a, b, out=None: masked(argmax == _offset_flat_index(geo, a, b), out),
+            geo, x_shape, dyl.dtype)
     n, h, w, c = x_shape
     dx = np.zeros((n, h * w, c), dtype=dyl.dtype)                 # (N, H*W, C)
     keep = argmax >= 0
@@ -374,7 +385,14 @@ def avg_pool2d_backward(dy, x, pool_size, strides=None, padding="valid", *, ceil
         dx = fast(dyl, geo, xl.shape, bool(count_include_pad))
         return from_channels_last(dx, data_format)
     share = dyl / _divisor(geo, count_include_pad, xl.dtype)    # (N, H_out, W_out, C)
-    dx = _scatter_offsets(lambda a, b: share, geo, xl.shape, xl.dtype)
+
+    def offset_grad(a, b, out=None):      # every cell of a window takes the same share
+        if out is None:
+            return share
+        np.copyto(out, share)
+        return out
+
+    dx = _scatter_offsets(offset_grad, geo, xl.shape, xl.dtype)
     return from_channels_last(dx, data_format)
 
 
