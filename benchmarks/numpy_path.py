@@ -4,6 +4,7 @@ kernels switched off.
     python -m benchmarks.numpy_path                 # every row, 2 threads, one pass
     python -m benchmarks.numpy_path --runs 3        # three passes: medians and ranges
     python -m benchmarks.numpy_path --only pool     # rows whose name contains a word
+    python -m benchmarks.numpy_path --blas-threads 1  # NumPy's BLAS on one thread
 
 The NumPy path is what runs without numba, with ``CONVKIT_ACCEL=0`` or under
 ``convkit.fast.set_backend("numpy")``: the reference ops of :mod:`convkit.ops`, NumPy and
@@ -26,13 +27,16 @@ if __name__ == "__main__":  # threads must be fixed before NumPy loads its BLAS 
     # (PyTorch's 3x3 convolution measured 1.7-2x slower) and from each other; 2^4 cycles
     # makes them sleep almost at once, and convkit's own times drop too.
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
-    _threads = 2
-    for _i, _arg in enumerate(sys.argv):
-        if _arg == "--threads" and _i + 1 < len(sys.argv):
-            _threads = int(sys.argv[_i + 1])
-    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                 "CONVKIT_NUM_THREADS"):
+    _threads = _blas_threads = 2
+    for _i, _arg in enumerate(sys.argv[:-1]):
+        if _arg == "--threads":
+            _threads = _blas_threads = int(sys.argv[_i + 1])
+    for _i, _arg in enumerate(sys.argv[:-1]):
+        if _arg == "--blas-threads":
+            _blas_threads = int(sys.argv[_i + 1])
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CONVKIT_NUM_THREADS"):
         os.environ[_var] = str(_threads)
+    os.environ["OPENBLAS_NUM_THREADS"] = str(_blas_threads)     # NumPy's BLAS only
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -87,12 +91,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.numpy_path", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--blas-threads", type=int, default=None,
+                        help="threads of NumPy's BLAS (default: --threads; PyTorch keeps "
+                             "--threads)")
     parser.add_argument("--only", default=None, help="run workloads whose name contains this")
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--runs", type=int, default=1, help="passes over every row")
     parser.add_argument("--json", default=os.path.join(run.HERE, "results_numpy.json"))
     args = parser.parse_args(argv)
-    run._set_threads(args.threads)
+    blas_threads = args.threads if args.blas_threads is None else args.blas_threads
 
     import convkit
     from convkit.fast import set_backend
@@ -104,11 +111,12 @@ def main(argv=None) -> int:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "python": platform.python_version(), "numpy": np.__version__,
         "torch": getattr(torch, "__version__", None), "threads": args.threads,
+        "numpy_blas_threads": blas_threads,
         "convkit": convkit.__version__,
         "load_average_start": [round(v, 2) for v in os.getloadavg()],
     }
     print(f"convkit {info['convkit']} on the NumPy path | numpy {info['numpy']} | torch "
-          f"{info['torch']} | {args.threads} threads | load average "
+          f"{info['torch']} | {args.threads} threads (NumPy's BLAS {blas_threads}) | load average "
           f"{info['load_average_start']}")
 
     workloads = run.build_workloads(torch, quick=args.quick, only=args.only)
