@@ -65,10 +65,12 @@ def test_tiling_writes_leave_the_cropped_border_zero(shape, pool):
                                   max_pool2d_backward_ref(dy, x, pool))
 
 
+@pytest.mark.parametrize("block_bytes", [1 << 20, 1])         # one block, one row a block
 @pytest.mark.parametrize("pool", [2, 3, (2, 3)])
-def test_tiling_ties_go_to_the_first_maximum(pool):
+def test_tiling_ties_go_to_the_first_maximum(monkeypatch, pool, block_bytes):
     """After a ReLU whole windows are 0: the first cell in row-major window order wins."""
     from convkit.shapes import window_geometry
+    monkeypatch.setattr(pool_module, "BLOCK_BYTES", block_bytes)
     rng = np.random.default_rng(11)
     x = np.maximum(rng.integers(-3, 2, (2, 7, 8, 3)), 0).astype(np.float32)
     geo = window_geometry((7, 8), pool, pool)
@@ -77,3 +79,18 @@ def test_tiling_ties_go_to_the_first_maximum(pool):
     assert dx is not None
     np.testing.assert_array_equal(dx, max_pool2d_backward_ref(dy, x, pool))
     np.testing.assert_array_equal(max_pool2d_backward(dy, x, pool), dx)
+
+
+def test_tiling_nan_in_a_later_block_takes_the_offset_loop(monkeypatch):
+    from convkit.shapes import window_geometry
+    monkeypatch.setattr(pool_module, "BLOCK_BYTES", 1)
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 8, 6, 3)).astype(np.float32)
+    x[1, 7, 5, 2] = x[1, 6, 5, 2] = np.nan                     # the last window row
+    geo = window_geometry((8, 6), 2, 2)
+    dy = rng.standard_normal((2, 4, 3, 3)).astype(np.float32)
+    assert pool_module._max_backward_tiles(dy, x, geo) is None
+    _, winner = pool_module._max_winners(x, geo)
+    want = max_pool2d_backward(dy, x, 2, argmax=pool_module._winner_to_flat(winner, geo))
+    np.testing.assert_array_equal(max_pool2d_backward(dy, x, 2), want)
+    assert want[1, 7, 5, 2] == dy[1, 3, 2, 2]                   # the last NaN takes it
