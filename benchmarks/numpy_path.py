@@ -39,7 +39,6 @@ if __name__ == "__main__":  # threads must be fixed before NumPy loads its BLAS 
     os.environ["OPENBLAS_NUM_THREADS"] = str(_blas_threads)     # NumPy's BLAS only
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
@@ -136,18 +135,8 @@ def main(argv=None) -> int:
     print(f"{within} of {timed} rows within {TARGET_RATIO:g}x of PyTorch | {len(runs)} pass(es) "
           f"| load average at the end {info['load_average_end']} | {elapsed:.0f} s")
 
-    mismatches = [row["workload"] for row in rows if row["mismatch"]]
-    payload = {"info": info, "results": rows, "passes": runs, "elapsed_s": elapsed,
-               "mismatches": mismatches}
-    tmp = args.json + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(payload, fh, indent=2)
-    os.replace(tmp, args.json)
-    print(f"wrote {os.path.relpath(args.json)}")
-    if mismatches:
-        print(f"MISMATCH in {len(mismatches)} row(s): {'; '.join(mismatches)}")
-        return 1
-    return 0
+    return run.write_results(args.json, {"info": info, "results": rows, "passes": runs,
+                                         "elapsed_s": elapsed})
 
 
 if __name__ == "__main__":

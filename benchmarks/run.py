@@ -575,14 +575,20 @@ def main(argv=None) -> int:
 
     elapsed = time.perf_counter() - started
     print(f"finished in {elapsed:.0f} s")
-    mismatches = [row["workload"] for row in results if row.get("mismatch")]
-    payload = {"info": info, "results": results, **extra, "elapsed_s": elapsed,
-               "mismatches": mismatches}
-    tmp = args.json + ".tmp"
+    return write_results(args.json, {"info": info, "results": results, **extra,
+                                     "elapsed_s": elapsed})
+
+
+def write_results(path: str, payload: dict) -> int:
+    """Write ``payload`` (with the names of its mismatched rows added) as JSON, atomically;
+    print the mismatches. Returns the exit status: 1 if any row exceeded its bound."""
+    mismatches = [row["workload"] for row in payload["results"] if row.get("mismatch")]
+    payload = {**payload, "mismatches": mismatches}
+    tmp = path + ".tmp"
     with open(tmp, "w") as fh:
         json.dump(payload, fh, indent=2)
-    os.replace(tmp, args.json)
-    print(f"wrote {os.path.relpath(args.json)}")
+    os.replace(tmp, path)
+    print(f"wrote {os.path.relpath(path)}")
     if mismatches:
         print(f"MISMATCH in {len(mismatches)} row(s): {'; '.join(mismatches)}")
         return 1
