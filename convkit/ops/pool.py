@@ -160,14 +160,23 @@ def max_pool2d(x, pool_size, strides=None, padding="valid", *, dilation_rate=1,
     return from_channels_last(_max_values(xl, geo), data_format)
 
 
-def _max_values(xl: np.ndarray, geo: Geometry) -> np.ndarray:
-    """Each window's maximum, ``(N, H_out, W_out, C)``: one ``np.maximum`` per kernel
-    offset over the whole batch (NaN propagates)."""
+def _max_values(xl: np.ndarray, geo: Geometry, rows: slice = slice(None)) -> np.ndarray:
+    """Each window's maximum, ``(N, H_out, W_out, C)`` (output rows ``rows`` only): one
+    ``np.maximum`` per kernel offset over the whole batch (NaN propagates)."""
     padded = pad_for_windows(xl, geo, "zeros", -np.inf)
-    y = offset_window(padded, geo, 0, 0).copy()
-    for a, b in _offsets(geo)[1:]:
-        np.maximum(y, offset_window(padded, geo, a, b), out=y)
-    return y
+    return _fold_offsets(np.maximum, padded, geo, rows)
+
+
+def _fold_offsets(ufunc, padded: np.ndarray, geo: Geometry, rows: slice = slice(None)):
+    """``ufunc`` (``np.maximum``, ``np.add``) over the windows of every kernel offset, one
+    pass each, into a new ``(N, H_out, W_out, C)`` array."""
+    windows = [offset_window(padded, geo, a, b)[:, rows] for a, b in _offsets(geo)]
+    if len(windows) == 1:
+        return windows[0].copy()
+    result = ufunc(windows[0], windows[1])
+    for window in windows[2:]:
+        ufunc(result, window, out=result)
+    return result
 
 
 def _max_winners(xl: np.ndarray, geo: Geometry):
@@ -268,9 +277,7 @@ def _max_backward_tiles(dyl: np.ndarray, xl: np.ndarray, geo: Geometry):
     dx, dx_cells = _tiling_gradient(geo, xl.shape, xl.dtype)
     finite = bool(np.isfinite(dyl).all())
     for rows in _row_slices(geo, xl):
-        y = cells[:, rows, 0, :, 0].copy()                       # (N, rows, W_out, C)
-        for a, b in _offsets(geo)[1:]:
-            np.maximum(y, cells[:, rows, a, :, b], out=y)
+        y = _max_values(xl, geo, rows)                           # (N, rows, W_out, C)
         if np.isnan(y).any():
             return None
         unclaimed = np.ones(y.shape, dtype=bool)                 # windows without a winner yet
@@ -385,10 +392,7 @@ def avg_pool2d(x, pool_size, strides=None, padding="valid", *, ceil_mode=False,
     fast = dispatch.lookup("avg_pool2d", "forward", xl, geo, bool(count_include_pad))
     if fast is not None:
         return from_channels_last(fast(xl, geo, bool(count_include_pad)), data_format)
-    padded = pad_for_windows(xl, geo, "zeros", 0.0)
-    total = offset_window(padded, geo, 0, 0).copy()
-    for a, b in _offsets(geo)[1:]:
-        total += offset_window(padded, geo, a, b)
+    total = _fold_offsets(np.add, pad_for_windows(xl, geo, "zeros", 0.0), geo)
     if _is_tiling(geo):
         total /= xl.dtype.type(geo.kernel[0] * geo.kernel[1])
     else:
