@@ -330,9 +330,13 @@ def _scatter_argmax(dyl: np.ndarray, argmax: np.ndarray, x_shape, geo=None) -> n
         return fast(dyl, argmax, x_shape, geo)
     if geo is not None:
         masked = _masking(dyl)
-        return _scatter_offsets(
-            lambda a, b, out=None: masked(argmax == _offset_flat_index(geo, a, b), out),
-            geo, x_shape, dyl.dtype)
+        channels = (1, *geo.out_hw, x_shape[3])
+
+        def offset_grad(a, b, out=None):
+            # the index repeated over the channels: the compare runs along whole rows
+            index = np.broadcast_to(_offset_flat_index(geo, a, b), channels).copy()
+            return masked(argmax == index, out)                 # (N, H_out, W_out, C)
+        return _scatter_offsets(offset_grad, geo, x_shape, dyl.dtype)
     n, h, w, c = x_shape
     dx = np.zeros((n, h * w, c), dtype=dyl.dtype)                 # (N, H*W, C)
     keep = argmax >= 0
@@ -418,6 +422,10 @@ def avg_pool2d_backward(dy, x, pool_size, strides=None, padding="valid", *, ceil
         dx = fast(dyl, geo, xl.shape, bool(count_include_pad))
         return from_channels_last(dx, data_format)
     share = dyl / _divisor(geo, count_include_pad, xl.dtype)    # (N, H_out, W_out, C)
+    if _is_tiling(geo):             # one copy: every cell of a window takes its share
+        dx, cells = _tiling_gradient(geo, xl.shape, xl.dtype)   # cells (N, Ho, kh, Wo, kw, C)
+        np.copyto(cells, share[:, :, None, :, None, :])
+        return from_channels_last(dx, data_format)
 
     def offset_grad(a, b, out=None):      # every cell of a window takes the same share
         if out is None:
