@@ -17,7 +17,10 @@ product over groups); the matrix is built for a few output rows at a time so it 
 cache. Backward: ``dkernel = columns^T @ dy``; ``dx`` is the adjoint of the window view, one
 GEMM ``dy @ kernel[a, b]^T`` per kernel offset added onto a strided slice, then the adjoint
 of the padding. 1x1 stride-1 kernels are a plain matrix product; depthwise kernels (one
-input channel per group) a multiply-add per kernel offset.
+input channel per group) a multiply-add per kernel offset, whose stride-1 input gradient is
+the same multiply-adds over ``dy`` with the kernel turned by 180 degrees::
+
+    dx = depthwise(dy zero-padded by d*(k-1) - pad on each side, kernel[::-1, ::-1])
 
 This NumPy code is the reference. Each op first asks the dispatch table
 (:mod:`convkit.fast.dispatch`) for a fast path for its shapes and dtype -- Winograd,

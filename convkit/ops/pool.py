@@ -3,6 +3,9 @@
 Windowed pooling reads the same strided windows as convolution
 (:mod:`convkit.ops.windows`) and reduces each over its ``kh x kw`` cells; the reductions
 loop over the kernel offsets, each step touching one strided slice ``(N, H_out, W_out, C)``.
+Windows that tile the input (stride = pool size, no padding or dilation) are a view
+``(N, H_out, kh, W_out, kw, C)`` of it, so their gradients are written straight into each
+offset's cells instead of added up.
 
 Shapes (channels_last; channels_first is ``(N, C, H, W)`` in and out)::
 
