@@ -48,10 +48,11 @@ __all__ = ["conv2d", "conv2d_backward", "conv2d_relu", "conv2d_relu_backward", "
 
 #: below this many input channels per group, the input gradient is accumulated channel-major
 SMALL_CHANNELS = 16
-#: im2col columns are built in blocks of output rows of about this many bytes (the size
-#: of a core's L2 cache: 1 MiB against 8 MiB, 47 -> 36 ms for the 7x7 seed convolution and
-#: 27 -> 23 ms for a 3x3 64 -> 64 one at 8x56x56, one thread; see benchmarks/README.md)
-BLOCK_BYTES = 1 << 20
+#: im2col columns are built in blocks of output rows of about this many bytes, about a
+#: core's L2 cache (against 8 MiB, one thread: 47 -> 34 ms for the 7x7 seed convolution and
+#: 27 -> 22 ms for a 3x3 64 -> 64 one at 8x56x56; 1 MiB was as fast on one thread but gave
+#: the products too few rows for two BLAS threads: 27-33 against 24-27 ms for the 3x3)
+BLOCK_BYTES = 1 << 21
 
 
 @dataclass
