@@ -349,6 +349,54 @@ def train_step_workloads(torch, rng, repeats=7):
     return out
 
 
+# --------------------------------------------------------------------------- the table
+def build_workloads(torch, quick: bool = False, only: str | None = None) -> list[Workload]:
+    """Every row of the table (those whose name contains ``only``), built under the current
+    backend (:func:`convkit.fast.set_backend`); the same seed gives the same data."""
+    rng = np.random.default_rng(0)
+    reps = 3 if quick else 11
+    workloads: list[Workload] = []
+    builders = [
+        lambda: conv_workloads(torch, rng, "seed 7x7 conv+relu, 2x427x640x3->2 same",
+                               2, 427, 640, 3, 2, 7, 1, "same", activation="relu",
+                               backward=False, repeats=reps),
+        lambda: train_step_workloads(torch, rng, repeats=reps),
+        lambda: conv_workloads(torch, rng, "conv3x3 8x56x56x64->64 same", 8, 56, 56, 64, 64,
+                               3, 1, "same", repeats=reps),
+        lambda: conv_workloads(torch, rng, "conv3x3 s2 8x56x56x64->128 pad 1", 8, 56, 56, 64,
+                               128, 3, 2, 1, repeats=reps),
+        lambda: conv_workloads(torch, rng, "conv1x1 8x56x56x64->128", 8, 56, 56, 64, 128, 1,
+                               1, "valid", repeats=reps),
+        lambda: conv_workloads(torch, rng, "depthwise3x3 8x56x56x128 same", 8, 56, 56, 128,
+                               128, 3, 1, "same", groups=128, repeats=reps),
+        lambda: pool_workloads(torch, rng, repeats=reps + 2),
+    ]
+    for build in builders:
+        try:
+            rows = build()
+        except Exception as exc:  # a missing feature should not hide the other rows
+            print(f"  (workload skipped: {type(exc).__name__}: {exc})")
+            continue
+        workloads.extend(w for w in rows if not only or only in w.name)
+    return workloads
+
+
+def time_workloads(workloads: list[Workload], quick: bool = False) -> list[dict]:
+    """Each row timed against PyTorch (interleaved medians) and its results compared."""
+    results = []
+    for wl in workloads:
+        t_ck, t_torch = interleaved(wl.ck_fn, wl.torch_fn, wl.repeats,
+                                    min_seconds=0.0 if quick else MIN_TIMED_SECONDS)
+        gflops = wl.flops / t_ck / 1e9 if wl.flops else None
+        err = rel_err(*wl.results) if wl.results is not None else None
+        results.append({"workload": wl.name, "convkit_ms": t_ck * 1e3,
+                        "torch_ms": t_torch * 1e3 if t_torch else None,
+                        "ratio": t_ck / t_torch if t_torch else None,
+                        "gflops": gflops, "rel_err": err, "rel_err_bound": wl.bound,
+                        "mismatch": bool(err is not None and not err <= wl.bound)})
+    return results
+
+
 # --------------------------------------------------------------------------- subprocess rows
 def _child(code: str) -> dict:
     env = dict(os.environ)
@@ -430,43 +478,8 @@ def main(argv=None) -> int:
           f"torch {info['torch']} | {args.threads} threads | float32 GEMM peak at start "
           f"{peak:.1f} GFLOP/s | load average {info['load_average']}")
 
-    rng = np.random.default_rng(0)
-    reps = 3 if args.quick else 11
-    workloads: list[Workload] = []
-    builders = [
-        lambda: conv_workloads(torch, rng, "seed 7x7 conv+relu, 2x427x640x3->2 same",
-                               2, 427, 640, 3, 2, 7, 1, "same", activation="relu",
-                               backward=False, repeats=reps),
-        lambda: train_step_workloads(torch, rng, repeats=reps),
-        lambda: conv_workloads(torch, rng, "conv3x3 8x56x56x64->64 same", 8, 56, 56, 64, 64,
-                               3, 1, "same", repeats=reps),
-        lambda: conv_workloads(torch, rng, "conv3x3 s2 8x56x56x64->128 pad 1", 8, 56, 56, 64,
-                               128, 3, 2, 1, repeats=reps),
-        lambda: conv_workloads(torch, rng, "conv1x1 8x56x56x64->128", 8, 56, 56, 64, 128, 1,
-                               1, "valid", repeats=reps),
-        lambda: conv_workloads(torch, rng, "depthwise3x3 8x56x56x128 same", 8, 56, 56, 128,
-                               128, 3, 1, "same", groups=128, repeats=reps),
-        lambda: pool_workloads(torch, rng, repeats=reps + 2),
-    ]
-    for build in builders:
-        try:
-            rows = build()
-        except Exception as exc:  # a missing feature should not hide the other rows
-            print(f"  (workload skipped: {type(exc).__name__}: {exc})")
-            continue
-        workloads.extend(w for w in rows if not args.only or args.only in w.name)
-
-    results = []
-    for wl in workloads:
-        t_ck, t_torch = interleaved(wl.ck_fn, wl.torch_fn, wl.repeats,
-                                    min_seconds=0.0 if args.quick else MIN_TIMED_SECONDS)
-        gflops = wl.flops / t_ck / 1e9 if wl.flops else None
-        err = rel_err(*wl.results) if wl.results is not None else None
-        results.append({"workload": wl.name, "convkit_ms": t_ck * 1e3,
-                        "torch_ms": t_torch * 1e3 if t_torch else None,
-                        "ratio": t_ck / t_torch if t_torch else None,
-                        "gflops": gflops, "rel_err": err, "rel_err_bound": wl.bound,
-                        "mismatch": bool(err is not None and not err <= wl.bound)})
+    workloads = build_workloads(torch, quick=args.quick, only=args.only)
+    results = time_workloads(workloads, quick=args.quick)
     # the cores are shared with other work: the peak is measured again after the timed
     # workloads and the better of the two is the reference for %peak
     peak = max(peak, gemm_peak())
@@ -562,14 +575,20 @@ def main(argv=None) -> int:
 
     elapsed = time.perf_counter() - started
     print(f"finished in {elapsed:.0f} s")
-    mismatches = [row["workload"] for row in results if row.get("mismatch")]
-    payload = {"info": info, "results": results, **extra, "elapsed_s": elapsed,
-               "mismatches": mismatches}
-    tmp = args.json + ".tmp"
+    return write_results(args.json, {"info": info, "results": results, **extra,
+                                     "elapsed_s": elapsed})
+
+
+def write_results(path: str, payload: dict) -> int:
+    """Write ``payload`` (with the names of its mismatched rows added) as JSON, atomically;
+    print the mismatches. Returns the exit status: 1 if any row exceeded its bound."""
+    mismatches = [row["workload"] for row in payload["results"] if row.get("mismatch")]
+    payload = {**payload, "mismatches": mismatches}
+    tmp = path + ".tmp"
     with open(tmp, "w") as fh:
         json.dump(payload, fh, indent=2)
-    os.replace(tmp, args.json)
-    print(f"wrote {os.path.relpath(args.json)}")
+    os.replace(tmp, path)
+    print(f"wrote {os.path.relpath(path)}")
     if mismatches:
         print(f"MISMATCH in {len(mismatches)} row(s): {'; '.join(mismatches)}")
         return 1

@@ -17,7 +17,10 @@ product over groups); the matrix is built for a few output rows at a time so it 
 cache. Backward: ``dkernel = columns^T @ dy``; ``dx`` is the adjoint of the window view, one
 GEMM ``dy @ kernel[a, b]^T`` per kernel offset added onto a strided slice, then the adjoint
 of the padding. 1x1 stride-1 kernels are a plain matrix product; depthwise kernels (one
-input channel per group) a multiply-add per kernel offset.
+input channel per group) a multiply-add per kernel offset, whose stride-1 input gradient is
+the same multiply-adds over ``dy`` with the kernel turned by 180 degrees::
+
+    dx = depthwise(dy zero-padded by d*(k-1) - pad on each side, kernel[::-1, ::-1])
 
 This NumPy code is the reference. Each op first asks the dispatch table
 (:mod:`convkit.fast.dispatch`) for a fast path for its shapes and dtype -- Winograd,
@@ -45,8 +48,11 @@ __all__ = ["conv2d", "conv2d_backward", "conv2d_relu", "conv2d_relu_backward", "
 
 #: below this many input channels per group, the input gradient is accumulated channel-major
 SMALL_CHANNELS = 16
-#: im2col columns are built in blocks of output rows of about this many bytes
-BLOCK_BYTES = 1 << 23
+#: im2col columns are built in blocks of output rows of about this many bytes, about a
+#: core's L2 cache (against 8 MiB, one thread: 47 -> 34 ms for the 7x7 seed convolution and
+#: 27 -> 22 ms for a 3x3 64 -> 64 one at 8x56x56; 1 MiB was as fast on one thread but gave
+#: the products too few rows for two BLAS threads: 27-33 against 24-27 ms for the 3x3)
+BLOCK_BYTES = 1 << 21
 
 
 @dataclass
@@ -100,16 +106,17 @@ def _is_pointwise(s: _ConvSetup) -> bool:
             and s.geo.pads == ((0, 0), (0, 0)) and s.groups == 1)
 
 
-def _row_blocks(s: _ConvSetup) -> list[tuple[int, int]]:
-    """Output-row ranges whose im2col columns take about ``BLOCK_BYTES`` each.
+def _row_blocks(s: _ConvSetup, row_bytes: int | None = None) -> list[tuple[int, int]]:
+    """Output-row ranges of about ``BLOCK_BYTES`` each, by default of im2col columns.
 
     Building the columns block by block keeps them in cache between the copy and the
     matrix product and reuses one buffer, instead of writing an array ``kh*kw`` times the
-    size of the input.
+    size of the input. ``row_bytes``: the bytes one output row (all images) takes instead.
     """
     h_out, w_out = s.geo.out_hw
-    row_bytes = s.x.shape[0] * w_out * s.kernel[..., 0].size * s.groups * s.dtype.itemsize
-    rows = max(1, BLOCK_BYTES // row_bytes)
+    if row_bytes is None:
+        row_bytes = s.x.shape[0] * w_out * s.kernel[..., 0].size * s.groups * s.dtype.itemsize
+    rows = max(1, BLOCK_BYTES // max(1, row_bytes))
     return [(r, min(r + rows, h_out)) for r in range(0, h_out, rows)]
 
 
@@ -212,8 +219,6 @@ def _conv2d(where, x, kernel, bias, strides, padding, dilation_rate, groups, pad
         y = x2d @ s.kernel.reshape(s.kernel.shape[2], filters)    # (M, F)
     elif s.kernel.shape[2] == 1 and s.groups > 1:
         y = _depthwise_forward(s)                                  # (N, H_out, W_out, F)
-    elif s.groups == 1 and s.kernel.shape[2] * filters <= FEW_CHANNEL_PAIRS:
-        y = _few_channels_forward(s)                               # (N, H_out, W_out, F)
     else:
         padded = pad_for_windows(s.x, s.geo, s.mode)
         kernel_g = _grouped_kernel(s)                              # (G, kh*kw*C_g, F_g)
@@ -358,62 +363,88 @@ def _conv2d_backward(where, dy, x, kernel, relu_y, strides, padding, dilation_ra
     return dx, dkernel, dbias
 
 
-# ---------------------------------------------------------------- few channels
-#: ungrouped convolutions with at most this many ``C_in * filters`` pairs are summed over
-#: the kernel offsets instead of through im2col columns, whose ``kh*kw*C_in`` values per
-#: pixel would be mostly copying (a 7x7 kernel, 3 -> 2 channels on 2x427x640 images:
-#: 64 against 165 ms)
-FEW_CHANNEL_PAIRS = 16
-
-
-def _few_channels_forward(s: _ConvSetup) -> np.ndarray:
-    """``y = sum over offsets (a, b) of window(a, b) @ kernel[a, b]``: one small product
-    ``(N, H_out, W_out, C_in) @ (C_in, F)`` per kernel offset, no columns."""
-    n, (h_out, w_out) = s.x.shape[0], s.geo.out_hw
+# ---------------------------------------------------------------- depthwise
+# With one input channel per group the "matrix" products are G tiny ones; a multiply-add
+# per kernel offset over the whole batch is faster and just as clear. Two things keep it
+# fast: each tap of the kernel is repeated along a whole output row, ``(W_out, C, mult)``,
+# so a multiply runs over rows of ``W_out*C*mult`` values (with a tap of only ``C`` values
+# NumPy's inner loop would restart every ``C``); and the output is built a block of rows at
+# a time (``BLOCK_BYTES``), so the nine passes over it stay in cache.
+def _depthwise_taps(s: _ConvSetup) -> np.ndarray:
+    """The kernel ``(kh, kw, 1, C*mult)`` as ``(kh, kw, W_out, C, mult)``: each tap
+    repeated along an output row."""
     kh, kw, _, filters = s.kernel.shape
+    taps = s.kernel.reshape(kh, kw, 1, s.groups, filters // s.groups)
+    return np.ascontiguousarray(np.broadcast_to(taps, (kh, kw, s.geo.out_hw[1], *taps.shape[3:])))
+
+
+def _depthwise_blocks(s: _ConvSetup) -> list[tuple[int, int]]:
+    n, w_out, filters = s.x.shape[0], s.geo.out_hw[1], s.kernel.shape[3]
+    return _row_blocks(s, row_bytes=n * w_out * filters * s.dtype.itemsize)
+
+
+def _depthwise_forward(s: _ConvSetup) -> np.ndarray:
+    """``y[..., c, m] = sum over offsets (a, b) of window(a, b)[..., c] * kernel[a, b, c, m]``,
+    ``(N, H_out, W_out, C, mult)``."""
+    n, (h_out, w_out) = s.x.shape[0], s.geo.out_hw
+    mult = s.kernel.shape[3] // s.groups                        # depth multiplier
+    taps = _depthwise_taps(s)                                   # (kh, kw, W_out, C, mult)
     padded = pad_for_windows(s.x, s.geo, s.mode)
-    y = np.zeros((n, h_out, w_out, filters), dtype=s.dtype)
-    for a in range(kh):
-        for b in range(kw):
-            y += offset_window(padded, s.geo, a, b) @ s.kernel[a, b]   # (N, Ho, Wo, F)
+    y = np.empty((n, h_out, w_out, s.groups, mult), dtype=s.dtype)
+    for r0, r1 in _depthwise_blocks(s):
+        y_rows = y[:, r0:r1]                                    # (N, rows, W_out, C, mult)
+        product = np.empty_like(y_rows)
+        for index, (a, b) in enumerate(np.ndindex(*s.geo.kernel)):
+            window = offset_window(padded, s.geo, a, b)[:, r0:r1, :, :, None]
+            np.multiply(window, taps[a, b], out=y_rows if index == 0 else product)
+            if index:
+                y_rows += product
     return y
 
 
-# ---------------------------------------------------------------- depthwise
-# With one input channel per group the "matrix" products are G tiny ones; a multiply-add
-# per kernel offset over the whole batch is faster and just as clear.
-def _depthwise_forward(s: _ConvSetup) -> np.ndarray:
-    n, (h_out, w_out) = s.x.shape[0], s.geo.out_hw
-    kh, kw, _, filters = s.kernel.shape
-    mult = filters // s.groups                                  # depth multiplier
-    k = s.kernel.reshape(kh, kw, s.groups, mult)                # (kh, kw, C, mult)
-    padded = pad_for_windows(s.x, s.geo, s.mode)
-    y = np.zeros((n, h_out, w_out, s.groups, mult), dtype=s.dtype)
-    for a in range(kh):
-        for b in range(kw):
-            y += offset_window(padded, s.geo, a, b)[..., None] * k[a, b]
-    return y                                                    # (N, H_out, W_out, C, mult)
-
-
 def _depthwise_backward(s: _ConvSetup, dyl: np.ndarray, input_grad: bool = True):
+    """``dkernel[a, b, c, m] = sum over pixels of window(a, b)[..., c] * dy[..., c, m]``
+    (block by block of output rows); ``dx`` scatters ``dy * kernel[a, b]`` (summed over
+    ``m``) onto each offset's window."""
     n, (h_out, w_out) = s.x.shape[0], s.geo.out_hw
     kh, kw, _, filters = s.kernel.shape
     mult = filters // s.groups
-    k = s.kernel.reshape(kh, kw, s.groups, mult)
+    taps = _depthwise_taps(s)                                   # (kh, kw, W_out, C, mult)
     dy5 = dyl.reshape(n, h_out, w_out, s.groups, mult)          # (N, H_out, W_out, C, mult)
     padded = pad_for_windows(s.x, s.geo, s.mode)
-    dkernel = np.empty((kh, kw, s.groups, mult), dtype=s.dtype)
-    for a in range(kh):
-        for b in range(kw):
-            win = offset_window(padded, s.geo, a, b)            # (N, H_out, W_out, C)
-            dkernel[a, b] = np.einsum("nhwc,nhwcm->cm", win, dy5, optimize=True)
+    dkernel = np.zeros((kh, kw, s.groups, mult), dtype=s.dtype)
+    for r0, r1 in _depthwise_blocks(s):
+        for a, b in np.ndindex(kh, kw):
+            window = offset_window(padded, s.geo, a, b)[:, r0:r1]  # (N, rows, W_out, C)
+            # einsum's own loop (no optimize=): no product array, and no BLAS call that
+            # would multiply every channel with every other
+            dkernel[a, b] += np.einsum("nhwc,nhwcm->cm", window, dy5[:, r0:r1])
+    dkernel = dkernel.reshape(kh, kw, 1, filters)
     if not input_grad:
-        return None, dkernel.reshape(kh, kw, 1, filters)
+        return None, dkernel
+    flipped = _flipped_setup(s, dyl)
+    if flipped is not None:
+        return _depthwise_forward(flipped).reshape(s.x.shape), dkernel
 
     def offset_grad(a, b):
-        if mult == 1:
-            return dy5[..., 0] * k[a, b, :, 0]
-        return np.einsum("nhwcm,cm->nhwc", dy5, k[a, b])
+        grad = dy5 * taps[a, b]                                 # (N, H_out, W_out, C, mult)
+        return grad[..., 0] if mult == 1 else grad.sum(axis=4)
 
     dx = windows_backward(offset_grad, s.geo, s.x.shape, s.dtype, s.mode)
-    return dx, dkernel.reshape(kh, kw, 1, filters)
+    return dx, dkernel
+
+
+def _flipped_setup(s: _ConvSetup, dyl: np.ndarray) -> _ConvSetup | None:
+    """The input gradient of a stride-1 convolution (zero padding, one filter per group) as
+    a convolution: ``dy`` zero-padded by ``d*(k-1) - pad`` on each side, correlated with the
+    kernel turned by 180 degrees, gives back ``(N, H, W, C)``. None where that does not
+    hold (strides, other padding modes, a pad wider than ``d*(k-1)``)."""
+    kh, kw, _, filters = s.kernel.shape
+    (dh, dw), ((top, bottom), (left, right)) = s.geo.dilation, s.geo.pads
+    reach_h, reach_w = dh * (kh - 1), dw * (kw - 1)
+    if (s.geo.strides != (1, 1) or s.mode != "zeros" or filters != s.groups
+            or max(top, bottom) > reach_h or max(left, right) > reach_w):
+        return None
+    pads = ((reach_h - top, reach_h - bottom), (reach_w - left, reach_w - right))
+    geo = window_geometry(dyl.shape[1:3], (kh, kw), 1, pads, (dh, dw))
+    return _ConvSetup(dyl, s.kernel[::-1, ::-1], geo, s.groups, "zeros", s.dtype)

@@ -299,20 +299,3 @@ def test_error_backward_dy_shape():
 
 def test_public_names():
     assert ck.ops.conv2d is conv2d and ck.ops.conv2d_backward is conv2d_backward
-
-
-@pytest.mark.parametrize("strides, padding, dilation", [(1, "same", 1), (2, "valid", 1),
-                                                         ((1, 2), 2, 2)])
-def test_few_channel_offsets_match_the_columns(rng, monkeypatch, strides, padding, dilation):
-    """The NumPy forward over kernel offsets (few channel pairs) against its im2col path."""
-    from convkit import fast
-    from convkit.ops import conv
-    x = rng.standard_normal((2, 11, 12, 3))
-    k = rng.standard_normal((5, 5, 3, 2))
-    b = rng.standard_normal(2)
-    kwargs = dict(strides=strides, padding=padding, dilation_rate=dilation)
-    with fast.use_backend("numpy"):
-        got = conv.conv2d(x, k, b, **kwargs)
-        monkeypatch.setattr(conv, "FEW_CHANNEL_PAIRS", 0)           # the columns instead
-        want = conv.conv2d(x, k, b, **kwargs)
-    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)

@@ -121,8 +121,9 @@ def test_layer_backward_after_an_inference_forward(rng):
 
 @pytest.mark.parametrize("pool", [2, 3, (2, 3)])
 def test_tiling_backward_matches_the_winners_of_the_offset_loop(rng, pool):
-    """The NumPy path's one-argmax backward for tiling windows (ties, NaNs, a cropped
-    border) against the offset loop's winners scattered by the argmax path."""
+    """The NumPy path's backward for tiling windows (ties, NaNs, a cropped border: the
+    offset loop's winners decide) and without them against the offset loop's winners
+    scattered by the argmax path."""
     from convkit.ops import pool as pool_module
     from convkit.shapes import window_geometry
     x = rng.integers(0, 3, (2, 7, 8, 3)).astype(np.float32)
@@ -132,4 +133,10 @@ def test_tiling_backward_matches_the_winners_of_the_offset_loop(rng, pool):
     argmax = pool_module._winner_to_flat(winner, geo)
     dy = rng.standard_normal((2, *geo.out_hw, 3)).astype(np.float32)
     want = max_pool2d_backward(dy, x, pool, argmax=argmax)
-    np.testing.assert_array_equal(pool_module._max_backward_tiles(dy, x, geo), want)
+    np.testing.assert_array_equal(max_pool2d_backward(dy, x, pool), want)
+    distinct = rng.permutation(x.size).reshape(x.shape).astype(np.float32)   # no ties, no NaN
+    _, winner = pool_module._max_winners(distinct, geo)
+    want = max_pool2d_backward(dy, distinct, pool,
+                               argmax=pool_module._winner_to_flat(winner, geo))
+    assert pool_module._max_backward_tiles(dy, distinct, geo) is not None
+    np.testing.assert_array_equal(max_pool2d_backward(dy, distinct, pool), want)
