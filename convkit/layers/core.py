@@ -166,12 +166,12 @@ class Dense(Layer):
         return y
 
     def _small_forward(self, x: np.ndarray):
-        """Inference on a few rows (a batch-1 ``predict``): one plain product, the checks
-        run once per input shape. ``None`` for a product big enough for the threaded one
-        (the usual path then runs); the same numbers either way."""
-        from ..fast.runtime.threads import TINY_PRODUCT
+        """Inference on a few rows (a ``predict`` of one image or a few dozen): one plain
+        product, the checks run once per input shape. ``None`` for a product big enough for
+        the threaded one (the usual path then runs); the same numbers either way."""
+        from ..fast.runtime.threads import THREADED_PRODUCT
         kernel = self._weight("kernel")
-        if x.dtype != kernel.dtype or x.shape[0] * kernel.size >= TINY_PRODUCT:
+        if x.dtype != kernel.dtype or x.shape[0] * kernel.size >= THREADED_PRODUCT:
             return None
         self._check_once((x.shape, x.dtype), lambda: self._check_shape(self._input(x).shape))
         z = x @ kernel

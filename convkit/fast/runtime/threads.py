@@ -350,9 +350,14 @@ def run_chunks(fn, total: int, threads: int | None = None, single_blas: bool = T
             raise errors[0]
 
 
+#: products of fewer multiply-adds than this run on one thread (the threads' hand-offs cost
+#: more than they save)
+THREADED_PRODUCT = 1 << 22
+
+
 def _gemm_threads(rows: int, work: int) -> int:
     """Threads for a product: one unless BLAS can be limited and there is enough work."""
-    if not can_limit_blas() or work < 2 ** 22:
+    if not can_limit_blas() or work < THREADED_PRODUCT:
         return 1
     return min(num_threads(), rows)
 
