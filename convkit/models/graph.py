@@ -37,7 +37,7 @@ import numpy as np
 
 from ..errors import ConvkitError, ShapeError
 from ..layers.base import SymbolicTensor, _is_symbolic, unique_name
-from .training import Trainer
+from .training import Trainer, _inference_context
 
 __all__ = ["Model"]
 
@@ -442,7 +442,11 @@ class Model(Trainer):
         if _is_symbolic(x):
             return self._call_symbolic(x, training)
         xs = self._prepare_inputs(x, f"{self._kind()} {self.name!r}")
-        outputs = self._forward(xs, training=bool(training))
+        if training or len(xs[0]) == 1:
+            outputs = self._forward(xs, training=bool(training))
+        else:
+            with _inference_context():
+                outputs = self._forward(xs, training=False)
         return outputs[0] if len(outputs) == 1 else outputs
 
     def backward(self, dy):

@@ -121,6 +121,52 @@ def test_worker_spin_time_from_the_environment(monkeypatch):
     assert _threads._spin_plan() is None and _threads._spin is None
 
 
+def test_spinning_blocks_turn_the_spin_on_inside_only(monkeypatch):
+    monkeypatch.delenv("CONVKIT_SPIN_US", raising=False)
+    assert _threads._spin_plan() is None
+    with spin.spinning(150):
+        assert spin.worker_spin_us() == 150.0
+        plan = _threads._spin_plan()
+        assert (plan is not None) == spin.usable()
+        with spin.spinning(0):                         # nested: the inner block wins
+            assert _threads._spin_plan() is None
+        assert (_threads._spin_plan() is not None) == spin.usable()
+        monkeypatch.setenv("CONVKIT_SPIN_US", "0")     # the environment wins
+        assert _threads._spin_plan() is None
+        monkeypatch.delenv("CONVKIT_SPIN_US")
+    assert spin.worker_spin_us() == 0.0 and _threads._spin_plan() is None
+    with pytest.raises(RuntimeError):
+        with spin.spinning(100):
+            raise RuntimeError("left by an exception")
+    assert _threads._spin_plan() is None
+
+
+def test_inference_spins_and_training_does_not(monkeypatch):
+    """predict and model(x) on a batch keep the pool awake between layers; a training step
+    does not (its pooling rows slowed other libraries' threads in the benchmark)."""
+    import convkit as ck
+    from convkit.models import training
+    monkeypatch.delenv("CONVKIT_SPIN_US", raising=False)
+    seen = []
+    real = spin.spinning
+
+    def spy(us):
+        seen.append(us)
+        return real(us)
+    monkeypatch.setattr(spin, "spinning", spy)
+    L = ck.layers
+    model = ck.Sequential([L.Input((8, 8, 1)), L.Conv2D(16, 3, activation="relu"),
+                           L.Flatten(), L.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.ones((4, 8, 8, 1), np.float32)
+    model.fit(x, np.zeros((4, 2), np.float32), epochs=1, verbose=0)
+    assert seen == []
+    model.predict(x, verbose=0)
+    model(x)
+    assert seen == [training.INFERENCE_SPIN_US] * 2
+    assert _threads._spin_plan() is None
+
+
 @pytest.mark.parametrize("spin_us", ["0", "100", "1"])
 def test_back_to_back_calls_cover_every_row_once(monkeypatch, spin_us):
     # many calls in a row, with and without spinning, and with a spin so short that the

@@ -38,6 +38,7 @@ False True
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sys
@@ -49,7 +50,7 @@ from . import backend, threads
 from .backend import available, jit
 
 __all__ = ["usable", "wait_flag", "signal_then_wait", "rounds_for", "worker_spin_us",
-           "current_plan", "CALLER_SPIN_US", "PAUSES"]
+           "current_plan", "spinning", "CALLER_SPIN_US", "PAUSES"]
 
 #: ``pause`` instructions between two ``sched_yield`` calls: one round of the waiting loop
 PAUSES = 32
@@ -186,13 +187,38 @@ def rounds_for(microseconds: float) -> int:
     return max(1, int(round(microseconds * _rounds_per_us)))
 
 
+_scoped_us = None         # the spin of the innermost spinning() block, or None
+
+
+@contextlib.contextmanager
+def spinning(microseconds: float):
+    """Inside the block, pool threads watch for their next task for ``microseconds`` after
+    each chunk (unless ``CONVKIT_SPIN_US`` is set: it wins), then sleep as usual. For a run
+    of parallel calls in quick succession whose hand-offs would otherwise each wake a
+    sleeping thread: a model's inference, layer after layer (MNIST convnet, batch 32, idle
+    machine: 1.26 -> 1.08 ms). Outside such blocks nothing spins, so the pool never holds a
+    core that another library's threads are waiting for.
+
+    >>> with spinning(200):
+    ...     worker_spin_us() == 200 or "CONVKIT_SPIN_US" in os.environ
+    True
+    """
+    global _scoped_us
+    previous = _scoped_us
+    _scoped_us = float(microseconds)
+    try:
+        yield
+    finally:
+        _scoped_us = previous
+
+
 def worker_spin_us() -> float:
     """How long a pool thread watches for its next task before sleeping:
-    ``CONVKIT_SPIN_US`` microseconds if set, else :data:`DEFAULT_WORKER_SPIN_US` (0: no
-    spinning at all, on either side)."""
+    ``CONVKIT_SPIN_US`` microseconds if set, else the time of the current :func:`spinning`
+    block, else :data:`DEFAULT_WORKER_SPIN_US` (0: no spinning at all, on either side)."""
     value = os.environ.get("CONVKIT_SPIN_US", "").strip()
     if not value:
-        return DEFAULT_WORKER_SPIN_US
+        return DEFAULT_WORKER_SPIN_US if _scoped_us is None else _scoped_us
     try:
         return max(0.0, float(value))
     except ValueError:
@@ -219,7 +245,7 @@ def current_plan():
     numba), remade when either changes. With spinning off (the default) this costs one
     environment lookup. The thread pool asks it before each parallel call."""
     global _plan, _plan_key, _no_spin_setting
-    setting = os.environ.get("CONVKIT_SPIN_US", "")
+    setting = (os.environ.get("CONVKIT_SPIN_US", ""), _scoped_us)
     if setting == _no_spin_setting:
         _plan = _plan_key = None
         return None
