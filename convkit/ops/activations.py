@@ -44,13 +44,21 @@ import numpy as np
 
 from ..errors import ConvkitError
 
-try:  # exact erf; SciPy is optional
-    from scipy.special import erf as _erf
-except ImportError:  # pragma: no cover - exercised only without SciPy
-    _erf_scalar = np.vectorize(math.erf, otypes=[np.float64])
+_erf_function = None     # SciPy's erf, or math.erf vectorised; chosen on the first GELU
 
-    def _erf(x):
-        return _erf_scalar(x).astype(x.dtype, copy=False)
+
+def _erf(x):
+    """The exact error function, element-wise: SciPy's when installed (imported on first use:
+    ``scipy.special`` takes ~0.2 s to import, more than the rest of convkit), else
+    ``math.erf`` over the elements."""
+    global _erf_function
+    if _erf_function is None:
+        try:
+            from scipy.special import erf as _erf_function
+        except ImportError:  # pragma: no cover - exercised only without SciPy
+            scalar = np.vectorize(math.erf, otypes=[np.float64])
+            _erf_function = lambda v: scalar(v).astype(v.dtype, copy=False)  # noqa: E731
+    return _erf_function(x)
 
 __all__ = ["Activation", "get", "ACTIVATIONS", "linear", "relu", "relu6",
            "leaky_relu", "elu", "selu", "gelu", "sigmoid", "hard_sigmoid", "swish", "silu",
