@@ -143,3 +143,25 @@ def test_switch_read_from_the_environment_each_time(monkeypatch):
     monkeypatch.delenv("CONVKIT_BACKEND")
     monkeypatch.delenv("CONVKIT_ACCEL")
     assert not backend._disabled_by_env()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_prepared_inference_other_convolutions(monkeypatch, dtype):
+    """Depthwise, dilated, strided and 1x1 convolutions, reflect padding (no prepared form)
+    and float64 models: the prepared door gives the usual path's numbers."""
+    ck.set_seed(5)
+    d = {"dtype": dtype}
+    model = ck.Sequential([
+        L.Input((15, 13, 4)),
+        L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", activation="relu", **d),
+        L.Conv2D(16, 3, dilation_rate=2, activation="relu", **d),
+        L.Conv2D(32, 1, activation="relu", **d),
+        L.Conv2D(16, 3, strides=2, padding="same", **d),
+        L.Conv2D(8, 3, padding="same", padding_mode="reflect", **d),
+        L.MaxPooling2D(3, strides=2, padding="same", **d),
+        L.GlobalAveragePooling2D(**d), L.Dense(3, **d)])
+    x = np.random.default_rng(4).standard_normal((2, 15, 13, 4)).astype(dtype)
+    fast = model.predict(x, verbose=0)
+    usual = _usual(monkeypatch, lambda: model.predict(x, verbose=0))
+    assert fast.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(fast, usual, rtol=1e-6, atol=1e-7)
