@@ -11,6 +11,7 @@ from numbers import Integral
 import numpy as np
 
 from .. import initializers, regularizers, shapes
+from ..fast import dispatch as _dispatch
 from ..errors import ConvkitError, ShapeError
 from .base import Layer, data_format_arg, spatial_output_shape
 
@@ -185,11 +186,11 @@ class _Conv(ImageLayer):
                 "padding_mode": self.padding_mode, "data_format": self.data_format}
 
     def forward(self, x, training: bool = False):
-        from .. import ops
         if not training and type(x) is np.ndarray:
             y = self._prepared_forward(x)
             if y is not None:
                 return y
+        from .. import ops
         x = self._image(x, self.in_channels)
         kernel = self._weight("kernel")
         dtype = self._compute_dtype(x, kernel)
@@ -213,7 +214,6 @@ class _Conv(ImageLayer):
         plan's set-up run once per input shape, not on every call (a batch-1 ``predict``
         spent more time in them than in the arithmetic). ``None`` when there is no
         prepared form (the usual path then runs); the same numbers either way."""
-        from ..fast import dispatch
         if type(self)._op is not _Conv._op or not x.flags.c_contiguous:
             return None
         kernel = self._op_kernel(self._weight("kernel"))
@@ -222,7 +222,7 @@ class _Conv(ImageLayer):
         relu = self._fused_relu()
         self._check_once((x.shape, x.dtype, kernel.shape),
                          lambda: self._image(x, self.in_channels))
-        run = dispatch.prepare("conv2d", "forward", x.shape, x.dtype, kernel.shape,
+        run = _dispatch.prepare("conv2d", "forward", x.shape, x.dtype, kernel.shape,
                                self.strides, self.padding, self.dilation_rate,
                                self.groups_for_op, self.padding_mode, self.data_format, relu)
         if run is None:

@@ -7,6 +7,7 @@ from numbers import Integral, Real
 import numpy as np
 
 from .. import initializers, regularizers
+from ..fast.runtime.threads import THREADED_PRODUCT
 from ..errors import ConvkitError, ShapeError
 from .base import Layer, SymbolicTensor
 from .conv import activation_config, get_activation, initializer_config, positive_int
@@ -149,11 +150,11 @@ class Dense(Layer):
         return input_shape[:-1] + (self.units,)
 
     def forward(self, x, training: bool = False):
-        from .. import ops
         if not training and type(x) is np.ndarray and x.ndim == 2:
             y = self._small_forward(x)
             if y is not None:
                 return y
+        from .. import ops
         x = self._input(x)
         self._check_shape(x.shape)
         kernel = self._weight("kernel")
@@ -169,7 +170,6 @@ class Dense(Layer):
         """Inference on a few rows (a ``predict`` of one image or a few dozen): one plain
         product, the checks run once per input shape. ``None`` for a product big enough for
         the threaded one (the usual path then runs); the same numbers either way."""
-        from ..fast.runtime.threads import THREADED_PRODUCT
         kernel = self._weight("kernel")
         if x.dtype != kernel.dtype or x.shape[0] * kernel.size >= THREADED_PRODUCT:
             return None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import shapes
+from ..fast import dispatch as _dispatch
 from ..errors import ShapeError
 from .base import spatial_output_shape
 from .conv import ImageLayer, padding_config
@@ -98,11 +99,11 @@ class MaxPooling2D(_Pooling2D):
                 "data_format": self.data_format}
 
     def forward(self, x, training: bool = False):
-        from .. import ops
         if not training and type(x) is np.ndarray and x.flags.c_contiguous:
             y = self._prepared_forward(x)
             if y is not None:
                 return y
+        from .. import ops
         x = self._image(x, self._channels())
         if not training:
             # inference: no argmax to write (a backward after it finds the winners from x)
@@ -119,9 +120,8 @@ class MaxPooling2D(_Pooling2D):
     def _prepared_forward(self, x: np.ndarray):
         """Inference through the prepared fast path (:func:`convkit.fast.dispatch.prepare`),
         the checks run once per input shape; ``None`` when there is none."""
-        from ..fast import dispatch
         self._check_once((x.shape, x.dtype), lambda: self._image(x, self._channels()))
-        run = dispatch.prepare("max_pool2d", "forward", x.shape, x.dtype, self.pool_size,
+        run = _dispatch.prepare("max_pool2d", "forward", x.shape, x.dtype, self.pool_size,
                                self.strides, self.padding, self.dilation_rate, self.ceil_mode,
                                self.data_format)
         if run is None:
