@@ -141,13 +141,21 @@ def _group_slice(x: np.ndarray, g: int, width: int, groups: int) -> np.ndarray:
     return x if groups == 1 else np.ascontiguousarray(x[..., g * width:(g + 1) * width])
 
 
+def forward_plan(plan: str, kernel_shape, dtype) -> str:
+    """The plan whose code runs the forward of ``plan``: a ``"pointwise"`` product the
+    register-tile kernel takes is run by ``"implicit"`` (the same product, the bias and
+    ReLU added in registers)."""
+    if plan == "pointwise" and implicit.applies(kernel_shape, 1, dtype):
+        return "implicit"
+    return plan
+
+
 def forward(s, plan: str, bias, relu: bool) -> np.ndarray:
     """The forward of :func:`convkit.ops.conv2d` (plus ReLU) by ``plan``: ``(N, H_out, W_out, F)``."""
     kh, kw, c_g, filters = s.kernel.shape
     n, (h_out, w_out) = s.x.shape[0], s.geo.out_hw
     kernel = np.ascontiguousarray(s.kernel)
-    if plan == "pointwise" and implicit.applies(s.kernel.shape, 1, s.dtype):
-        plan = "implicit"          # the same product, the bias and ReLU added in registers
+    plan = forward_plan(plan, s.kernel.shape, s.dtype)
     if plan == "pointwise":
         x2d = np.ascontiguousarray(s.x).reshape(-1, c_g)             # (M, C_in)
         y2d = _threads.matmul(x2d, kernel.reshape(c_g, filters),      # (M, F)

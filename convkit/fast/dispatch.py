@@ -111,8 +111,7 @@ def _prepare_conv_forward(x_shape, dtype, kernel_shape, strides, padding, dilati
     plan = conv.choose(x_shape[0], kernel_shape, geo, groups, dtype)
     if plan == "numpy":
         return None
-    if plan == "implicit" or (plan == "pointwise" and
-                              kernels.implicit.applies(kernel_shape, 1, dtype)):
+    if conv.forward_plan(plan, kernel_shape, dtype) == "implicit":
         return kernels.implicit.prepare_forward(x_shape, kernel_shape, geo, bool(relu))
 
     def run(x, kernel, bias):

@@ -791,8 +791,7 @@ class Trainer:
             cbs.on_predict_batch_end(step, {"outputs": pieces[-1]})
         cbs.on_predict_end()
         if len(pieces) == 1:      # one batch: its outputs, unless one is the input itself
-            outputs = [o if not any(np.may_share_memory(o, r) for r in raw) else o.copy()
-                       for o in pieces[0]]
+            outputs = _apart_from(pieces[0], raw)
         else:
             outputs = [np.concatenate([p[i] for p in pieces], axis=0)
                        for i in range(len(pieces[0]))]
@@ -808,7 +807,7 @@ class Trainer:
         xs = self._prepare_inputs(x, where)
         with _inference_context() if len(x) > 1 else contextlib.nullcontext():
             outputs = self._forward(xs, training=False)
-        outputs = [o.copy() if np.may_share_memory(o, x) else o for o in outputs]
+        outputs = _apart_from(outputs, [x])
         return outputs[0] if len(outputs) == 1 else outputs
 
     def _predict_batches(self, source, verbose, callbacks, where: str):
@@ -933,6 +932,14 @@ class Trainer:
 INFERENCE_BLOCK_BYTES = 8 << 20
 
 
+def _apart_from(outputs: list, inputs: list) -> list:
+    """``outputs`` with a copy of any that shares memory with one of ``inputs`` (a model
+    whose output is its input, or a reshape of it): ``predict`` never hands back the
+    caller's own array."""
+    return [o.copy() if any(np.may_share_memory(o, x) for x in inputs) else o
+            for o in outputs]
+
+
 #: microseconds the ops' pool threads stay awake after each chunk during inference
 #: (:func:`_inference_context`): the next layer's hand-off then finds them running
 INFERENCE_SPIN_US = 300.0
@@ -946,7 +953,7 @@ def _inference_context():
     if not fast_backend.threaded():
         return contextlib.nullcontext()
     stack = contextlib.ExitStack()
-    stack.enter_context(fast_threads.blas_limit(1))
+    stack.enter_context(_ops_context())
     stack.enter_context(fast_spin.spinning(INFERENCE_SPIN_US))
     return stack
 

@@ -315,31 +315,14 @@ def interrupt_predict(trials: int, directory: str) -> dict:
     duration = time.perf_counter() - start
     small = x[:2]
     want_small = want[:2]
-    counts = {"trials": 0, "interrupted": 0, "next_right": 0, "next_small_right": 0,
-              "errors": []}
-    rng = random.Random(4)
 
-    def right(batch, expected) -> bool:
-        try:
-            got = model.predict(batch, batch_size=16, verbose=0)
-        except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - counted
-            counts["errors"].append(f"{type(exc).__name__}: {exc}"[:200])
-            return False
-        return bool(np.allclose(got, expected, rtol=1e-5, atol=1e-6))
-
-    watchdog = _Watchdog(counts, 20 + 20 * duration)
-    for _ in range(trials):
-        watchdog.trial()
-        counts["trials"] += 1
-        try:
-            counts["interrupted"] += _interrupted(
-                lambda: model.predict(x, batch_size=16, verbose=0), rng.uniform(0.0, duration))
-        except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - counted
-            counts["errors"].append(f"interrupted call: {type(exc).__name__}: {exc}"[:200])
-        counts["next_small_right"] += right(small, want_small)
-        counts["next_right"] += right(x, want)
-    watchdog.stop()
-    return counts
+    def close(batch, expected) -> bool:
+        return bool(np.allclose(model.predict(batch, batch_size=16, verbose=0), expected,
+                                rtol=1e-5, atol=1e-6))
+    return _interrupt_trials(lambda: model.predict(x, batch_size=16, verbose=0),
+                             {"next_small_right": lambda: close(small, want_small),
+                              "next_right": lambda: close(x, want)},
+                             duration, trials, seed=4)
 
 
 def interrupt_evaluate(trials: int, directory: str) -> dict:
@@ -357,24 +340,39 @@ def interrupt_evaluate(trials: int, directory: str) -> dict:
     start = time.perf_counter()
     model.evaluate(x, y, batch_size=16, verbose=0)
     duration = time.perf_counter() - start
-    counts = {"trials": 0, "interrupted": 0, "next_right": 0, "next_predict_right": 0,
-              "errors": []}
-    rng = random.Random(6)
+
+    def same_logs() -> bool:
+        got = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+        return got.keys() == want.keys() and all(
+            np.isclose(got[k], want[k], rtol=1e-6) for k in want)
+    return _interrupt_trials(
+        lambda: model.evaluate(x, y, batch_size=16, verbose=0),
+        {"next_right": same_logs,
+         "next_predict_right": lambda: bool(np.allclose(
+             model.predict(x[:8], verbose=0), want_outputs, rtol=1e-5, atol=1e-6))},
+        duration, trials, seed=6)
+
+
+def _interrupt_trials(call, checks: dict, duration: float, trials: int, seed: int) -> dict:
+    """``trials`` times: a Ctrl-C at a random moment within ``duration`` of ``call()``,
+    then every check of ``checks`` (``{count name: () -> bool}``, in order). Counts the
+    trials, the calls interrupted, each check's successes, and in ``"errors"`` whatever
+    the interrupted call or a check raised."""
+    counts = {"trials": 0, "interrupted": 0, **{name: 0 for name in checks}, "errors": []}
+    rng = random.Random(seed)
     watchdog = _Watchdog(counts, 20 + 20 * duration)
     for _ in range(trials):
         watchdog.trial()
         counts["trials"] += 1
         try:
-            counts["interrupted"] += _interrupted(
-                lambda: model.evaluate(x, y, batch_size=16, verbose=0),
-                rng.uniform(0.0, duration))
-            got = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
-            counts["next_right"] += got.keys() == want.keys() and all(
-                np.isclose(got[k], want[k], rtol=1e-6) for k in want)
-            counts["next_predict_right"] += bool(np.allclose(
-                model.predict(x[:8], verbose=0), want_outputs, rtol=1e-5, atol=1e-6))
+            counts["interrupted"] += _interrupted(call, rng.uniform(0.0, duration))
         except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - counted
-            counts["errors"].append(f"{type(exc).__name__}: {exc}"[:200])
+            counts["errors"].append(f"interrupted call: {type(exc).__name__}: {exc}"[:200])
+        for name, check in checks.items():
+            try:
+                counts[name] += bool(check())
+            except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - counted
+                counts["errors"].append(f"{name}: {type(exc).__name__}: {exc}"[:200])
     watchdog.stop()
     return counts
 
