@@ -43,7 +43,7 @@ import numpy as np
 from ..errors import ShapeError
 from ..ops.padding import check_data_format
 from ..shapes import window_geometry
-from . import conv, kernels
+from . import chain, conv, kernels
 from .runtime import backend, compiling, threads
 
 __all__ = ["allowed", "lookup", "prepare", "conv_plan", "TABLE", "PREPARERS"]
@@ -135,10 +135,12 @@ def _prepare_max_pool(x_shape, dtype, pool_size, strides, padding, dilation_rate
 #: ``conv2d`` forward takes ``(x_shape, dtype, kernel_shape, strides, padding,
 #: dilation_rate, groups, padding_mode, data_format, relu)``; ``max_pool2d`` forward takes
 #: ``(x_shape, dtype, pool_size, strides, padding, dilation_rate, ceil_mode, data_format)``
-#: (``strides`` already resolved: the pool size when it was None)
+#: (``strides`` already resolved: the pool size when it was None); ``chain`` forward, a
+#: model's layers at inference, takes ``(x_shape, dtype, steps)`` (:mod:`.chain`)
 PREPARERS = {
     ("conv2d", "forward"): _prepare_conv_forward,
     ("max_pool2d", "forward"): _prepare_max_pool,
+    ("chain", "forward"): chain.prepare_chain,
 }
 
 

@@ -324,6 +324,22 @@ class Layer:
                              f"expected the output shape {tuple(output_shape)}")
         return dy
 
+    def _inference_step(self):
+        """This layer at inference as a step of a prepared chain (a hashable tuple, see
+        :mod:`convkit.fast.chain`), or ``None`` when it has none: a model's ``predict``
+        then calls its layers one by one."""
+        return None
+
+    def _runs_own_forward(self, cls) -> bool:
+        """Whether this layer computes its forward as ``cls`` does: no ``forward`` of a
+        subclass's or of the instance's own (a chain step stands in for ``cls.forward``)."""
+        return type(self).forward is cls.forward and "forward" not in self.__dict__
+
+    def _step_weights(self):
+        """The arrays the layer's chain step reads on each call (``(kernel, bias or None)``),
+        or ``None``."""
+        return None
+
     def _check_once(self, signature, check) -> None:
         """Run ``check()`` (the layer's input checks, raising for a bad input) unless the
         last input that passed them had the same ``signature`` (shape and dtype): a model's

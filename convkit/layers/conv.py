@@ -233,6 +233,20 @@ class _Conv(ImageLayer):
         self.cache = (x, kernel, z, y)
         return y
 
+    def _inference_step(self):
+        if type(self)._op is not _Conv._op or not self._runs_own_forward(_Conv) \
+                or self.data_format != "channels_last" \
+                or self.padding_mode != "zeros" \
+                or self.activation.name not in ("relu", "linear") or self.activation.params:
+            return None
+        kernel = self._op_kernel(self._weight("kernel"))
+        return ("conv2d", kernel.shape, self.strides, self.padding, self.dilation_rate,
+                self.groups_for_op, self._fused_relu())
+
+    def _step_weights(self):
+        return (self._op_kernel(self._weight("kernel")),
+                self._weight("bias") if self.use_bias else None)
+
     def _op(self, x, kernel, bias):
         """The layer's op: ``conv2d`` here (a subclass may put another op in its place)."""
         from .. import ops

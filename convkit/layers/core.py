@@ -149,6 +149,15 @@ class Dense(Layer):
         input_shape = self._check_shape(input_shape)
         return input_shape[:-1] + (self.units,)
 
+    def _inference_step(self):
+        from ..fast import chain
+        if not chain.builtin_activation(self.activation) or not self._runs_own_forward(Dense):
+            return None
+        return ("dense", self._weight("kernel").shape, self.activation.name)
+
+    def _step_weights(self):
+        return self._weight("kernel"), self._weight("bias") if self.use_bias else None
+
     def forward(self, x, training: bool = False):
         if not training and type(x) is np.ndarray and x.ndim == 2:
             y = self._small_forward(x)
@@ -306,6 +315,9 @@ class Dropout(Layer):
             raise ShapeError(f"Dropout: noise_shape {self.noise_shape} does not fit input shape "
                              f"{shape}: each entry must be None, 1 or the input's size")
         return tuple(s if n is None else n for n, s in zip(self.noise_shape, shape))
+
+    def _inference_step(self):
+        return ("identity",) if self._runs_own_forward(Dropout) else None
 
     def forward(self, x, training: bool = False):
         x = self._input(x)

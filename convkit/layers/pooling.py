@@ -117,6 +117,12 @@ class MaxPooling2D(_Pooling2D):
         self.cache = (x, y.shape, argmax)
         return y
 
+    def _inference_step(self):
+        if self.data_format != "channels_last" or not self._runs_own_forward(MaxPooling2D):
+            return None
+        return ("max_pool2d", self.pool_size, self.strides, self.padding, self.dilation_rate,
+                self.ceil_mode)
+
     def _prepared_forward(self, x: np.ndarray):
         """Inference through the prepared fast path (:func:`convkit.fast.dispatch.prepare`),
         the checks run once per input shape; ``None`` when there is none."""

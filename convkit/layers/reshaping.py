@@ -55,6 +55,10 @@ class Flatten(Layer):
             return (0, *range(2, ndim), 1)
         return None
 
+    def _inference_step(self):
+        return ("flatten",) if self._permutation(4) is None \
+            and self._runs_own_forward(Flatten) else None
+
     def forward(self, x, training: bool = False):
         x = self._input(x)
         self._check_shape(x.shape)

@@ -15,7 +15,10 @@ shape the model builds itself on its first call (or ``fit``), or on ``build(inpu
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..errors import ConvkitError, ShapeError
+from ..fast import dispatch as _dispatch
 from ..layers.base import SymbolicTensor, unique_name
 from .graph import (Model, _check_input, _check_unique_names, _input_from_config, _shape_text,
                     deserialize_layer, has_trainable_weights, serialize_layer)
@@ -176,6 +179,34 @@ class Sequential(Model):
         for layer in self._layers:
             x = layer(x, training=training)
         return [x]
+
+    def _chain_outputs(self, xs: list):
+        """``[y]`` through the layers' prepared chain (:mod:`convkit.fast.chain`: the set-up
+        of every layer done once per input shape, a convolution and the max pool after it
+        run together), or ``None`` when a layer has no chain step, the fast paths are off
+        or still compiling, or another thread is using the chain."""
+        x = xs[0]
+        if type(x) is not np.ndarray or not x.flags.c_contiguous or not _dispatch.allowed():
+            return None
+        layers = tuple(self._layers)
+        chains = self.__dict__.get("_chains")
+        if chains is None or chains[0] != layers or len(chains[1]) >= 16:
+            chains = self._chains = (layers, {})       # layers added or removed: afresh
+        key = (x.shape, x.dtype)
+        run = chains[1].get(key)
+        if run is None:
+            steps = tuple(layer._inference_step() for layer in layers)
+            if any(step is None for step in steps):
+                run = False
+            else:
+                run = _dispatch.prepare("chain", "forward", x.shape, x.dtype, steps)
+                if run is None:         # no chain for these shapes, or not yet compiled
+                    return None
+            chains[1][key] = run
+        if run is False:
+            return None
+        y = run(x, [layer._step_weights() for layer in layers])
+        return None if y is None else [y]
 
     def _fusable_output_layer(self):
         return self._layers[-1] if self._layers else None

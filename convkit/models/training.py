@@ -783,7 +783,7 @@ class Trainer:
                 # a large batch runs in a few equal parts whose activations stay in cache
                 parts = -(-(stop - start) // rows)
                 bounds = [start + (stop - start) * i // parts for i in range(parts + 1)]
-                outs = [self._forward(self._convert_batch(raw, lo, hi, where), training=False)
+                outs = [self._inference_forward(self._convert_batch(raw, lo, hi, where))
                         for lo, hi in zip(bounds[:-1], bounds[1:])]
             pieces.append(outs[0] if parts == 1 else
                           [np.concatenate([o[i] for o in outs], axis=0)
@@ -806,7 +806,7 @@ class Trainer:
             return None
         xs = self._prepare_inputs(x, where)
         with _inference_context() if len(x) > 1 else contextlib.nullcontext():
-            outputs = self._forward(xs, training=False)
+            outputs = self._inference_forward(xs)
         outputs = _apart_from(outputs, [x])
         return outputs[0] if len(outputs) == 1 else outputs
 
@@ -818,7 +818,7 @@ class Trainer:
         for step, (xb, _, _) in enumerate(source.epoch()):
             cbs.on_predict_batch_begin(step)
             with _ops_context():
-                pieces.append(self._forward(self._prepare_inputs(xb, where), training=False))
+                pieces.append(self._inference_forward(self._prepare_inputs(xb, where)))
             cbs.on_predict_batch_end(step, {"outputs": pieces[-1]})
         cbs.on_predict_end()
         outputs = [np.concatenate([p[i] for p in pieces], axis=0)
@@ -911,8 +911,21 @@ class Trainer:
     def predict_on_batch(self, x):
         """Outputs for one batch in inference mode (no batching, no progress bar)."""
         xs = self._prepare_inputs(x, f"{self._kind()} {self.name!r}: predict_on_batch")
-        outputs = self._forward(xs, training=False)
+        outputs = self._inference_forward(xs)
         return outputs[0] if len(outputs) == 1 else outputs
+
+    def _inference_forward(self, xs: list) -> list:
+        """The outputs for ``xs`` in inference mode, for :meth:`predict`: through the
+        model's prepared chain when it has one (:meth:`_chain_outputs`), else layer by
+        layer. The same numbers either way; the chain sets no layer's ``cache`` (a
+        ``backward`` needs ``model(x)`` first)."""
+        outputs = self._chain_outputs(xs)
+        return outputs if outputs is not None else self._forward(xs, training=False)
+
+    def _chain_outputs(self, xs: list):
+        """Outputs through a prepared inference chain (:mod:`convkit.fast.chain`), or
+        ``None`` when the model has none (here: never; ``Sequential`` has one)."""
+        return None
 
     def _batch_result(self, loss_value, y, y_pred, return_dict, sample_weight=None):
         for m in self.compiled_metrics:

@@ -229,3 +229,26 @@ def test_blas_limit_sets_one_thread_and_restores_the_count():
             pass
         assert blas_threads() == [2]                     # restored after an exception too
     assert blas_threads() == before
+
+
+def test_a_spinning_block_is_its_own_threads(monkeypatch):
+    """Another thread's hand-offs do not spin, and two threads' blocks each restore their
+    own setting (two predicts at once used to leave the spin on)."""
+    import threading
+    monkeypatch.delenv("CONVKIT_SPIN_US", raising=False)
+    inside, done, seen = threading.Event(), threading.Event(), []
+
+    def other():
+        inside.wait(5)
+        seen.append(spin.worker_spin_us())
+        with spin.spinning(50):
+            done.wait(5)
+    t = threading.Thread(target=other)
+    t.start()
+    with spin.spinning(150):
+        inside.set()
+        assert spin.worker_spin_us() == 150.0
+    done.set()
+    t.join()
+    assert seen == [0.0]
+    assert spin.worker_spin_us() == 0.0 and _threads._spin_plan() is None

@@ -181,3 +181,48 @@ def test_small_work_stays_on_the_calling_thread(monkeypatch):
     large = np.zeros(1 << 16)                       # 512 kB: split over the pool
     backend._run(kernel, large.size, large)
     assert len(names) == 2 and np.all(large == 1)
+
+
+class _FakeBlas:
+    """A BLAS library's thread-count calls, recorded."""
+
+    def __init__(self, count):
+        self.count = count
+
+    def get_num_threads(self):
+        return self.count
+
+    def set_num_threads(self, count):
+        self.count = count
+
+
+def test_blas_limit_blocks_open_in_two_threads_share_one_limit(monkeypatch):
+    """Two threads' blocks overlapping (A opens, B opens, A closes, B closes): the limit
+    holds until the last one closes, then the count from before the first comes back."""
+    lib = _FakeBlas(2)
+    monkeypatch.setattr(_threads, "_blas_controllers", lambda: [lib])
+    a_open, b_open, a_closed = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def first():
+        with _threads.blas_limit(1):
+            a_open.set()
+            b_open.wait(5)
+        a_closed.set()
+
+    def second():
+        a_open.wait(5)
+        with _threads.blas_limit(1):
+            b_open.set()
+            a_closed.wait(5)
+            seen["inside after A closed"] = lib.count
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen["inside after A closed"] == 1
+    assert lib.count == 2 and _threads._limited_depth == 0
+    with _threads.blas_limit(1):             # and the next block limits again
+        assert lib.count == 1
+    assert lib.count == 2

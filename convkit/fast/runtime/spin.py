@@ -42,6 +42,7 @@ import contextlib
 import os
 import platform
 import sys
+import threading
 import time
 
 import numpy as np
@@ -187,7 +188,7 @@ def rounds_for(microseconds: float) -> int:
     return max(1, int(round(microseconds * _rounds_per_us)))
 
 
-_scoped_us = None         # the spin of the innermost spinning() block, or None
+_scoped = threading.local()   # .us: the spin of this thread's innermost spinning() block
 
 
 @contextlib.contextmanager
@@ -202,14 +203,15 @@ def spinning(microseconds: float):
     >>> with spinning(200):
     ...     worker_spin_us() == 200 or "CONVKIT_SPIN_US" in os.environ
     True
-    """
-    global _scoped_us
-    previous = _scoped_us
-    _scoped_us = float(microseconds)
+
+    A block is the opening thread's: the hand-offs it makes spin, another thread's do not
+    (two threads predicting at once each restore their own setting)."""
+    previous = getattr(_scoped, "us", None)
+    _scoped.us = float(microseconds)
     try:
         yield
     finally:
-        _scoped_us = previous
+        _scoped.us = previous
 
 
 def worker_spin_us() -> float:
@@ -218,7 +220,8 @@ def worker_spin_us() -> float:
     block, else :data:`DEFAULT_WORKER_SPIN_US` (0: no spinning at all, on either side)."""
     value = os.environ.get("CONVKIT_SPIN_US", "").strip()
     if not value:
-        return DEFAULT_WORKER_SPIN_US if _scoped_us is None else _scoped_us
+        scoped = getattr(_scoped, "us", None)
+        return DEFAULT_WORKER_SPIN_US if scoped is None else scoped
     try:
         return max(0.0, float(value))
     except ValueError:
@@ -245,7 +248,7 @@ def current_plan():
     numba), remade when either changes. With spinning off (the default) this costs one
     environment lookup. The thread pool asks it before each parallel call."""
     global _plan, _plan_key, _no_spin_setting
-    setting = (os.environ.get("CONVKIT_SPIN_US", ""), _scoped_us)
+    setting = (os.environ.get("CONVKIT_SPIN_US", ""), getattr(_scoped, "us", None))
     if setting == _no_spin_setting:
         _plan = _plan_key = None
         return None

@@ -91,35 +91,52 @@ def can_limit_blas() -> bool:
 
 
 _limited_depth = 0        # how many blas_limit(1) blocks are open (the limit is global)
+_saved_counts = None      # the BLAS thread counts before the first of them opened
 
 
 @contextlib.contextmanager
 def blas_limit(limit: int = 1):
     """Limit the BLAS library to ``limit`` threads inside the block, then restore its count
     (no-op without threadpoolctl). The library's own get/set calls are used directly (~1 us
-    each; threadpoolctl's ``limit`` context costs ~13 us). Inside an open ``blas_limit(1)``
-    block a nested ``blas_limit(1)`` does nothing, so a caller running many small ops (a
-    training step) can open one block around all of them."""
-    global _limited_depth
+    each; threadpoolctl's ``limit`` context costs ~13 us).
+
+    ``blas_limit(1)`` blocks share one limit across the process, nested or open in several
+    threads at once (two threads each running a ``predict``): the first block to open sets
+    it, the last to close restores the count seen before the first, so a caller running
+    many small ops (a training step) can open one block around all of them. Another
+    ``limit`` sets and restores its own."""
+    global _limited_depth, _saved_counts
     libs = _blas_controllers()
-    if not libs or (limit == 1 and _limited_depth > 0):
+    if not libs:
         yield
         return
-    previous = [lib.get_num_threads() for lib in libs]
-    for lib, count in zip(libs, previous):
-        if count != limit:
+    if limit != 1:
+        previous = [lib.get_num_threads() for lib in libs]
+        for lib in libs:
             lib.set_num_threads(limit)
+        try:
+            yield
+        finally:
+            for lib, count in zip(libs, previous):
+                if count is not None:
+                    lib.set_num_threads(count)
+        return
     with _lock:
-        outer = _limited_depth
-        _limited_depth = outer + 1 if limit == 1 else 0   # another limit: not nested
+        if _limited_depth == 0:
+            _saved_counts = [lib.get_num_threads() for lib in libs]
+            for lib, count in zip(libs, _saved_counts):
+                if count != 1:
+                    lib.set_num_threads(1)
+        _limited_depth += 1
     try:
         yield
     finally:
         with _lock:
-            _limited_depth = outer
-        for lib, count in zip(libs, previous):
-            if count is not None and count != limit:
-                lib.set_num_threads(count)
+            _limited_depth -= 1
+            if _limited_depth == 0:
+                for lib, count in zip(libs, _saved_counts):
+                    if count is not None and count != 1:
+                        lib.set_num_threads(count)
 
 
 _spin = None              # the current spin plan, or None: hand-offs through the locks only

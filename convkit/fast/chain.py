@@ -1,0 +1,265 @@
+"""Inference of a whole chain of layers with its set-up done once (a model's ``predict``).
+
+A ``Sequential`` model of the usual convnet layers describes itself as a tuple of steps
+(:func:`prepare_chain`'s ``steps``); this module turns them into one ``run(x, weights) ->
+y`` with every plan, geometry and compiled kernel fixed for that input shape. What it saves
+over calling the layers one by one, each set up on its own:
+
+* **Python between the kernels.** Each layer's call, its checks and its op's set-up cost
+  2-10 us; a batch-1 prediction of the MNIST convnet spent half its time there.
+* **Outputs nobody reads.** A 2x2, stride-2 ``'valid'`` max pool after a convolution drops
+  the last row and column of an odd-sized map: ``floor(11 / 2) = 5`` windows cover rows
+  0-9 of 11. The convolution computes only the rows and columns the pool reads (the MNIST
+  convnet's second convolution: 100 of 121 pixels, 17 % of its multiply-adds).
+* **A round trip through memory.** The convolution and that max pool run together on a few
+  images at a time, per thread: the convolution's output goes to a small scratch buffer
+  that stays in the core's cache, the pool reads it from there, and only the pooled map,
+  a quarter of the size, is written out (the MNIST convnet's first convolution writes
+  86.5 KB per image otherwise and the pool reads it back). One hand-off to the threads per
+  pair instead of one per layer.
+
+Pooling before the ReLU's clamp or after it gives the same numbers (both are monotonic,
+and so is adding the bias in float arithmetic), so the results equal the layer-by-layer
+path's exactly; the tests compare the two.
+
+Steps (all channels_last):
+
+``("conv2d", kernel_shape, strides, padding, dilation_rate, groups, relu)``
+    zero padding; ``relu`` says whether the ReLU is applied (else linear)
+``("max_pool2d", pool_size, strides, padding, dilation_rate, ceil_mode)``
+``("flatten",)``                  each sample to one row
+``("identity",)``                 ``Dropout`` at inference
+``("dense", kernel_shape, activation)``   ``activation`` a name of
+    :func:`convkit.ops.activations.get`, without parameters
+
+A step list holding anything else gets ``None`` (the model then calls its layers).
+"""
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+
+from ..errors import ConvkitError
+from ..ops import activations
+from ..shapes import window_geometry
+from . import conv
+from .kernels import implicit, pooling
+from .kernels.checks import _geo_ints
+from .runtime import backend as _backend
+from .runtime import threads as _threads
+from .runtime.backend import jit
+
+__all__ = ["prepare_chain", "builtin_activation", "SCRATCH_BYTES"]
+#: the convolution's scratch output per thread in a fused convolution + max pool: small
+#: enough to stay in the core's L2 cache with its input and the pooled output
+SCRATCH_BYTES = 1 << 19
+
+
+def prepare_chain(x_shape: tuple, dtype, steps: tuple):
+    """``run(x, weights) -> y`` for inputs of ``x_shape`` (C-contiguous, ``dtype``) through
+    ``steps`` (see the module docstring), or ``None`` when a step has no fast form.
+    ``weights`` holds one entry per step: ``(kernel, bias or None)`` for ``conv2d`` and
+    ``dense``, ``None`` for the others; they are read afresh on every call. ``run`` returns
+    ``None`` when another thread is running the same chain (its scratch buffers are shared):
+    the caller then takes the layers one by one."""
+    dtype = np.dtype(dtype)
+    if dtype != np.float32 or not x_shape[0]:
+        return None
+    stages, shape, i = [], tuple(x_shape), 0
+    while i < len(steps):
+        step = steps[i]
+        following = steps[i + 1] if i + 1 < len(steps) else None
+        kind = step[0]
+        if kind == "conv2d":
+            fused = _conv_then_pool(shape, step, following)
+            if fused is not None:
+                stage, shape = fused
+                stages.append((stage, i))
+                i += 2
+                continue
+            made = _conv(shape, step)
+        elif kind == "max_pool2d":
+            made = _max_pool(shape, step)
+        elif kind == "flatten":
+            made = _flatten(shape)
+        elif kind == "identity":
+            made = (None, shape)
+        elif kind == "dense":
+            made = _dense(shape, step[1], step[2])
+        else:
+            made = None
+        if made is None:
+            return None
+        stage, shape = made
+        if stage is not None:
+            stages.append((stage, i))
+        i += 1
+    stages = tuple(stages)
+    busy = threading.Lock()          # the stages' scratch buffers serve one call at a time
+
+    def run(x, weights):
+        """The chain's output, or ``None`` while another thread runs this chain."""
+        if not busy.acquire(blocking=False):
+            return None
+        try:
+            for stage, index in stages:
+                x = stage(x, weights[index])
+        finally:
+            busy.release()
+        return x
+    return run
+
+
+def _conv_geometry(shape, step):
+    _, kernel_shape, strides, padding, dilation, groups, relu = step
+    if len(shape) != 4 or shape[3] != kernel_shape[2] * groups:
+        return None
+    return window_geometry(shape[1:3], kernel_shape[:2], strides, padding, dilation)
+
+
+def _conv(shape, step):
+    """A convolution alone: the prepared form of :func:`convkit.fast.dispatch.prepare`."""
+    from . import dispatch
+    _, kernel_shape, strides, padding, dilation, groups, relu = step
+    geo = _conv_geometry(shape, step)
+    if geo is None:
+        return None
+    run = dispatch.prepare("conv2d", "forward", shape, np.dtype(np.float32), kernel_shape,
+                           strides, padding, dilation, groups, "zeros", "channels_last", relu)
+    if run is None:
+        return None
+    out_shape = (shape[0], *geo.out_hw, kernel_shape[3])
+
+    def stage(x, weights):
+        return run(x, *weights)
+    return stage, out_shape
+
+
+def _max_pool(shape, step):
+    _, pool_size, strides, padding, dilation, ceil_mode = step
+    if len(shape) != 4:
+        return None
+    geo = window_geometry(shape[1:3], pool_size, strides, padding, dilation, ceil_mode,
+                          max_pad_half_window=True)
+    run = pooling.prepare_max_values(shape, np.dtype(np.float32), geo)
+
+    def stage(x, weights):
+        return run(x)
+    return stage, (shape[0], *geo.out_hw, shape[3])
+
+
+def _flatten(shape):
+    out_shape = (shape[0], math.prod(shape[1:]))
+
+    def stage(x, weights):
+        return x.reshape(out_shape)
+    return stage, out_shape
+
+
+def _dense(shape, kernel_shape, activation):
+    """``activation(x @ kernel + bias)`` on the last axis, computed as the ``Dense`` layer
+    computes it at inference (the same products and activation, so the same numbers)."""
+    if len(shape) != 2 or shape[1] != kernel_shape[0]:
+        return None
+    act = activations.get(activation)
+    out_shape = (shape[0], kernel_shape[1])
+    threaded = shape[0] * math.prod(kernel_shape) >= _threads.THREADED_PRODUCT
+
+    def stage(x, weights):
+        kernel, bias = weights
+        z = _threads.matmul(x, kernel) if threaded else x @ kernel
+        if bias is not None:
+            z += bias
+        return act.forward(z)
+    return stage, out_shape
+
+
+def builtin_activation(activation) -> bool:
+    """Whether a layer's activation is a named one with its default parameters (what a
+    ``dense`` step can name and compute)."""
+    try:
+        named = activations.get(activation.name)
+    except ConvkitError:            # a user's callable under a name of its own
+        return False
+    return named._forward is activation._forward and named.params == activation.params
+
+
+def _conv_then_pool(shape, step, following):
+    """A convolution followed by a 2x2, stride-2, ``'valid'`` max pool, as one stage (see
+    the module docstring), or ``None`` when the pair does not fit: the pair is fused when
+    the convolution goes to the register-tile product with every window inside the input
+    (``'valid'``, stride 1, no dilation) and a multiple of 16 filters."""
+    if following is None or following[0] != "max_pool2d":
+        return None
+    _, kernel_shape, strides, padding, dilation, groups, relu = step
+    geo = _conv_geometry(shape, step)
+    if geo is None or geo.pads != ((0, 0), (0, 0)) or geo.strides != (1, 1) \
+            or geo.dilation != (1, 1):
+        return None
+    _, pool_size, pool_strides, pool_padding, pool_dilation, ceil_mode = following
+    pool_geo = window_geometry(geo.out_hw, pool_size, pool_strides, pool_padding,
+                               pool_dilation, ceil_mode, max_pad_half_window=True)
+    if pool_geo.kernel != (2, 2) or pool_geo.strides != (2, 2) \
+            or pool_geo.dilation != (1, 1) or pool_geo.pads != ((0, 0), (0, 0)):
+        return None
+    plan = conv.choose(shape[0], kernel_shape, geo, groups, np.dtype(np.float32))
+    if conv.forward_plan(plan, kernel_shape, np.float32) != "implicit" \
+            or kernel_shape[3] % implicit.LANES or kernel_shape[:2] == (1, 1):
+        return None
+    return _fused_stage(shape, kernel_shape, geo, pool_geo.out_hw, relu)
+
+
+def _fused_stage(shape, kernel_shape, geo, pooled_hw, relu: bool):
+    kh, kw, sh, sw, dh, dw, top, left = _geo_ints(geo)
+    h_out, w_out = geo.out_hw
+    hp, wp = pooled_hw
+    filters = kernel_shape[3]
+    n = shape[0]
+    out_shape = (n, hp, wp, filters)
+    per_image = 2 * hp * 2 * wp                  # the pixels the pool reads, per image
+    block = max(1, SCRATCH_BYTES // (4 * h_out * w_out * filters))
+    conv_kernel = jit(implicit._conv_regs._k_conv_fwd_regs_relu if relu else
+                      implicit._conv_regs._k_conv_fwd_regs, "conv2d_implicit_forward",
+                      fastmath=implicit.REGISTER_FASTMATH, slp=True)
+    pool_kernel = jit(pooling._k_maxpool_fwd_values_2x2, "max_pool2d_values", fastmath=False)
+    work_bytes = 4 * (math.prod(shape) + math.prod(out_shape) + kh * kw * shape[3] * filters)
+    single = work_bytes < _backend.SMALL_WORK_BYTES
+    slots = 1 if single else _threads.num_threads()
+    scratch = [np.empty((min(block, n), h_out, w_out, filters), np.float32)
+               for _ in range(slots)]
+
+    def stage(x, weights):
+        kernel, bias = weights
+        w2 = np.ascontiguousarray(kernel, np.float32).reshape(-1, filters)
+        bias_v = np.zeros(filters, np.float32) if bias is None else bias
+        y = np.empty(out_shape, np.float32)
+
+        def images(lo, hi, s):
+            for n0 in range(lo, hi, block):
+                n1 = min(n0 + block, hi)
+                count = n1 - n0
+                conv_kernel(x[n0:n1], w2, bias_v, kh, kw, sh, sw, dh, dw, top, left,
+                            h_out, w_out, s.reshape(-1, filters), 0, 2 * hp, 0, 2 * wp,
+                            0, count * per_image)
+                pool_kernel(s, y[n0:n1], 0, count * hp)
+
+        def rows(lo, hi, s):        # pooled rows lo:hi of a single image
+            conv_kernel(x, w2, bias_v, kh, kw, sh, sw, dh, dw, top, left,
+                        h_out, w_out, s.reshape(-1, filters), 0, 2 * hp, 0, 2 * wp,
+                        lo * 4 * wp, hi * 4 * wp)
+            pool_kernel(s, y, lo, hi)
+
+        if single:
+            images(0, n, scratch[0])
+        elif n == 1:
+            starts = {lo: q for q, (lo, _) in enumerate(_threads.split(hp, slots))}
+            _threads.run_chunks(lambda lo, hi: rows(lo, hi, scratch[starts[lo]]), hp,
+                                threads=slots, single_blas=False)
+        else:
+            starts = {lo: q for q, (lo, _) in enumerate(_threads.split(n, slots))}
+            _threads.run_chunks(lambda lo, hi: images(lo, hi, scratch[starts[lo]]), n,
+                                threads=slots, single_blas=False)
+        return y
+    return stage, out_shape

@@ -1,0 +1,178 @@
+"""``predict`` through a Sequential model's prepared chain (``convkit.fast.chain``): every
+layer's set-up done once per input shape, a convolution and the 2x2 max pool after it run
+together on a few images at a time, the convolution's unread last row and column skipped.
+
+The chain's outputs must equal the layers' own (``model._forward``) exactly: the same
+kernels on the same numbers, pooled before or after the ReLU (both monotonic)."""
+import threading
+
+import numpy as np
+import pytest
+
+import convkit as ck
+from convkit.fast import chain, dispatch
+from convkit.fast.runtime import backend
+
+L = ck.layers
+
+
+@pytest.fixture
+def need_accel():
+    if not dispatch.allowed():
+        pytest.skip("requires numba (the compiled kernels)")
+
+
+def _layers_path(model, x):
+    """The outputs layer by layer (what ``predict`` computed before the chain)."""
+    return model._forward([x], training=False)[0]
+
+
+def _mnist(seed=0, size=28, pool_padding="valid", conv_activation="relu"):
+    ck.set_seed(seed)
+    return ck.Sequential([L.Input((size, size, 1)),
+                          L.Conv2D(32, 3, activation=conv_activation), L.MaxPooling2D(2),
+                          L.Conv2D(64, 3, activation="relu"),
+                          L.MaxPooling2D(2, padding=pool_padding),
+                          L.Flatten(), L.Dropout(0.5), L.Dense(10, activation="softmax")])
+
+
+def _images(batch, size=28, channels=1, seed=0):
+    return np.random.default_rng(seed).random((batch, size, size, channels), dtype=np.float32)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 7, 33])
+@pytest.mark.parametrize("size", [28, 29])
+def test_chain_equals_the_layers_exactly(need_accel, batch, size):
+    model = _mnist(size=size)
+    x = _images(batch, size)
+    out = model.predict(x, batch_size=64, verbose=0)
+    assert model._chains[1][(x.shape, x.dtype)]          # the chain was prepared and used
+    np.testing.assert_array_equal(out, _layers_path(model, x))
+    assert out.shape == (batch, 10) and out.dtype == np.float32
+
+
+@pytest.mark.parametrize("kwargs", [dict(pool_padding="same"), dict(conv_activation=None)])
+def test_unfused_steps_and_linear_convolutions(need_accel, kwargs):
+    """A 'same' pool is not fused (the conv runs alone, then the pool); a linear conv is."""
+    model = _mnist(**kwargs)
+    x = _images(5)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), _layers_path(model, x))
+
+
+def test_one_large_image_splits_its_rows_over_the_threads(need_accel, monkeypatch):
+    """Batch 1 with enough work: the fused stage hands pooled rows to the threads."""
+    monkeypatch.setattr(backend, "SMALL_WORK_BYTES", 0)
+    ck.set_seed(1)
+    model = ck.Sequential([L.Input((40, 40, 16)), L.Conv2D(32, 3, activation="relu"),
+                           L.MaxPooling2D(2), L.Flatten(), L.Dense(4)])
+    x = _images(1, 40, 16)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), _layers_path(model, x))
+
+
+def test_fused_stage_skips_only_the_unread_row_and_column(need_accel):
+    """floor(11 / 2) = 5 pooled rows read conv rows 0-9 of 11; the result is the pool of the
+    whole convolution all the same (checked against the public ops)."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 13, 13, 32)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, 32, 64)).astype(np.float32)
+    bias = rng.standard_normal(64).astype(np.float32)
+    steps = (("conv2d", kernel.shape, (1, 1), "valid", (1, 1), 1, True),
+             ("max_pool2d", (2, 2), (2, 2), "valid", (1, 1), False))
+    run = chain.prepare_chain(x.shape, np.float32, steps)
+    y = run(x, [(kernel, bias), None])
+    expected = ck.ops.max_pool2d(np.maximum(ck.ops.conv2d(x, kernel, bias), 0), 2)
+    assert y.shape == (3, 5, 5, 64)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_chain_sees_new_weights(need_accel):
+    model = _mnist()
+    x = _images(3)
+    before = model.predict(x, verbose=0)
+    conv = model.layers[2]
+    kernel, bias = conv.get_weights()
+    conv.set_weights([kernel * 0.5, bias + 0.1])
+    dense = model.layers[-1]
+    dense.set_weights([w * 2 for w in dense.get_weights()])
+    after = model.predict(x, verbose=0)
+    assert not np.allclose(before, after)
+    np.testing.assert_array_equal(after, _layers_path(model, x))
+
+
+def test_no_chain_for_other_layers_or_without_the_fast_paths(monkeypatch):
+    ck.set_seed(2)
+    model = ck.Sequential([L.Input((12, 12, 3)), L.Conv2D(16, 3, activation="relu"),
+                           L.BatchNormalization(), L.Flatten(), L.Dense(3)])
+    x = _images(2, 12, 3)
+    out = model.predict(x, verbose=0)
+    assert not model.__dict__.get("_chains", (None, {}))[1].get((x.shape, x.dtype))
+    np.testing.assert_allclose(out, _layers_path(model, x), rtol=1e-6, atol=1e-7)
+    convnet = _mnist()
+    with backend.use_backend("numpy"):
+        numpy_out = convnet.predict(_images(2), verbose=0)
+    assert "_chains" not in convnet.__dict__
+    np.testing.assert_allclose(numpy_out, _layers_path(convnet, _images(2)), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_a_patched_or_overridden_forward_is_honoured(need_accel, monkeypatch):
+    model = _mnist()
+    seen = []
+    pool = model.layers[1]
+    original = pool.forward
+    monkeypatch.setattr(pool, "forward", lambda x, training=False: seen.append(x.shape)
+                        or original(x, training=training))
+    model.predict(_images(2), verbose=0)
+    assert seen == [(2, 26, 26, 32)]
+
+    class Doubled(L.Dense):
+        def forward(self, x, training=False):
+            return 2 * super().forward(x, training)
+    ck.set_seed(0)
+    doubled = ck.Sequential([L.Input((6,)), Doubled(3)])
+    x = np.ones((2, 6), np.float32)
+    np.testing.assert_allclose(doubled.predict(x, verbose=0), 2 * (x @ doubled.get_weights()[0]),
+                               rtol=1e-6)
+
+
+def test_layers_added_after_a_predict_are_seen(need_accel):
+    model = _mnist()
+    x = _images(2)
+    model.predict(x, verbose=0)
+    model.add(L.Dense(4, activation="relu"))
+    out = model.predict(x, verbose=0)
+    assert out.shape == (2, 4)
+    np.testing.assert_array_equal(out, _layers_path(model, x))
+
+
+def test_two_threads_predicting_at_once_get_their_own_results(need_accel):
+    """The chain's scratch buffers serve one call at a time: a second thread arriving
+    meanwhile takes the layers one by one, and both results are right."""
+    model = _mnist()
+    inputs = [_images(4, seed=s) for s in range(2)]
+    expected = [_layers_path(model, x) for x in inputs]
+    results, errors = {}, []
+
+    def work(k):
+        try:
+            for _ in range(20):
+                results.setdefault(k, []).append(model.predict(inputs[k], verbose=0))
+        except Exception as exc:            # pragma: no cover - reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for k in range(2):
+        for out in results[k]:
+            np.testing.assert_array_equal(out, expected[k])
+
+
+def test_builtin_activation():
+    from convkit.ops import activations
+    assert chain.builtin_activation(activations.get("softmax"))
+    assert chain.builtin_activation(activations.get("leaky_relu"))
+    assert not chain.builtin_activation(activations.get("leaky_relu", negative_slope=0.1))
+    assert not chain.builtin_activation(activations.get(lambda x: x))
