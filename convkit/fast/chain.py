@@ -36,6 +36,7 @@ A step list holding anything else gets ``None`` (the model then calls its layers
 """
 from __future__ import annotations
 
+import functools
 import math
 import threading
 
@@ -45,16 +46,16 @@ from ..errors import ConvkitError
 from ..ops import activations
 from ..shapes import window_geometry
 from . import conv
-from .kernels import implicit, pooling
-from .kernels.checks import _geo_ints
+from .kernels import fused, implicit, pooling
 from .runtime import backend as _backend
 from .runtime import threads as _threads
-from .runtime.backend import jit
 
 __all__ = ["prepare_chain", "builtin_activation", "SCRATCH_BYTES"]
 #: the convolution's scratch output per thread in a fused convolution + max pool: small
 #: enough to stay in the core's L2 cache with its input and the pooled output
 SCRATCH_BYTES = 1 << 19
+#: a ``dense`` step on at most this many rows runs as one compiled call
+DENSE_KERNEL_ROWS = 4
 
 
 def prepare_chain(x_shape: tuple, dtype, steps: tuple):
@@ -67,15 +68,33 @@ def prepare_chain(x_shape: tuple, dtype, steps: tuple):
     dtype = np.dtype(dtype)
     if dtype != np.float32 or not x_shape[0]:
         return None
-    stages, shape, i = [], tuple(x_shape), 0
+    compute = _stages_run(tuple(x_shape), steps)
+    if compute is None:
+        return None
+    busy = threading.Lock()          # the stages' scratch buffers serve one call at a time
+
+    def run(x, weights):
+        """The chain's output, or ``None`` while another thread runs this chain."""
+        if not busy.acquire(blocking=False):
+            return None
+        try:
+            return compute(x, weights)
+        finally:
+            busy.release()
+    return run
+
+
+def _stages_run(x_shape: tuple, steps: tuple):
+    """``compute(x, weights) -> y``: the steps' stages one after the other, or ``None``."""
+    stages, shape, i = [], x_shape, 0
     while i < len(steps):
         step = steps[i]
         following = steps[i + 1] if i + 1 < len(steps) else None
         kind = step[0]
         if kind == "conv2d":
-            fused = _conv_then_pool(shape, step, following)
-            if fused is not None:
-                stage, shape = fused
+            pair = _conv_then_pool(shape, step, following)
+            if pair is not None:
+                stage, shape = pair
                 stages.append((stage, i))
                 i += 2
                 continue
@@ -97,19 +116,12 @@ def prepare_chain(x_shape: tuple, dtype, steps: tuple):
             stages.append((stage, i))
         i += 1
     stages = tuple(stages)
-    busy = threading.Lock()          # the stages' scratch buffers serve one call at a time
 
-    def run(x, weights):
-        """The chain's output, or ``None`` while another thread runs this chain."""
-        if not busy.acquire(blocking=False):
-            return None
-        try:
-            for stage, index in stages:
-                x = stage(x, weights[index])
-        finally:
-            busy.release()
+    def compute(x, weights):
+        for stage, index in stages:
+            x = stage(x, weights[index])
         return x
-    return run
+    return compute
 
 
 def _conv_geometry(shape, step):
@@ -160,11 +172,25 @@ def _flatten(shape):
 
 def _dense(shape, kernel_shape, activation):
     """``activation(x @ kernel + bias)`` on the last axis, computed as the ``Dense`` layer
-    computes it at inference (the same products and activation, so the same numbers)."""
+    computes it at inference (the same products and activation, so the same numbers), or
+    for at most :data:`DENSE_KERNEL_ROWS` rows with a linear, ReLU or softmax activation
+    by one compiled call (the same numbers up to float32 rounding: the sums run in
+    another order)."""
     if len(shape) != 2 or shape[1] != kernel_shape[0]:
         return None
     act = activations.get(activation)
     out_shape = (shape[0], kernel_shape[1])
+    if shape[0] <= DENSE_KERNEL_ROWS and activation in fused.DENSE_ACTIVATIONS:
+        kernel_rows = fused.dense_rows_kernel()
+        code = fused.DENSE_ACTIVATIONS[activation]
+
+        def small_stage(x, weights):
+            kernel, bias = weights
+            y = np.empty(out_shape, np.float32)
+            kernel_rows(x, kernel, _no_bias(kernel_shape[1]) if bias is None else bias,
+                        code, y)
+            return y
+        return small_stage, out_shape
     threaded = shape[0] * math.prod(kernel_shape) >= _threads.THREADED_PRODUCT
 
     def stage(x, weights):
@@ -212,54 +238,43 @@ def _conv_then_pool(shape, step, following):
 
 
 def _fused_stage(shape, kernel_shape, geo, pooled_hw, relu: bool):
-    kh, kw, sh, sw, dh, dw, top, left = _geo_ints(geo)
+    kh, kw = geo.kernel
     h_out, w_out = geo.out_hw
-    hp, wp = pooled_hw
     filters = kernel_shape[3]
     n = shape[0]
-    out_shape = (n, hp, wp, filters)
-    per_image = 2 * hp * 2 * wp                  # the pixels the pool reads, per image
+    out_shape = (n, *pooled_hw, filters)
     block = max(1, SCRATCH_BYTES // (4 * h_out * w_out * filters))
-    conv_kernel = jit(implicit._conv_regs._k_conv_fwd_regs_relu if relu else
-                      implicit._conv_regs._k_conv_fwd_regs, "conv2d_implicit_forward",
-                      fastmath=implicit.REGISTER_FASTMATH, slp=True)
-    pool_kernel = jit(pooling._k_maxpool_fwd_values_2x2, "max_pool2d_values", fastmath=False)
+    by_images, by_rows = fused.conv_pool_kernels()
     work_bytes = 4 * (math.prod(shape) + math.prod(out_shape) + kh * kw * shape[3] * filters)
     single = work_bytes < _backend.SMALL_WORK_BYTES
     slots = 1 if single else _threads.num_threads()
     scratch = [np.empty((min(block, n), h_out, w_out, filters), np.float32)
                for _ in range(slots)]
+    # one image: its pooled rows are split over the threads; more: the images are
+    total = pooled_hw[0] if n == 1 else n
+    starts = {lo: q for q, (lo, _) in enumerate(_threads.split(total, slots))}
 
     def stage(x, weights):
         kernel, bias = weights
         w2 = np.ascontiguousarray(kernel, np.float32).reshape(-1, filters)
-        bias_v = np.zeros(filters, np.float32) if bias is None else bias
+        bias_v = _no_bias(filters) if bias is None else bias
         y = np.empty(out_shape, np.float32)
-
-        def images(lo, hi, s):
-            for n0 in range(lo, hi, block):
-                n1 = min(n0 + block, hi)
-                count = n1 - n0
-                conv_kernel(x[n0:n1], w2, bias_v, kh, kw, sh, sw, dh, dw, top, left,
-                            h_out, w_out, s.reshape(-1, filters), 0, 2 * hp, 0, 2 * wp,
-                            0, count * per_image)
-                pool_kernel(s, y[n0:n1], 0, count * hp)
-
-        def rows(lo, hi, s):        # pooled rows lo:hi of a single image
-            conv_kernel(x, w2, bias_v, kh, kw, sh, sw, dh, dw, top, left,
-                        h_out, w_out, s.reshape(-1, filters), 0, 2 * hp, 0, 2 * wp,
-                        lo * 4 * wp, hi * 4 * wp)
-            pool_kernel(s, y, lo, hi)
-
-        if single:
-            images(0, n, scratch[0])
-        elif n == 1:
-            starts = {lo: q for q, (lo, _) in enumerate(_threads.split(hp, slots))}
-            _threads.run_chunks(lambda lo, hi: rows(lo, hi, scratch[starts[lo]]), hp,
-                                threads=slots, single_blas=False)
+        if n == 1:
+            def part(lo, hi):
+                by_rows(x, w2, bias_v, scratch[starts[lo]], y, relu, kh, kw, lo, hi)
         else:
-            starts = {lo: q for q, (lo, _) in enumerate(_threads.split(n, slots))}
-            _threads.run_chunks(lambda lo, hi: images(lo, hi, scratch[starts[lo]]), n,
-                                threads=slots, single_blas=False)
+            def part(lo, hi):
+                by_images(x, w2, bias_v, scratch[starts[lo]], y, relu, kh, kw, block, lo, hi)
+        if single:
+            part(0, total)
+        else:
+            _threads.run_chunks(part, total, threads=slots, single_blas=False)
         return y
     return stage, out_shape
+
+
+@functools.lru_cache(maxsize=16)
+def _no_bias(filters: int) -> np.ndarray:
+    zeros = np.zeros(filters, np.float32)
+    zeros.setflags(write=False)
+    return zeros

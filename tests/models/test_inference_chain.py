@@ -2,8 +2,10 @@
 layer's set-up done once per input shape, a convolution and the 2x2 max pool after it run
 together on a few images at a time, the convolution's unread last row and column skipped.
 
-The chain's outputs must equal the layers' own (``model._forward``) exactly: the same
-kernels on the same numbers, pooled before or after the ReLU (both monotonic)."""
+The chain's convolutions and pools must equal the layers' own (``model._forward``) exactly:
+the same kernels on the same numbers, pooled before or after the ReLU (both monotonic). A
+``Dense`` layer on a few rows runs as one compiled call whose sums run in another order, so
+whole-model outputs are compared to float32 rounding (1e-6)."""
 import threading
 
 import numpy as np
@@ -36,6 +38,10 @@ def _mnist(seed=0, size=28, pool_padding="valid", conv_activation="relu"):
                           L.Flatten(), L.Dropout(0.5), L.Dense(10, activation="softmax")])
 
 
+def _same(out, expected):
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-7)
+
+
 def _images(batch, size=28, channels=1, seed=0):
     return np.random.default_rng(seed).random((batch, size, size, channels), dtype=np.float32)
 
@@ -47,7 +53,7 @@ def test_chain_equals_the_layers_exactly(need_accel, batch, size):
     x = _images(batch, size)
     out = model.predict(x, batch_size=64, verbose=0)
     assert model._chains[1][(x.shape, x.dtype)]          # the chain was prepared and used
-    np.testing.assert_array_equal(out, _layers_path(model, x))
+    _same(out, _layers_path(model, x))
     assert out.shape == (batch, 10) and out.dtype == np.float32
 
 
@@ -56,7 +62,7 @@ def test_unfused_steps_and_linear_convolutions(need_accel, kwargs):
     """A 'same' pool is not fused (the conv runs alone, then the pool); a linear conv is."""
     model = _mnist(**kwargs)
     x = _images(5)
-    np.testing.assert_array_equal(model.predict(x, verbose=0), _layers_path(model, x))
+    _same(model.predict(x, verbose=0), _layers_path(model, x))
 
 
 def test_one_large_image_splits_its_rows_over_the_threads(need_accel, monkeypatch):
@@ -66,7 +72,37 @@ def test_one_large_image_splits_its_rows_over_the_threads(need_accel, monkeypatc
     model = ck.Sequential([L.Input((40, 40, 16)), L.Conv2D(32, 3, activation="relu"),
                            L.MaxPooling2D(2), L.Flatten(), L.Dense(4)])
     x = _images(1, 40, 16)
-    np.testing.assert_array_equal(model.predict(x, verbose=0), _layers_path(model, x))
+    np.testing.assert_allclose(model.predict(x, verbose=0), _layers_path(model, x),
+                               rtol=1e-5, atol=1e-6)         # logits: sums of 11,552 terms
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_fused_convolution_and_pool_equal_the_layers_exactly(need_accel, batch):
+    ck.set_seed(5)
+    conv, pool = L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(2)
+    x = _images(batch, 15, 16)
+    expected = pool(conv(x))
+    run = chain.prepare_chain(x.shape, np.float32, (conv._inference_step(),
+                                                    pool._inference_step()))
+    np.testing.assert_array_equal(run(x, [conv._step_weights(), None]), expected)
+
+
+def test_dense_rows_kernel_matches_the_layer(need_accel):
+    """The compiled dense step of a few rows: linear, ReLU and softmax, with and without a
+    bias, equal to the layer's NumPy arithmetic to float32 rounding."""
+    rng = np.random.default_rng(6)
+    for activation in ("linear", "relu", "softmax"):
+        for use_bias in (True, False):
+            ck.set_seed(1)
+            dense = L.Dense(7, activation=activation, use_bias=use_bias)
+            x = rng.standard_normal((3, 40)).astype(np.float32)
+            expected = dense(x)
+            if use_bias:
+                dense.set_weights([dense.get_weights()[0], rng.standard_normal(7)])
+                expected = dense(x)
+            run = chain.prepare_chain(x.shape, np.float32, (dense._inference_step(),))
+            np.testing.assert_allclose(run(x, [dense._step_weights()]), expected,
+                                       rtol=1e-5, atol=1e-6)
 
 
 def test_fused_stage_skips_only_the_unread_row_and_column(need_accel):
@@ -96,7 +132,7 @@ def test_chain_sees_new_weights(need_accel):
     dense.set_weights([w * 2 for w in dense.get_weights()])
     after = model.predict(x, verbose=0)
     assert not np.allclose(before, after)
-    np.testing.assert_array_equal(after, _layers_path(model, x))
+    _same(after, _layers_path(model, x))
 
 
 def test_no_chain_for_other_layers_or_without_the_fast_paths(monkeypatch):
@@ -142,7 +178,7 @@ def test_layers_added_after_a_predict_are_seen(need_accel):
     model.add(L.Dense(4, activation="relu"))
     out = model.predict(x, verbose=0)
     assert out.shape == (2, 4)
-    np.testing.assert_array_equal(out, _layers_path(model, x))
+    _same(out, _layers_path(model, x))
 
 
 def test_two_threads_predicting_at_once_get_their_own_results(need_accel):
@@ -167,7 +203,7 @@ def test_two_threads_predicting_at_once_get_their_own_results(need_accel):
     assert not errors
     for k in range(2):
         for out in results[k]:
-            np.testing.assert_array_equal(out, expected[k])
+            _same(out, expected[k])
 
 
 def test_builtin_activation():

@@ -1,0 +1,115 @@
+"""Compiled convolution followed by a 2x2, stride-2 max pool, for inference
+(:mod:`convkit.fast.chain`).
+
+One call runs a range of images (or of one image's pooled rows) through both, with no
+Python between them: the convolution's output for a few images at a time goes to a scratch
+buffer the size of the core's cache, by the register-tile kernels of
+:mod:`convkit.fast.kernels.implicit` (rows ``0:2*hp`` and columns ``0:2*wp`` only: what the
+pool reads), and the pool kernel of :mod:`convkit.fast.kernels.pooling` writes the pooled
+map from there. A thread that runs such a range holds the GIL only to start it.
+
+``x (N, H, W, C)``, ``w2 (kh*kw*C, F)``, ``bias (F,)``, ``scratch (B, H_out, W_out, F)``,
+``y (N, hp, wp, F)``; every convolution window inside the input (stride 1, no padding or
+dilation), ``F`` a multiple of 16.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._generated.conv_regs import _k_conv_fwd_regs, _k_conv_fwd_regs_relu  # noqa: F401
+from .pooling import _k_maxpool_fwd_values_2x2  # noqa: F401
+
+__all__ = ["conv_pool_kernels", "dense_rows_kernel", "DENSE_ACTIVATIONS"]
+
+
+def _k_conv_pool_images(x, w2, bias, scratch, y, relu, kh, kw, block, lo, hi):
+    # images lo:hi, `block` at a time: convolution into scratch, then pooled into y
+    h_out, w_out, filters = scratch.shape[1], scratch.shape[2], scratch.shape[3]
+    hp, wp = y.shape[1], y.shape[2]
+    flat = scratch.reshape(-1, filters)
+    per_image = 4 * hp * wp
+    for n0 in range(lo, hi, block):
+        n1 = min(n0 + block, hi)
+        pixels = (n1 - n0) * per_image
+        if relu:
+            _k_conv_fwd_regs_relu(x[n0:n1], w2, bias, kh, kw, 1, 1, 1, 1, 0, 0, h_out, w_out,
+                                  flat, 0, 2 * hp, 0, 2 * wp, 0, pixels)
+        else:
+            _k_conv_fwd_regs(x[n0:n1], w2, bias, kh, kw, 1, 1, 1, 1, 0, 0, h_out, w_out,
+                             flat, 0, 2 * hp, 0, 2 * wp, 0, pixels)
+        _k_maxpool_fwd_values_2x2(scratch, y[n0:n1], 0, (n1 - n0) * hp)
+
+
+def _k_conv_pool_rows(x, w2, bias, scratch, y, relu, kh, kw, lo, hi):
+    # pooled rows lo:hi of the single image x[0] (its conv rows 2*lo:2*hi)
+    h_out, w_out, filters = scratch.shape[1], scratch.shape[2], scratch.shape[3]
+    wp = y.shape[2]
+    flat = scratch.reshape(-1, filters)
+    first, last = lo * 4 * wp, hi * 4 * wp
+    if relu:
+        _k_conv_fwd_regs_relu(x, w2, bias, kh, kw, 1, 1, 1, 1, 0, 0, h_out, w_out, flat,
+                              0, 2 * y.shape[1], 0, 2 * wp, first, last)
+    else:
+        _k_conv_fwd_regs(x, w2, bias, kh, kw, 1, 1, 1, 1, 0, 0, h_out, w_out, flat,
+                         0, 2 * y.shape[1], 0, 2 * wp, first, last)
+    _k_maxpool_fwd_values_2x2(scratch, y, lo, hi)
+
+
+def conv_pool_kernels():
+    """``(images, rows)``: the two compiled kernels above (see the module docstring)."""
+    from ..runtime.backend import jit
+    from . import implicit
+    where = "conv2d_pool_forward"
+    helpers = (jit(_k_conv_fwd_regs, where, fastmath=implicit.REGISTER_FASTMATH, slp=True),
+               jit(_k_conv_fwd_regs_relu, where, fastmath=implicit.REGISTER_FASTMATH,
+                   slp=True),
+               jit(_k_maxpool_fwd_values_2x2, where, fastmath=False))
+    return (jit(_k_conv_pool_images, where, fastmath=False, helpers=helpers),
+            jit(_k_conv_pool_rows, where, fastmath=False, helpers=helpers))
+
+
+
+#: the activations :func:`_k_dense_rows` computes, by code
+DENSE_ACTIVATIONS = {"linear": 0, "relu": 1, "softmax": 2}
+
+
+def _k_dense_rows(x, kernel, bias, activation, out):
+    # out (N, U) = act(x (N, K) @ kernel (K, U) + bias); act by DENSE_ACTIVATIONS' code
+    rows, k_dim = x.shape
+    units = kernel.shape[1]
+    for r in range(rows):
+        acc = out[r]
+        for u in range(units):
+            acc[u] = bias[u]
+        xr = x[r]
+        whole = k_dim - k_dim % 4
+        for k in range(0, whole, 4):        # four rows of the kernel per pass over acc
+            v0, v1, v2, v3 = xr[k], xr[k + 1], xr[k + 2], xr[k + 3]
+            w0, w1, w2, w3 = kernel[k], kernel[k + 1], kernel[k + 2], kernel[k + 3]
+            for u in range(units):
+                acc[u] += (v0 * w0[u] + v1 * w1[u]) + (v2 * w2[u] + v3 * w3[u])
+        for k in range(whole, k_dim):
+            v = xr[k]
+            wk = kernel[k]
+            for u in range(units):
+                acc[u] += v * wk[u]
+        if activation == 1:
+            for u in range(units):
+                acc[u] = max(acc[u], 0.0)
+        elif activation == 2:
+            top = acc[0]
+            for u in range(1, units):
+                top = max(top, acc[u])
+            total = 0.0
+            for u in range(units):
+                acc[u] = np.exp(acc[u] - top)
+                total += acc[u]
+            for u in range(units):
+                acc[u] /= total
+
+
+def dense_rows_kernel():
+    """:func:`_k_dense_rows`, compiled: a ``Dense`` layer on a few rows (batch-1 inference)
+    in one call, where the product, the bias and a softmax cost a NumPy call each."""
+    from ..runtime.backend import jit
+    return jit(_k_dense_rows, "dense_forward", fastmath=False)
