@@ -48,12 +48,21 @@ from ..shapes import window_geometry
 from . import conv
 from .kernels import fused, implicit, pooling
 from .runtime import backend as _backend
+from .runtime import parked as _parked
+from .runtime import spin as _spin
 from .runtime import threads as _threads
 
 __all__ = ["prepare_chain", "builtin_activation", "SCRATCH_BYTES"]
 #: the convolution's scratch output per thread in a fused convolution + max pool: small
 #: enough to stay in the core's L2 cache with its input and the pooled output
 SCRATCH_BYTES = 1 << 19
+#: a fused stage whose arrays hold at least PARKED_MIN_BYTES and less than
+#: PARKED_MAX_BYTES is shared with a parked helper (:class:`_Parked`); larger ones go to
+#: the thread pool (all threads), smaller ones stay on the calling thread
+PARKED_MIN_BYTES = 1 << 14
+PARKED_MAX_BYTES = 1 << 24
+#: microseconds the parked helper waits for its next task before it sleeps
+PARKED_SPIN_US = 300.0
 #: a ``dense`` step on at most this many rows runs as one compiled call
 DENSE_KERNEL_ROWS = 4
 
@@ -86,13 +95,14 @@ def prepare_chain(x_shape: tuple, dtype, steps: tuple):
 
 def _stages_run(x_shape: tuple, steps: tuple):
     """``compute(x, weights) -> y``: the steps' stages one after the other, or ``None``."""
+    parked = _Parked.for_this_machine()
     stages, shape, i = [], x_shape, 0
     while i < len(steps):
         step = steps[i]
         following = steps[i + 1] if i + 1 < len(steps) else None
         kind = step[0]
         if kind == "conv2d":
-            pair = _conv_then_pool(shape, step, following)
+            pair = _conv_then_pool(shape, step, following, parked)
             if pair is not None:
                 stage, shape = pair
                 stages.append((stage, i))
@@ -116,10 +126,13 @@ def _stages_run(x_shape: tuple, steps: tuple):
             stages.append((stage, i))
         i += 1
     stages = tuple(stages)
+    held = () if parked is None else tuple(parked.outputs)
 
     def compute(x, weights):
         for stage, index in stages:
             x = stage(x, weights[index])
+        if any(x is buffer for buffer in held):     # the caller gets an array of its own
+            x = x.copy()
         return x
     return compute
 
@@ -212,7 +225,7 @@ def builtin_activation(activation) -> bool:
     return named._forward is activation._forward and named.params == activation.params
 
 
-def _conv_then_pool(shape, step, following):
+def _conv_then_pool(shape, step, following, parked):
     """A convolution followed by a 2x2, stride-2, ``'valid'`` max pool, as one stage (see
     the module docstring), or ``None`` when the pair does not fit: the pair is fused when
     the convolution goes to the register-tile product with every window inside the input
@@ -234,10 +247,10 @@ def _conv_then_pool(shape, step, following):
     if conv.forward_plan(plan, kernel_shape, np.float32) != "implicit" \
             or kernel_shape[3] % implicit.LANES or kernel_shape[:2] == (1, 1):
         return None
-    return _fused_stage(shape, kernel_shape, geo, pool_geo.out_hw, relu)
+    return _fused_stage(shape, kernel_shape, geo, pool_geo.out_hw, relu, parked)
 
 
-def _fused_stage(shape, kernel_shape, geo, pooled_hw, relu: bool):
+def _fused_stage(shape, kernel_shape, geo, pooled_hw, relu: bool, parked):
     kh, kw = geo.kernel
     h_out, w_out = geo.out_hw
     filters = kernel_shape[3]
@@ -246,31 +259,131 @@ def _fused_stage(shape, kernel_shape, geo, pooled_hw, relu: bool):
     block = max(1, SCRATCH_BYTES // (4 * h_out * w_out * filters))
     by_images, by_rows = fused.conv_pool_kernels()
     work_bytes = 4 * (math.prod(shape) + math.prod(out_shape) + kh * kw * shape[3] * filters)
-    single = work_bytes < _backend.SMALL_WORK_BYTES
-    slots = 1 if single else _threads.num_threads()
-    scratch = [np.empty((min(block, n), h_out, w_out, filters), np.float32)
-               for _ in range(slots)]
+    scratch_shape = (min(block, n), h_out, w_out, filters)
     # one image: its pooled rows are split over the threads; more: the images are
     total = pooled_hw[0] if n == 1 else n
+    if parked is not None and PARKED_MIN_BYTES <= work_bytes < PARKED_MAX_BYTES:
+        k = parked.add(shape, out_shape, scratch_shape, relu, kh, kw, block, n == 1)
+        slots = 1
+    else:
+        k = None
+        slots = 1 if work_bytes < _backend.SMALL_WORK_BYTES else _threads.num_threads()
+    scratch = [np.empty(scratch_shape, np.float32) for _ in range(slots)]
     starts = {lo: q for q, (lo, _) in enumerate(_threads.split(total, slots))}
+
+    def run_part(x, w2, bias_v, y, lo, hi):
+        s = scratch[starts.get(lo, 0)]
+        if n == 1:
+            by_rows(x, w2, bias_v, s, y, relu, kh, kw, lo, hi)
+        else:
+            by_images(x, w2, bias_v, s, y, relu, kh, kw, block, lo, hi)
 
     def stage(x, weights):
         kernel, bias = weights
+        if k is not None and parked.point_at(k, kernel, bias, filters):
+            return parked.run(k, x, lambda inp, y, lo, hi: run_part(
+                inp, parked.w2s[k], parked.biases[k], y, lo, hi), total)
         w2 = np.ascontiguousarray(kernel, np.float32).reshape(-1, filters)
         bias_v = _no_bias(filters) if bias is None else bias
         y = np.empty(out_shape, np.float32)
-        if n == 1:
-            def part(lo, hi):
-                by_rows(x, w2, bias_v, scratch[starts[lo]], y, relu, kh, kw, lo, hi)
+        if slots == 1:
+            run_part(x, w2, bias_v, y, 0, total)
         else:
-            def part(lo, hi):
-                by_images(x, w2, bias_v, scratch[starts[lo]], y, relu, kh, kw, block, lo, hi)
-        if single:
-            part(0, total)
-        else:
-            _threads.run_chunks(part, total, threads=slots, single_blas=False)
+            _threads.run_chunks(lambda lo, hi: run_part(x, w2, bias_v, y, lo, hi), total,
+                                threads=slots, single_blas=False)
         return y
     return stage, out_shape
+
+
+class _Parked:
+    """A chain's fused stages shared between the calling thread and one helper thread
+    parked in compiled code (:class:`convkit.fast.runtime.parked.ParkedHelper`): the
+    calling thread runs the first half of a stage's images (or of one image's pooled rows)
+    while the helper runs the second, with no GIL in the hand-off (~1 us against 15-60 us
+    through the thread pool). The helper knows the stages' arrays in advance, so they are
+    the chain's own: each stage's input (copied in when it comes from elsewhere), output,
+    and the helper's scratch; the weights are the layers' arrays themselves, shared (an
+    array replaced by another re-points the helper)."""
+
+    def __init__(self, kernels):
+        self.park, self.post = kernels
+        self.inputs, self.outputs, self.scratch, self.params = [], [], [], []
+        self.w2s, self.biases, self.seen = [], [], []
+        self.helper = None
+        self._args = None
+
+    @classmethod
+    def for_this_machine(cls):
+        """A new ``_Parked`` where it pays and can run (two threads or more, the spin-waits
+        usable), else ``None``."""
+        if _threads.num_threads() < 2:
+            return None
+        kernels = fused.park_kernels()
+        return None if kernels is None else cls(kernels)
+
+    def add(self, in_shape, out_shape, scratch_shape, relu, kh, kw, block, by_rows) -> int:
+        """Buffers for one more fused stage; its index."""
+        self.inputs.append(np.zeros(in_shape, np.float32))
+        self.outputs.append(np.zeros(out_shape, np.float32))
+        self.scratch.append(np.zeros(scratch_shape, np.float32))
+        self.params.append((int(relu), kh, kw, block, int(by_rows)))
+        self.w2s.append(None)
+        self.biases.append(None)
+        self.seen.append(None)
+        return len(self.inputs) - 1
+
+    def point_at(self, k: int, kernel, bias, filters: int) -> bool:
+        """Stage ``k`` reads these weights (the helper too); ``False`` when they cannot be
+        shared (not C-contiguous float32: the stage then runs on its own)."""
+        seen = self.seen[k]
+        if seen is not None and seen[0] is kernel and seen[1] is bias:
+            return True
+        for array in (kernel, bias):
+            if array is not None and (array.dtype != np.float32
+                                      or not array.flags.c_contiguous):
+                return False
+        self.w2s[k] = kernel.reshape(-1, filters)
+        self.biases[k] = _no_bias(filters) if bias is None else bias
+        self.seen[k] = (kernel, bias)
+        self._args = None
+        return True
+
+    def run(self, k: int, x, part, total: int):
+        """Stage ``k`` on ``x``: ``part(input, output, lo, hi)`` over ``0:total``, the
+        second half by the helper when it is parked; returns the stage's output buffer."""
+        inp = self.inputs[k]
+        if x is not inp:
+            np.copyto(inp, x)
+        y = self.outputs[k]
+        helper = self._helper()
+        mid = total // 2
+        if helper is not None and mid and helper.post(k, mid, total):
+            try:
+                part(inp, y, 0, mid)
+            finally:                # the helper's half ends before anything else happens
+                helper.wait()
+        else:
+            part(inp, y, 0, total)
+            if helper is not None:
+                helper.wake()       # parked for the next call
+        return y
+
+    def _helper(self):
+        """The helper, pointed at the current arrays; ``None`` until every stage has been
+        given its weights once."""
+        if self._args is None:
+            if any(w2 is None for w2 in self.w2s):
+                return None
+            args = tuple(tuple(arrays) for arrays in (self.inputs, self.w2s, self.biases,
+                                                       self.scratch, self.outputs))
+            args += (np.array(self.params, np.int64),)
+            if self.helper is None:
+                self.helper = _parked.ParkedHelper(self.park, self.post, _spin.wait_flag,
+                                                   args, _spin.rounds_for(PARKED_SPIN_US))
+            else:
+                self.helper.replace_args(args)
+            self._args = args
+        return self.helper
 
 
 @functools.lru_cache(maxsize=16)

@@ -76,7 +76,7 @@ def prepare(op: str, direction: str, *spec):
     ``None`` (no fast path: the caller takes the public op). ``spec`` holds shapes, dtypes
     and the op's arguments, hashable (see :data:`PREPARERS`); the caller has checked its
     arrays against them once (the public op's checks), and ``run`` does not check again.
-    The answer is remembered per ``spec``; the switch (:func:`allowed`) is asked on every
+    The answer is remembered per ``spec`` (but see :data:`UNSHARED`); the switch (:func:`allowed`) is asked on every
     call, and nothing is prepared while kernels compile in the background."""
     if not allowed() or compiling.in_background():
         return None
@@ -90,6 +90,8 @@ def prepare(op: str, direction: str, *spec):
             run = PREPARERS[op, direction](*spec) or False
         except ShapeError:           # the public op gives the error, in its own words
             run = False
+        if (op, direction) in UNSHARED and run:
+            return run               # the caller's own (it holds buffers and a helper)
         if len(_prepared) >= 512:
             _prepared.clear()
         _prepared[key] = run
@@ -142,6 +144,12 @@ PREPARERS = {
     ("max_pool2d", "forward"): _prepare_max_pool,
     ("chain", "forward"): chain.prepare_chain,
 }
+
+
+#: prepared forms that hold state of their own (buffers, a helper thread): each ``prepare``
+#: makes a new one, for the caller to keep (a model's chain; two models of the same
+#: architecture must not share one)
+UNSHARED = {("chain", "forward")}
 
 
 def _copy(arg):

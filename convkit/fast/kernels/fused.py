@@ -113,3 +113,70 @@ def dense_rows_kernel():
     in one call, where the product, the bias and a softmax cost a NumPy call each."""
     from ..runtime.backend import jit
     return jit(_k_dense_rows, "dense_forward", fastmath=False)
+
+
+# --------------------------------------------------------------- the parked helper's side
+# (convkit.fast.runtime.parked): the intrinsics come from convkit.fast.runtime.spin, set
+# into this module by park_kernels() before the kernels compile
+load_acquire = store_release = compare_swap = relax = None
+PAUSES = 32
+
+
+def _k_fused_part(xs, w2s, biases, scratches, ys, params, stage, lo, hi):
+    # stage `stage` of a chain's fused stages on images (or one image's pooled rows) lo:hi;
+    # params[stage] = (relu, kh, kw, block, by_rows)
+    relu = params[stage, 0] != 0
+    kh, kw, block = params[stage, 1], params[stage, 2], params[stage, 3]
+    if params[stage, 4] != 0:
+        _k_conv_pool_rows(xs[stage], w2s[stage], biases[stage], scratches[stage], ys[stage],
+                          relu, kh, kw, lo, hi)
+    else:
+        _k_conv_pool_images(xs[stage], w2s[stage], biases[stage], scratches[stage],
+                            ys[stage], relu, kh, kw, block, lo, hi)
+
+
+def _k_park(flags, xs, w2s, biases, scratches, ys, params, rounds):
+    # flags = [state, done, stage, lo, hi, leave]; state 0 away, 1 parked, 2 claimed
+    store_release(flags, 0, 1)
+    idle = 0
+    while True:
+        if load_acquire(flags, 0) == 2:
+            _k_fused_part(xs, w2s, biases, scratches, ys, params, flags[2], flags[3],
+                          flags[4])
+            done = flags[1] + 1
+            store_release(flags, 0, 1)
+            store_release(flags, 1, done)
+            idle = 0
+        elif load_acquire(flags, 5) != 0 or idle >= rounds:
+            if compare_swap(flags, 0, 1, 0):
+                return
+        else:
+            relax(PAUSES)
+            idle += 1
+
+
+def _k_post(flags, stage, lo, hi):
+    # the task first, then the claim of a parked helper (release: the task is seen first)
+    flags[2] = stage
+    flags[3] = lo
+    flags[4] = hi
+    return compare_swap(flags, 0, 1, 2)
+
+
+def park_kernels():
+    """``(park, post)`` for :class:`convkit.fast.runtime.parked.ParkedHelper` over a chain's
+    fused stages, or ``None`` where the spin-waits cannot run
+    (:func:`convkit.fast.runtime.spin.usable`)."""
+    from ..runtime import spin
+    from ..runtime.backend import jit
+    if not spin.usable():
+        return None
+    module = globals()
+    for name in ("load_acquire", "store_release", "compare_swap", "relax"):
+        module[name] = getattr(spin, name)
+    module["PAUSES"] = spin.PAUSES
+    images, rows = conv_pool_kernels()
+    where = "conv2d_pool_forward"
+    part = jit(_k_fused_part, where, fastmath=False, helpers=(images, rows))
+    return (jit(_k_park, where, fastmath=(), helpers=(part,)),
+            jit(_k_post, where, fastmath=()))

@@ -21,7 +21,8 @@ The waiting loop is ``pause`` instructions (x86) with a ``sched_yield`` every
 :data:`PAUSES` of them, so another runnable thread on that core gets it at once. Flags are
 ``int64`` arrays read and written with acquire/release atomics (LLVM ``load atomic`` /
 ``store atomic``), so the compiler can neither hoist the load out of the loop nor reorder
-the store. Measured with ``CONVKIT_SPIN_US=100`` on the benchmark's rows run alone (2
+the store; :func:`compare_swap` is LLVM's ``cmpxchg`` (for
+:mod:`convkit.fast.runtime.parked`). Measured with ``CONVKIT_SPIN_US=100`` on the benchmark's rows run alone (2
 threads, interleaved A/B): LeNet-5 training step 6-7 % faster, max pooling forward 11-12 %,
 depthwise 3-4 %, stride-2 convolution 1.5-2 %. It is off by default because a spinning
 thread makes its core look busy to the scheduler: with PyTorch's calls interleaved (the
@@ -95,6 +96,16 @@ def _intrinsics():
         return types.void(flags, index, types.int64), codegen
 
     @intrinsic
+    def compare_swap(typingctx, flags, index, expected, value):
+        """``flags[index] = value`` if it holds ``expected`` (one atomic step, acquire and
+        release); whether it did."""
+        def codegen(context, builder, signature, args):
+            pointer = _pointer(context, builder, signature, args)
+            pair = builder.cmpxchg(pointer, args[2], args[3], "acq_rel", "acquire")
+            return builder.extract_value(pair, 1)
+        return types.boolean(flags, index, types.int64, types.int64), codegen
+
+    @intrinsic
     def relax(typingctx, pauses):
         """``pauses`` x86 ``pause`` instructions (nothing elsewhere), then ``sched_yield``."""
         def codegen(context, builder, signature, args):
@@ -110,11 +121,11 @@ def _intrinsics():
             return context.get_dummy_value()
         return types.void(pauses), codegen
 
-    return load_acquire, store_release, relax
+    return load_acquire, store_release, compare_swap, relax
 
 
 # the intrinsics, set by _compile() (numba is imported only then)
-load_acquire = store_release = relax = None
+load_acquire = store_release = compare_swap = relax = None
 
 
 def _k_wait_flag(flags, index, value, rounds):
@@ -139,12 +150,12 @@ def usable() -> bool:
 
 
 def _compile():
-    global _kernels, _failed, load_acquire, store_release, relax
+    global _kernels, _failed, load_acquire, store_release, compare_swap, relax
     if _kernels is None and not _failed:
         if sys.platform == "win32" or not available():
             return None
         try:
-            load_acquire, store_release, relax = _intrinsics()
+            load_acquire, store_release, compare_swap, relax = _intrinsics()
             signal = jit(_k_signal_then_wait, "spin", fastmath=(), helpers=(_k_wait_flag,))
             kernels = (jit(_k_wait_flag, "spin", fastmath=()), signal)
             flags = np.zeros(2, np.int64)

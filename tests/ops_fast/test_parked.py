@@ -1,0 +1,183 @@
+"""The parked helper (``convkit.fast.runtime.parked``): a thread waiting inside compiled code
+takes half of a chain's fused convolution + pool stages with no GIL in the hand-off."""
+import gc
+import inspect
+import os
+import time
+
+import numpy as np
+import pytest
+
+import convkit as ck
+from convkit.fast import chain
+from convkit.fast.kernels import fused
+from convkit.fast.runtime import parked, spin
+
+L = ck.layers
+
+
+@pytest.fixture
+def kernels():
+    if not spin.usable():
+        pytest.skip("requires the compiled spin-waits")
+    return fused.park_kernels()
+
+
+def _stage_arrays(rng, n=3, size=13, channels=32, filters=64):
+    x = rng.standard_normal((n, size, size, channels)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, channels, filters)).astype(np.float32)
+    bias = rng.standard_normal(filters).astype(np.float32)
+    hp = (size - 2) // 2
+    y = np.zeros((n, hp, hp, filters), np.float32)
+    scratch = np.zeros((n, size - 2, size - 2, filters), np.float32)
+    expected = ck.ops.max_pool2d(np.maximum(ck.ops.conv2d(x, kernel, bias), 0), 2)
+    return x, kernel.reshape(-1, filters), bias, scratch, y, expected
+
+
+def _parked_helper(kernels, arrays, wait=spin.wait_flag):
+    """A helper over one stage's arrays (images mode, ReLU), parked."""
+    park, post = kernels
+    params = np.array([[1, 3, 3, arrays[3].shape[0], 0]], np.int64)
+    helper = parked.ParkedHelper(park, post, wait, tuple((a,) for a in arrays[:5]) + (params,),
+                                 spin.rounds_for(1e6))
+    helper.wake()
+    assert _wait_state(helper, parked.PARKED)
+    return helper
+
+
+def _wait_state(helper, state, seconds=5.0):
+    deadline = time.monotonic() + seconds
+    while helper.flags[parked.STATE] != state and time.monotonic() < deadline:
+        time.sleep(1e-4)
+    return helper.flags[parked.STATE] == state
+
+
+def test_a_posted_task_runs_on_the_helper_and_it_leaves_when_idle(kernels):
+    park, post = kernels
+    x, w2, bias, scratch, y, expected = _stage_arrays(np.random.default_rng(0))
+    params = np.array([[1, 3, 3, scratch.shape[0], 0]], np.int64)    # relu, images
+    helper = parked.ParkedHelper(park, post, spin.wait_flag,
+                                 ((x,), (w2,), (bias,), (scratch,), (y,), params),
+                                 spin.rounds_for(20000))
+    assert not helper.post(0, 0, 3)                 # not parked yet: nothing handed over
+    helper.wake()
+    assert _wait_state(helper, parked.PARKED)
+    assert helper.post(0, 0, 3)                     # the whole task on the helper
+    helper.wait()
+    assert helper.flags[parked.DONE] == 1
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+    assert _wait_state(helper, parked.AWAY, 10.0)   # idle for its rounds: gone to sleep
+    assert not helper.post(0, 0, 3)
+    helper.close()
+
+
+def test_replacing_the_arrays_and_closing(kernels):
+    rng = np.random.default_rng(1)
+    first = _stage_arrays(rng)
+    second = _stage_arrays(rng)
+    params = np.array([[1, 3, 3, 3, 0]], np.int64)
+    helper = _parked_helper(kernels, first)
+    helper.replace_args(tuple((a,) for a in second[:5]) + (params,))
+    assert helper.flags[parked.STATE] == parked.AWAY
+    helper.wake()
+    assert _wait_state(helper, parked.PARKED)
+    assert helper.post(0, 1, 3)                     # images 1:3 of the new arrays
+    helper.wait()
+    np.testing.assert_allclose(second[4][1:], second[5][1:], rtol=1e-5, atol=1e-5)
+    assert not second[4][0].any() and not first[4].any()
+    thread = helper._thread
+    helper.close()
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_a_helper_that_is_dropped_ends_its_thread(kernels):
+    helper = _parked_helper(kernels, _stage_arrays(np.random.default_rng(2)))
+    thread = helper._thread
+    del helper
+    gc.collect()
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def _mnist():
+    ck.set_seed(0)
+    return ck.Sequential([L.Input((28, 28, 1)), L.Conv2D(32, 3, activation="relu"),
+                          L.MaxPooling2D(2), L.Conv2D(64, 3, activation="relu"),
+                          L.MaxPooling2D(2), L.Flatten(), L.Dense(10, activation="softmax")])
+
+
+def _chain_parked(model, x):
+    """The model's chain's shared stages (``chain._Parked``) for inputs like ``x``."""
+    run = model.__dict__.get("_chains", (None, {}))[1].get((x.shape, x.dtype))
+    if not run:
+        return None
+    compute = inspect.getclosurevars(run).nonlocals["compute"]
+    stage = inspect.getclosurevars(compute).nonlocals["stages"][0][0]
+    return inspect.getclosurevars(stage).nonlocals["parked"]
+
+
+def _helper_tasks(model, x) -> int:
+    shared = _chain_parked(model, x)
+    if shared is None or shared.helper is None:
+        return 0
+    return int(shared.helper.flags[parked.DONE])
+
+
+@pytest.mark.parametrize("batch", [1, 6])
+def test_predict_shares_the_fused_stages_with_the_helper(kernels, batch, monkeypatch):
+    monkeypatch.setattr(chain, "PARKED_MIN_BYTES", 0)
+    model = _mnist()
+    x = np.random.default_rng(batch).random((batch, 28, 28, 1), dtype=np.float32)
+    expected = model._forward([x], training=False)[0]
+    outs = []
+    deadline = time.monotonic() + 60               # the park loop may compile first
+    while not _helper_tasks(model, x) and time.monotonic() < deadline:
+        outs.append(model.predict(x, verbose=0))
+    assert _helper_tasks(model, x)                  # the helper took tasks
+    for out in outs:
+        np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-7)
+        assert not any(out is held for held in _chain_parked(model, x).outputs)  # its own
+    kernel, bias = model.layers[2].get_weights()
+    model.layers[2]._weights[0].value = kernel * 0.5   # a new array: the helper re-points
+    new = [model.predict(x, verbose=0) for _ in range(5)]
+    np.testing.assert_allclose(new[-1], model._forward([x], training=False)[0], rtol=1e-6,
+                               atol=1e-7)
+    assert not np.allclose(new[-1], expected)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_predicts_without_the_parents_helper(kernels):
+    model = _mnist()
+    x = np.random.default_rng(3).random((2, 28, 28, 1), dtype=np.float32)
+    for _ in range(10):
+        expected = model.predict(x, verbose=0)          # the helper parked in the parent
+    pid = os.fork()
+    if pid == 0:                                        # the child: exit 0 when right
+        try:
+            ok = all(np.allclose(model.predict(x, verbose=0), expected, atol=1e-6)
+                     for _ in range(5))
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_an_interrupt_while_waiting_is_raised_after_the_task(kernels):
+    """Ctrl-C during the wait: the helper's half still ends before the caller moves on."""
+    arrays = _stage_arrays(np.random.default_rng(5))
+    y, expected = arrays[4], arrays[5]
+    calls = []
+
+    def interrupted_wait(flags, index, value, rounds):
+        calls.append(value)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return spin.wait_flag(flags, index, value, rounds)
+    helper = _parked_helper(kernels, arrays, interrupted_wait)
+    assert helper.post(0, 0, 3)
+    with pytest.raises(KeyboardInterrupt):
+        helper.wait()
+    assert len(calls) >= 2 and helper.flags[parked.DONE] == 1
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+    helper.close()
