@@ -33,6 +33,8 @@ config, summary and saving.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from .. import config
@@ -317,6 +319,7 @@ class Model(Trainer):
                 for i, (a, shape) in enumerate(zip(xs, shapes))]
 
     def _forward(self, xs: list, training: bool) -> list:
+        self.__dict__.pop("_pending_forward", None)
         values = {id(t): a for t, a in zip(self._inputs, xs)}
         self._value_shapes = {}
         for node in self._nodes:
@@ -442,6 +445,13 @@ class Model(Trainer):
         if _is_symbolic(x):
             return self._call_symbolic(x, training)
         xs = self._prepare_inputs(x, f"{self._kind()} {self.name!r}")
+        if not training:
+            with _inference_context() if len(xs[0]) > 1 else contextlib.nullcontext():
+                outputs = self._chain_outputs(xs)
+            if outputs is not None:
+                # no layer cached anything: a backward() runs the layers first
+                self._pending_forward = xs
+                return outputs[0] if len(outputs) == 1 else outputs
         if training or len(xs[0]) == 1:
             outputs = self._forward(xs, training=bool(training))
         else:
@@ -455,6 +465,9 @@ class Model(Trainer):
         d(loss)/d(input) (a list for several inputs; ``None`` when an outer model set
         ``input_gradient = False``)."""
         dys = list(dy) if isinstance(dy, (list, tuple)) else [dy]
+        pending = self.__dict__.pop("_pending_forward", None)
+        if pending is not None:        # model(x) went through the chain: cache it now
+            self._forward(pending, training=False)
         if not self.input_gradient:
             self._backward(dys, fuse=False, input_grads=False)
             return None

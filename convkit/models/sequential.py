@@ -175,6 +175,7 @@ class Sequential(Model):
         return [_check_input(x, self._build_input_shape, self.dtype, where)]
 
     def _forward(self, xs: list, training: bool) -> list:
+        self.__dict__.pop("_pending_forward", None)
         x = xs[0]
         for layer in self._layers:
             x = layer(x, training=training)

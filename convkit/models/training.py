@@ -917,8 +917,7 @@ class Trainer:
     def _inference_forward(self, xs: list) -> list:
         """The outputs for ``xs`` in inference mode, for :meth:`predict`: through the
         model's prepared chain when it has one (:meth:`_chain_outputs`), else layer by
-        layer. The same numbers either way; the chain sets no layer's ``cache`` (a
-        ``backward`` needs ``model(x)`` first)."""
+        layer. The same numbers either way; the chain sets no layer's ``cache``."""
         outputs = self._chain_outputs(xs)
         return outputs if outputs is not None else self._forward(xs, training=False)
 

@@ -212,3 +212,30 @@ def test_builtin_activation():
     assert chain.builtin_activation(activations.get("leaky_relu"))
     assert not chain.builtin_activation(activations.get("leaky_relu", negative_slope=0.1))
     assert not chain.builtin_activation(activations.get(lambda x: x))
+
+
+def test_model_call_takes_the_chain_and_backward_still_works(need_accel, monkeypatch):
+    """``model(x)`` at inference goes through the chain too; a ``backward`` after it runs
+    the layers on the same input first, so its gradients are those of the usual path."""
+    model = _mnist()
+    x = _images(3)
+    dy = np.random.default_rng(7).standard_normal((3, 10)).astype(np.float32)
+    out = model(x)
+    assert model.__dict__.get("_pending_forward") is not None
+    _same(out, _layers_path(model, x))
+    dx = model.backward(dy)
+    grads = [g.copy() for layer in model.layers for g in (layer.grads or [])]
+    with monkeypatch.context() as patch:
+        patch.setattr(dispatch, "prepare", lambda *a, **k: None)
+        fresh = _mnist()
+        usual_out = fresh(x)
+        usual_dx = fresh.backward(dy)
+        usual_grads = [g for layer in fresh.layers for g in (layer.grads or [])]
+    assert "_pending_forward" not in fresh.__dict__
+    _same(out, usual_out)
+    np.testing.assert_allclose(dx, usual_dx, rtol=1e-5, atol=1e-6)
+    assert len(grads) == len(usual_grads) == 6
+    for g, u in zip(grads, usual_grads):
+        np.testing.assert_allclose(g, u, rtol=1e-4, atol=1e-5)
+    model(x, training=True)                      # a training forward caches as before
+    assert "_pending_forward" not in model.__dict__
