@@ -15,12 +15,24 @@ over calling the layers one by one, each set up on its own:
   images at a time, per thread: the convolution's output goes to a small scratch buffer
   that stays in the core's cache, the pool reads it from there, and only the pooled map,
   a quarter of the size, is written out (the MNIST convnet's first convolution writes
-  86.5 KB per image otherwise and the pool reads it back). One hand-off to the threads per
-  pair instead of one per layer.
+  86.5 KB per image otherwise and the pool reads it back). One compiled call per thread
+  for the pair (:mod:`convkit.fast.kernels.fused`).
+* **Hand-offs to the threads.** With two threads or more, a fused pair is shared with one
+  helper thread parked in compiled code (:class:`_Parked`,
+  :mod:`convkit.fast.runtime.parked`): the calling thread takes the first half of the
+  images (of one image: of its convolution's pixels, then pools them) and the helper the
+  second, handed over without the GIL in ~1 us, against 15-60 us through the pool.
+* **A Dense head on a few rows** (a batch-1 prediction) runs as one compiled call: the
+  product, the bias and the softmax were three NumPy calls of 2-5 us each.
 
 Pooling before the ReLU's clamp or after it gives the same numbers (both are monotonic,
-and so is adding the bias in float arithmetic), so the results equal the layer-by-layer
-path's exactly; the tests compare the two.
+and so is adding the bias in float arithmetic), so the convolutions and pools equal the
+layer-by-layer path's exactly; the compiled Dense head sums in another order (float32
+rounding, ~1e-7). The tests compare the two.
+
+MNIST convnet of ``make run`` (``benchmarks/inference.py``, one process): ``predict`` at
+batch 1 99 -> ~45 us, batch 32 1.16 -> ~0.75 ms, batch 1000 33 -> ~25 ms; see
+``benchmarks/README.md`` for the figures against onnxruntime.
 
 Steps (all channels_last):
 
@@ -50,9 +62,10 @@ from .kernels import fused, implicit, pooling
 from .runtime import backend as _backend
 from .runtime import parked as _parked
 from .runtime import spin as _spin
+from .runtime.backend import jit
 from .runtime import threads as _threads
 
-__all__ = ["prepare_chain", "builtin_activation", "SCRATCH_BYTES"]
+__all__ = ["prepare_chain", "fused_steps", "builtin_activation", "SCRATCH_BYTES"]
 #: the convolution's scratch output per thread in a fused convolution + max pool: small
 #: enough to stay in the core's L2 cache with its input and the pooled output
 SCRATCH_BYTES = 1 << 19
@@ -225,11 +238,56 @@ def builtin_activation(activation) -> bool:
     return named._forward is activation._forward and named.params == activation.params
 
 
+def fused_steps(x_shape: tuple, steps: tuple) -> frozenset:
+    """The indices of the convolution steps whose outputs the chain never writes out (each
+    fused with the max pool after it; :func:`_fusable`), for inputs of ``x_shape``: what a
+    caller sizing its batches by the largest activation may leave out."""
+    fused, shape = set(), tuple(x_shape)
+    for i, step in enumerate(steps):
+        following = steps[i + 1] if i + 1 < len(steps) else None
+        if step[0] == "conv2d" and i - 1 not in fused and _fusable(shape, step, following):
+            fused.add(i)
+        shape = _output_shape(shape, step)
+        if shape is None:
+            break
+    return frozenset(fused)
+
+
+def _output_shape(shape, step):
+    """The shape after one step, or ``None`` when it does not apply."""
+    kind = step[0]
+    if kind == "conv2d":
+        geo = _conv_geometry(shape, step)
+        return None if geo is None else (shape[0], *geo.out_hw, step[1][3])
+    if kind == "max_pool2d" and len(shape) == 4:
+        _, pool_size, strides, padding, dilation, ceil_mode = step
+        geo = window_geometry(shape[1:3], pool_size, strides, padding, dilation, ceil_mode,
+                              max_pad_half_window=True)
+        return (shape[0], *geo.out_hw, shape[3])
+    if kind == "flatten":
+        return (shape[0], math.prod(shape[1:]))
+    if kind == "identity":
+        return shape
+    if kind == "dense" and len(shape) == 2:
+        return (shape[0], step[1][1])
+    return None
+
+
 def _conv_then_pool(shape, step, following, parked):
     """A convolution followed by a 2x2, stride-2, ``'valid'`` max pool, as one stage (see
-    the module docstring), or ``None`` when the pair does not fit: the pair is fused when
-    the convolution goes to the register-tile product with every window inside the input
-    (``'valid'``, stride 1, no dilation) and a multiple of 16 filters."""
+    the module docstring), or ``None`` when the pair does not fit (:func:`_fusable`)."""
+    fits = _fusable(shape, step, following)
+    if fits is None:
+        return None
+    geo, pooled_hw = fits
+    return _fused_stage(shape, step[1], geo, pooled_hw, step[6], parked)
+
+
+def _fusable(shape, step, following):
+    """``(conv geometry, pooled size)`` when a convolution and the max pool after it can be
+    fused: the convolution goes to the register-tile product with every window inside the
+    input (``'valid'``, stride 1, no dilation) and a multiple of 16 filters, the pool is
+    2x2 with stride 2 and no padding; else ``None``."""
     if following is None or following[0] != "max_pool2d":
         return None
     _, kernel_shape, strides, padding, dilation, groups, relu = step
@@ -247,7 +305,7 @@ def _conv_then_pool(shape, step, following, parked):
     if conv.forward_plan(plan, kernel_shape, np.float32) != "implicit" \
             or kernel_shape[3] % implicit.LANES or kernel_shape[:2] == (1, 1):
         return None
-    return _fused_stage(shape, kernel_shape, geo, pool_geo.out_hw, relu, parked)
+    return geo, pool_geo.out_hw
 
 
 def _fused_stage(shape, kernel_shape, geo, pooled_hw, relu: bool, parked):
@@ -257,11 +315,13 @@ def _fused_stage(shape, kernel_shape, geo, pooled_hw, relu: bool, parked):
     n = shape[0]
     out_shape = (n, *pooled_hw, filters)
     block = max(1, SCRATCH_BYTES // (4 * h_out * w_out * filters))
-    by_images, by_rows = fused.conv_pool_kernels()
+    by_images, by_rows, by_pixels = fused.conv_pool_kernels()
+    pool = jit(pooling._k_maxpool_fwd_values_2x2, "max_pool2d_values", fastmath=False)
     work_bytes = 4 * (math.prod(shape) + math.prod(out_shape) + kh * kw * shape[3] * filters)
     scratch_shape = (min(block, n), h_out, w_out, filters)
     # one image: its pooled rows are split over the threads; more: the images are
     total = pooled_hw[0] if n == 1 else n
+    pixels = 4 * pooled_hw[0] * pooled_hw[1]            # the convolution's, per image
     if parked is not None and PARKED_MIN_BYTES <= work_bytes < PARKED_MAX_BYTES:
         k = parked.add(shape, out_shape, scratch_shape, relu, kh, kw, block, n == 1)
         slots = 1
@@ -281,8 +341,16 @@ def _fused_stage(shape, kernel_shape, geo, pooled_hw, relu: bool, parked):
     def stage(x, weights):
         kernel, bias = weights
         if k is not None and parked.point_at(k, kernel, bias, filters):
-            return parked.run(k, x, lambda inp, y, lo, hi: run_part(
-                inp, parked.w2s[k], parked.biases[k], y, lo, hi), total)
+            w2, bias_v = parked.w2s[k], parked.biases[k]
+            if n > 1:           # the images split
+                return parked.run(k, x, lambda inp, y, lo, hi: run_part(
+                    inp, w2, bias_v, y, lo, hi), total)
+            # one image: its convolution's pixels split (into the shared scratch), then
+            # the pool by this thread
+            s = parked.scratch[k]
+            return parked.run(k, x, lambda inp, y, lo, hi: by_pixels(
+                inp, w2, bias_v, s, relu, kh, kw, *pooled_hw, lo, hi), pixels,
+                finish=lambda y: pool(s, y, 0, pooled_hw[0]))
         w2 = np.ascontiguousarray(kernel, np.float32).reshape(-1, filters)
         bias_v = _no_bias(filters) if bias is None else bias
         y = np.empty(out_shape, np.float32)
@@ -348,9 +416,10 @@ class _Parked:
         self._args = None
         return True
 
-    def run(self, k: int, x, part, total: int):
+    def run(self, k: int, x, part, total: int, finish=None):
         """Stage ``k`` on ``x``: ``part(input, output, lo, hi)`` over ``0:total``, the
-        second half by the helper when it is parked; returns the stage's output buffer."""
+        second half by the helper when it is parked, then ``finish(output)`` if given;
+        returns the stage's output buffer."""
         inp = self.inputs[k]
         if x is not inp:
             np.copyto(inp, x)
@@ -366,6 +435,8 @@ class _Parked:
             part(inp, y, 0, total)
             if helper is not None:
                 helper.wake()       # parked for the next call
+        if finish is not None:
+            finish(y)
         return y
 
     def _helper(self):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConvkitError, ShapeError
+from ..fast import chain as _chain
 from ..fast import dispatch as _dispatch
 from ..layers.base import SymbolicTensor, unique_name
 from .graph import (Model, _check_input, _check_unique_names, _input_from_config, _shape_text,
@@ -208,6 +209,22 @@ class Sequential(Model):
             return None
         y = run(x, [layer._step_weights() for layer in layers])
         return None if y is None else [y]
+
+    def _chain_unwritten(self) -> tuple:
+        """The layers whose outputs the chain keeps in a scratch buffer (a convolution fused
+        with the max pool after it): ``predict`` sizes its parts without them."""
+        layers = tuple(self._layers)
+        cached = self.__dict__.get("_unwritten")
+        if cached is not None and cached[0] == layers:
+            return cached[1]
+        unwritten = ()
+        if _dispatch.allowed() and self._build_input_shape is not None:
+            steps = tuple(layer._inference_step() for layer in layers)
+            if all(step is not None for step in steps):
+                shape = (1, *self._build_input_shape[1:])
+                unwritten = tuple(layers[i] for i in _chain.fused_steps(shape, steps))
+        self._unwritten = (layers, unwritten)
+        return unwritten
 
     def _fusable_output_layer(self):
         return self._layers[-1] if self._layers else None

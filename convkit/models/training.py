@@ -870,7 +870,10 @@ class Trainer:
         of another height may round differently); the activations then stay in the cache
         and their memory is reused instead of being mapped afresh."""
         largest = 0
+        unwritten = self._chain_unwritten()
         for layer in self.layers:
+            if layer in unwritten:
+                continue
             shapes = getattr(layer, "output_shape", None)
             if shapes is None:
                 continue
@@ -884,7 +887,8 @@ class Trainer:
         if largest == 0:
             return batch_size
         largest *= np.dtype(self.dtype).itemsize
-        return max(1, min(batch_size, INFERENCE_BLOCK_BYTES // largest))
+        budget = CHAIN_BLOCK_BYTES if unwritten else INFERENCE_BLOCK_BYTES
+        return max(1, min(batch_size, budget // largest))
 
     # ------------------------------------------------------------------------- one batch
     def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
@@ -921,6 +925,11 @@ class Trainer:
         outputs = self._chain_outputs(xs)
         return outputs if outputs is not None else self._forward(xs, training=False)
 
+    def _chain_unwritten(self) -> tuple:
+        """The layers whose outputs the model's inference chain never writes out (here:
+        none; see ``Sequential``)."""
+        return ()
+
     def _chain_outputs(self, xs: list):
         """Outputs through a prepared inference chain (:mod:`convkit.fast.chain`), or
         ``None`` when the model has none (here: never; ``Sequential`` has one)."""
@@ -942,6 +951,12 @@ class Trainer:
 
 #: :meth:`predict` splits a batch so that no layer's output exceeds about this many bytes
 INFERENCE_BLOCK_BYTES = 8 << 20
+#: ... and when the model's inference chain fuses its convolutions with their pools: then
+#: the largest activations stay in a per-thread scratch buffer, what is written out is the
+#: pooled maps, and each part is a chain of its own shape (with its own helper thread), so
+#: fewer, larger parts (MNIST convnet, batch 1000: parts of 387 images 28.8-40.7 ms, the
+#: whole batch 23.1-23.6 ms)
+CHAIN_BLOCK_BYTES = 32 << 20
 
 
 def _apart_from(outputs: list, inputs: list) -> list:

@@ -117,6 +117,7 @@ def test_one_batch_predict_never_returns_the_callers_array():
 def test_one_batch_predict_splits_like_the_loop(monkeypatch):
     from convkit.models import training
     monkeypatch.setattr(training, "INFERENCE_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(training, "CHAIN_BLOCK_BYTES", 4096)
     model = _convnet()
     x = np.random.default_rng(2).standard_normal((6, 14, 14, 3)).astype(np.float32)
     assert model._inference_rows(32) < 6                      # the loop's parts, not one pass

@@ -40,23 +40,30 @@ def _k_conv_pool_images(x, w2, bias, scratch, y, relu, kh, kw, block, lo, hi):
         _k_maxpool_fwd_values_2x2(scratch, y[n0:n1], 0, (n1 - n0) * hp)
 
 
-def _k_conv_pool_rows(x, w2, bias, scratch, y, relu, kh, kw, lo, hi):
-    # pooled rows lo:hi of the single image x[0] (its conv rows 2*lo:2*hi)
+def _k_conv_pixels(x, w2, bias, scratch, relu, kh, kw, hp, wp, lo, hi):
+    # the single image x[0]'s convolution at pixels lo:hi of the (2*hp, 2*wp) corner the
+    # pool reads, numbered row by row, into scratch (no pooling)
     h_out, w_out, filters = scratch.shape[1], scratch.shape[2], scratch.shape[3]
-    wp = y.shape[2]
     flat = scratch.reshape(-1, filters)
-    first, last = lo * 4 * wp, hi * 4 * wp
     if relu:
         _k_conv_fwd_regs_relu(x, w2, bias, kh, kw, 1, 1, 1, 1, 0, 0, h_out, w_out, flat,
-                              0, 2 * y.shape[1], 0, 2 * wp, first, last)
+                              0, 2 * hp, 0, 2 * wp, lo, hi)
     else:
         _k_conv_fwd_regs(x, w2, bias, kh, kw, 1, 1, 1, 1, 0, 0, h_out, w_out, flat,
-                         0, 2 * y.shape[1], 0, 2 * wp, first, last)
+                         0, 2 * hp, 0, 2 * wp, lo, hi)
+
+
+def _k_conv_pool_rows(x, w2, bias, scratch, y, relu, kh, kw, lo, hi):
+    # pooled rows lo:hi of the single image x[0] (its conv rows 2*lo:2*hi)
+    wp = y.shape[2]
+    _k_conv_pixels(x, w2, bias, scratch, relu, kh, kw, y.shape[1], wp, lo * 4 * wp,
+                   hi * 4 * wp)
     _k_maxpool_fwd_values_2x2(scratch, y, lo, hi)
 
 
 def conv_pool_kernels():
-    """``(images, rows)``: the two compiled kernels above (see the module docstring)."""
+    """``(images, rows, pixels)``: the three compiled kernels above (see the module
+    docstring)."""
     from ..runtime.backend import jit
     from . import implicit
     where = "conv2d_pool_forward"
@@ -64,8 +71,10 @@ def conv_pool_kernels():
                jit(_k_conv_fwd_regs_relu, where, fastmath=implicit.REGISTER_FASTMATH,
                    slp=True),
                jit(_k_maxpool_fwd_values_2x2, where, fastmath=False))
+    pixels = jit(_k_conv_pixels, where, fastmath=False, helpers=helpers[:2])
     return (jit(_k_conv_pool_images, where, fastmath=False, helpers=helpers),
-            jit(_k_conv_pool_rows, where, fastmath=False, helpers=helpers))
+            jit(_k_conv_pool_rows, where, fastmath=False, helpers=(pixels, helpers[2])),
+            pixels)
 
 
 
@@ -123,13 +132,14 @@ PAUSES = 32
 
 
 def _k_fused_part(xs, w2s, biases, scratches, ys, params, stage, lo, hi):
-    # stage `stage` of a chain's fused stages on images (or one image's pooled rows) lo:hi;
-    # params[stage] = (relu, kh, kw, block, by_rows)
+    # stage `stage` of a chain's fused stages on images lo:hi, or (one image) on the conv
+    # pixels lo:hi, not pooled; params[stage] = (relu, kh, kw, block, one image)
     relu = params[stage, 0] != 0
     kh, kw, block = params[stage, 1], params[stage, 2], params[stage, 3]
     if params[stage, 4] != 0:
-        _k_conv_pool_rows(xs[stage], w2s[stage], biases[stage], scratches[stage], ys[stage],
-                          relu, kh, kw, lo, hi)
+        y = ys[stage]
+        _k_conv_pixels(xs[stage], w2s[stage], biases[stage], scratches[stage], relu, kh, kw,
+                       y.shape[1], y.shape[2], lo, hi)
     else:
         _k_conv_pool_images(xs[stage], w2s[stage], biases[stage], scratches[stage],
                             ys[stage], relu, kh, kw, block, lo, hi)
@@ -175,8 +185,8 @@ def park_kernels():
     for name in ("load_acquire", "store_release", "compare_swap", "relax"):
         module[name] = getattr(spin, name)
     module["PAUSES"] = spin.PAUSES
-    images, rows = conv_pool_kernels()
+    images, rows, pixels = conv_pool_kernels()
     where = "conv2d_pool_forward"
-    part = jit(_k_fused_part, where, fastmath=False, helpers=(images, rows))
+    part = jit(_k_fused_part, where, fastmath=False, helpers=(images, pixels))
     return (jit(_k_park, where, fastmath=(), helpers=(part,)),
             jit(_k_post, where, fastmath=()))
