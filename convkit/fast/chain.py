@@ -76,6 +76,9 @@ PARKED_MIN_BYTES = 1 << 14
 PARKED_MAX_BYTES = 1 << 24
 #: microseconds the parked helper waits for its next task before it sleeps
 PARKED_SPIN_US = 300.0
+#: the longest the calling thread waits for the helper's half inside the compiled call
+#: before it waits from Python instead
+SHARED_WAIT_US = 20000.0
 #: a ``dense`` step on at most this many rows runs as one compiled call
 DENSE_KERNEL_ROWS = 4
 
@@ -315,8 +318,7 @@ def _fused_stage(shape, kernel_shape, geo, pooled_hw, relu: bool, parked):
     n = shape[0]
     out_shape = (n, *pooled_hw, filters)
     block = max(1, SCRATCH_BYTES // (4 * h_out * w_out * filters))
-    by_images, by_rows, by_pixels = fused.conv_pool_kernels()
-    pool = jit(pooling._k_maxpool_fwd_values_2x2, "max_pool2d_values", fastmath=False)
+    by_images, by_rows, _ = fused.conv_pool_kernels()
     work_bytes = 4 * (math.prod(shape) + math.prod(out_shape) + kh * kw * shape[3] * filters)
     scratch_shape = (min(block, n), h_out, w_out, filters)
     # one image: its pooled rows are split over the threads; more: the images are
@@ -341,16 +343,10 @@ def _fused_stage(shape, kernel_shape, geo, pooled_hw, relu: bool, parked):
     def stage(x, weights):
         kernel, bias = weights
         if k is not None and parked.point_at(k, kernel, bias, filters):
-            w2, bias_v = parked.w2s[k], parked.biases[k]
-            if n > 1:           # the images split
-                return parked.run(k, x, lambda inp, y, lo, hi: run_part(
-                    inp, w2, bias_v, y, lo, hi), total)
-            # one image: its convolution's pixels split (into the shared scratch), then
-            # the pool by this thread
-            s = parked.scratch[k]
-            return parked.run(k, x, lambda inp, y, lo, hi: by_pixels(
-                inp, w2, bias_v, s, relu, kh, kw, *pooled_hw, lo, hi), pixels,
-                finish=lambda y: pool(s, y, 0, pooled_hw[0]))
+            # several images: split; one image: its convolution's pixels split (into the
+            # shared scratch), then pooled by this thread
+            return parked.run(k, x, scratch[0], relu, kh, kw, block, n == 1,
+                              pixels if n == 1 else n)
         w2 = np.ascontiguousarray(kernel, np.float32).reshape(-1, filters)
         bias_v = _no_bias(filters) if bias is None else bias
         y = np.empty(out_shape, np.float32)
@@ -374,7 +370,9 @@ class _Parked:
     array replaced by another re-points the helper)."""
 
     def __init__(self, kernels):
-        self.park, self.post = kernels
+        self.park, self.post, self.shared = kernels
+        self.rounds = _spin.rounds_for(SHARED_WAIT_US)
+        self._no_helper = np.zeros(_parked.FLAGS, np.int64)     # always "away"
         self.inputs, self.outputs, self.scratch, self.params = [], [], [], []
         self.w2s, self.biases, self.seen = [], [], []
         self.helper = None
@@ -416,27 +414,35 @@ class _Parked:
         self._args = None
         return True
 
-    def run(self, k: int, x, part, total: int, finish=None):
-        """Stage ``k`` on ``x``: ``part(input, output, lo, hi)`` over ``0:total``, the
-        second half by the helper when it is parked, then ``finish(output)`` if given;
-        returns the stage's output buffer."""
+    def run(self, k: int, x, own_scratch, relu, kh, kw, block, one_image, total):
+        """Stage ``k`` on ``x`` over ``0:total`` (images, or one image's convolution
+        pixels), the second half by the helper when it is parked, in one compiled call
+        (:func:`convkit.fast.kernels.fused._k_shared_stage`); returns the stage's output
+        buffer."""
         inp = self.inputs[k]
         if x is not inp:
             np.copyto(inp, x)
         y = self.outputs[k]
         helper = self._helper()
-        mid = total // 2
-        if helper is not None and mid and helper.post(k, mid, total):
-            try:
-                part(inp, y, 0, mid)
-            finally:                # the helper's half ends before anything else happens
-                helper.wait()
+        if helper is None:
+            flags, posted = self._no_helper, 0
         else:
-            part(inp, y, 0, total)
-            if helper is not None:
-                helper.wake()       # parked for the next call
-        if finish is not None:
-            finish(y)
+            flags, posted = helper.flags, helper.posted
+        status = self.shared(flags, k, posted, inp, self.w2s[k], self.biases[k],
+                             own_scratch, self.scratch[k], y, relu, kh, kw, block, one_image,
+                             total // 2, total, self.rounds)
+        if helper is None:
+            return y
+        if status == 0:
+            helper.wake()           # parked for the next call
+            return y
+        helper.claimed()
+        if status < 0:              # still running: wait here (interrupts deferred), pool
+            helper.wait()
+            if one_image:
+                pool = jit(pooling._k_maxpool_fwd_values_2x2, "max_pool2d_values",
+                           fastmath=False)
+                pool(self.scratch[k], y, 0, y.shape[1])
         return y
 
     def _helper(self):

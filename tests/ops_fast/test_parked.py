@@ -36,7 +36,7 @@ def _stage_arrays(rng, n=3, size=13, channels=32, filters=64):
 
 def _parked_helper(kernels, arrays, wait=spin.wait_flag):
     """A helper over one stage's arrays (images mode, ReLU), parked."""
-    park, post = kernels
+    park, post, _ = kernels
     params = np.array([[1, 3, 3, arrays[3].shape[0], 0]], np.int64)
     helper = parked.ParkedHelper(park, post, wait, tuple((a,) for a in arrays[:5]) + (params,),
                                  spin.rounds_for(1e6))
@@ -53,7 +53,7 @@ def _wait_state(helper, state, seconds=5.0):
 
 
 def test_a_posted_task_runs_on_the_helper_and_it_leaves_when_idle(kernels):
-    park, post = kernels
+    park, post, _ = kernels
     x, w2, bias, scratch, y, expected = _stage_arrays(np.random.default_rng(0))
     params = np.array([[1, 3, 3, scratch.shape[0], 0]], np.int64)    # relu, images
     helper = parked.ParkedHelper(park, post, spin.wait_flag,

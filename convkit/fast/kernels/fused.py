@@ -173,9 +173,38 @@ def _k_post(flags, stage, lo, hi):
     return compare_swap(flags, 0, 1, 2)
 
 
+def _k_shared_stage(flags, stage, posted, x, w2, bias, own, shared, y, relu, kh, kw, block,
+                    one_image, mid, total, rounds):
+    # the caller's side of fused stage `stage` shared with the parked helper: hand it
+    # mid:total (images, or one image's conv pixels), run 0:mid here (all of it when the
+    # helper is away), wait for the helper, then pool one image's pixels. Returns 1 when
+    # the helper took its part, 0 when it was away, -1 when it had not ended after
+    # `rounds` rounds of waiting (the caller then waits, and pools, itself)
+    flags[2] = stage
+    flags[3] = mid
+    flags[4] = total
+    claimed = mid > 0 and compare_swap(flags, 0, 1, 2)
+    end = mid if claimed else total
+    hp = y.shape[1]
+    if one_image:
+        _k_conv_pixels(x, w2, bias, shared, relu, kh, kw, hp, y.shape[2], 0, end)
+    else:
+        _k_conv_pool_images(x, w2, bias, own, y, relu, kh, kw, block, 0, end)
+    if claimed:
+        waited = 0
+        while load_acquire(flags, 1) <= posted:
+            if waited == rounds:
+                return -1
+            relax(PAUSES)
+            waited += 1
+    if one_image:
+        _k_maxpool_fwd_values_2x2(shared, y, 0, hp)
+    return 1 if claimed else 0
+
+
 def park_kernels():
-    """``(park, post)`` for :class:`convkit.fast.runtime.parked.ParkedHelper` over a chain's
-    fused stages, or ``None`` where the spin-waits cannot run
+    """``(park, post, shared_stage)`` for :class:`convkit.fast.runtime.parked.ParkedHelper`
+    over a chain's fused stages, or ``None`` where the spin-waits cannot run
     (:func:`convkit.fast.runtime.spin.usable`)."""
     from ..runtime import spin
     from ..runtime.backend import jit
@@ -188,5 +217,7 @@ def park_kernels():
     images, rows, pixels = conv_pool_kernels()
     where = "conv2d_pool_forward"
     part = jit(_k_fused_part, where, fastmath=False, helpers=(images, pixels))
+    pool = jit(_k_maxpool_fwd_values_2x2, "max_pool2d_values", fastmath=False)
     return (jit(_k_park, where, fastmath=(), helpers=(part,)),
-            jit(_k_post, where, fastmath=()))
+            jit(_k_post, where, fastmath=()),
+            jit(_k_shared_stage, where, fastmath=(), helpers=(images, pixels, pool)))

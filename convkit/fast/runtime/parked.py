@@ -70,6 +70,15 @@ class ParkedHelper:
         self._posted += 1
         return True
 
+    @property
+    def posted(self) -> int:
+        """Tasks handed over so far (the ``done`` count to wait for after the next)."""
+        return self._posted
+
+    def claimed(self) -> None:
+        """Count a task that compiled code handed over itself (a ``post`` of its own)."""
+        self._posted += 1
+
     def wait(self) -> None:
         """Wait for the posted task's end (GIL released), also when a ``KeyboardInterrupt``
         arrives meanwhile: it is raised once the helper is done with the caller's arrays."""
