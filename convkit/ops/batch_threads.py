@@ -17,6 +17,10 @@ Per-sample results (a forward, an input gradient) are bitwise the same however t
 split: every sample goes through the same NumPy code. Sums over the batch (a kernel
 gradient) add the chunks' partial sums, equal up to float rounding.
 
+Like the threaded fast paths, the first call sets the C allocator to keep freed blocks for
+reuse (:func:`convkit.fast.runtime.memory.keep_freed_memory`): the reference ops allocate
+their outputs and temporaries anew on every call, and fresh pages cost a page fault each.
+
 The split pays only when there is enough work: a call whose arrays hold fewer than
 :data:`SPLIT_BYTES` bytes, a batch of one, one thread (``CONVKIT_NUM_THREADS=1``), or a call
 made from inside a chunk that already runs on a pool thread (a nested op), stays on the
@@ -41,7 +45,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..fast.runtime import threads as _threads
+from ..fast.runtime import memory as _memory, threads as _threads
 
 __all__ = ["over_batch", "map_batch", "sum_chunks", "SPLIT_BYTES"]
 
@@ -62,6 +66,7 @@ def over_batch(fn: Callable[[int, int], object], batch: int, nbytes: int,
     parallel, each on one BLAS thread; not split, ``fn(0, batch)`` runs once on the calling
     thread. Exceptions propagate once every chunk has ended.
     """
+    _memory.keep_freed_memory()        # once per process: reuse freed arrays' pages
     threads = _threads.num_threads() if threads is None else max(1, int(threads))
     chunks = _threads.split(batch, threads)
     if len(chunks) <= 1 or nbytes < SPLIT_BYTES:
