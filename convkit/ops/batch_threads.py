@@ -49,10 +49,14 @@ from ..fast.runtime import memory as _memory, threads as _threads
 
 __all__ = ["over_batch", "map_batch", "sum_chunks", "SPLIT_BYTES"]
 
-#: calls whose arrays (inputs and outputs) hold fewer bytes than this run on the calling
-#: thread: below it, handing a chunk to a pool thread and waiting for it costs more than the
-#: second core saves (see benchmarks/README.md, "The NumPy path against PyTorch")
-SPLIT_BYTES = 1 << 20
+#: calls that read and write fewer bytes than this (inputs, outputs, temporaries) run on the
+#: calling thread: below it, waking a pool thread, waiting for it and the two threads'
+#: turns at the GIL between NumPy calls cost more than the second core saves. Measured on
+#: the NumPy path, one thread against two: 2x2 max pooling of 64x16x16x32 (2.6 MB) 157
+#: against 180 us, of 128x16x16x32 (5.2 MB) 330 against 264 us; a depthwise 3x3
+#: convolution of 16x16x16x32 (4.7 MB of products) 257 against 315 us, of 64x16x16x32
+#: (19 MB) 951 against 840 us (see benchmarks/README.md, "The NumPy path against PyTorch")
+SPLIT_BYTES = 1 << 22
 
 
 def over_batch(fn: Callable[[int, int], object], batch: int, nbytes: int,
@@ -82,11 +86,12 @@ def over_batch(fn: Callable[[int, int], object], batch: int, nbytes: int,
 
 
 def map_batch(fn, out: np.ndarray | None, *arrays: np.ndarray | None,
-              threads: int | None = None) -> list:
+              threads: int | None = None, extra_bytes: int = 0) -> list:
     """:func:`over_batch` over the first axis of ``out`` and ``arrays``: each chunk calls
     ``fn(*(a[start:stop] for a in arrays), out=out[start:stop])`` (None stays None), so it
     writes its own slice of the preallocated ``out``; returns what the calls returned, in
-    batch order. The bytes of ``out`` and ``arrays`` decide whether to split.
+    batch order. The bytes of ``out`` and ``arrays``, plus ``extra_bytes`` (temporaries,
+    e.g. a convolution's columns), decide whether to split.
 
     >>> x = np.arange(6.0).reshape(3, 2)
     >>> y = np.empty_like(x)
@@ -97,7 +102,7 @@ def map_batch(fn, out: np.ndarray | None, *arrays: np.ndarray | None,
     """
     present = [a for a in (out, *arrays) if a is not None]
     batch = present[0].shape[0]
-    nbytes = sum(a.nbytes for a in present)
+    nbytes = sum(a.nbytes for a in present) + extra_bytes
 
     def chunk(start, stop):
         def part(a):

@@ -217,8 +217,16 @@ def _conv2d(where, x, kernel, bias, strides, padding, dilation_rate, groups, pad
     if fast is not None:
         return from_channels_last(fast(s, bias, relu), data_format)   # (N, H_out, W_out, F)
     y = np.empty(s.out_shape, dtype=s.dtype)                       # (N, H_out, W_out, F)
-    map_batch(lambda x, out: _forward_into(replace(s, x=x), bias, relu, out), y, s.x)
+    map_batch(lambda x, out: _forward_into(replace(s, x=x), bias, relu, out), y, s.x,
+              extra_bytes=_window_bytes(s))
     return from_channels_last(y, data_format)
+
+
+def _window_bytes(s: _ConvSetup) -> int:
+    """Bytes of every output pixel's window, ``N*H_out*W_out*kh*kw*C_in``: the columns the
+    reference builds, or the products a depthwise convolution adds up."""
+    return s.x.shape[0] * int(np.prod(s.geo.out_hw)) * s.kernel[..., 0].size * s.groups \
+        * s.dtype.itemsize
 
 
 def _forward_into(s: _ConvSetup, bias, relu: bool, y: np.ndarray) -> None:
@@ -312,7 +320,7 @@ def _conv2d_backward(where, dy, x, kernel, relu_y, strides, padding, dilation_ra
                 dkernel, dbias)
     dx = np.empty(s.x.shape, dtype=s.dtype) if input_grad else None  # (N, H, W, C_in)
     parts = map_batch(lambda x, dy, y, out: _backward_into(replace(s, x=x), dy, y, out),
-                      dx, s.x, dyl, yl)
+                      dx, s.x, dyl, yl, extra_bytes=_window_bytes(s))
     dkernel = sum_chunks([dkernel for dkernel, _ in parts])
     dbias = sum_chunks([dbias for _, dbias in parts])
     if dx is None:
