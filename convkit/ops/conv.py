@@ -41,7 +41,7 @@ from ..errors import ShapeError
 from ..shapes import Geometry, window_geometry
 from .padding import (check_pads_fit, check_data_format, check_pad_mode, from_channels_last,
                       layout_of, layout_shape, to_channels_last)
-from .batch_threads import map_batch, sum_chunks
+from .batch_threads import map_batch, over_batch, sum_chunks
 from .windows import pad_for_windows, window_view, windows_backward
 from ..fast import dispatch     # after .padding, which the fast paths use
 from ..fast.dispatch import conv_plan
@@ -108,18 +108,21 @@ def _is_pointwise(s: _ConvSetup) -> bool:
             and s.geo.pads == ((0, 0), (0, 0)) and s.groups == 1)
 
 
-def _row_blocks(s: _ConvSetup, row_bytes: int | None = None) -> list[tuple[int, int]]:
-    """Output-row ranges of about ``BLOCK_BYTES`` each, by default of im2col columns.
+def _row_blocks(s: _ConvSetup, row_bytes: int | None = None,
+                rows: tuple[int, int] | None = None) -> list[tuple[int, int]]:
+    """Ranges of output rows (within ``rows``, default all) of about ``BLOCK_BYTES`` each,
+    by default of im2col columns.
 
     Building the columns block by block keeps them in cache between the copy and the
     matrix product and reuses one buffer, instead of writing an array ``kh*kw`` times the
     size of the input. ``row_bytes``: the bytes one output row (all images) takes instead.
     """
     h_out, w_out = s.geo.out_hw
+    start, stop = rows or (0, h_out)
     if row_bytes is None:
         row_bytes = s.x.shape[0] * w_out * s.kernel[..., 0].size * s.groups * s.dtype.itemsize
-    rows = max(1, BLOCK_BYTES // max(1, row_bytes))
-    return [(r, min(r + rows, h_out)) for r in range(0, h_out, rows)]
+    step = max(1, BLOCK_BYTES // max(1, row_bytes))
+    return [(r, min(r + step, stop)) for r in range(start, stop, step)]
 
 
 def _columns(s: _ConvSetup, padded: np.ndarray, rows: tuple[int, int],
@@ -217,8 +220,12 @@ def _conv2d(where, x, kernel, bias, strides, padding, dilation_rate, groups, pad
     if fast is not None:
         return from_channels_last(fast(s, bias, relu), data_format)   # (N, H_out, W_out, F)
     y = np.empty(s.out_shape, dtype=s.dtype)                       # (N, H_out, W_out, F)
-    map_batch(lambda x, out: _forward_into(replace(s, x=x), bias, relu, out), y, s.x,
-              extra_bytes=_window_bytes(s))
+    if s.x.shape[0] > 1:
+        map_batch(lambda x, out: _forward_into(replace(s, x=x), bias, relu, out), y, s.x,
+                  extra_bytes=_window_bytes(s))
+    else:                   # one image: blocks of its output rows over the threads
+        over_batch(lambda r0, r1: _forward_into(s, bias, relu, y, (r0, r1)), y.shape[1],
+                   s.x.nbytes + y.nbytes + _window_bytes(s))
     return from_channels_last(y, data_format)
 
 
@@ -229,29 +236,33 @@ def _window_bytes(s: _ConvSetup) -> int:
         * s.dtype.itemsize
 
 
-def _forward_into(s: _ConvSetup, bias, relu: bool, y: np.ndarray) -> None:
-    """The NumPy forward of ``s`` written into ``y`` ``(N, H_out, W_out, F)``: a matrix
-    product for a 1x1 kernel, multiply-adds per kernel offset for a depthwise one, im2col
-    blocks of output rows otherwise; then the bias and the ReLU in place."""
-    n, (h_out, w_out), filters = s.x.shape[0], s.geo.out_hw, s.kernel.shape[3]
-    if _is_pointwise(s):
-        x2d = s.x.reshape(n * h_out * w_out, s.x.shape[3])        # (M, C_in)
+def _forward_into(s: _ConvSetup, bias, relu: bool, y: np.ndarray,
+                  rows: tuple[int, int] | None = None) -> None:
+    """The NumPy forward of ``s`` written into ``y`` ``(N, H_out, W_out, F)``, its output
+    rows ``rows[0]:rows[1]`` only when given (then ``N == 1``): a matrix product for a 1x1
+    kernel, multiply-adds per kernel offset for a depthwise one, im2col blocks of output
+    rows otherwise; then the bias and the ReLU in place."""
+    n, w_out, filters = s.x.shape[0], s.geo.out_hw[1], s.kernel.shape[3]
+    start, stop = rows or (0, s.geo.out_hw[0])
+    y_rows = y[:, start:stop]          # contiguous: all rows, or some rows of one image
+    if _is_pointwise(s):               # output row i is input row i
+        x2d = s.x[:, start:stop].reshape(-1, s.x.shape[3])        # (M_rows, C_in)
         np.matmul(x2d, s.kernel.reshape(s.kernel.shape[2], filters),
-                  out=y.reshape(n * h_out * w_out, filters))     # (M, F)
+                  out=y_rows.reshape(-1, filters))               # (M_rows, F)
     elif s.kernel.shape[2] == 1 and s.groups > 1:
-        _depthwise_forward(s, out=y.reshape(n, h_out, w_out, s.groups, filters // s.groups))
+        _depthwise_forward(s, y, (start, stop))
     else:
         padded = pad_for_windows(s.x, s.geo, s.mode)
         kernel_g = _grouped_kernel(s)                              # (G, kh*kw*C_g, F_g)
-        blocks = _row_blocks(s)
+        blocks = _row_blocks(s, rows=(start, stop))
         buffer = _column_buffer(s, blocks)
         for r0, r1 in blocks:
-            y_rows = np.matmul(_columns(s, padded, (r0, r1), buffer), kernel_g)  # (G, M_rows, F_g)
-            y[:, r0:r1] = y_rows.transpose(1, 0, 2).reshape(n, r1 - r0, w_out, filters)
+            product = np.matmul(_columns(s, padded, (r0, r1), buffer), kernel_g)  # (G, M_rows, F_g)
+            y[:, r0:r1] = product.transpose(1, 0, 2).reshape(n, r1 - r0, w_out, filters)
     if bias is not None:
-        y += bias
+        y_rows += bias
     if relu:
-        np.maximum(y, 0, out=y)
+        np.maximum(y_rows, 0, out=y_rows)
 
 
 def conv2d_backward(dy, x, kernel, *, strides=1, padding="valid", dilation_rate=1, groups=1,
@@ -429,15 +440,16 @@ def _depthwise_rows(padded: np.ndarray, geo) -> tuple[np.ndarray, str]:
                       writeable=False), "nhabwc"
 
 
-def _depthwise_blocks(s: _ConvSetup) -> list[tuple[int, int]]:
+def _depthwise_blocks(s: _ConvSetup, rows=None) -> list[tuple[int, int]]:
     n, w_out, filters = s.x.shape[0], s.geo.out_hw[1], s.kernel.shape[3]
-    return _row_blocks(s, row_bytes=n * w_out * filters * s.dtype.itemsize)
+    return _row_blocks(s, n * w_out * filters * s.dtype.itemsize, rows)
 
 
-def _depthwise_forward(s: _ConvSetup, out: np.ndarray) -> None:
+def _depthwise_forward(s: _ConvSetup, out: np.ndarray,
+                       rows: tuple[int, int] | None = None) -> None:
     """``y[n, i, j, c*mult + m] = sum over offsets (a, b) of window(a, b)[n, i, j, c]
     * kernel[a, b, 0, c*mult + m]``, written into ``out`` ``(N, H_out, W_out, C*mult)``
-    (contiguous; any shape with those elements)."""
+    (contiguous; any shape with those elements), output rows ``rows`` only when given."""
     n, (h_out, w_out), filters = s.x.shape[0], s.geo.out_hw, s.kernel.shape[3]
     kh, kw = s.geo.kernel
     windows, index = _depthwise_rows(_depthwise_input(s), s.geo)
@@ -445,7 +457,7 @@ def _depthwise_forward(s: _ConvSetup, out: np.ndarray) -> None:
     taps = np.ascontiguousarray(taps).reshape(kh, kw, *windows.shape[4:])  # each tap along a row
     y = out.reshape(n, h_out, *windows.shape[4:])               # (N, H_out, W_out*F) or (..., W_out, F)
     subscripts = f"{index},ab{index[4:]}->nh{index[4:]}"
-    for r0, r1 in _depthwise_blocks(s):
+    for r0, r1 in _depthwise_blocks(s, rows):
         np.einsum(subscripts, windows[:, r0:r1], taps, out=y[:, r0:r1])
 
 

@@ -137,6 +137,29 @@ def _both_ways(monkeypatch, fn):
     return one, fn()
 
 
+@pytest.mark.parametrize("case", list(CONV_CASES))
+def test_one_image_splits_its_output_rows(case, split_everything, rng, monkeypatch):
+    options = dict(CONV_CASES[case])
+    shape = (1, *options.pop("shape")[1:])
+    x = rng.standard_normal(shape).astype(np.float32)
+    kernel = rng.standard_normal(options.pop("kernel")).astype(np.float32)
+    bias = rng.standard_normal(kernel.shape[3]).astype(np.float32)
+    ranges = []
+
+    def recording(fn, total, nbytes):
+        def chunk(start, stop):
+            ranges.append((start, stop))
+            return fn(start, stop)
+        return batch_threads.over_batch(chunk, total, nbytes)
+    monkeypatch.setattr(conv, "over_batch", recording)
+    y1, y2 = _both_ways(split_everything, lambda: conv.conv2d_relu(x, kernel, bias, **options))
+    assert np.array_equal(y1, y2)
+    rows = y1.shape[2 if options.get("data_format") == "channels_first" else 1]
+    half = (rows + 1) // 2
+    assert ranges[0] == (0, rows) and sorted(ranges[1:]) == [(0, half), (half, rows)]
+    np.testing.assert_allclose(y2, np.maximum(conv.conv2d(x, kernel, bias, **options), 0))
+
+
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", list(CONV_CASES))
