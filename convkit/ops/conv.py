@@ -26,7 +26,8 @@ This NumPy code is the reference. Each op first asks the dispatch table
 (:mod:`convkit.fast.dispatch`) for a fast path for its shapes and dtype -- Winograd,
 compiled direct, depthwise, implicit-product and im2col kernels, threaded products, see
 :func:`conv_plan` -- and runs the code below when there is none (``CONVKIT_ACCEL=0``, numba
-not installed, or no path applies).
+not installed, or no path applies), over the batch on a few threads when the work is large
+(:func:`~convkit.ops.batch_threads.map_batch`; the output rows of a single image).
 """
 from __future__ import annotations
 

@@ -24,8 +24,9 @@ cells ``ceil_mode`` adds beyond the padding never count).
 
 This NumPy code is the reference. Each windowed op first asks the dispatch table
 (:mod:`convkit.fast.dispatch`) for a fast path (the compiled kernels, with numba and
-``CONVKIT_ACCEL`` not ``0``) and runs the code below when there is none; the results are the
-same up to the order of float additions.
+``CONVKIT_ACCEL`` not ``0``) and runs the code below when there is none, over the batch on
+a few threads when the arrays are large (:func:`~convkit.ops.batch_threads.map_batch`); the
+results are the same up to the order of float additions.
 """
 from __future__ import annotations
 
