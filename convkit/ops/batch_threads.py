@@ -86,30 +86,42 @@ def over_batch(fn: Callable[[int, int], object], batch: int, nbytes: int,
 
 
 def map_batch(fn, out: np.ndarray | None, *arrays: np.ndarray | None,
-              threads: int | None = None, extra_bytes: int = 0) -> list:
+              threads: int | None = None, extra_bytes: int = 0,
+              block_bytes: int | None = None) -> list:
     """:func:`over_batch` over the first axis of ``out`` and ``arrays``: each chunk calls
     ``fn(*(a[start:stop] for a in arrays), out=out[start:stop])`` (None stays None), so it
     writes its own slice of the preallocated ``out``; returns what the calls returned, in
     batch order. The bytes of ``out`` and ``arrays``, plus ``extra_bytes`` (temporaries,
     e.g. a convolution's columns), decide whether to split.
 
+    ``block_bytes``: each chunk calls ``fn`` on consecutive blocks of images whose arrays
+    (``out`` and ``arrays``) hold about this many bytes, at least one image, so that the
+    temporaries of an op making several passes (a padded copy, say) stay in cache; one
+    result per block then.
+
     >>> x = np.arange(6.0).reshape(3, 2)
     >>> y = np.empty_like(x)
     >>> map_batch(lambda x, out: np.multiply(x, 2, out=out).sum(), y, x)   # small: one chunk
     [np.float64(30.0)]
+    >>> map_batch(lambda x, out: np.multiply(x, 2, out=out).sum(), y, x, block_bytes=32)
+    [np.float64(2.0), np.float64(10.0), np.float64(18.0)]
     >>> y.tolist()
     [[0.0, 2.0], [4.0, 6.0], [8.0, 10.0]]
     """
     present = [a for a in (out, *arrays) if a is not None]
     batch = present[0].shape[0]
-    nbytes = sum(a.nbytes for a in present) + extra_bytes
+    array_bytes = sum(a.nbytes for a in present)
+    step = batch if block_bytes is None else max(1, block_bytes * batch // max(1, array_bytes))
 
     def chunk(start, stop):
-        def part(a):
-            return None if a is None else a[start:stop]
-        return fn(*map(part, arrays), out=part(out))
+        def part(a, begin, end):
+            return None if a is None else a[begin:end]
+        return [fn(*(part(a, begin, min(begin + step, stop)) for a in arrays),
+                   out=part(out, begin, min(begin + step, stop)))
+                for begin in range(start, stop, step)]
 
-    return over_batch(chunk, batch, nbytes, threads)
+    chunks = over_batch(chunk, batch, array_bytes + extra_bytes, threads)
+    return [result for results in chunks for result in results]
 
 
 def sum_chunks(parts: list) -> np.ndarray:

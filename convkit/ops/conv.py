@@ -223,11 +223,19 @@ def _conv2d(where, x, kernel, bias, strides, padding, dilation_rate, groups, pad
     y = np.empty(s.out_shape, dtype=s.dtype)                       # (N, H_out, W_out, F)
     if s.x.shape[0] > 1:
         map_batch(lambda x, out: _forward_into(replace(s, x=x), bias, relu, out), y, s.x,
-                  extra_bytes=_window_bytes(s))
+                  extra_bytes=_window_bytes(s), block_bytes=_image_block_bytes(s))
     else:                   # one image: blocks of its output rows over the threads
         over_batch(lambda r0, r1: _forward_into(s, bias, relu, y, (r0, r1)), y.shape[1],
                    s.x.nbytes + y.nbytes + _window_bytes(s))
     return from_channels_last(y, data_format)
+
+
+def _image_block_bytes(s: _ConvSetup) -> int | None:
+    """A depthwise convolution goes through a few images at a time, ``BLOCK_BYTES`` of
+    arrays, so that its padded input stays in cache for the nine passes (8x56x56x128 on one
+    thread, data not in cache at the start: forward 7.3 -> 6.0 ms, backward 14.7 -> 12.8 ms
+    against the whole batch at once); the others whole (their columns go by row blocks)."""
+    return BLOCK_BYTES if s.kernel.shape[2] == 1 and s.groups > 1 else None
 
 
 def _window_bytes(s: _ConvSetup) -> int:
@@ -332,7 +340,8 @@ def _conv2d_backward(where, dy, x, kernel, relu_y, strides, padding, dilation_ra
                 dkernel, dbias)
     dx = np.empty(s.x.shape, dtype=s.dtype) if input_grad else None  # (N, H, W, C_in)
     parts = map_batch(lambda x, dy, y, out: _backward_into(replace(s, x=x), dy, y, out),
-                      dx, s.x, dyl, yl, extra_bytes=_window_bytes(s))
+                      dx, s.x, dyl, yl, extra_bytes=_window_bytes(s),
+                      block_bytes=_image_block_bytes(s))
     dkernel = sum_chunks([dkernel for dkernel, _ in parts])
     dbias = sum_chunks([dbias for _, dbias in parts])
     if dx is None:
