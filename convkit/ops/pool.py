@@ -164,7 +164,7 @@ def max_pool2d(x, pool_size, strides=None, padding="valid", *, dilation_rate=1,
     if fast is not None:
         return from_channels_last(fast(xl, geo), data_format)
     y = np.empty(_out_shape(xl, geo), dtype=xl.dtype)
-    map_batch(lambda x, out: _max_values(x, geo, out=out), y, xl)
+    map_batch(lambda x, out: _max_values(x, geo, out=out), y, xl, block_bytes=BLOCK_BYTES)
     return from_channels_last(y, data_format)
 
 
@@ -438,7 +438,7 @@ def avg_pool2d(x, pool_size, strides=None, padding="valid", *, ceil_mode=False,
     divisor = (xl.dtype.type(geo.kernel[0] * geo.kernel[1]) if _is_tiling(geo)
                else _divisor(geo, count_include_pad, xl.dtype))
     y = np.empty(_out_shape(xl, geo), dtype=xl.dtype)
-    map_batch(lambda x, out: _avg_values(x, geo, divisor, out), y, xl)
+    map_batch(lambda x, out: _avg_values(x, geo, divisor, out), y, xl, block_bytes=BLOCK_BYTES)
     return from_channels_last(y, data_format)
 
 
