@@ -47,7 +47,7 @@ import numpy as np
 
 from ..fast.runtime import memory as _memory, threads as _threads
 
-__all__ = ["over_batch", "map_batch", "sum_chunks", "SPLIT_BYTES"]
+__all__ = ["over_batch", "map_batch", "over_images", "sum_chunks", "SPLIT_BYTES"]
 
 #: calls that read and write fewer bytes than this (inputs, outputs, temporaries) run on the
 #: calling thread: below it, waking a pool thread, waiting for it and the two threads'
@@ -122,6 +122,29 @@ def map_batch(fn, out: np.ndarray | None, *arrays: np.ndarray | None,
 
     chunks = over_batch(chunk, batch, array_bytes + extra_bytes, threads)
     return [result for results in chunks for result in results]
+
+
+def over_images(fn, out: np.ndarray, x: np.ndarray, extra_bytes: int = 0,
+                block_bytes: int | None = None) -> None:
+    """A forward op over the images of ``x`` into ``out`` (both batch first, ``out``'s
+    output rows on axis 1): ``fn(x_part, out_part, rows)`` writes the output rows ``rows``
+    (``(start, stop)``, or None for all of them) of the images ``x_part`` into ``out_part``.
+    Several images: :func:`map_batch` over them (``rows`` None); one image: its output rows
+    are split instead (``x_part`` is ``x`` and ``out_part`` is ``out``, each chunk writing
+    its own rows).
+
+    >>> y = np.zeros((1, 4))
+    >>> over_images(lambda x, out, rows: out.__setitem__((0, slice(*rows)), 7.0),
+    ...             y, np.zeros((1, 4)))
+    >>> y.tolist()
+    [[7.0, 7.0, 7.0, 7.0]]
+    """
+    if x.shape[0] != 1:
+        map_batch(lambda x, out: fn(x, out, None), out, x, extra_bytes=extra_bytes,
+                  block_bytes=block_bytes)
+    else:
+        over_batch(lambda start, stop: fn(x, out, (start, stop)), out.shape[1],
+                   x.nbytes + out.nbytes + extra_bytes)
 
 
 def sum_chunks(parts: list) -> np.ndarray:

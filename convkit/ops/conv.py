@@ -42,7 +42,7 @@ from ..errors import ShapeError
 from ..shapes import Geometry, window_geometry
 from .padding import (check_pads_fit, check_data_format, check_pad_mode, from_channels_last,
                       layout_of, layout_shape, to_channels_last)
-from .batch_threads import map_batch, over_batch, sum_chunks
+from .batch_threads import map_batch, over_images, sum_chunks
 from .windows import pad_for_windows, window_view, windows_backward
 from ..fast import dispatch     # after .padding, which the fast paths use
 from ..fast.dispatch import conv_plan
@@ -221,12 +221,8 @@ def _conv2d(where, x, kernel, bias, strides, padding, dilation_rate, groups, pad
     if fast is not None:
         return from_channels_last(fast(s, bias, relu), data_format)   # (N, H_out, W_out, F)
     y = np.empty(s.out_shape, dtype=s.dtype)                       # (N, H_out, W_out, F)
-    if s.x.shape[0] > 1:
-        map_batch(lambda x, out: _forward_into(replace(s, x=x), bias, relu, out), y, s.x,
-                  extra_bytes=_window_bytes(s), block_bytes=_image_block_bytes(s))
-    else:                   # one image: blocks of its output rows over the threads
-        over_batch(lambda r0, r1: _forward_into(s, bias, relu, y, (r0, r1)), y.shape[1],
-                   s.x.nbytes + y.nbytes + _window_bytes(s))
+    over_images(lambda x, out, rows: _forward_into(replace(s, x=x), bias, relu, out, rows),
+                y, s.x, extra_bytes=_window_bytes(s), block_bytes=_image_block_bytes(s))
     return from_channels_last(y, data_format)
 
 

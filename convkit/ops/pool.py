@@ -39,7 +39,7 @@ from ..shapes import Geometry, window_geometry
 from .padding import (check_data_format, from_channels_last, layout_of, layout_shape,
                       to_channels_last)
 from ..fast import dispatch
-from .batch_threads import map_batch
+from .batch_threads import map_batch, over_images
 from .windows import offset_window, pad_for_windows, windows_backward
 
 __all__ = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
@@ -164,12 +164,18 @@ def max_pool2d(x, pool_size, strides=None, padding="valid", *, dilation_rate=1,
     if fast is not None:
         return from_channels_last(fast(xl, geo), data_format)
     y = np.empty(_out_shape(xl, geo), dtype=xl.dtype)
-    map_batch(lambda x, out: _max_values(x, geo, out=out), y, xl, block_bytes=BLOCK_BYTES)
+    over_images(lambda x, out, rows: _max_values(x, geo, _rows(rows), out[:, _rows(rows)]),
+                y, xl, block_bytes=BLOCK_BYTES)
     return from_channels_last(y, data_format)
 
 
 def _out_shape(xl: np.ndarray, geo: Geometry) -> tuple:
     return (xl.shape[0], *geo.out_hw, xl.shape[3])               # (N, H_out, W_out, C)
+
+
+def _rows(rows: tuple[int, int] | None) -> slice:
+    """Output rows ``(start, stop)`` as a slice; None: all of them."""
+    return slice(None) if rows is None else slice(*rows)
 
 
 def _max_values(xl: np.ndarray, geo: Geometry, rows: slice = slice(None),
@@ -438,15 +444,20 @@ def avg_pool2d(x, pool_size, strides=None, padding="valid", *, ceil_mode=False,
     divisor = (xl.dtype.type(geo.kernel[0] * geo.kernel[1]) if _is_tiling(geo)
                else _divisor(geo, count_include_pad, xl.dtype))
     y = np.empty(_out_shape(xl, geo), dtype=xl.dtype)
-    map_batch(lambda x, out: _avg_values(x, geo, divisor, out), y, xl, block_bytes=BLOCK_BYTES)
+    over_images(lambda x, out, rows: _avg_values(x, geo, divisor, _rows(rows),
+                                                 out[:, _rows(rows)]),
+                y, xl, block_bytes=BLOCK_BYTES)
     return from_channels_last(y, data_format)
 
 
-def _avg_values(xl: np.ndarray, geo: Geometry, divisor, out: np.ndarray) -> np.ndarray:
+def _avg_values(xl: np.ndarray, geo: Geometry, divisor, rows: slice,
+                out: np.ndarray) -> np.ndarray:
     """Each window's sum, one ``np.add`` per kernel offset, divided by ``divisor`` (a
-    number, or ``(1, H_out, W_out, 1)``), into ``out`` ``(N, H_out, W_out, C)``."""
-    total = _fold_offsets(np.add, pad_for_windows(xl, geo, "zeros", 0.0), geo, out=out)
-    total /= divisor
+    number, or ``(1, H_out, W_out, 1)``), for output rows ``rows``, into ``out``
+    ``(N, rows, W_out, C)``."""
+    padded = pad_for_windows(xl, geo, "zeros", 0.0)
+    total = _fold_offsets(np.add, padded, geo, rows, out=out)
+    total /= divisor if np.ndim(divisor) == 0 else divisor[:, rows]
     return total
 
 

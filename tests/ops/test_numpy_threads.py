@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from convkit.fast import kernels as accel
-from convkit.ops import batch_threads, conv, pool
+from convkit.ops import batch_threads, conv, pool, reference
 
 
 @pytest.fixture(autouse=True)
@@ -145,13 +145,14 @@ def test_one_image_splits_its_output_rows(case, split_everything, rng, monkeypat
     kernel = rng.standard_normal(options.pop("kernel")).astype(np.float32)
     bias = rng.standard_normal(kernel.shape[3]).astype(np.float32)
     ranges = []
+    over_batch = batch_threads.over_batch
 
     def recording(fn, total, nbytes):
         def chunk(start, stop):
             ranges.append((start, stop))
             return fn(start, stop)
-        return batch_threads.over_batch(chunk, total, nbytes)
-    monkeypatch.setattr(conv, "over_batch", recording)
+        return over_batch(chunk, total, nbytes)
+    monkeypatch.setattr(batch_threads, "over_batch", recording)
     y1, y2 = _both_ways(split_everything, lambda: conv.conv2d_relu(x, kernel, bias, **options))
     assert np.array_equal(y1, y2)
     rows = y1.shape[2 if options.get("data_format") == "channels_first" else 1]
@@ -210,6 +211,24 @@ def test_pooling_split_equals_one_thread(options, split_everything, rng):
     dx1, dx2 = _both_ways(split_everything,
                           lambda: pool.max_pool2d_backward(dy, x, argmax=argmax, **options))
     assert np.array_equal(dx1, dx2)
+
+
+@pytest.mark.parametrize("options", POOL_CASES)
+def test_one_image_pooling_splits_its_output_rows(options, split_everything, rng, monkeypatch):
+    x = rng.standard_normal((1, 9, 8, 3)).astype(np.float32)
+    totals = []
+    over_batch = batch_threads.over_batch
+
+    def recording(fn, total, nbytes):
+        totals.append(total)
+        return over_batch(fn, total, nbytes)
+    monkeypatch.setattr(batch_threads, "over_batch", recording)
+    for forward in (pool.max_pool2d, pool.avg_pool2d):
+        y1, y2 = _both_ways(split_everything, lambda: forward(x, **options))
+        assert np.array_equal(y1, y2), forward.__name__
+        assert totals[-2:] == [y1.shape[1]] * 2
+        expected = getattr(reference, f"{forward.__name__}_ref")(x, **options)
+        np.testing.assert_allclose(y2, expected, rtol=1e-6, atol=1e-6)
 
 
 def test_a_nan_in_one_chunk_sends_the_whole_batch_to_the_general_loop(split_everything, rng):
