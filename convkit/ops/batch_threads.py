@@ -24,7 +24,8 @@ their outputs and temporaries anew on every call, and fresh pages cost a page fa
 The split pays only when there is enough work: a call whose arrays hold fewer than
 :data:`SPLIT_BYTES` bytes, a batch of one, one thread (``CONVKIT_NUM_THREADS=1``), or a call
 made from inside a chunk that already runs on a pool thread (a nested op), stays on the
-calling thread as one chunk.
+calling thread as one chunk. A forward over a single image splits its output rows instead
+(:func:`over_images`).
 
 Why here and not in :mod:`convkit.fast`: the split belongs to the NumPy path (the compiled
 kernels split their own loops), and a reader of ``ops/`` should see where it happens; the
