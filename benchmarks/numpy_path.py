@@ -8,7 +8,8 @@ kernels switched off.
 
 The NumPy path is what runs without numba, with ``CONVKIT_ACCEL=0`` or under
 ``convkit.fast.set_backend("numpy")``: the reference ops of :mod:`convkit.ops`, NumPy and
-its BLAS only. The workloads, data, timing (interleaved with PyTorch after warm-up, medians)
+its BLAS only, split over the batch on ``--threads`` Python threads where the work is large
+(``CONVKIT_NUM_THREADS``, :mod:`convkit.ops.batch_threads`). The workloads, data, timing (interleaved with PyTorch after warm-up, medians)
 and correctness bounds are :mod:`benchmarks.run`'s; the models of the train-step rows are
 built under the NumPy backend too. With ``--runs`` above 1 each row is timed that many
 times in turn (all rows, then all rows again), and the table shows the median of the runs

@@ -26,21 +26,24 @@ This NumPy code is the reference. Each op first asks the dispatch table
 (:mod:`convkit.fast.dispatch`) for a fast path for its shapes and dtype -- Winograd,
 compiled direct, depthwise, implicit-product and im2col kernels, threaded products, see
 :func:`conv_plan` -- and runs the code below when there is none (``CONVKIT_ACCEL=0``, numba
-not installed, or no path applies).
+not installed, or no path applies), over the batch on a few threads when the work is large
+(:func:`~convkit.ops.batch_threads.map_batch`; the output rows of a single image).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from numbers import Integral
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from .._validate import as_float_array, result_float_dtype
 from ..errors import ShapeError
 from ..shapes import Geometry, window_geometry
 from .padding import (check_pads_fit, check_data_format, check_pad_mode, from_channels_last,
                       layout_of, layout_shape, to_channels_last)
-from .windows import offset_window, pad_for_windows, window_view, windows_backward
+from .batch_threads import map_batch, over_images, sum_chunks
+from .windows import pad_for_windows, window_view, windows_backward
 from ..fast import dispatch     # after .padding, which the fast paths use
 from ..fast.dispatch import conv_plan
 
@@ -106,18 +109,21 @@ def _is_pointwise(s: _ConvSetup) -> bool:
             and s.geo.pads == ((0, 0), (0, 0)) and s.groups == 1)
 
 
-def _row_blocks(s: _ConvSetup, row_bytes: int | None = None) -> list[tuple[int, int]]:
-    """Output-row ranges of about ``BLOCK_BYTES`` each, by default of im2col columns.
+def _row_blocks(s: _ConvSetup, row_bytes: int | None = None,
+                rows: tuple[int, int] | None = None) -> list[tuple[int, int]]:
+    """Ranges of output rows (within ``rows``, default all) of about ``BLOCK_BYTES`` each,
+    by default of im2col columns.
 
     Building the columns block by block keeps them in cache between the copy and the
     matrix product and reuses one buffer, instead of writing an array ``kh*kw`` times the
     size of the input. ``row_bytes``: the bytes one output row (all images) takes instead.
     """
     h_out, w_out = s.geo.out_hw
+    start, stop = rows or (0, h_out)
     if row_bytes is None:
         row_bytes = s.x.shape[0] * w_out * s.kernel[..., 0].size * s.groups * s.dtype.itemsize
-    rows = max(1, BLOCK_BYTES // max(1, row_bytes))
-    return [(r, min(r + rows, h_out)) for r in range(0, h_out, rows)]
+    step = max(1, BLOCK_BYTES // max(1, row_bytes))
+    return [(r, min(r + step, stop)) for r in range(start, stop, step)]
 
 
 def _columns(s: _ConvSetup, padded: np.ndarray, rows: tuple[int, int],
@@ -204,7 +210,7 @@ def _conv2d(where, x, kernel, bias, strides, padding, dilation_rate, groups, pad
             data_format, relu: bool) -> np.ndarray:
     s = _setup(where, x, kernel, strides, padding, dilation_rate, groups, padding_mode,
                data_format)
-    n, (h_out, w_out), filters = s.x.shape[0], s.geo.out_hw, s.kernel.shape[3]
+    filters = s.kernel.shape[3]
     if bias is not None:
         bias = as_float_array(bias, where, "bias")
         if bias.shape != (filters,):
@@ -214,26 +220,54 @@ def _conv2d(where, x, kernel, bias, strides, padding, dilation_rate, groups, pad
     fast = dispatch.lookup("conv2d", "forward", s, bias, relu)
     if fast is not None:
         return from_channels_last(fast(s, bias, relu), data_format)   # (N, H_out, W_out, F)
-    if _is_pointwise(s):
-        x2d = s.x.reshape(n * h_out * w_out, s.x.shape[3])        # (M, C_in)
-        y = x2d @ s.kernel.reshape(s.kernel.shape[2], filters)    # (M, F)
+    y = np.empty(s.out_shape, dtype=s.dtype)                       # (N, H_out, W_out, F)
+    over_images(lambda x, out, rows: _forward_into(replace(s, x=x), bias, relu, out, rows),
+                y, s.x, extra_bytes=_window_bytes(s), block_bytes=_image_block_bytes(s))
+    return from_channels_last(y, data_format)
+
+
+def _image_block_bytes(s: _ConvSetup) -> int | None:
+    """A depthwise convolution goes through a few images at a time, ``BLOCK_BYTES`` of
+    arrays, so that its padded input stays in cache for the nine passes (8x56x56x128 on one
+    thread, data not in cache at the start: forward 7.3 -> 6.0 ms, backward 14.7 -> 12.8 ms
+    against the whole batch at once); the others whole (their columns go by row blocks)."""
+    return BLOCK_BYTES if s.kernel.shape[2] == 1 and s.groups > 1 else None
+
+
+def _window_bytes(s: _ConvSetup) -> int:
+    """Bytes of every output pixel's window, ``N*H_out*W_out*kh*kw*C_in``: the columns the
+    reference builds, or the products a depthwise convolution adds up."""
+    return s.x.shape[0] * int(np.prod(s.geo.out_hw)) * s.kernel[..., 0].size * s.groups \
+        * s.dtype.itemsize
+
+
+def _forward_into(s: _ConvSetup, bias, relu: bool, y: np.ndarray,
+                  rows: tuple[int, int] | None = None) -> None:
+    """The NumPy forward of ``s`` written into ``y`` ``(N, H_out, W_out, F)``, its output
+    rows ``rows[0]:rows[1]`` only when given (then ``N == 1``): a matrix product for a 1x1
+    kernel, multiply-adds per kernel offset for a depthwise one, im2col blocks of output
+    rows otherwise; then the bias and the ReLU in place."""
+    n, w_out, filters = s.x.shape[0], s.geo.out_hw[1], s.kernel.shape[3]
+    start, stop = rows or (0, s.geo.out_hw[0])
+    y_rows = y[:, start:stop]          # contiguous: all rows, or some rows of one image
+    if _is_pointwise(s):               # output row i is input row i
+        x2d = s.x[:, start:stop].reshape(-1, s.x.shape[3])        # (M_rows, C_in)
+        np.matmul(x2d, s.kernel.reshape(s.kernel.shape[2], filters),
+                  out=y_rows.reshape(-1, filters))               # (M_rows, F)
     elif s.kernel.shape[2] == 1 and s.groups > 1:
-        y = _depthwise_forward(s)                                  # (N, H_out, W_out, F)
+        _depthwise_forward(s, y, (start, stop))
     else:
         padded = pad_for_windows(s.x, s.geo, s.mode)
         kernel_g = _grouped_kernel(s)                              # (G, kh*kw*C_g, F_g)
-        blocks = _row_blocks(s)
+        blocks = _row_blocks(s, rows=(start, stop))
         buffer = _column_buffer(s, blocks)
-        y = np.empty((n, h_out, w_out, filters), dtype=s.dtype)
         for r0, r1 in blocks:
-            y_rows = np.matmul(_columns(s, padded, (r0, r1), buffer), kernel_g)  # (G, M_rows, F_g)
-            y[:, r0:r1] = y_rows.transpose(1, 0, 2).reshape(n, r1 - r0, w_out, filters)
-    y = y.reshape(n, h_out, w_out, filters)                        # (N, H_out, W_out, F)
+            product = np.matmul(_columns(s, padded, (r0, r1), buffer), kernel_g)  # (G, M_rows, F_g)
+            y[:, r0:r1] = product.transpose(1, 0, 2).reshape(n, r1 - r0, w_out, filters)
     if bias is not None:
-        y += bias.astype(s.dtype, copy=False)
+        y_rows += bias
     if relu:
-        np.maximum(y, 0, out=y)
-    return from_channels_last(y, data_format)
+        np.maximum(y_rows, 0, out=y_rows)
 
 
 def conv2d_backward(dy, x, kernel, *, strides=1, padding="valid", dilation_rate=1, groups=1,
@@ -295,14 +329,30 @@ def _conv2d_backward(where, dy, x, kernel, relu_y, strides, padding, dilation_ra
             raise ShapeError(f"{where}: y has shape {relu_y.shape}, expected the shape of dy "
                              f"{dy.shape}")
         yl = to_channels_last(relu_y, data_format).astype(s.dtype, copy=False)
-    n, (h_out, w_out) = s.x.shape[0], s.geo.out_hw
-    kh, kw, c_g, filters = s.kernel.shape
-    m = n * h_out * w_out
     fast = dispatch.lookup("conv2d", "backward", s, dyl, yl, bool(input_grad))
     if fast is not None:
         dx, dkernel, dbias = fast(s, dyl, yl, bool(input_grad))
         return (from_channels_last(dx, data_format) if dx is not None else None,
                 dkernel, dbias)
+    dx = np.empty(s.x.shape, dtype=s.dtype) if input_grad else None  # (N, H, W, C_in)
+    parts = map_batch(lambda x, dy, y, out: _backward_into(replace(s, x=x), dy, y, out),
+                      dx, s.x, dyl, yl, extra_bytes=_window_bytes(s),
+                      block_bytes=_image_block_bytes(s))
+    dkernel = sum_chunks([dkernel for dkernel, _ in parts])
+    dbias = sum_chunks([dbias for _, dbias in parts])
+    if dx is None:
+        return None, dkernel, dbias
+    return np.ascontiguousarray(from_channels_last(dx, data_format)), dkernel, dbias
+
+
+def _backward_into(s: _ConvSetup, dyl: np.ndarray, yl: np.ndarray | None,
+                   dx: np.ndarray | None):
+    """The NumPy gradients of ``s`` for ``dyl`` (through the ReLU of output ``yl`` when
+    given): the input gradient written into ``dx`` ``(N, H, W, C_in)`` unless it is None,
+    ``(dkernel, dbias)`` returned."""
+    n, (h_out, w_out) = s.x.shape[0], s.geo.out_hw
+    kh, kw, c_g, filters = s.kernel.shape
+    m = n * h_out * w_out
     if yl is not None:
         dyl = dyl * (yl > 0)                                           # through the ReLU
     dbias = dyl.sum(axis=(0, 1, 2))
@@ -311,14 +361,11 @@ def _conv2d_backward(where, dy, x, kernel, relu_y, strides, padding, dilation_ra
         dy2d = np.ascontiguousarray(dyl).reshape(m, filters)           # (M, F)
         x2d = s.x.reshape(m, c_g)                                      # (M, C_in)
         dkernel = (x2d.T @ dy2d).reshape(1, 1, c_g, filters)
-        if not input_grad:
-            return None, dkernel, dbias
-        dx = (dy2d @ s.kernel.reshape(c_g, filters).T).reshape(s.x.shape)
-        return from_channels_last(dx, data_format), dkernel, dbias
+        if dx is not None:
+            np.matmul(dy2d, s.kernel.reshape(c_g, filters).T, out=dx.reshape(m, c_g))
+        return dkernel, dbias
     if c_g == 1 and s.groups > 1:
-        dx, dkernel = _depthwise_backward(s, dyl, input_grad)
-        return (from_channels_last(dx, data_format) if dx is not None else None,
-                dkernel, dbias)
+        return _depthwise_backward(s, dyl, dx), dbias
 
     dyg = _grouped_dy(s, dyl)                                          # (G, M, F_g)
     f_g = filters // s.groups
@@ -332,8 +379,8 @@ def _conv2d_backward(where, dy, x, kernel, relu_y, strides, padding, dilation_ra
         dk += np.matmul(cols.transpose(0, 2, 1), _grouped_dy(s, dyl[:, r0:r1]))
     dkernel = (dk.reshape(s.groups, kh, kw, c_g, f_g)
                .transpose(1, 2, 3, 0, 4).reshape(kh, kw, c_g, filters))
-    if not input_grad:
-        return None, dkernel, dbias
+    if dx is None:
+        return dkernel, dbias
 
     # dx: for each kernel offset, dy @ kernel[a, b]^T lands on a strided slice of the input
     kernel_g = s.kernel.reshape(kh, kw, c_g, s.groups, f_g).transpose(0, 1, 3, 2, 4)
@@ -357,81 +404,101 @@ def _conv2d_backward(where, dy, x, kernel, relu_y, strides, padding, dilation_ra
             g = g.reshape(s.groups * c_g, n, h_out, w_out)             # (C, N, H_out, W_out)
             return g.transpose(1, 2, 3, 0)                             # NHWC view
 
-    dx = windows_backward(offset_grad, s.geo, s.x.shape, s.dtype, s.mode,
-                          channels_major=c_g < SMALL_CHANNELS)
-    dx = np.ascontiguousarray(from_channels_last(dx, data_format))
-    return dx, dkernel, dbias
+    dx[...] = windows_backward(offset_grad, s.geo, s.x.shape, s.dtype, s.mode,
+                               channels_major=c_g < SMALL_CHANNELS)
+    return dkernel, dbias
 
 
 # ---------------------------------------------------------------- depthwise
-# With one input channel per group the "matrix" products are G tiny ones; a multiply-add
-# per kernel offset over the whole batch is faster and just as clear. Two things keep it
-# fast: each tap of the kernel is repeated along a whole output row, ``(W_out, C, mult)``,
-# so a multiply runs over rows of ``W_out*C*mult`` values (with a tap of only ``C`` values
-# NumPy's inner loop would restart every ``C``); and the output is built a block of rows at
-# a time (``BLOCK_BYTES``), so the nine passes over it stay in cache.
-def _depthwise_taps(s: _ConvSetup) -> np.ndarray:
-    """The kernel ``(kh, kw, 1, C*mult)`` as ``(kh, kw, W_out, C, mult)``: each tap
-    repeated along an output row."""
-    kh, kw, _, filters = s.kernel.shape
-    taps = s.kernel.reshape(kh, kw, 1, s.groups, filters // s.groups)
-    return np.ascontiguousarray(np.broadcast_to(taps, (kh, kw, s.geo.out_hw[1], *taps.shape[3:])))
+# With one input channel per group the "matrix" products are G tiny ones; multiply-adds over
+# the kernel offsets are faster and just as clear. ``np.einsum`` does them: for each output
+# row its loop adds ``window(a, b) * kernel[a, b]`` into the row one offset after the other,
+# one pass per offset with no product array (a multiply and an add per offset make two).
+# Three things keep it fast: the output row and the window's row are merged into one axis
+# of ``W_out*C`` values (stride 1: a window row is contiguous), so einsum's inner loop runs
+# along whole rows (a separate ``(W_out, C)`` pair made it 1.6x slower); each tap of the
+# kernel is repeated along that row to match; and the rows go a block at a time
+# (``BLOCK_BYTES``), so the nine passes over a block stay in cache. A depth multiplier
+# above 1 repeats each input channel ``mult`` times first: the same sums with ``C*mult``
+# channels of multiplier 1.
+def _depthwise_input(s: _ConvSetup) -> np.ndarray:
+    """The padded input ``(N, Hp, Wp, C*mult)``, C-contiguous: each channel repeated once
+    per output channel of its group."""
+    padded = np.ascontiguousarray(pad_for_windows(s.x, s.geo, s.mode))  # (N, Hp, Wp, C)
+    mult = s.kernel.shape[3] // s.groups
+    return padded if mult == 1 else np.repeat(padded, mult, axis=3)
 
 
-def _depthwise_blocks(s: _ConvSetup) -> list[tuple[int, int]]:
+def _depthwise_rows(padded: np.ndarray, geo) -> tuple[np.ndarray, str]:
+    """The windows of ``padded`` ``(N, Hp, Wp, C)`` as a read-only view and its einsum
+    subscripts: ``(N, H_out, kh, kw, W_out*C)`` ``"nhabj"`` when the column stride is 1
+    (a window's row is ``W_out*C`` contiguous values), else ``(N, H_out, kh, kw, W_out, C)``
+    ``"nhabwc"``."""
+    n, _, _, c = padded.shape
+    s_n, s_h, s_w, s_c = padded.strides
+    (sh, sw), (dh, dw), (kh, kw), (h_out, w_out) = geo.strides, geo.dilation, geo.kernel, geo.out_hw
+    if sw == 1:
+        return as_strided(padded, shape=(n, h_out, kh, kw, w_out * c),
+                          strides=(s_n, s_h * sh, s_h * dh, s_w * dw, s_c),
+                          writeable=False), "nhabj"
+    return as_strided(padded, shape=(n, h_out, kh, kw, w_out, c),
+                      strides=(s_n, s_h * sh, s_h * dh, s_w * dw, s_w * sw, s_c),
+                      writeable=False), "nhabwc"
+
+
+def _depthwise_blocks(s: _ConvSetup, rows=None) -> list[tuple[int, int]]:
     n, w_out, filters = s.x.shape[0], s.geo.out_hw[1], s.kernel.shape[3]
-    return _row_blocks(s, row_bytes=n * w_out * filters * s.dtype.itemsize)
+    return _row_blocks(s, n * w_out * filters * s.dtype.itemsize, rows)
 
 
-def _depthwise_forward(s: _ConvSetup) -> np.ndarray:
-    """``y[..., c, m] = sum over offsets (a, b) of window(a, b)[..., c] * kernel[a, b, c, m]``,
-    ``(N, H_out, W_out, C, mult)``."""
-    n, (h_out, w_out) = s.x.shape[0], s.geo.out_hw
-    mult = s.kernel.shape[3] // s.groups                        # depth multiplier
-    taps = _depthwise_taps(s)                                   # (kh, kw, W_out, C, mult)
-    padded = pad_for_windows(s.x, s.geo, s.mode)
-    y = np.empty((n, h_out, w_out, s.groups, mult), dtype=s.dtype)
-    for r0, r1 in _depthwise_blocks(s):
-        y_rows = y[:, r0:r1]                                    # (N, rows, W_out, C, mult)
-        product = np.empty_like(y_rows)
-        for index, (a, b) in enumerate(np.ndindex(*s.geo.kernel)):
-            window = offset_window(padded, s.geo, a, b)[:, r0:r1, :, :, None]
-            np.multiply(window, taps[a, b], out=y_rows if index == 0 else product)
-            if index:
-                y_rows += product
-    return y
+def _depthwise_forward(s: _ConvSetup, out: np.ndarray,
+                       rows: tuple[int, int] | None = None) -> None:
+    """``y[n, i, j, c*mult + m] = sum over offsets (a, b) of window(a, b)[n, i, j, c]
+    * kernel[a, b, 0, c*mult + m]``, written into ``out`` ``(N, H_out, W_out, C*mult)``
+    (contiguous; any shape with those elements), output rows ``rows`` only when given."""
+    n, (h_out, w_out), filters = s.x.shape[0], s.geo.out_hw, s.kernel.shape[3]
+    kh, kw = s.geo.kernel
+    windows, index = _depthwise_rows(_depthwise_input(s), s.geo)
+    taps = np.broadcast_to(s.kernel.reshape(kh, kw, 1, filters), (kh, kw, w_out, filters))
+    taps = np.ascontiguousarray(taps).reshape(kh, kw, *windows.shape[4:])  # each tap along a row
+    y = out.reshape(n, h_out, *windows.shape[4:])               # (N, H_out, W_out*F) or (..., W_out, F)
+    subscripts = f"{index},ab{index[4:]}->nh{index[4:]}"
+    for r0, r1 in _depthwise_blocks(s, rows):
+        np.einsum(subscripts, windows[:, r0:r1], taps, out=y[:, r0:r1])
 
 
-def _depthwise_backward(s: _ConvSetup, dyl: np.ndarray, input_grad: bool = True):
-    """``dkernel[a, b, c, m] = sum over pixels of window(a, b)[..., c] * dy[..., c, m]``
-    (block by block of output rows); ``dx`` scatters ``dy * kernel[a, b]`` (summed over
-    ``m``) onto each offset's window."""
+def _depthwise_backward(s: _ConvSetup, dyl: np.ndarray, dx: np.ndarray | None) -> np.ndarray:
+    """``dkernel[a, b, 0, f] = sum over pixels of window(a, b)[..., f] * dy[..., f]`` (the
+    window of the channel-repeated input) returned, block by block of output rows; ``dx``
+    (unless None) written with the correlation of ``dy`` with the kernel turned by 180
+    degrees where :func:`_flipped_setup` allows it, else by scattering ``dy * kernel[a, b]``
+    (summed over the multiplier) onto each offset's window."""
     n, (h_out, w_out) = s.x.shape[0], s.geo.out_hw
     kh, kw, _, filters = s.kernel.shape
-    mult = filters // s.groups
-    taps = _depthwise_taps(s)                                   # (kh, kw, W_out, C, mult)
-    dy5 = dyl.reshape(n, h_out, w_out, s.groups, mult)          # (N, H_out, W_out, C, mult)
-    padded = pad_for_windows(s.x, s.geo, s.mode)
-    dkernel = np.zeros((kh, kw, s.groups, mult), dtype=s.dtype)
+    windows, index = _depthwise_rows(_depthwise_input(s), s.geo)
+    dy = dyl.reshape(n, h_out, *windows.shape[4:])              # (N, H_out, W_out*F) or (..., W_out, F)
+    row_sums = np.zeros((kh, kw, *windows.shape[4:]), dtype=s.dtype)
+    subscripts = f"{index},nh{index[4:]}->ab{index[4:]}"
     for r0, r1 in _depthwise_blocks(s):
-        for a, b in np.ndindex(kh, kw):
-            window = offset_window(padded, s.geo, a, b)[:, r0:r1]  # (N, rows, W_out, C)
-            # einsum's own loop (no optimize=): no product array, and no BLAS call that
-            # would multiply every channel with every other
-            dkernel[a, b] += np.einsum("nhwc,nhwcm->cm", window, dy5[:, r0:r1])
-    dkernel = dkernel.reshape(kh, kw, 1, filters)
-    if not input_grad:
-        return None, dkernel
+        row_sums += np.einsum(subscripts, windows[:, r0:r1], dy[:, r0:r1])
+    dkernel = row_sums.reshape(kh, kw, w_out, filters).sum(axis=2).reshape(kh, kw, 1, filters)
+    if dx is None:
+        return dkernel
     flipped = _flipped_setup(s, dyl)
     if flipped is not None:
-        return _depthwise_forward(flipped).reshape(s.x.shape), dkernel
+        _depthwise_forward(flipped, out=dx)
+        return dkernel
+    mult = filters // s.groups
+    taps = np.ascontiguousarray(np.broadcast_to(
+        s.kernel.reshape(kh, kw, 1, s.groups, mult), (kh, kw, w_out, s.groups, mult)))
+    dy5 = dyl.reshape(n, h_out, w_out, s.groups, mult)          # (N, H_out, W_out, C, mult)
 
     def offset_grad(a, b):
         grad = dy5 * taps[a, b]                                 # (N, H_out, W_out, C, mult)
         return grad[..., 0] if mult == 1 else grad.sum(axis=4)
 
-    dx = windows_backward(offset_grad, s.geo, s.x.shape, s.dtype, s.mode)
-    return dx, dkernel
+    dx[...] = windows_backward(offset_grad, s.geo, s.x.shape, s.dtype, s.mode)
+    return dkernel
 
 
 def _flipped_setup(s: _ConvSetup, dyl: np.ndarray) -> _ConvSetup | None:

@@ -24,8 +24,9 @@ cells ``ceil_mode`` adds beyond the padding never count).
 
 This NumPy code is the reference. Each windowed op first asks the dispatch table
 (:mod:`convkit.fast.dispatch`) for a fast path (the compiled kernels, with numba and
-``CONVKIT_ACCEL`` not ``0``) and runs the code below when there is none; the results are the
-same up to the order of float additions.
+``CONVKIT_ACCEL`` not ``0``) and runs the code below when there is none, over the batch on
+a few threads when the arrays are large (:func:`~convkit.ops.batch_threads.map_batch`); the
+results are the same up to the order of float additions.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from ..shapes import Geometry, window_geometry
 from .padding import (check_data_format, from_channels_last, layout_of, layout_shape,
                       to_channels_last)
 from ..fast import dispatch
+from .batch_threads import map_batch, over_images
 from .windows import offset_window, pad_for_windows, windows_backward
 
 __all__ = ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward",
@@ -92,25 +94,26 @@ def _tiles(arr: np.ndarray, geo: Geometry, writeable: bool = False) -> np.ndarra
                       strides=(s_n, s_h * kh, s_h, s_w * kw, s_w, s_c), writeable=writeable)
 
 
-def _scatter_offsets(offset_grad, geo: Geometry, x_shape, dtype) -> np.ndarray:
-    """Gradient of the input from the gradients of each kernel offset's cells,
-    ``offset_grad(a, b, out=None)`` ``(N, H_out, W_out, C)``: :func:`windows_backward`, or
-    for tiling windows, where every cell belongs to one window, each offset's gradient
-    written by ``offset_grad`` straight into its cells (``out``, a strided view; nothing to
-    add up)."""
+def _scatter_offsets(offset_grad, geo: Geometry, out: np.ndarray) -> np.ndarray:
+    """Gradient of the input, written into ``out`` ``(N, H, W, C)``, from the gradients of
+    each kernel offset's cells, ``offset_grad(a, b, out=None)`` ``(N, H_out, W_out, C)``:
+    :func:`windows_backward`, or for tiling windows, where every cell belongs to one window,
+    each offset's gradient written by ``offset_grad`` straight into its cells (``out``, a
+    strided view; nothing to add up)."""
     if not _is_tiling(geo):
-        return windows_backward(offset_grad, geo, x_shape, dtype)
-    dx, tiles = _tiling_gradient(geo, x_shape, dtype)
+        out[...] = windows_backward(offset_grad, geo, out.shape, out.dtype)
+        return out
+    dx, tiles = _tiling_gradient(geo, out)
     for a, b in _offsets(geo):
         offset_grad(a, b, out=tiles[:, :, a, :, b])
     return dx
 
 
-def _tiling_gradient(geo: Geometry, x_shape, dtype):
-    """An input gradient ``dx`` for tiling windows, zero where no window reaches (rows and
-    columns past the last whole window), and its cells :func:`_tiles` to write the rest."""
+def _tiling_gradient(geo: Geometry, dx: np.ndarray):
+    """The input gradient ``dx`` ``(N, H, W, C)`` for tiling windows, set to zero where no
+    window reaches (rows and columns past the last whole window), and its cells
+    :func:`_tiles` to write the rest."""
     (kh, kw), (h_out, w_out) = geo.kernel, geo.out_hw
-    dx = np.empty(x_shape, dtype=dtype)                          # (N, H, W, C)
     dx[:, h_out * kh:] = 0
     dx[:, :h_out * kh, w_out * kw:] = 0
     return dx, _tiles(dx, geo, writeable=True)                   # (N, H_out, kh, W_out, kw, C)
@@ -160,23 +163,40 @@ def max_pool2d(x, pool_size, strides=None, padding="valid", *, dilation_rate=1,
     fast = dispatch.lookup("max_pool2d", "forward", xl, geo)
     if fast is not None:
         return from_channels_last(fast(xl, geo), data_format)
-    return from_channels_last(_max_values(xl, geo), data_format)
+    y = np.empty(_out_shape(xl, geo), dtype=xl.dtype)
+    over_images(lambda x, out, rows: _max_values(x, geo, _rows(rows), out[:, _rows(rows)]),
+                y, xl, block_bytes=BLOCK_BYTES)
+    return from_channels_last(y, data_format)
 
 
-def _max_values(xl: np.ndarray, geo: Geometry, rows: slice = slice(None)) -> np.ndarray:
+def _out_shape(xl: np.ndarray, geo: Geometry) -> tuple:
+    return (xl.shape[0], *geo.out_hw, xl.shape[3])               # (N, H_out, W_out, C)
+
+
+def _rows(rows: tuple[int, int] | None) -> slice:
+    """Output rows ``(start, stop)`` as a slice; None: all of them."""
+    return slice(None) if rows is None else slice(*rows)
+
+
+def _max_values(xl: np.ndarray, geo: Geometry, rows: slice = slice(None),
+                out: np.ndarray | None = None) -> np.ndarray:
     """Each window's maximum, ``(N, H_out, W_out, C)`` (output rows ``rows`` only): one
     ``np.maximum`` per kernel offset over the whole batch (NaN propagates)."""
     padded = pad_for_windows(xl, geo, "zeros", -np.inf)
-    return _fold_offsets(np.maximum, padded, geo, rows)
+    return _fold_offsets(np.maximum, padded, geo, rows, out)
 
 
-def _fold_offsets(ufunc, padded: np.ndarray, geo: Geometry, rows: slice = slice(None)):
+def _fold_offsets(ufunc, padded: np.ndarray, geo: Geometry, rows: slice = slice(None),
+                  out: np.ndarray | None = None) -> np.ndarray:
     """``ufunc`` (``np.maximum``, ``np.add``) over the windows of every kernel offset, one
-    pass each, into a new ``(N, H_out, W_out, C)`` array."""
+    pass each, into ``out`` or a new ``(N, H_out, W_out, C)`` array."""
     windows = [offset_window(padded, geo, a, b)[:, rows] for a, b in _offsets(geo)]
     if len(windows) == 1:
-        return windows[0].copy()
-    result = ufunc(windows[0], windows[1])
+        if out is None:
+            return windows[0].copy()
+        np.copyto(out, windows[0])
+        return out
+    result = ufunc(windows[0], windows[1], out=out)
     for window in windows[2:]:
         ufunc(result, window, out=result)
     return result
@@ -246,14 +266,24 @@ def max_pool2d_backward(dy, x, pool_size, strides=None, padding="valid", *, dila
     fast = dispatch.lookup("max_pool2d", "backward", dyl, xl, geo)
     if fast is not None:
         return from_channels_last(fast(dyl, xl, geo), data_format)
-    dx = _max_backward_tiles(dyl, xl, geo) if _is_tiling(geo) else None
-    if dx is None:
-        _, winner = _max_winners(xl, geo)
-        masked = _masking(dyl)
-        kw = geo.kernel[1]
-        dx = _scatter_offsets(lambda a, b, out=None: masked(winner == a * kw + b, out),
-                              geo, xl.shape, xl.dtype)
+    dx = np.empty(xl.shape, dtype=xl.dtype)                      # (N, H, W, C)
+    done = False
+    if _is_tiling(geo):
+        parts = map_batch(lambda dy, x, out: _max_backward_tiles(dy, x, geo, out), dx, dyl, xl)
+        done = all(part is not None for part in parts)
+    if not done:             # overlapping windows, or a NaN maximum: the general loop
+        map_batch(lambda dy, x, out: _max_backward_offsets(dy, x, geo, out), dx, dyl, xl)
     return from_channels_last(dx, data_format)
+
+
+def _max_backward_offsets(dyl: np.ndarray, xl: np.ndarray, geo: Geometry,
+                          out: np.ndarray) -> np.ndarray:
+    """:func:`max_pool2d_backward` for any windows, into ``out``: the winners of
+    :func:`_max_winners`, one masked pass per kernel offset."""
+    _, winner = _max_winners(xl, geo)
+    masked = _masking(dyl)
+    kw = geo.kernel[1]
+    return _scatter_offsets(lambda a, b, out=None: masked(winner == a * kw + b, out), geo, out)
 
 
 def _masking(dy: np.ndarray):
@@ -269,15 +299,17 @@ def _masking(dy: np.ndarray):
     return masked
 
 
-def _max_backward_tiles(dyl: np.ndarray, xl: np.ndarray, geo: Geometry):
-    """:func:`max_pool2d_backward` for windows that tile the input, or ``None`` when a
-    window's maximum is NaN (the offset loop of :func:`_max_winners` decides those). For
+def _max_backward_tiles(dyl: np.ndarray, xl: np.ndarray, geo: Geometry,
+                        out: np.ndarray | None = None):
+    """:func:`max_pool2d_backward` for windows that tile the input, into ``out`` (or a new
+    array), or ``None`` when a window's maximum is NaN (the offset loop of :func:`_max_winners` decides
+    those; ``out`` is then partly written). For
     each block of output rows, the kernel offsets are visited in row-major window order; a
     cell wins when it equals its window's maximum and no earlier cell of the window has won
     (the first maximum of a tie, frequent after a ReLU), and takes ``dy``."""
     (kh, kw), h_out = geo.kernel, geo.out_hw[0]
     cells = _tiles(xl, geo)                                      # (N, H_out, kh, W_out, kw, C)
-    dx, dx_cells = _tiling_gradient(geo, xl.shape, xl.dtype)
+    dx, dx_cells = _tiling_gradient(geo, np.empty_like(xl) if out is None else out)
     finite = bool(np.isfinite(dyl).all())
     for rows in _row_slices(geo, xl):
         y = _max_values(xl, geo, rows)                           # (N, rows, W_out, C)
@@ -332,20 +364,30 @@ def _scatter_argmax(dyl: np.ndarray, argmax: np.ndarray, x_shape, geo=None) -> n
     if fast is not None:
         return fast(dyl, argmax, x_shape, geo)
     if geo is not None:
-        masked = _masking(dyl)
-        channels = (1, *geo.out_hw, x_shape[3])
-
-        def offset_grad(a, b, out=None):
-            # the index repeated over the channels: the compare runs along whole rows
-            index = np.broadcast_to(_offset_flat_index(geo, a, b), channels).copy()
-            return masked(argmax == index, out)                 # (N, H_out, W_out, C)
-        return _scatter_offsets(offset_grad, geo, x_shape, dyl.dtype)
+        dx = np.empty(x_shape, dtype=dyl.dtype)                  # (N, H, W, C)
+        map_batch(lambda dy, argmax, out: _scatter_argmax_offsets(dy, argmax, geo, out),
+                  dx, dyl, argmax)
+        return dx
     n, h, w, c = x_shape
     dx = np.zeros((n, h * w, c), dtype=dyl.dtype)                 # (N, H*W, C)
     keep = argmax >= 0
     idx_n, _, _, idx_c = np.nonzero(keep)
     np.add.at(dx, (idx_n, argmax[keep], idx_c), dyl[keep])
     return dx.reshape(x_shape)
+
+
+def _scatter_argmax_offsets(dyl: np.ndarray, argmax: np.ndarray, geo: Geometry,
+                            out: np.ndarray) -> np.ndarray:
+    """:func:`_scatter_argmax` with the windows' geometry, into ``out``: each offset's cell
+    takes ``dy`` where its flat index is the window's ``argmax``."""
+    masked = _masking(dyl)
+    channels = (1, *geo.out_hw, out.shape[3])
+
+    def offset_grad(a, b, out=None):
+        # the index repeated over the channels: the compare runs along whole rows
+        index = np.broadcast_to(_offset_flat_index(geo, a, b), channels).copy()
+        return masked(argmax == index, out)                     # (N, H_out, W_out, C)
+    return _scatter_offsets(offset_grad, geo, out)
 
 
 def _offset_flat_index(geo: Geometry, a: int, b: int) -> np.ndarray:
@@ -399,12 +441,24 @@ def avg_pool2d(x, pool_size, strides=None, padding="valid", *, ceil_mode=False,
     fast = dispatch.lookup("avg_pool2d", "forward", xl, geo, bool(count_include_pad))
     if fast is not None:
         return from_channels_last(fast(xl, geo, bool(count_include_pad)), data_format)
-    total = _fold_offsets(np.add, pad_for_windows(xl, geo, "zeros", 0.0), geo)
-    if _is_tiling(geo):
-        total /= xl.dtype.type(geo.kernel[0] * geo.kernel[1])
-    else:
-        total /= _divisor(geo, count_include_pad, xl.dtype)
-    return from_channels_last(total, data_format)
+    divisor = (xl.dtype.type(geo.kernel[0] * geo.kernel[1]) if _is_tiling(geo)
+               else _divisor(geo, count_include_pad, xl.dtype))
+    y = np.empty(_out_shape(xl, geo), dtype=xl.dtype)
+    over_images(lambda x, out, rows: _avg_values(x, geo, divisor, _rows(rows),
+                                                 out[:, _rows(rows)]),
+                y, xl, block_bytes=BLOCK_BYTES)
+    return from_channels_last(y, data_format)
+
+
+def _avg_values(xl: np.ndarray, geo: Geometry, divisor, rows: slice,
+                out: np.ndarray) -> np.ndarray:
+    """Each window's sum, one ``np.add`` per kernel offset, divided by ``divisor`` (a
+    number, or ``(1, H_out, W_out, 1)``), for output rows ``rows``, into ``out``
+    ``(N, rows, W_out, C)``."""
+    padded = pad_for_windows(xl, geo, "zeros", 0.0)
+    total = _fold_offsets(np.add, padded, geo, rows, out=out)
+    total /= divisor if np.ndim(divisor) == 0 else divisor[:, rows]
+    return total
 
 
 def avg_pool2d_backward(dy, x, pool_size, strides=None, padding="valid", *, ceil_mode=False,
@@ -424,20 +478,28 @@ def avg_pool2d_backward(dy, x, pool_size, strides=None, padding="valid", *, ceil
     if fast is not None:
         dx = fast(dyl, geo, xl.shape, bool(count_include_pad))
         return from_channels_last(dx, data_format)
-    share = dyl / _divisor(geo, count_include_pad, xl.dtype)    # (N, H_out, W_out, C)
-    if _is_tiling(geo):             # one copy: every cell of a window takes its share
-        dx, cells = _tiling_gradient(geo, xl.shape, xl.dtype)   # cells (N, Ho, kh, Wo, kw, C)
-        np.copyto(cells, share[:, :, None, :, None, :])
-        return from_channels_last(dx, data_format)
+    divisor = _divisor(geo, count_include_pad, xl.dtype)        # (1, H_out, W_out, 1)
+    dx = np.empty(xl.shape, dtype=xl.dtype)                      # (N, H, W, C)
+    map_batch(lambda dy, out: _avg_backward(dy, geo, divisor, out), dx, dyl)
+    return from_channels_last(dx, data_format)
 
-    def offset_grad(a, b, out=None):      # every cell of a window takes the same share
+
+def _avg_backward(dyl: np.ndarray, geo: Geometry, divisor: np.ndarray,
+                  out: np.ndarray) -> np.ndarray:
+    """:func:`avg_pool2d_backward` into ``out`` ``(N, H, W, C)``: every cell of a window
+    takes the window's share ``dy / divisor``."""
+    share = dyl / divisor                                        # (N, H_out, W_out, C)
+    if _is_tiling(geo):             # one copy: every cell of a window takes its share
+        dx, cells = _tiling_gradient(geo, out)                   # cells (N, Ho, kh, Wo, kw, C)
+        np.copyto(cells, share[:, :, None, :, None, :])
+        return dx
+
+    def offset_grad(a, b, out=None):
         if out is None:
             return share
         np.copyto(out, share)
         return out
-
-    dx = _scatter_offsets(offset_grad, geo, xl.shape, xl.dtype)
-    return from_channels_last(dx, data_format)
+    return _scatter_offsets(offset_grad, geo, out)
 
 
 # -------------------------------------------------------------------------- global

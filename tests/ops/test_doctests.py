@@ -6,7 +6,7 @@ import pytest
 MODULES = ["convkit.ops.conv", "convkit.ops.pool", "convkit.ops.padding", "convkit.ops.dense",
            "convkit.fast", "convkit.fast.kernels", "convkit.fast.runtime.backend",
            "convkit.fast.dispatch", "convkit.fast.runtime.threads",
-           "convkit.fast.runtime.compiling",
+           "convkit.fast.runtime.compiling", "convkit.ops.batch_threads",
            "convkit.ops.activations", "convkit.shapes"]
 
 
