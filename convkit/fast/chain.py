@@ -31,7 +31,7 @@ layer-by-layer path's exactly; the compiled Dense head sums in another order (fl
 rounding, ~1e-7). The tests compare the two.
 
 MNIST convnet of ``make run`` (``benchmarks/inference.py``, one process): ``predict`` at
-batch 1 99 -> ~45 us, batch 32 1.16 -> ~0.75 ms, batch 1000 33 -> ~25 ms; see
+batch 1 99 -> 48-60 us, batch 32 1.16 -> 0.76-0.88 ms, batch 1000 33 -> 23-24 ms; see
 ``benchmarks/README.md`` for the figures against onnxruntime.
 
 Steps (all channels_last):
