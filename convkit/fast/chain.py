@@ -71,8 +71,10 @@ __all__ = ["prepare_chain", "fused_steps", "builtin_activation", "SCRATCH_BYTES"
 SCRATCH_BYTES = 1 << 19
 #: a fused stage whose arrays hold at least PARKED_MIN_BYTES and less than
 #: PARKED_MAX_BYTES is shared with a parked helper (:class:`_Parked`); larger ones go to
-#: the thread pool (all threads), smaller ones stay on the calling thread
-PARKED_MIN_BYTES = 1 << 14
+#: the thread pool (all threads), smaller ones stay on the calling thread (the MNIST
+#: convnet's first pair at batch 1, 26 KB, ~9 us of work: batch-1 predict 46-49 us with it
+#: on the calling thread, 48-51 us shared)
+PARKED_MIN_BYTES = 1 << 16
 PARKED_MAX_BYTES = 1 << 24
 #: microseconds the parked helper waits for its next task before it sleeps
 PARKED_SPIN_US = 300.0
@@ -325,7 +327,8 @@ def _fused_stage(shape, kernel_shape, geo, pooled_hw, relu: bool, parked):
     total = pooled_hw[0] if n == 1 else n
     pixels = 4 * pooled_hw[0] * pooled_hw[1]            # the convolution's, per image
     if parked is not None and PARKED_MIN_BYTES <= work_bytes < PARKED_MAX_BYTES:
-        k = parked.add(shape, out_shape, scratch_shape, relu, kh, kw, block, n == 1)
+        k = parked.add(shape, out_shape, scratch_shape, relu, kh, kw, block, n == 1,
+                       pixels if n == 1 else n)
         slots = 1
     else:
         k = None
@@ -345,8 +348,7 @@ def _fused_stage(shape, kernel_shape, geo, pooled_hw, relu: bool, parked):
         if k is not None and parked.point_at(k, kernel, bias, filters):
             # several images: split; one image: its convolution's pixels split (into the
             # shared scratch), then pooled by this thread
-            return parked.run(k, x, scratch[0], relu, kh, kw, block, n == 1,
-                              pixels if n == 1 else n)
+            return parked.run(k, x, scratch[0])
         w2 = np.ascontiguousarray(kernel, np.float32).reshape(-1, filters)
         bias_v = _no_bias(filters) if bias is None else bias
         y = np.empty(out_shape, np.float32)
@@ -374,6 +376,7 @@ class _Parked:
         self.rounds = _spin.rounds_for(SHARED_WAIT_US)
         self._no_helper = np.zeros(_parked.FLAGS, np.int64)     # always "away"
         self.inputs, self.outputs, self.scratch, self.params = [], [], [], []
+        self.tasks = []         # per stage, the integers of _k_shared_stage's task
         self.w2s, self.biases, self.seen = [], [], []
         self.helper = None
         self._args = None
@@ -387,16 +390,21 @@ class _Parked:
         kernels = fused.park_kernels()
         return None if kernels is None else cls(kernels)
 
-    def add(self, in_shape, out_shape, scratch_shape, relu, kh, kw, block, by_rows) -> int:
-        """Buffers for one more fused stage; its index."""
+    def add(self, in_shape, out_shape, scratch_shape, relu, kh, kw, block, one_image,
+            total) -> int:
+        """Buffers for one more fused stage (over ``0:total``: images, or one image's
+        convolution pixels); its index."""
+        k = len(self.inputs)
         self.inputs.append(np.zeros(in_shape, np.float32))
         self.outputs.append(np.zeros(out_shape, np.float32))
         self.scratch.append(np.zeros(scratch_shape, np.float32))
-        self.params.append((int(relu), kh, kw, block, int(by_rows)))
+        self.params.append((int(relu), kh, kw, block, int(one_image)))
+        self.tasks.append(np.array([k, int(relu), kh, kw, block, int(one_image), total // 2,
+                                    total, self.rounds], np.int64))
         self.w2s.append(None)
         self.biases.append(None)
         self.seen.append(None)
-        return len(self.inputs) - 1
+        return k
 
     def point_at(self, k: int, kernel, bias, filters: int) -> bool:
         """Stage ``k`` reads these weights (the helper too); ``False`` when they cannot be
@@ -414,9 +422,9 @@ class _Parked:
         self._args = None
         return True
 
-    def run(self, k: int, x, own_scratch, relu, kh, kw, block, one_image, total):
-        """Stage ``k`` on ``x`` over ``0:total`` (images, or one image's convolution
-        pixels), the second half by the helper when it is parked, in one compiled call
+    def run(self, k: int, x, own_scratch):
+        """Stage ``k`` on ``x`` (its images, or one image's convolution pixels), the second
+        half by the helper when it is parked, in one compiled call
         (:func:`convkit.fast.kernels.fused._k_shared_stage`); returns the stage's output
         buffer."""
         inp = self.inputs[k]
@@ -428,9 +436,8 @@ class _Parked:
             flags, posted = self._no_helper, 0
         else:
             flags, posted = helper.flags, helper.posted
-        status = self.shared(flags, k, posted, inp, self.w2s[k], self.biases[k],
-                             own_scratch, self.scratch[k], y, relu, kh, kw, block, one_image,
-                             total // 2, total, self.rounds)
+        status = self.shared(flags, self.tasks[k], posted, inp, self.w2s[k], self.biases[k],
+                             own_scratch, self.scratch[k], y)
         if helper is None:
             return y
         if status == 0:
@@ -439,7 +446,7 @@ class _Parked:
         helper.claimed()
         if status < 0:              # still running: wait here (interrupts deferred), pool
             helper.wait()
-            if one_image:
+            if self.params[k][4]:           # one image: its pixels still to pool
                 pool = jit(pooling._k_maxpool_fwd_values_2x2, "max_pool2d_values",
                            fastmath=False)
                 pool(self.scratch[k], y, 0, y.shape[1])

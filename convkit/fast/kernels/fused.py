@@ -173,13 +173,15 @@ def _k_post(flags, stage, lo, hi):
     return compare_swap(flags, 0, 1, 2)
 
 
-def _k_shared_stage(flags, stage, posted, x, w2, bias, own, shared, y, relu, kh, kw, block,
-                    one_image, mid, total, rounds):
-    # the caller's side of fused stage `stage` shared with the parked helper: hand it
-    # mid:total (images, or one image's conv pixels), run 0:mid here (all of it when the
-    # helper is away), wait for the helper, then pool one image's pixels. Returns 1 when
-    # the helper took its part, 0 when it was away, -1 when it had not ended after
-    # `rounds` rounds of waiting (the caller then waits, and pools, itself)
+def _k_shared_stage(flags, task, posted, x, w2, bias, own, shared, y):
+    # the caller's side of a fused stage shared with the parked helper; task = (stage,
+    # relu, kh, kw, block, one image, mid, total, rounds): hand the helper mid:total
+    # (images, or one image's conv pixels), run 0:mid here (all of it when the helper is
+    # away), wait for the helper, then pool one image's pixels. Returns 1 when the helper
+    # took its part, 0 when it was away, -1 when it had not ended after `rounds` rounds of
+    # waiting (the caller then waits, and pools, itself)
+    stage, relu, kh, kw, block = task[0], task[1] != 0, task[2], task[3], task[4]
+    one_image, mid, total, rounds = task[5] != 0, task[6], task[7], task[8]
     flags[2] = stage
     flags[3] = mid
     flags[4] = total
