@@ -135,6 +135,8 @@ def test_predict_shares_the_fused_stages_with_the_helper(kernels, batch, monkeyp
     while not _helper_tasks(model, x) and time.monotonic() < deadline:
         outs.append(model.predict(x, verbose=0))
     assert _helper_tasks(model, x)                  # the helper took tasks
+    shared = _chain_parked(model, x)
+    assert shared.inputs[1] is shared.outputs[0]    # the second pair reads the first's output
     for out in outs:
         np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-7)
         assert not any(out is held for held in _chain_parked(model, x).outputs)  # its own
