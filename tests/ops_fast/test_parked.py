@@ -183,3 +183,19 @@ def test_an_interrupt_while_waiting_is_raised_after_the_task(kernels):
     assert len(calls) >= 2 and helper.flags[parked.DONE] == 1
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
     helper.close()
+
+
+def test_taking_a_turn_sends_the_other_helper_to_sleep(kernels):
+    """Two parked helpers never spin at once: the one a caller used last leaves its loop
+    when another takes its turn, and parks again when woken."""
+    first = _parked_helper(kernels, _stage_arrays(np.random.default_rng(6)))
+    second = _parked_helper(kernels, _stage_arrays(np.random.default_rng(7)))
+    first.take_turn()
+    second.take_turn()
+    assert _wait_state(first, parked.AWAY)
+    assert second.flags[parked.STATE] == parked.PARKED
+    first.take_turn()
+    first.wake()
+    assert _wait_state(first, parked.PARKED) and _wait_state(second, parked.AWAY)
+    first.close()
+    second.close()

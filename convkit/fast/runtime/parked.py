@@ -41,6 +41,7 @@ STATE, DONE, TASK, LEAVE = 0, 1, 2, 5
 FLAGS = 6
 
 _helpers = weakref.WeakSet()
+_working = None          # weak reference to the helper that took the last turn
 
 
 class ParkedHelper:
@@ -94,12 +95,27 @@ class ParkedHelper:
 
     def wake(self) -> None:
         """Start the park loop (the thread is started on first use) unless it runs."""
+        self.flags[LEAVE] = 0
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=_loop, args=(self._box, self.flags),
                                             name="convkit-parked", daemon=True)
             self._thread.start()
         if not self._box["wake"].is_set():
             self._box["wake"].set()
+
+    def take_turn(self) -> None:
+        """Make this the process's working helper: one that another caller used last is
+        asked to leave its park loop (after its task, if one is running) and sleep, so
+        that two parked helpers never spin on two cores at once (a model predicting
+        batches of two sizes alternates between two chains, each with its helper: 46.5
+        against 24.2 ms for 1,000 images in batches of 256 before this)."""
+        global _working
+        other = None if _working is None else _working()
+        if other is self:
+            return
+        if other is not None:
+            other.flags[LEAVE] = 1
+        _working = weakref.ref(self)
 
     def replace_args(self, args: tuple) -> None:
         """New arrays for the park loop: the helper leaves its loop first (a task in flight
