@@ -54,7 +54,6 @@ import threading
 
 import numpy as np
 
-from ..errors import ConvkitError
 from ..ops import activations
 from ..shapes import window_geometry
 from . import conv
@@ -65,7 +64,7 @@ from .runtime import spin as _spin
 from .runtime.backend import jit
 from .runtime import threads as _threads
 
-__all__ = ["prepare_chain", "fused_steps", "builtin_activation", "SCRATCH_BYTES"]
+__all__ = ["prepare_chain", "fused_steps", "SCRATCH_BYTES"]
 #: the convolution's scratch output per thread in a fused convolution + max pool: small
 #: enough to stay in the core's L2 cache with its input and the pooled output
 SCRATCH_BYTES = 1 << 19
@@ -149,14 +148,13 @@ def _stages_run(x_shape: tuple, steps: tuple):
             stages.append((stage, i))
         i += 1
     stages = tuple(stages)
-    held = () if parked is None else tuple(parked.outputs)
+    # a shared stage's output is the chain's own buffer: the caller gets a copy
+    copy_out = bool(stages) and getattr(stages[-1][0], "shared_index", None) is not None
 
     def compute(x, weights):
         for stage, index in stages:
             x = stage(x, weights[index])
-        if any(x is buffer for buffer in held):     # the caller gets an array of its own
-            x = x.copy()
-        return x
+        return x.copy() if copy_out else x
     return compute
 
 
@@ -214,7 +212,6 @@ def _dense(shape, kernel_shape, activation):
     another order)."""
     if len(shape) != 2 or shape[1] != kernel_shape[0]:
         return None
-    act = activations.get(activation)
     out_shape = (shape[0], kernel_shape[1])
     if shape[0] <= DENSE_KERNEL_ROWS and activation in fused.DENSE_ACTIVATIONS:
         kernel_rows = fused.dense_rows_kernel()
@@ -227,6 +224,7 @@ def _dense(shape, kernel_shape, activation):
                         code, y)
             return y
         return small_stage, out_shape
+    act = activations.get(activation)
     threaded = shape[0] * math.prod(kernel_shape) >= _threads.THREADED_PRODUCT
 
     def stage(x, weights):
@@ -236,16 +234,6 @@ def _dense(shape, kernel_shape, activation):
             z += bias
         return act.forward(z)
     return stage, out_shape
-
-
-def builtin_activation(activation) -> bool:
-    """Whether a layer's activation is a named one with its default parameters (what a
-    ``dense`` step can name and compute)."""
-    try:
-        named = activations.get(activation.name)
-    except ConvkitError:            # a user's callable under a name of its own
-        return False
-    return named._forward is activation._forward and named.params == activation.params
 
 
 def fused_steps(x_shape: tuple, steps: tuple) -> frozenset:
@@ -381,7 +369,7 @@ class _Parked:
         self.park, self.post, self.shared = kernels
         self.rounds = _spin.rounds_for(SHARED_WAIT_US)
         self._no_helper = np.zeros(_parked.FLAGS, np.int64)     # always "away"
-        self.inputs, self.outputs, self.scratch, self.params = [], [], [], []
+        self.inputs, self.outputs, self.scratch = [], [], []
         self.tasks = []         # per stage, the integers of _k_shared_stage's task
         self.w2s, self.biases, self.seen = [], [], []
         self.helper = None
@@ -406,7 +394,6 @@ class _Parked:
                            self.outputs[feeds])
         self.outputs.append(np.zeros(out_shape, np.float32))
         self.scratch.append(np.zeros(scratch_shape, np.float32))
-        self.params.append((int(relu), kh, kw, block, int(one_image)))
         self.tasks.append(np.array([k, int(relu), kh, kw, block, int(one_image), total // 2,
                                     total, self.rounds], np.int64))
         self.w2s.append(None)
@@ -457,7 +444,7 @@ class _Parked:
         helper.claimed()
         if status < 0:              # still running: wait here (interrupts deferred), pool
             helper.wait()
-            if self.params[k][4]:           # one image: its pixels still to pool
+            if self.tasks[k][5]:            # one image: its pixels still to pool
                 pool = jit(pooling._k_maxpool_fwd_values_2x2, "max_pool2d_values",
                            fastmath=False)
                 pool(self.scratch[k], y, 0, y.shape[1])
@@ -471,7 +458,7 @@ class _Parked:
                 return None
             args = tuple(tuple(arrays) for arrays in (self.inputs, self.w2s, self.biases,
                                                        self.scratch, self.outputs))
-            args += (np.array(self.params, np.int64),)
+            args += (np.stack(self.tasks),)
             if self.helper is None:
                 self.helper = _parked.ParkedHelper(self.park, self.post, _spin.wait_flag,
                                                    args, _spin.rounds_for(PARKED_SPIN_US))

@@ -9,6 +9,7 @@ import numpy as np
 from .. import initializers, regularizers
 from ..fast.runtime.threads import THREADED_PRODUCT
 from ..errors import ConvkitError, ShapeError
+from ..ops.activations import is_builtin
 from .base import Layer, SymbolicTensor
 from .conv import activation_config, get_activation, initializer_config, positive_int
 
@@ -150,8 +151,7 @@ class Dense(Layer):
         return input_shape[:-1] + (self.units,)
 
     def _inference_step(self):
-        from ..fast import chain
-        if not chain.builtin_activation(self.activation) or not self._runs_own_forward(Dense):
+        if not is_builtin(self.activation) or not self._runs_own_forward(Dense):
             return None
         return ("dense", self._weight("kernel").shape, self.activation.name)
 

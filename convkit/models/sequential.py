@@ -27,6 +27,19 @@ from .graph import (Model, _check_input, _check_unique_names, _input_from_config
 __all__ = ["Sequential"]
 
 
+class _ChainState:
+    """A Sequential model's inference chains for one list of layers: the layers' chain
+    steps (``None`` when one has none), the prepared chain per input shape, and the layers
+    whose outputs the chains do not write out (found on first use)."""
+
+    def __init__(self, layers: tuple):
+        self.layers = layers
+        steps = tuple(layer._inference_step() for layer in layers)
+        self.steps = steps if all(step is not None for step in steps) else None
+        self.runs: dict = {}
+        self.unwritten = None
+
+
 class Sequential(Model):
     """``Sequential(layers=None, name=None)``; ``add(layer)`` appends a layer.
 
@@ -182,6 +195,15 @@ class Sequential(Model):
             x = layer(x, training=training)
         return [x]
 
+    def _chain_state(self) -> "_ChainState":
+        """The inference chains for the current layers (afresh when layers were added or
+        removed, or when 16 input shapes have been prepared)."""
+        layers = tuple(self._layers)
+        state = self.__dict__.get("_chains")
+        if state is None or state.layers != layers or len(state.runs) >= 16:
+            state = self._chains = _ChainState(layers)
+        return state
+
     def _chain_outputs(self, xs: list):
         """``[y]`` through the layers' prepared chain (:mod:`convkit.fast.chain`: the set-up
         of every layer done once per input shape, a convolution and the max pool after it
@@ -190,41 +212,30 @@ class Sequential(Model):
         x = xs[0]
         if type(x) is not np.ndarray or not x.flags.c_contiguous or not _dispatch.allowed():
             return None
-        layers = tuple(self._layers)
-        chains = self.__dict__.get("_chains")
-        if chains is None or chains[0] != layers or len(chains[1]) >= 16:
-            chains = self._chains = (layers, {})       # layers added or removed: afresh
-        key = (x.shape, x.dtype)
-        run = chains[1].get(key)
-        if run is None:
-            steps = tuple(layer._inference_step() for layer in layers)
-            if any(step is None for step in steps):
-                run = False
-            else:
-                run = _dispatch.prepare("chain", "forward", x.shape, x.dtype, steps)
-                if run is None:         # no chain for these shapes, or not yet compiled
-                    return None
-            chains[1][key] = run
-        if run is False:
+        state = self._chain_state()
+        if state.steps is None:
             return None
-        y = run(x, [layer._step_weights() for layer in layers])
+        key = (x.shape, x.dtype)
+        run = state.runs.get(key)
+        if run is None:
+            run = _dispatch.prepare("chain", "forward", x.shape, x.dtype, state.steps)
+            if run is None:             # no chain for these shapes, or not yet compiled
+                return None
+            state.runs[key] = run
+        y = run(x, [layer._step_weights() for layer in state.layers])
         return None if y is None else [y]
 
     def _chain_unwritten(self) -> tuple:
         """The layers whose outputs the chain keeps in a scratch buffer (a convolution fused
         with the max pool after it): ``predict`` sizes its parts without them."""
-        layers = tuple(self._layers)
-        cached = self.__dict__.get("_unwritten")
-        if cached is not None and cached[0] == layers:
-            return cached[1]
-        unwritten = ()
-        if _dispatch.allowed() and self._build_input_shape is not None:
-            steps = tuple(layer._inference_step() for layer in layers)
-            if all(step is not None for step in steps):
-                shape = (1, *self._build_input_shape[1:])
-                unwritten = tuple(layers[i] for i in _chain.fused_steps(shape, steps))
-        self._unwritten = (layers, unwritten)
-        return unwritten
+        if not _dispatch.allowed() or self._build_input_shape is None:
+            return ()
+        state = self._chain_state()
+        if state.unwritten is None:
+            shape = (1, *self._build_input_shape[1:])
+            state.unwritten = () if state.steps is None else tuple(
+                state.layers[i] for i in _chain.fused_steps(shape, state.steps))
+        return state.unwritten
 
     def _fusable_output_layer(self):
         return self._layers[-1] if self._layers else None

@@ -60,7 +60,7 @@ def _erf(x):
             _erf_function = lambda v: scalar(v).astype(v.dtype, copy=False)  # noqa: E731
     return _erf_function(x)
 
-__all__ = ["Activation", "get", "ACTIVATIONS", "linear", "relu", "relu6",
+__all__ = ["Activation", "get", "is_builtin", "ACTIVATIONS", "linear", "relu", "relu6",
            "leaky_relu", "elu", "selu", "gelu", "sigmoid", "hard_sigmoid", "swish", "silu",
            "hard_silu", "hard_swish", "mish", "celu", "tanh", "hard_tanh", "tanh_shrink",
            "softplus", "softsign", "log_sigmoid", "exponential", "softmax", "log_softmax", "prelu",
@@ -451,3 +451,15 @@ def get(identifier=None, **params) -> Activation:
         return Activation(name, lambda x, **kw: identifier(x, **kw), backward, **params)
     raise ConvkitError(f"activation must be a name, None or a callable, got {identifier!r}; "
                        f"known names: {', '.join(sorted(ACTIVATIONS))}")
+
+
+def is_builtin(activation: Activation) -> bool:
+    """Whether ``activation`` is one of the named activations with its default parameters
+    (what a name alone reproduces, e.g. in an inference chain's step):
+    ``is_builtin(get("leaky_relu"))`` is True, ``is_builtin(get("leaky_relu",
+    negative_slope=0.1))`` and a user's callable are not."""
+    try:
+        named = get(activation.name)
+    except ConvkitError:            # a user's callable under a name of its own
+        return False
+    return named._forward is activation._forward and named.params == activation.params

@@ -52,7 +52,7 @@ def test_chain_equals_the_layers_exactly(need_accel, batch, size):
     model = _mnist(size=size)
     x = _images(batch, size)
     out = model.predict(x, batch_size=64, verbose=0)
-    assert model._chains[1][(x.shape, x.dtype)]          # the chain was prepared and used
+    assert model._chains.runs[(x.shape, x.dtype)]          # the chain was prepared and used
     _same(out, _layers_path(model, x))
     assert out.shape == (batch, 10) and out.dtype == np.float32
 
@@ -141,7 +141,7 @@ def test_no_chain_for_other_layers_or_without_the_fast_paths(monkeypatch):
                            L.BatchNormalization(), L.Flatten(), L.Dense(3)])
     x = _images(2, 12, 3)
     out = model.predict(x, verbose=0)
-    assert not model.__dict__.get("_chains", (None, {}))[1].get((x.shape, x.dtype))
+    assert model._chains.steps is None and not model._chains.runs
     np.testing.assert_allclose(out, _layers_path(model, x), rtol=1e-6, atol=1e-7)
     convnet = _mnist()
     with backend.use_backend("numpy"):
@@ -208,10 +208,10 @@ def test_two_threads_predicting_at_once_get_their_own_results(need_accel):
 
 def test_builtin_activation():
     from convkit.ops import activations
-    assert chain.builtin_activation(activations.get("softmax"))
-    assert chain.builtin_activation(activations.get("leaky_relu"))
-    assert not chain.builtin_activation(activations.get("leaky_relu", negative_slope=0.1))
-    assert not chain.builtin_activation(activations.get(lambda x: x))
+    assert activations.is_builtin(activations.get("softmax"))
+    assert activations.is_builtin(activations.get("leaky_relu"))
+    assert not activations.is_builtin(activations.get("leaky_relu", negative_slope=0.1))
+    assert not activations.is_builtin(activations.get(lambda x: x))
 
 
 def test_model_call_takes_the_chain_and_backward_still_works(need_accel, monkeypatch):

@@ -34,11 +34,17 @@ def _stage_arrays(rng, n=3, size=13, channels=32, filters=64):
     return x, kernel.reshape(-1, filters), bias, scratch, y, expected
 
 
+def _tasks(block):
+    """One stage's task row (stage 0, ReLU, 3x3, ``block`` images of scratch, images mode;
+    the split and the wait are the caller's)."""
+    return np.array([[0, 1, 3, 3, block, 0, 0, 0, 0]], np.int64)
+
+
 def _parked_helper(kernels, arrays, wait=spin.wait_flag):
     """A helper over one stage's arrays (images mode, ReLU), parked."""
     park, post, _ = kernels
-    params = np.array([[1, 3, 3, arrays[3].shape[0], 0]], np.int64)
-    helper = parked.ParkedHelper(park, post, wait, tuple((a,) for a in arrays[:5]) + (params,),
+    helper = parked.ParkedHelper(park, post, wait,
+                                 tuple((a,) for a in arrays[:5]) + (_tasks(arrays[3].shape[0]),),
                                  spin.rounds_for(1e6))
     helper.wake()
     assert _wait_state(helper, parked.PARKED)
@@ -55,9 +61,9 @@ def _wait_state(helper, state, seconds=5.0):
 def test_a_posted_task_runs_on_the_helper_and_it_leaves_when_idle(kernels):
     park, post, _ = kernels
     x, w2, bias, scratch, y, expected = _stage_arrays(np.random.default_rng(0))
-    params = np.array([[1, 3, 3, scratch.shape[0], 0]], np.int64)    # relu, images
+    tasks = _tasks(scratch.shape[0])
     helper = parked.ParkedHelper(park, post, spin.wait_flag,
-                                 ((x,), (w2,), (bias,), (scratch,), (y,), params),
+                                 ((x,), (w2,), (bias,), (scratch,), (y,), tasks),
                                  spin.rounds_for(20000))
     assert not helper.post(0, 0, 3)                 # not parked yet: nothing handed over
     helper.wake()
@@ -75,9 +81,9 @@ def test_replacing_the_arrays_and_closing(kernels):
     rng = np.random.default_rng(1)
     first = _stage_arrays(rng)
     second = _stage_arrays(rng)
-    params = np.array([[1, 3, 3, 3, 0]], np.int64)
+    tasks = _tasks(3)
     helper = _parked_helper(kernels, first)
-    helper.replace_args(tuple((a,) for a in second[:5]) + (params,))
+    helper.replace_args(tuple((a,) for a in second[:5]) + (tasks,))
     assert helper.flags[parked.STATE] == parked.AWAY
     helper.wake()
     assert _wait_state(helper, parked.PARKED)
@@ -109,7 +115,8 @@ def _mnist():
 
 def _chain_parked(model, x):
     """The model's chain's shared stages (``chain._Parked``) for inputs like ``x``."""
-    run = model.__dict__.get("_chains", (None, {}))[1].get((x.shape, x.dtype))
+    chains = model.__dict__.get("_chains")
+    run = None if chains is None else chains.runs.get((x.shape, x.dtype))
     if not run:
         return None
     compute = inspect.getclosurevars(run).nonlocals["compute"]
@@ -199,3 +206,24 @@ def test_taking_a_turn_sends_the_other_helper_to_sleep(kernels):
     assert _wait_state(first, parked.PARKED) and _wait_state(second, parked.AWAY)
     first.close()
     second.close()
+
+
+def test_a_chain_ending_in_a_shared_stage_hands_out_copies(kernels, monkeypatch):
+    """The last stage's output buffer is the chain's own: each predict returns a copy, so
+    an earlier result is not overwritten by the next call."""
+    monkeypatch.setattr(chain, "PARKED_MIN_BYTES", 0)
+    ck.set_seed(4)
+    model = ck.Sequential([L.Input((12, 12, 16)), L.Conv2D(32, 3, activation="relu"),
+                           L.MaxPooling2D(2)])
+    rng = np.random.default_rng(8)
+    first, second = (rng.random((3, 12, 12, 16), dtype=np.float32) for _ in range(2))
+    out_first = model.predict(first, verbose=0)
+    kept = out_first.copy()
+    out_second = model.predict(second, verbose=0)
+    shared = _chain_parked(model, first)
+    assert shared is not None and shared.outputs
+    assert not any(np.shares_memory(out, buffer) for out in (out_first, out_second)
+                   for buffer in shared.outputs)
+    np.testing.assert_array_equal(out_first, kept)
+    np.testing.assert_allclose(out_second, model._forward([second], training=False)[0],
+                               rtol=1e-6, atol=1e-6)

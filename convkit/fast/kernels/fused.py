@@ -131,12 +131,12 @@ load_acquire = store_release = compare_swap = relax = None
 PAUSES = 32
 
 
-def _k_fused_part(xs, w2s, biases, scratches, ys, params, stage, lo, hi):
+def _k_fused_part(xs, w2s, biases, scratches, ys, tasks, stage, lo, hi):
     # stage `stage` of a chain's fused stages on images lo:hi, or (one image) on the conv
-    # pixels lo:hi, not pooled; params[stage] = (relu, kh, kw, block, one image)
-    relu = params[stage, 0] != 0
-    kh, kw, block = params[stage, 1], params[stage, 2], params[stage, 3]
-    if params[stage, 4] != 0:
+    # pixels lo:hi, not pooled; tasks[stage] is _k_shared_stage's task
+    relu = tasks[stage, 1] != 0
+    kh, kw, block = tasks[stage, 2], tasks[stage, 3], tasks[stage, 4]
+    if tasks[stage, 5] != 0:
         y = ys[stage]
         _k_conv_pixels(xs[stage], w2s[stage], biases[stage], scratches[stage], relu, kh, kw,
                        y.shape[1], y.shape[2], lo, hi)
@@ -145,13 +145,13 @@ def _k_fused_part(xs, w2s, biases, scratches, ys, params, stage, lo, hi):
                             ys[stage], relu, kh, kw, block, lo, hi)
 
 
-def _k_park(flags, xs, w2s, biases, scratches, ys, params, rounds):
+def _k_park(flags, xs, w2s, biases, scratches, ys, tasks, rounds):
     # flags = [state, done, stage, lo, hi, leave]; state 0 away, 1 parked, 2 claimed
     store_release(flags, 0, 1)
     idle = 0
     while True:
         if load_acquire(flags, 0) == 2:
-            _k_fused_part(xs, w2s, biases, scratches, ys, params, flags[2], flags[3],
+            _k_fused_part(xs, w2s, biases, scratches, ys, tasks, flags[2], flags[3],
                           flags[4])
             done = flags[1] + 1
             store_release(flags, 0, 1)
