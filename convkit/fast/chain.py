@@ -19,9 +19,10 @@ over calling the layers one by one, each set up on its own:
   for the pair (:mod:`convkit.fast.kernels.fused`).
 * **Hand-offs to the threads.** With two threads or more, a fused pair is shared with one
   helper thread parked in compiled code (:class:`_Parked`,
-  :mod:`convkit.fast.runtime.parked`): the calling thread takes the first half of the
-  images (of one image: of its convolution's pixels, then pools them) and the helper the
-  second, handed over without the GIL in ~1 us, against 15-60 us through the pool.
+  :mod:`convkit.fast.runtime.parked`), handed over without the GIL in ~1 us, against
+  15-60 us through the pool. Both threads take chunks of the images (of one image: of its
+  convolution's pixels, which the calling thread then pools) until none is left, so a
+  helper that starts late or runs on a busier core takes less.
 * **A Dense head on a few rows** (a batch-1 prediction) runs as one compiled call: the
   product, the bias and the softmax were three NumPy calls of 2-5 us each.
 
@@ -78,9 +79,16 @@ SCRATCH_BYTES = 1 << 19
 #: missed stage is short and the helper is back for the next (batch 128: 2.9 ms either way)
 PARKED_MIN_BYTES = 1 << 16
 PARKED_MAX_BYTES = 1 << 21
+#: a shared stage is taken a chunk at a time by the caller and the helper, each taking the
+#: next chunk left when done with its last (a helper that starts late or runs on a busier
+#: core takes less): one image's convolution in chunks of this many pixels (two register
+#: tiles), several images in about SHARED_CHUNKS chunks (batch 32: 0.755-0.78 ms in 2 or 4
+#: chunks, 0.77-0.79 in 16)
+SHARED_CHUNK_PIXELS = 16
+SHARED_CHUNKS = 4
 #: microseconds the parked helper waits for its next task before it sleeps
 PARKED_SPIN_US = 300.0
-#: the longest the calling thread waits for the helper's half inside the compiled call
+#: the longest the calling thread waits for the helper's last chunk inside the compiled call
 #: before it waits from Python instead
 SHARED_WAIT_US = 20000.0
 #: a ``dense`` step on at most this many rows runs as one compiled call
@@ -357,10 +365,9 @@ def _fused_stage(shape, kernel_shape, geo, pooled_hw, relu: bool, parked, feeds=
 
 class _Parked:
     """A chain's fused stages shared between the calling thread and one helper thread
-    parked in compiled code (:class:`convkit.fast.runtime.parked.ParkedHelper`): the
-    calling thread runs the first half of a stage's images (or of one image's convolution
-    pixels) while the helper runs the second, with no GIL in the hand-off (~1 us against 15-60 us
-    through the thread pool). The helper knows the stages' arrays in advance, so they are
+    parked in compiled code (:class:`convkit.fast.runtime.parked.ParkedHelper`): both take
+    chunks of a stage's images (or of one image's convolution pixels) until none is left,
+    with no GIL in the hand-off (~1 us against 15-60 us through the thread pool). The helper knows the stages' arrays in advance, so they are
     the chain's own: each stage's input (copied in when it comes from elsewhere), output,
     and the helper's scratch; the weights are the layers' arrays themselves, shared (an
     array replaced by another re-points the helper)."""
@@ -394,7 +401,8 @@ class _Parked:
                            self.outputs[feeds])
         self.outputs.append(np.zeros(out_shape, np.float32))
         self.scratch.append(np.zeros(scratch_shape, np.float32))
-        self.tasks.append(np.array([k, int(relu), kh, kw, block, int(one_image), total // 2,
+        chunk = SHARED_CHUNK_PIXELS if one_image else max(1, total // SHARED_CHUNKS)
+        self.tasks.append(np.array([k, int(relu), kh, kw, block, int(one_image), chunk,
                                     total, self.rounds], np.int64))
         self.w2s.append(None)
         self.biases.append(None)
@@ -418,8 +426,8 @@ class _Parked:
         return True
 
     def run(self, k: int, x, own_scratch):
-        """Stage ``k`` on ``x`` (its images, or one image's convolution pixels), the second
-        half by the helper when it is parked, in one compiled call
+        """Stage ``k`` on ``x`` (its images, or one image's convolution pixels), shared with
+        the helper when it is parked, in one compiled call
         (:func:`convkit.fast.kernels.fused._k_shared_stage`); returns the stage's output
         buffer."""
         inp = self.inputs[k]
@@ -440,6 +448,8 @@ class _Parked:
             return y
         if status == 0:
             helper.wake()           # (again: it may have left while this stage ran)
+            return y
+        if status == 2:             # parked, but every chunk was taken before it started
             return y
         helper.claimed()
         if status < 0:              # still running: wait here (interrupts deferred), pool

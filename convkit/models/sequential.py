@@ -36,6 +36,10 @@ class _ChainState:
         self.layers = layers
         steps = tuple(layer._inference_step() for layer in layers)
         self.steps = steps if all(step is not None for step in steps) else None
+        # the layers whose steps read weights, by position: the others' entries stay None
+        self.weighted = () if self.steps is None else tuple(
+            (i, layer) for i, (layer, step) in enumerate(zip(layers, steps))
+            if layer._step_weights() is not None)
         self.runs: dict = {}
         self.unwritten = None
 
@@ -222,7 +226,10 @@ class Sequential(Model):
             if run is None:             # no chain for these shapes, or not yet compiled
                 return None
             state.runs[key] = run
-        y = run(x, [layer._step_weights() for layer in state.layers])
+        weights = [None] * len(state.layers)
+        for i, layer in state.weighted:
+            weights[i] = layer._step_weights()
+        y = run(x, weights)
         return None if y is None else [y]
 
     def _chain_unwritten(self) -> tuple:

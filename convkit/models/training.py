@@ -805,7 +805,10 @@ class Trainer:
         if len(x) > 1 and len(x) > self._inference_rows(batch_size):
             return None
         xs = self._prepare_inputs(x, where)
-        with _inference_context() if len(x) > 1 else contextlib.nullcontext():
+        if len(x) > 1:
+            with _inference_context():
+                outputs = self._inference_forward(xs)
+        else:
             outputs = self._inference_forward(xs)
         outputs = _apart_from(outputs, [x])
         return outputs[0] if len(outputs) == 1 else outputs
@@ -962,8 +965,10 @@ CHAIN_BLOCK_BYTES = 32 << 20
 def _apart_from(outputs: list, inputs: list) -> list:
     """``outputs`` with a copy of any that shares memory with one of ``inputs`` (a model
     whose output is its input, or a reshape of it): ``predict`` never hands back the
-    caller's own array."""
-    return [o.copy() if any(np.may_share_memory(o, x) for x in inputs) else o
+    caller's own array. An output that owns its memory and is none of the inputs shares
+    none (the quick test first: ``may_share_memory`` costs about a microsecond)."""
+    return [o if o.base is None and all(o is not x for x in inputs)
+            else o.copy() if any(np.may_share_memory(o, x) for x in inputs) else o
             for o in outputs]
 
 

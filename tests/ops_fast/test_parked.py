@@ -36,8 +36,8 @@ def _stage_arrays(rng, n=3, size=13, channels=32, filters=64):
 
 def _tasks(block):
     """One stage's task row (stage 0, ReLU, 3x3, ``block`` images of scratch, images mode;
-    the split and the wait are the caller's)."""
-    return np.array([[0, 1, 3, 3, block, 0, 0, 0, 0]], np.int64)
+    one image per chunk; the split and the wait are the caller's)."""
+    return np.array([[0, 1, 3, 3, block, 0, 1, 0, 0]], np.int64)
 
 
 def _parked_helper(kernels, arrays, wait=spin.wait_flag):
@@ -227,3 +227,68 @@ def test_a_chain_ending_in_a_shared_stage_hands_out_copies(kernels, monkeypatch)
     np.testing.assert_array_equal(out_first, kept)
     np.testing.assert_allclose(out_second, model._forward([second], training=False)[0],
                                rtol=1e-6, atol=1e-6)
+
+
+def _shared_task(block, one_image, chunk, total):
+    return np.array([0, 1, 3, 3, block, int(one_image), chunk, total, spin.rounds_for(1e6)],
+                    np.int64)
+
+
+def _one_image_expected(x, w2, bias):
+    kernel = w2.reshape(3, 3, x.shape[3], -1)
+    return ck.ops.max_pool2d(np.maximum(ck.ops.conv2d(x[:1], kernel, bias), 0), 2)
+
+
+def test_a_claim_the_helper_never_takes_is_withdrawn(kernels):
+    """A helper marked parked that never picks the task up (descheduled, say): the caller
+    takes every chunk itself, withdraws its claim and does not wait (status 2)."""
+    _, _, shared_stage = kernels
+    x, w2, bias, scratch, y, expected = _stage_arrays(np.random.default_rng(9))
+    flags = np.zeros(parked.FLAGS, np.int64)
+    flags[parked.STATE] = parked.PARKED              # no thread behind it
+    status = shared_stage(flags, _shared_task(1, False, 1, 3), 0, x, w2, bias, scratch,
+                          scratch.copy(), y)
+    assert status == 2 and flags[parked.STATE] == parked.PARKED and flags[parked.DONE] == 0
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+    y1 = np.zeros((1, *y.shape[1:]), np.float32)       # one image, by pixel chunks
+    status = shared_stage(flags, _shared_task(1, True, 8, 100), 0, x[:1], w2, bias,
+                          scratch[:1], scratch[:1].copy(), y1)
+    assert status == 2 and flags[parked.STATE] == parked.PARKED
+    np.testing.assert_allclose(y1, _one_image_expected(x, w2, bias), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("one_image,chunk", [(False, 1), (False, 2), (True, 1), (True, 7),
+                                             (True, 16), (True, 200)])
+def test_both_sides_take_chunks_until_none_is_left(kernels, one_image, chunk):
+    """With a parked helper, any chunk size gives the whole stage exactly once (a chunk of
+    7 pixels ends between register tiles; 200 is more than the image has)."""
+    _, _, shared_stage = kernels
+    arrays = _stage_arrays(np.random.default_rng(10))
+    x, w2, bias, scratch, y, expected = arrays
+    helper = _parked_helper(kernels, arrays)
+    shared = scratch.copy()
+    if one_image:
+        x, y, expected = x[:1], y[:1], _one_image_expected(x, w2, bias)
+        total = 4 * y.shape[1] * y.shape[2]
+    else:
+        total = x.shape[0]
+    helper.replace_args(tuple((a,) for a in (x, w2, bias, shared, y))
+                        + (_shared_task(1, one_image, chunk, total)[None],))
+    helper.wake()
+    assert _wait_state(helper, parked.PARKED)
+    statuses = []
+    deadline = time.monotonic() + 5      # the helper may first have to get a core
+    while len(statuses) < 20 or (1 not in statuses and chunk < total
+                                 and time.monotonic() < deadline):
+        y[...] = 0
+        status = shared_stage(helper.flags, _shared_task(1, one_image, chunk, total),
+                              helper.posted, x, w2, bias, scratch[:1], shared, y)
+        statuses.append(status)
+        if status == 1:
+            helper.claimed()
+        np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+    helper.close()
+    if chunk >= total:                   # one chunk: nothing to share, the helper stays out
+        assert set(statuses) == {0}
+    else:                                # the helper took part at least once
+        assert set(statuses) <= {1, 2} and 1 in statuses

@@ -145,14 +145,29 @@ def _k_fused_part(xs, w2s, biases, scratches, ys, tasks, stage, lo, hi):
                             ys[stage], relu, kh, kw, block, lo, hi)
 
 
+def _k_grab(flags, chunk):
+    # the start of the next unclaimed chunk of the task (flags[6], taken by both sides)
+    while True:
+        start = load_acquire(flags, 6)
+        if compare_swap(flags, 6, start, start + chunk):
+            return start
+
+
 def _k_park(flags, xs, w2s, biases, scratches, ys, tasks, rounds):
-    # flags = [state, done, stage, lo, hi, leave]; state 0 away, 1 parked, 2 claimed
+    # flags = [state, done, stage, lo, hi, leave, next]; state 0 away, 1 parked, 2 claimed,
+    # 3 started (the helper took the claim: the caller then waits for its end)
     store_release(flags, 0, 1)
     idle = 0
     while True:
-        if load_acquire(flags, 0) == 2:
-            _k_fused_part(xs, w2s, biases, scratches, ys, tasks, flags[2], flags[3],
-                          flags[4])
+        if load_acquire(flags, 0) == 2 and compare_swap(flags, 0, 2, 3):
+            stage, hi = flags[2], flags[4]
+            chunk = max(tasks[stage, 6], 1)
+            while True:             # chunks of the task until none is left
+                lo = _k_grab(flags, chunk)
+                if lo >= hi:
+                    break
+                _k_fused_part(xs, w2s, biases, scratches, ys, tasks, stage, lo,
+                              min(lo + chunk, hi))
             done = flags[1] + 1
             store_release(flags, 0, 1)
             store_release(flags, 1, done)
@@ -170,29 +185,46 @@ def _k_post(flags, stage, lo, hi):
     flags[2] = stage
     flags[3] = lo
     flags[4] = hi
+    flags[6] = lo
     return compare_swap(flags, 0, 1, 2)
 
 
 def _k_shared_stage(flags, task, posted, x, w2, bias, own, shared, y):
     # the caller's side of a fused stage shared with the parked helper; task = (stage,
-    # relu, kh, kw, block, one image, mid, total, rounds): hand the helper mid:total
-    # (images, or one image's conv pixels), run 0:mid here (all of it when the helper is
-    # away), wait for the helper, then pool one image's pixels. Returns 1 when the helper
-    # took its part, 0 when it was away, -1 when it had not ended after `rounds` rounds of
+    # relu, kh, kw, block, one image, chunk, total, rounds): both sides take chunks of
+    # 0:total (images, or one image's conv pixels) until none is left, so a helper that
+    # starts late or runs slower takes less; then this side waits for the helper's last
+    # chunk and pools one image's pixels. Returns 1 when the helper took part, 0 when it
+    # was away, 2 when it was parked but had not started by the time every chunk was
+    # taken (the claim is withdrawn), -1 when it had not ended after `rounds` rounds of
     # waiting (the caller then waits, and pools, itself)
     stage, relu, kh, kw, block = task[0], task[1] != 0, task[2], task[3], task[4]
-    one_image, mid, total, rounds = task[5] != 0, task[6], task[7], task[8]
-    flags[2] = stage
-    flags[3] = mid
-    flags[4] = total
-    claimed = mid > 0 and compare_swap(flags, 0, 1, 2)
-    end = mid if claimed else total
+    one_image, chunk, total, rounds = task[5] != 0, max(task[6], 1), task[7], task[8]
     hp = y.shape[1]
-    if one_image:
-        _k_conv_pixels(x, w2, bias, shared, relu, kh, kw, hp, y.shape[2], 0, end)
+    flags[2] = stage
+    flags[3] = 0
+    flags[4] = total
+    flags[6] = 0
+    claimed = total > chunk and compare_swap(flags, 0, 1, 2)
+    if not claimed:
+        if one_image:
+            _k_conv_pixels(x, w2, bias, shared, relu, kh, kw, hp, y.shape[2], 0, total)
+        else:
+            _k_conv_pool_images(x, w2, bias, own, y, relu, kh, kw, block, 0, total)
     else:
-        _k_conv_pool_images(x, w2, bias, own, y, relu, kh, kw, block, 0, end)
-    if claimed:
+        while True:
+            lo = _k_grab(flags, chunk)
+            if lo >= total:
+                break
+            hi = min(lo + chunk, total)
+            if one_image:
+                _k_conv_pixels(x, w2, bias, shared, relu, kh, kw, hp, y.shape[2], lo, hi)
+            else:
+                _k_conv_pool_images(x, w2, bias, own, y, relu, kh, kw, block, lo, hi)
+        if compare_swap(flags, 0, 2, 1):        # never started: withdrawn, nothing to wait
+            if one_image:
+                _k_maxpool_fwd_values_2x2(shared, y, 0, hp)
+            return 2
         waited = 0
         while load_acquire(flags, 1) <= posted:
             if waited == rounds:
@@ -220,6 +252,7 @@ def park_kernels():
     where = "conv2d_pool_forward"
     part = jit(_k_fused_part, where, fastmath=False, helpers=(images, pixels))
     pool = jit(_k_maxpool_fwd_values_2x2, "max_pool2d_values", fastmath=False)
-    return (jit(_k_park, where, fastmath=(), helpers=(part,)),
+    grab = jit(_k_grab, where, fastmath=())
+    return (jit(_k_park, where, fastmath=(), helpers=(part, grab)),
             jit(_k_post, where, fastmath=()),
-            jit(_k_shared_stage, where, fastmath=(), helpers=(images, pixels, pool)))
+            jit(_k_shared_stage, where, fastmath=(), helpers=(images, pixels, pool, grab)))

@@ -16,10 +16,14 @@ microseconds without a task (or when asked to) and sleeps until woken. The calle
   then runs the whole task itself and :meth:`~ParkedHelper.wake` s the helper for next time;
 * after running its own share, :meth:`ParkedHelper.wait` waits (GIL released) for the end.
 
-Flags (``int64``): ``[state, done, task..., leave]`` with state ``AWAY`` (0), ``PARKED`` (1)
-or ``CLAIMED`` (2). Only the caller moves ``PARKED -> CLAIMED`` and only the helper moves
-``CLAIMED -> PARKED`` (after the task) and ``PARKED -> AWAY`` (by compare-and-swap, so a
-claim that lands first is served). The park loop and its kernels come from the caller
+Flags (``int64``): ``[state, done, task..., leave, next]`` with state ``AWAY`` (0),
+``PARKED`` (1), ``CLAIMED`` (2) or ``STARTED`` (3). Only the caller moves ``PARKED ->
+CLAIMED``, and back ``CLAIMED -> PARKED`` to withdraw a claim the helper has not taken yet;
+only the helper moves ``CLAIMED -> STARTED`` (taking the claim), ``STARTED -> PARKED``
+(after the task) and ``PARKED -> AWAY``; every move that can race is a compare-and-swap, so
+exactly one side wins it. ``next`` is the start of the task's next unclaimed chunk: both
+sides take chunks from it (by compare-and-swap) until none is left, so the work splits by
+how fast each side runs, not in fixed halves. The park loop and its kernels come from the caller
 (:func:`convkit.fast.kernels.fused.park_kernels`); this module owns the thread.
 """
 from __future__ import annotations
@@ -31,14 +35,14 @@ import weakref
 
 import numpy as np
 
-__all__ = ["ParkedHelper", "AWAY", "PARKED", "CLAIMED", "STATE", "DONE", "TASK", "LEAVE",
-           "FLAGS"]
+__all__ = ["ParkedHelper", "AWAY", "PARKED", "CLAIMED", "STARTED", "STATE", "DONE", "TASK",
+           "LEAVE", "NEXT", "FLAGS"]
 
-AWAY, PARKED, CLAIMED = 0, 1, 2
+AWAY, PARKED, CLAIMED, STARTED = 0, 1, 2, 3
 #: indices into the flags: the state, the count of tasks done, the task's three integers,
-#: the request to leave the park loop
-STATE, DONE, TASK, LEAVE = 0, 1, 2, 5
-FLAGS = 6
+#: the request to leave the park loop, the next unclaimed chunk's start
+STATE, DONE, TASK, LEAVE, NEXT = 0, 1, 2, 5, 6
+FLAGS = 7
 
 _helpers = weakref.WeakSet()
 _working = None          # weak reference to the helper that took the last turn
