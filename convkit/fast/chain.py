@@ -156,6 +156,12 @@ def _stages_run(x_shape: tuple, steps: tuple):
             stages.append((stage, i))
         i += 1
     stages = tuple(stages)
+    for (before, _), (after, _) in zip(stages, stages[1:]):
+        # a fused stage of its own before a shared one writes straight into the shared
+        # stage's input buffer (batch 1: a copy and an allocation saved)
+        shared = getattr(after, "shared_index", None)
+        if shared is not None and getattr(before, "shared_index", 0) is None:
+            before.write_into(parked.inputs[shared])
     # a shared stage's output is the chain's own buffer: the caller gets a copy
     copy_out = bool(stages) and getattr(stages[-1][0], "shared_index", None) is not None
 
@@ -344,15 +350,25 @@ def _fused_stage(shape, kernel_shape, geo, pooled_hw, relu: bool, parked, feeds=
         else:
             by_images(x, w2, bias_v, s, y, relu, kh, kw, block, lo, hi)
 
+    # the output buffer, when a shared stage reads this stage's output (set by
+    # _stages_run), and the last kernel with its (N*kh*kw*C, F) view
+    into = [None]
+    seen = [None, None]
+
     def stage(x, weights):
         kernel, bias = weights
         if k is not None and parked.point_at(k, kernel, bias, filters):
             # several images: split; one image: its convolution's pixels split (into the
             # shared scratch), then pooled by this thread
             return parked.run(k, x, scratch[0])
-        w2 = np.ascontiguousarray(kernel, np.float32).reshape(-1, filters)
+        if kernel is seen[0]:
+            w2 = seen[1]
+        else:
+            w2 = np.ascontiguousarray(kernel, np.float32).reshape(-1, filters)
+            # a view follows the kernel's values; a converted copy would not
+            seen[:] = (kernel, w2) if np.shares_memory(w2, kernel) else (None, None)
         bias_v = _no_bias(filters) if bias is None else bias
-        y = np.empty(out_shape, np.float32)
+        y = into[0] if into[0] is not None else np.empty(out_shape, np.float32)
         if slots == 1:
             run_part(x, w2, bias_v, y, 0, total)
         else:
@@ -360,6 +376,10 @@ def _fused_stage(shape, kernel_shape, geo, pooled_hw, relu: bool, parked, feeds=
                                 threads=slots, single_blas=False)
         return y
     stage.shared_index = k
+
+    def write_into(buffer):
+        into[0] = buffer
+    stage.write_into = write_into
     return stage, out_shape
 
 

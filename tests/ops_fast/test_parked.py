@@ -64,7 +64,7 @@ def test_a_posted_task_runs_on_the_helper_and_it_leaves_when_idle(kernels):
     tasks = _tasks(scratch.shape[0])
     helper = parked.ParkedHelper(park, post, spin.wait_flag,
                                  ((x,), (w2,), (bias,), (scratch,), (y,), tasks),
-                                 spin.rounds_for(20000))
+                                 spin.rounds_for(300000))  # parked long enough to be seen
     assert not helper.post(0, 0, 3)                 # not parked yet: nothing handed over
     helper.wake()
     assert _wait_state(helper, parked.PARKED)
