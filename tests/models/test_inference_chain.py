@@ -135,6 +135,20 @@ def test_chain_sees_new_weights(need_accel):
     _same(after, _layers_path(model, x))
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_chain_sees_weights_changed_in_place(need_accel, batch):
+    """An optimizer updates the weight arrays in place (``w -= lr * g``): the chain's stages
+    keep views of the kernels, never copies, so the next predict sees the new values."""
+    model = _mnist()
+    x = _images(batch)
+    before = model.predict(x, verbose=0)
+    for layer in (model.layers[0], model.layers[2], model.layers[-1]):
+        layer._weights[0].value *= 0.5                  # the same arrays, new values
+    after = model.predict(x, verbose=0)
+    assert not np.allclose(before, after)
+    _same(after, _layers_path(model, x))
+
+
 def test_no_chain_for_other_layers_or_without_the_fast_paths(monkeypatch):
     ck.set_seed(2)
     model = ck.Sequential([L.Input((12, 12, 3)), L.Conv2D(16, 3, activation="relu"),
