@@ -121,40 +121,54 @@ def prepare_chain(x_shape: tuple, dtype, steps: tuple):
     return run
 
 
-def _stages_run(x_shape: tuple, steps: tuple):
-    """``compute(x, weights) -> y``: the steps' stages one after the other, or ``None``."""
-    parked = _Parked.for_this_machine()
-    stages, shape, i = [], x_shape, 0
+def _plan(x_shape: tuple, steps: tuple):
+    """The chain's stages before any is built: ``[(i, fused, in_shape, out_shape)]``, step
+    ``i`` (and the max pool after it when ``fused``: :func:`_fusable`) from ``in_shape`` to
+    ``out_shape``; ``None`` when a step does not apply to its input's shape. The one walk
+    over the steps: the stages are built from it, and :func:`fused_steps` reads it."""
+    plan, shape, i = [], tuple(x_shape), 0
     while i < len(steps):
         step = steps[i]
         following = steps[i + 1] if i + 1 < len(steps) else None
+        fused_pair = step[0] == "conv2d" and _fusable(shape, step, following) is not None
+        out_shape = _output_shape(shape, step)
+        if fused_pair:
+            out_shape = _output_shape(out_shape, following)
+        if out_shape is None:
+            return None
+        plan.append((i, fused_pair, shape, out_shape))
+        shape = out_shape
+        i += 2 if fused_pair else 1
+    return plan
+
+
+def _stages_run(x_shape: tuple, steps: tuple):
+    """``compute(x, weights) -> y``: the steps' stages one after the other, or ``None``."""
+    plan = _plan(x_shape, steps)
+    if plan is None:
+        return None
+    parked = _Parked.for_this_machine()
+    stages = []
+    for i, fused_pair, shape, out_shape in plan:
+        step = steps[i]
         kind = step[0]
-        if kind == "conv2d":
+        if kind == "identity":
+            continue
+        if fused_pair:
             # a shared stage right after another reads that one's output buffer in place
             feeds = getattr(stages[-1][0], "shared_index", None) if stages else None
-            pair = _conv_then_pool(shape, step, following, parked, feeds)
-            if pair is not None:
-                stage, shape = pair
-                stages.append((stage, i))
-                i += 2
-                continue
-            made = _conv(shape, step)
+            stage = _fused_stage(shape, step, out_shape, parked, feeds)
+        elif kind == "conv2d":
+            stage = _conv(shape, step)
         elif kind == "max_pool2d":
-            made = _max_pool(shape, step)
+            stage = _max_pool(shape, step)
         elif kind == "flatten":
-            made = _flatten(shape)
-        elif kind == "identity":
-            made = (None, shape)
-        elif kind == "dense":
-            made = _dense(shape, step[1], step[2])
-        else:
-            made = None
-        if made is None:
+            stage = _flatten(out_shape)
+        else:                                   # dense (the plan knows no other kind)
+            stage = _dense(shape, step, out_shape)
+        if stage is None:
             return None
-        stage, shape = made
-        if stage is not None:
-            stages.append((stage, i))
-        i += 1
+        stages.append((stage, i))
     stages = tuple(stages)
     for (before, _), (after, _) in zip(stages, stages[1:]):
         # a fused stage of its own before a shared one writes straight into the shared
@@ -183,50 +197,38 @@ def _conv(shape, step):
     """A convolution alone: the prepared form of :func:`convkit.fast.dispatch.prepare`."""
     from . import dispatch
     _, kernel_shape, strides, padding, dilation, groups, relu = step
-    geo = _conv_geometry(shape, step)
-    if geo is None:
-        return None
     run = dispatch.prepare("conv2d", "forward", shape, np.dtype(np.float32), kernel_shape,
                            strides, padding, dilation, groups, "zeros", "channels_last", relu)
     if run is None:
         return None
-    out_shape = (shape[0], *geo.out_hw, kernel_shape[3])
 
     def stage(x, weights):
         return run(x, *weights)
-    return stage, out_shape
+    return stage
 
 
 def _max_pool(shape, step):
-    _, pool_size, strides, padding, dilation, ceil_mode = step
-    if len(shape) != 4:
-        return None
-    geo = window_geometry(shape[1:3], pool_size, strides, padding, dilation, ceil_mode,
-                          max_pad_half_window=True)
-    run = pooling.prepare_max_values(shape, np.dtype(np.float32), geo)
+    run = pooling.prepare_max_values(shape, np.dtype(np.float32),
+                                     _pool_geometry(shape, step))
 
     def stage(x, weights):
         return run(x)
-    return stage, (shape[0], *geo.out_hw, shape[3])
+    return stage
 
 
-def _flatten(shape):
-    out_shape = (shape[0], math.prod(shape[1:]))
-
+def _flatten(out_shape):
     def stage(x, weights):
         return x.reshape(out_shape)
-    return stage, out_shape
+    return stage
 
 
-def _dense(shape, kernel_shape, activation):
+def _dense(shape, step, out_shape):
     """``activation(x @ kernel + bias)`` on the last axis, computed as the ``Dense`` layer
     computes it at inference (the same products and activation, so the same numbers), or
     for at most :data:`DENSE_KERNEL_ROWS` rows with a linear, ReLU or softmax activation
     by one compiled call (the same numbers up to float32 rounding: the sums run in
     another order)."""
-    if len(shape) != 2 or shape[1] != kernel_shape[0]:
-        return None
-    out_shape = (shape[0], kernel_shape[1])
+    _, kernel_shape, activation = step
     if shape[0] <= DENSE_KERNEL_ROWS and activation in fused.DENSE_ACTIVATIONS:
         kernel_rows = fused.dense_rows_kernel()
         code = fused.DENSE_ACTIVATIONS[activation]
@@ -237,7 +239,7 @@ def _dense(shape, kernel_shape, activation):
             kernel_rows(x, kernel, _no_bias(kernel_shape[1]) if bias is None else bias,
                         code, y)
             return y
-        return small_stage, out_shape
+        return small_stage
     act = activations.get(activation)
     threaded = shape[0] * math.prod(kernel_shape) >= _threads.THREADED_PRODUCT
 
@@ -247,56 +249,45 @@ def _dense(shape, kernel_shape, activation):
         if bias is not None:
             z += bias
         return act.forward(z)
-    return stage, out_shape
+    return stage
 
 
 def fused_steps(x_shape: tuple, steps: tuple) -> frozenset:
     """The indices of the convolution steps whose outputs the chain never writes out (each
     fused with the max pool after it; :func:`_fusable`), for inputs of ``x_shape``: what a
     caller sizing its batches by the largest activation may leave out."""
-    fused, shape = set(), tuple(x_shape)
-    for i, step in enumerate(steps):
-        following = steps[i + 1] if i + 1 < len(steps) else None
-        if step[0] == "conv2d" and i - 1 not in fused and _fusable(shape, step, following):
-            fused.add(i)
-        shape = _output_shape(shape, step)
-        if shape is None:
-            break
-    return frozenset(fused)
+    plan = _plan(tuple(x_shape), steps)
+    return frozenset(i for i, fused_pair, _, _ in plan or () if fused_pair)
+
+
+def _pool_geometry(shape, step):
+    _, pool_size, strides, padding, dilation, ceil_mode = step
+    return window_geometry(shape[1:3], pool_size, strides, padding, dilation, ceil_mode,
+                           max_pad_half_window=True)
 
 
 def _output_shape(shape, step):
-    """The shape after one step, or ``None`` when it does not apply."""
+    """The shape after one step, or ``None`` when it does not apply (the one place of the
+    chain's shape arithmetic, from :mod:`convkit.shapes`' geometries)."""
+    if shape is None:
+        return None
     kind = step[0]
     if kind == "conv2d":
         geo = _conv_geometry(shape, step)
         return None if geo is None else (shape[0], *geo.out_hw, step[1][3])
     if kind == "max_pool2d" and len(shape) == 4:
-        _, pool_size, strides, padding, dilation, ceil_mode = step
-        geo = window_geometry(shape[1:3], pool_size, strides, padding, dilation, ceil_mode,
-                              max_pad_half_window=True)
-        return (shape[0], *geo.out_hw, shape[3])
+        return (shape[0], *_pool_geometry(shape, step).out_hw, shape[3])
     if kind == "flatten":
         return (shape[0], math.prod(shape[1:]))
     if kind == "identity":
         return shape
-    if kind == "dense" and len(shape) == 2:
+    if kind == "dense" and len(shape) == 2 and shape[1] == step[1][0]:
         return (shape[0], step[1][1])
     return None
 
 
-def _conv_then_pool(shape, step, following, parked, feeds=None):
-    """A convolution followed by a 2x2, stride-2, ``'valid'`` max pool, as one stage (see
-    the module docstring), or ``None`` when the pair does not fit (:func:`_fusable`)."""
-    fits = _fusable(shape, step, following)
-    if fits is None:
-        return None
-    geo, pooled_hw = fits
-    return _fused_stage(shape, step[1], geo, pooled_hw, step[6], parked, feeds)
-
-
 def _fusable(shape, step, following):
-    """``(conv geometry, pooled size)`` when a convolution and the max pool after it can be
+    """The convolution's geometry when a convolution and the max pool after it can be
     fused: the convolution goes to the register-tile product with every window inside the
     input (``'valid'``, stride 1, no dilation) and a multiple of 16 filters, the pool is
     2x2 with stride 2 and no padding; else ``None``."""
@@ -307,9 +298,7 @@ def _fusable(shape, step, following):
     if geo is None or geo.pads != ((0, 0), (0, 0)) or geo.strides != (1, 1) \
             or geo.dilation != (1, 1):
         return None
-    _, pool_size, pool_strides, pool_padding, pool_dilation, ceil_mode = following
-    pool_geo = window_geometry(geo.out_hw, pool_size, pool_strides, pool_padding,
-                               pool_dilation, ceil_mode, max_pad_half_window=True)
+    pool_geo = _pool_geometry((shape[0], *geo.out_hw, kernel_shape[3]), following)
     if pool_geo.kernel != (2, 2) or pool_geo.strides != (2, 2) \
             or pool_geo.dilation != (1, 1) or pool_geo.pads != ((0, 0), (0, 0)):
         return None
@@ -317,15 +306,19 @@ def _fusable(shape, step, following):
     if conv.forward_plan(plan, kernel_shape, np.float32) != "implicit" \
             or kernel_shape[3] % implicit.LANES or kernel_shape[:2] == (1, 1):
         return None
-    return geo, pool_geo.out_hw
+    return geo
 
 
-def _fused_stage(shape, kernel_shape, geo, pooled_hw, relu: bool, parked, feeds=None):
+def _fused_stage(shape, step, out_shape, parked, feeds=None):
+    """A convolution and the 2x2 max pool after it as one stage (see the module
+    docstring; :func:`_fusable` said they fit), ``shape -> out_shape``."""
+    kernel_shape, relu = step[1], step[6]
+    geo = _conv_geometry(shape, step)
     kh, kw = geo.kernel
     h_out, w_out = geo.out_hw
     filters = kernel_shape[3]
     n = shape[0]
-    out_shape = (n, *pooled_hw, filters)
+    pooled_hw = out_shape[1:3]
     block = max(1, SCRATCH_BYTES // (4 * h_out * w_out * filters))
     by_images, by_rows, _ = fused.conv_pool_kernels()
     work_bytes = 4 * (math.prod(shape) + math.prod(out_shape) + kh * kw * shape[3] * filters)
@@ -380,7 +373,7 @@ def _fused_stage(shape, kernel_shape, geo, pooled_hw, relu: bool, parked, feeds=
     def write_into(buffer):
         into[0] = buffer
     stage.write_into = write_into
-    return stage, out_shape
+    return stage
 
 
 class _Parked:
