@@ -228,6 +228,29 @@ class Model(Trainer):
     def _input_shapes(self) -> list:
         return [tuple(t.shape) for t in self._inputs]
 
+    def _chain_layers(self):
+        """The layers of a graph that is one straight chain (``x = layer(x)`` from the one
+        input to the one output, each layer called once): the functional form of a
+        ``Sequential`` model predicts through the same inference chain; else ``None``."""
+        nodes = self._nodes
+        cached = self.__dict__.get("_straight")
+        if cached is not None and cached[0] is nodes:
+            return cached[1]
+        straight = len(self._inputs) == 1 and len(self._outputs) == 1 and bool(nodes)
+        previous = self._inputs[0] if straight else None
+        for node in nodes if straight else ():
+            if node.shared or len(node.inputs) != 1 or node.inputs[0] is not previous:
+                straight = False
+                break
+            previous = node.output
+        straight = straight and self._outputs[0] is previous
+        layers = tuple(node.layer for node in nodes) if straight else None
+        self._straight = (nodes, layers)
+        return layers
+
+    def _chain_input_shape(self):
+        return self._input_shapes()[0] if len(self._inputs) == 1 else None
+
     def _output_shapes(self) -> list:
         return [tuple(t.shape) for t in self._outputs]
 

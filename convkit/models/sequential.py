@@ -18,30 +18,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConvkitError, ShapeError
-from ..fast import chain as _chain
-from ..fast import dispatch as _dispatch
 from ..layers.base import SymbolicTensor, unique_name
 from .graph import (Model, _check_input, _check_unique_names, _input_from_config, _shape_text,
                     deserialize_layer, has_trainable_weights, serialize_layer)
 
 __all__ = ["Sequential"]
-
-
-class _ChainState:
-    """A Sequential model's inference chains for one list of layers: the layers' chain
-    steps (``None`` when one has none), the prepared chain per input shape, and the layers
-    whose outputs the chains do not write out (found on first use)."""
-
-    def __init__(self, layers: tuple):
-        self.layers = layers
-        steps = tuple(layer._inference_step() for layer in layers)
-        self.steps = steps if all(step is not None for step in steps) else None
-        # the layers whose steps read weights, by position: the others' entries stay None
-        self.weighted = () if self.steps is None else tuple(
-            (i, layer) for i, (layer, step) in enumerate(zip(layers, steps))
-            if layer._step_weights() is not None)
-        self.runs: dict = {}
-        self.unwritten = None
 
 
 class Sequential(Model):
@@ -199,50 +180,11 @@ class Sequential(Model):
             x = layer(x, training=training)
         return [x]
 
-    def _chain_state(self) -> "_ChainState":
-        """The inference chains for the current layers (afresh when layers were added or
-        removed, or when 16 input shapes have been prepared)."""
-        layers = tuple(self._layers)
-        state = self.__dict__.get("_chains")
-        if state is None or state.layers != layers or len(state.runs) >= 16:
-            state = self._chains = _ChainState(layers)
-        return state
+    def _chain_layers(self):
+        return tuple(self._layers)
 
-    def _chain_outputs(self, xs: list):
-        """``[y]`` through the layers' prepared chain (:mod:`convkit.fast.chain`: the set-up
-        of every layer done once per input shape, a convolution and the max pool after it
-        run together), or ``None`` when a layer has no chain step, the fast paths are off
-        or still compiling, or another thread is using the chain."""
-        x = xs[0]
-        if type(x) is not np.ndarray or not x.flags.c_contiguous or not _dispatch.allowed():
-            return None
-        state = self._chain_state()
-        if state.steps is None:
-            return None
-        key = (x.shape, x.dtype)
-        run = state.runs.get(key)
-        if run is None:
-            run = _dispatch.prepare("chain", "forward", x.shape, x.dtype, state.steps)
-            if run is None:             # no chain for these shapes, or not yet compiled
-                return None
-            state.runs[key] = run
-        weights = [None] * len(state.layers)
-        for i, layer in state.weighted:
-            weights[i] = layer._step_weights()
-        y = run(x, weights)
-        return None if y is None else [y]
-
-    def _chain_unwritten(self) -> tuple:
-        """The layers whose outputs the chain keeps in a scratch buffer (a convolution fused
-        with the max pool after it): ``predict`` sizes its parts without them."""
-        if not _dispatch.allowed() or self._build_input_shape is None:
-            return ()
-        state = self._chain_state()
-        if state.unwritten is None:
-            shape = (1, *self._build_input_shape[1:])
-            state.unwritten = () if state.steps is None else tuple(
-                state.layers[i] for i in _chain.fused_steps(shape, state.steps))
-        return state.unwritten
+    def _chain_input_shape(self):
+        return self._build_input_shape
 
     def _fusable_output_layer(self):
         return self._layers[-1] if self._layers else None

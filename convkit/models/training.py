@@ -52,6 +52,8 @@ from .. import metrics as _metrics
 from .. import optimizers as _optimizers
 from .._interrupts import interrupts_deferred
 from ..errors import ConvkitError, ShapeError
+from ..fast import chain as _chain
+from ..fast import dispatch as _dispatch
 from ..fast.runtime import backend as fast_backend
 from ..fast.runtime import spin as fast_spin
 from ..fast.runtime import threads as fast_threads
@@ -79,6 +81,25 @@ def _to_config(obj, module):
         except (ValueError, TypeError):
             pass
     return getattr(obj, "name", None) or type(obj).__name__
+
+
+class _ChainState:
+    """A model's inference chains for one list of layers: the layers' chain
+    steps (``None`` when one has none), the prepared chain per input shape, and the layers
+    whose outputs the chains do not write out (found on first use)."""
+
+    def __init__(self, layers: tuple):
+        self.layers = layers
+        # a nested model has no step of its own: the layer-by-layer path runs it
+        steps = tuple(layer._inference_step() if hasattr(layer, "_inference_step") else None
+                      for layer in layers)
+        self.steps = steps if all(step is not None for step in steps) else None
+        # the layers whose steps read weights, by position: the others' entries stay None
+        self.weighted = () if self.steps is None else tuple(
+            (i, layer) for i, (layer, step) in enumerate(zip(layers, steps))
+            if layer._step_weights() is not None)
+        self.runs: dict = {}
+        self.unwritten = None
 
 
 class Trainer:
@@ -928,15 +949,68 @@ class Trainer:
         outputs = self._chain_outputs(xs)
         return outputs if outputs is not None else self._forward(xs, training=False)
 
-    def _chain_unwritten(self) -> tuple:
-        """The layers whose outputs the model's inference chain never writes out (here:
-        none; see ``Sequential``)."""
-        return ()
+    def _chain_layers(self):
+        """The model's layers in the order they run when they form one straight chain
+        from its one input to its one output (each layer reading the previous one's
+        output only): the candidates for an inference chain; else ``None`` (here: never;
+        see ``Sequential`` and the functional ``Model``)."""
+        return None
+
+    def _chain_input_shape(self):
+        """The shape of the model's one input, ``(None, ...)``, or ``None`` while unknown."""
+        return None
+
+    def _chain_state(self):
+        """The inference chains for the current chain of layers (afresh when layers were
+        added or removed, or when 16 input shapes have been prepared), or ``None`` when the
+        layers form no straight chain."""
+        layers = self._chain_layers()
+        if layers is None:
+            return None
+        state = self.__dict__.get("_chains")
+        if state is None or state.layers != layers or len(state.runs) >= 16:
+            state = self._chains = _ChainState(layers)
+        return state
 
     def _chain_outputs(self, xs: list):
-        """Outputs through a prepared inference chain (:mod:`convkit.fast.chain`), or
-        ``None`` when the model has none (here: never; ``Sequential`` has one)."""
-        return None
+        """``[y]`` through the layers' prepared chain (:mod:`convkit.fast.chain`: the set-up
+        of every layer done once per input shape, a convolution and the max pool after it
+        run together), or ``None`` when the layers form no straight chain, a layer has no
+        chain step, the fast paths are off or still compiling, or another thread is using
+        the chain."""
+        x = xs[0]
+        if len(xs) != 1 or type(x) is not np.ndarray or not x.flags.c_contiguous \
+                or not _dispatch.allowed():
+            return None
+        state = self._chain_state()
+        if state is None or state.steps is None:
+            return None
+        key = (x.shape, x.dtype)
+        run = state.runs.get(key)
+        if run is None:
+            run = _dispatch.prepare("chain", "forward", x.shape, x.dtype, state.steps)
+            if run is None:             # no chain for these shapes, or not yet compiled
+                return None
+            state.runs[key] = run
+        weights = [None] * len(state.layers)
+        for i, layer in state.weighted:
+            weights[i] = layer._step_weights()
+        y = run(x, weights)
+        return None if y is None else [y]
+
+    def _chain_unwritten(self) -> tuple:
+        """The layers whose outputs the chain keeps in a scratch buffer (a convolution fused
+        with the max pool after it): ``predict`` sizes its parts without them."""
+        shape = self._chain_input_shape()
+        if not _dispatch.allowed() or shape is None:
+            return ()
+        state = self._chain_state()
+        if state is None:
+            return ()
+        if state.unwritten is None:
+            state.unwritten = () if state.steps is None else tuple(
+                state.layers[i] for i in _chain.fused_steps((1, *shape[1:]), state.steps))
+        return state.unwritten
 
     def _batch_result(self, loss_value, y, y_pred, return_dict, sample_weight=None):
         for m in self.compiled_metrics:

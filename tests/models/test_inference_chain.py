@@ -149,6 +149,52 @@ def test_chain_sees_weights_changed_in_place(need_accel, batch):
     _same(after, _layers_path(model, x))
 
 
+def _functional_mnist(seed=0):
+    """The layers of :func:`_mnist`, written in the functional style of a Keras script."""
+    ck.set_seed(seed)
+    inputs = L.Input((28, 28, 1))
+    x = L.Conv2D(32, 3, activation="relu")(inputs)
+    x = L.MaxPooling2D(2)(x)
+    x = L.Conv2D(64, 3, activation="relu")(x)
+    x = L.MaxPooling2D(2)(x)
+    x = L.Dropout(0.5)(L.Flatten()(x))
+    return ck.Model(inputs, L.Dense(10, activation="softmax")(x))
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_a_straight_functional_model_predicts_through_the_chain(need_accel, batch):
+    model = _functional_mnist()
+    x = _images(batch)
+    out = model.predict(x, verbose=0)
+    assert model._chain_layers() == tuple(model.layers[1:])   # the InputLayer is not run
+    assert (x.shape, x.dtype) in model._chains.runs
+    _same(out, _layers_path(model, x))
+    _same(model(x), out)
+    # the same weights in a Sequential model give the same numbers
+    seq = _mnist()
+    seq.set_weights(model.get_weights())
+    _same(seq.predict(x, verbose=0), out)
+
+
+def test_a_functional_model_that_branches_has_no_chain(need_accel):
+    ck.set_seed(1)
+    inputs = L.Input((12, 12, 3))
+    x = L.Conv2D(16, 3, activation="relu")(inputs)
+    wide = L.Flatten()(L.MaxPooling2D(2)(x))
+    branched = ck.Model(inputs, L.Dense(4)(L.Concatenate()([wide, wide])))
+    shared = L.Conv2D(3, 3, padding="same")
+    twice = ck.Model(inputs, L.Flatten()(shared(shared(inputs))))
+    two_outputs = ck.Model(inputs, [L.Flatten()(x), L.Flatten()(L.MaxPooling2D(2)(x))])
+    images = _images(2, 12, 3)
+    for model in (branched, twice, two_outputs):
+        assert model._chain_layers() is None
+        out = model.predict(images, verbose=0)
+        assert model.__dict__.get("_chains") is None
+        expected = model._forward([images], training=False)
+        for got, want in zip(out if isinstance(out, list) else [out], expected):
+            np.testing.assert_array_equal(got, want)
+
+
 def test_no_chain_for_other_layers_or_without_the_fast_paths(monkeypatch):
     ck.set_seed(2)
     model = ck.Sequential([L.Input((12, 12, 3)), L.Conv2D(16, 3, activation="relu"),
