@@ -1,6 +1,7 @@
 """Inference of a whole chain of layers with its set-up done once (a model's ``predict``).
 
-A ``Sequential`` model of the usual convnet layers describes itself as a tuple of steps
+A model whose layers form one straight chain (a ``Sequential`` model, or a functional one
+written the same way) describes itself as a tuple of steps
 (:func:`prepare_chain`'s ``steps``); this module turns them into one ``run(x, weights) ->
 y`` with every plan, geometry and compiled kernel fixed for that input shape. What it saves
 over calling the layers one by one, each set up on its own:
@@ -44,8 +45,15 @@ Steps (all channels_last):
 ``("identity",)``                 ``Dropout`` at inference
 ``("dense", kernel_shape, activation)``   ``activation`` a name of
     :func:`convkit.ops.activations.get`, without parameters
+``("layer", layer)``              any other layer, called as the model would call it,
+    ``layer(x, training=False)`` (``BatchNormalization``, ``Rescaling``, an ``Activation``,
+    average pooling, ...): the same numbers as the layer-by-layer path by construction, and
+    the steps around it keep their prepared and fused forms. Should such a layer return
+    anything but a float32 array, the chain gives up for that call (``run`` returns
+    ``None``) and the model calls its layers one by one.
 
-A step list holding anything else gets ``None`` (the model then calls its layers).
+A step list holding anything else, or a step that does not fit its input's shape, gets
+``None`` (the model then calls its layers).
 """
 from __future__ import annotations
 
@@ -100,8 +108,9 @@ def prepare_chain(x_shape: tuple, dtype, steps: tuple):
     ``steps`` (see the module docstring), or ``None`` when a step has no fast form.
     ``weights`` holds one entry per step: ``(kernel, bias or None)`` for ``conv2d`` and
     ``dense``, ``None`` for the others; they are read afresh on every call. ``run`` returns
-    ``None`` when another thread is running the same chain (its scratch buffers are shared):
-    the caller then takes the layers one by one."""
+    ``None`` when another thread is running the same chain (its scratch buffers are shared)
+    or when a layer called as itself returned something else than a float32 array: the
+    caller then takes the layers one by one."""
     dtype = np.dtype(dtype)
     if dtype != np.float32 or not x_shape[0]:
         return None
@@ -111,13 +120,19 @@ def prepare_chain(x_shape: tuple, dtype, steps: tuple):
     busy = threading.Lock()          # the stages' scratch buffers serve one call at a time
 
     def run(x, weights):
-        """The chain's output, or ``None`` while another thread runs this chain."""
+        """The chain's output, or ``None`` while another thread runs this chain, or when a
+        layer of its own gave something else than a float32 array (``run.gave_up`` is then
+        set: the caller need not try this chain again)."""
         if not busy.acquire(blocking=False):
             return None
         try:
-            return compute(x, weights)
+            y = compute(x, weights)
         finally:
             busy.release()
+        if y is None:
+            run.gave_up = True
+        return y
+    run.gave_up = False
     return run
 
 
@@ -154,7 +169,9 @@ def _stages_run(x_shape: tuple, steps: tuple):
         kind = step[0]
         if kind == "identity":
             continue
-        if fused_pair:
+        if kind == "layer":
+            stage = _layer(step[1])
+        elif fused_pair:
             # a shared stage right after another reads that one's output buffer in place
             feeds = getattr(stages[-1][0], "shared_index", None) if stages else None
             stage = _fused_stage(shape, step, out_shape, parked, feeds)
@@ -182,6 +199,8 @@ def _stages_run(x_shape: tuple, steps: tuple):
     def compute(x, weights):
         for stage, index in stages:
             x = stage(x, weights[index])
+            if x is None:               # a layer of its own gave something else: give up
+                return None
         return x.copy() if copy_out else x
     return compute
 
@@ -213,6 +232,17 @@ def _max_pool(shape, step):
 
     def stage(x, weights):
         return run(x)
+    return stage
+
+
+def _layer(layer):
+    """Any other layer, as the model calls it; its output made C-contiguous for the steps
+    after it, or ``None`` when it is not a float32 array (see the module docstring)."""
+    def stage(x, weights):
+        y = layer(x, training=False)
+        if type(y) is not np.ndarray or y.dtype != np.float32:
+            return None
+        return y if y.flags.c_contiguous else np.ascontiguousarray(y)
     return stage
 
 
@@ -281,6 +311,14 @@ def _output_shape(shape, step):
         return (shape[0], math.prod(shape[1:]))
     if kind == "identity":
         return shape
+    if kind == "layer":
+        try:
+            out = step[1].compute_output_shape((None, *shape[1:]))
+        except Exception:       # (a layer's own error for a shape it cannot take)
+            return None
+        if not isinstance(out, tuple) or any(not isinstance(d, int) for d in out[1:]):
+            return None
+        return (shape[0], *out[1:])
     if kind == "dense" and len(shape) == 2 and shape[1] == step[1][0]:
         return (shape[0], step[1][1])
     return None

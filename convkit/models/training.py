@@ -84,22 +84,26 @@ def _to_config(obj, module):
 
 
 class _ChainState:
-    """A model's inference chains for one list of layers: the layers' chain
-    steps (``None`` when one has none), the prepared chain per input shape, and the layers
-    whose outputs the chains do not write out (found on first use)."""
+    """A model's inference chains for one list of layers: the layers' chain steps
+    (:func:`_chain_step`), the prepared chain per input shape, and the layers whose outputs
+    the chains do not write out (found on first use)."""
 
     def __init__(self, layers: tuple):
         self.layers = layers
-        # a nested model has no step of its own: the layer-by-layer path runs it
-        steps = tuple(layer._inference_step() if hasattr(layer, "_inference_step") else None
-                      for layer in layers)
-        self.steps = steps if all(step is not None for step in steps) else None
+        self.steps = tuple(_chain_step(layer) for layer in layers)
         # the layers whose steps read weights, by position: the others' entries stay None
-        self.weighted = () if self.steps is None else tuple(
-            (i, layer) for i, (layer, step) in enumerate(zip(layers, steps))
-            if layer._step_weights() is not None)
+        self.weighted = tuple((i, layer) for i, (layer, step)
+                              in enumerate(zip(layers, self.steps))
+                              if step[0] != "layer" and layer._step_weights() is not None)
         self.runs: dict = {}
         self.unwritten = None
+
+
+def _chain_step(layer):
+    """The layer's step of an inference chain (:mod:`convkit.fast.chain`): its own prepared
+    form, or the layer itself called as the model would call it (``("layer", layer)``)."""
+    own = layer._inference_step() if hasattr(layer, "_inference_step") else None
+    return own if own is not None else ("layer", layer)
 
 
 class Trainer:
@@ -983,7 +987,7 @@ class Trainer:
                 or not _dispatch.allowed():
             return None
         state = self._chain_state()
-        if state is None or state.steps is None:
+        if state is None:
             return None
         key = (x.shape, x.dtype)
         run = state.runs.get(key)
@@ -992,11 +996,17 @@ class Trainer:
             if run is None:             # no chain for these shapes, or not yet compiled
                 return None
             state.runs[key] = run
+        elif run is False:              # a layer's output made the chain give up before
+            return None
         weights = [None] * len(state.layers)
         for i, layer in state.weighted:
             weights[i] = layer._step_weights()
         y = run(x, weights)
-        return None if y is None else [y]
+        if y is None:
+            if run.gave_up:
+                state.runs[key] = False
+            return None
+        return [y]
 
     def _chain_unwritten(self) -> tuple:
         """The layers whose outputs the chain keeps in a scratch buffer (a convolution fused
@@ -1008,7 +1018,7 @@ class Trainer:
         if state is None:
             return ()
         if state.unwritten is None:
-            state.unwritten = () if state.steps is None else tuple(
+            state.unwritten = tuple(
                 state.layers[i] for i in _chain.fused_steps((1, *shape[1:]), state.steps))
         return state.unwritten
 

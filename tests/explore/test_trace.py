@@ -27,7 +27,9 @@ def trace(explorer):
 def test_levels_are_the_model_own_outputs(explorer, trace):
     x = trace.levels[0]
     expected = np.asarray(explorer.model.predict(x, verbose=0))
-    np.testing.assert_array_equal(trace.levels[-1], expected)
+    # predict's compiled Dense head on a few rows sums in another order than the layer
+    np.testing.assert_allclose(trace.levels[-1], expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(trace.levels[-1], explorer.model._forward([x], False)[0])
     assert [lv.shape[1:] for lv in trace.levels[1:]] == \
         [tuple(row["output_shape"][1:]) for row in explorer.rows]
 

@@ -195,16 +195,49 @@ def test_a_functional_model_that_branches_has_no_chain(need_accel):
             np.testing.assert_array_equal(got, want)
 
 
-def test_no_chain_for_other_layers_or_without_the_fast_paths(monkeypatch):
+def test_other_layers_run_as_themselves_inside_the_chain(need_accel):
+    """Layers without a prepared step (batch norm, rescaling, an Activation layer, average
+    pooling) are called inside the chain as the model calls them; the pairs around them
+    still fuse, and the numbers equal the layer-by-layer path's."""
     ck.set_seed(2)
+    model = ck.Sequential([L.Input((28, 28, 1)), L.Rescaling(1 / 255),
+                           L.Conv2D(16, 3, activation="relu"), L.MaxPooling2D(2),
+                           L.BatchNormalization(), L.Conv2D(32, 3), L.Activation("relu"),
+                           L.AveragePooling2D(2), L.Flatten(), L.Dense(3)])
+    model.layers[3].set_weights([w + np.linspace(0.1, 0.9, w.size).astype(np.float32)
+                                 for w in model.layers[3].get_weights()])
+    for batch in (1, 3):
+        x = _images(batch) * 255
+        out = model.predict(x, verbose=0)
+        assert (x.shape, x.dtype) in model._chains.runs
+        _same(out, _layers_path(model, x))
+    kinds = [step[0] for step in model._chains.steps]
+    assert kinds == ["layer", "conv2d", "max_pool2d", "layer", "conv2d", "layer", "layer",
+                     "flatten", "dense"]
+    assert model._chain_unwritten() == (model.layers[1],)    # conv + pool still fused
+
+
+def test_the_chain_gives_up_when_a_layer_returns_another_dtype(need_accel):
+    """A layer of its own returning float64: the chain stops and the model runs its layers
+    (whose numbers then follow NumPy's promotion, as before)."""
+    class Widened(L.Layer):
+        def forward(self, x, training=False):
+            return x.astype(np.float64)
+    ck.set_seed(3)
     model = ck.Sequential([L.Input((12, 12, 3)), L.Conv2D(16, 3, activation="relu"),
-                           L.BatchNormalization(), L.Flatten(), L.Dense(3)])
+                           L.MaxPooling2D(2), Widened(), L.Flatten(), L.Dense(3)])
     x = _images(2, 12, 3)
+    calls = []
+    model.layers[2].forward = lambda x, training=False: calls.append(1) or x.astype(np.float64)
     out = model.predict(x, verbose=0)
-    state = model.__dict__.get("_chains")      # none at all without the fast paths
-    assert (state is None) != dispatch.allowed()
-    assert state is None or (state.steps is None and not state.runs)
-    np.testing.assert_allclose(out, _layers_path(model, x), rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(out, _layers_path(model, x))
+    assert model._chains.runs[(x.shape, x.dtype)] is False     # not tried again
+    calls.clear()
+    np.testing.assert_array_equal(model.predict(x, verbose=0), out)
+    assert len(calls) == 1                                      # the layers' path only
+
+
+def test_no_chain_without_the_fast_paths():
     convnet = _mnist()
     with backend.use_backend("numpy"):
         numpy_out = convnet.predict(_images(2), verbose=0)
