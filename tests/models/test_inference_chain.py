@@ -334,3 +334,50 @@ def test_model_call_takes_the_chain_and_backward_still_works(need_accel, monkeyp
         np.testing.assert_allclose(g, u, rtol=1e-4, atol=1e-5)
     model(x, training=True)                      # a training forward caches as before
     assert "_pending_forward" not in model.__dict__
+
+
+def test_predict_of_one_sample_takes_the_lane_and_leaves_it_when_things_change(
+        need_accel, monkeypatch):
+    """After one checked, chained predict of a single sample, the next of the same shape
+    and dtype goes straight to the chain; a changed model, the fast paths switched off, a
+    non-contiguous or differently typed input, or bad input take the full path."""
+    model = _mnist()
+    x = _images(1)
+    first = model.predict(x, verbose=0)
+    assert model._lane[:2] == (x.shape, x.dtype)
+    full_path = []
+    original = type(model)._predict_one_batch
+
+    def counted(self, *args):
+        full_path.append(1)
+        return original(self, *args)
+    monkeypatch.setattr(type(model), "_predict_one_batch", counted)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), first)
+    assert not full_path                                   # the lane
+    flipped = _images(1, seed=5)[:, ::-1]                  # same shape, not C-contiguous
+    _same(model.predict(flipped, verbose=0), _layers_path(model, np.ascontiguousarray(flipped)))
+    _same(model.predict(x.astype(np.float64), verbose=0), first)
+    assert len(full_path) == 2
+    monkeypatch.setenv("CONVKIT_ACCEL", "0")               # switched off at run time
+    _same(model.predict(x, verbose=0), first)
+    assert len(full_path) == 3
+    monkeypatch.delenv("CONVKIT_ACCEL")
+    model.add(L.Dense(2))                                  # a changed model
+    out = model.predict(x, verbose=0)
+    assert out.shape == (1, 2)
+    _same(out, _layers_path(model, x))
+    with pytest.raises(ck.errors.ShapeError, match="expected x"):
+        model.predict(_images(1, size=27), verbose=0)
+
+
+def test_model_call_of_one_sample_takes_the_lane_and_backward_still_works(need_accel):
+    model = _mnist()
+    x = _images(1)
+    first = model(x)
+    assert model._lane[:2] == (x.shape, x.dtype)
+    again = model(x)                                       # through the lane
+    np.testing.assert_array_equal(again, first)
+    dx = model.backward(np.ones_like(again))              # the layers run first
+    model._forward([x], training=False)
+    expected = model.backward(np.ones_like(again))
+    np.testing.assert_allclose(dx, expected, rtol=1e-6, atol=1e-7)
