@@ -98,6 +98,13 @@ class _ChainState:
         self.runs: dict = {}
         self.unwritten = None
 
+    def weights(self) -> list:
+        """The arrays each step reads now (``None`` for the steps without weights)."""
+        weights = [None] * len(self.layers)
+        for i, layer in self.weighted:
+            weights[i] = layer._step_weights()
+        return weights
+
 
 def _chain_step(layer):
     """The layer's step of an inference chain (:mod:`convkit.fast.chain`): its own prepared
@@ -841,10 +848,7 @@ class Trainer:
         if not x.flags.c_contiguous or self.__dict__.get("_chains") is not state \
                 or not _dispatch.allowed() or state.layers != self._chain_layers():
             return None
-        weights = [None] * len(state.layers)
-        for i, layer in state.weighted:
-            weights[i] = layer._step_weights()
-        y = run(x, weights)
+        y = run(x, state.weights())
         if y is None:
             return None
         return y.copy() if y.base is not None and np.may_share_memory(y, x) else y
@@ -1025,10 +1029,7 @@ class Trainer:
             state.runs[key] = run
         elif run is False:              # a layer's output made the chain give up before
             return None
-        weights = [None] * len(state.layers)
-        for i, layer in state.weighted:
-            weights[i] = layer._step_weights()
-        y = run(x, weights)
+        y = run(x, state.weights())
         if y is None:
             if run.gave_up:
                 state.runs[key] = False
