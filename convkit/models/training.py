@@ -788,9 +788,9 @@ class Trainer:
         Arrays are converted to the model's dtype one batch at a time, so the memory used
         does not grow with the size of a ``uint8`` (or any) memmap beyond the outputs.
         ``x`` may also be a dataset or a generator of batches (``x`` or ``(x, y)``)."""
-        if type(x) is np.ndarray and batch_size is None and steps is None \
-                and callbacks is None and not verbose:
-            y = self._lane_output(x)
+        if type(x) is np.ndarray and steps is None and callbacks is None and not verbose \
+                and (batch_size is None or type(batch_size) is int and batch_size > 0):
+            y = self._lane_output(x)            # (a lane's x holds one sample)
             if y is not None:
                 return y
         where = f"{self._kind()} {self.name!r}: predict"

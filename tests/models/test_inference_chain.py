@@ -353,7 +353,10 @@ def test_predict_of_one_sample_takes_the_lane_and_leaves_it_when_things_change(
         return original(self, *args)
     monkeypatch.setattr(type(model), "_predict_one_batch", counted)
     np.testing.assert_array_equal(model.predict(x, verbose=0), first)
+    np.testing.assert_array_equal(model.predict(x, batch_size=1, verbose=0), first)
     assert not full_path                                   # the lane
+    with pytest.raises(ck.errors.ConvkitError, match="batch_size"):
+        model.predict(x, batch_size=0, verbose=0)          # still checked
     flipped = _images(1, seed=5)[:, ::-1]                  # same shape, not C-contiguous
     _same(model.predict(flipped, verbose=0), _layers_path(model, np.ascontiguousarray(flipped)))
     _same(model.predict(x.astype(np.float64), verbose=0), first)
