@@ -292,3 +292,28 @@ def test_both_sides_take_chunks_until_none_is_left(kernels, one_image, chunk):
         assert set(statuses) == {0}
     else:                                # the helper took part at least once
         assert set(statuses) <= {1, 2} and 1 in statuses
+
+
+def test_the_park_loop_is_loaded_on_the_calling_thread(kernels):
+    """The helper thread never compiles: a thread inside numba's compiler when the
+    interpreter exits aborts the process. The loop is called once on the caller's thread,
+    with ``leave`` set so that it returns at once, for the first arrays and for new ones."""
+    import threading
+    park, post, _ = kernels
+    calls = []
+
+    def recorded(flags, *rest):
+        calls.append((threading.current_thread(), int(flags[parked.LEAVE])))
+        return park(flags, *rest)
+    arrays = _stage_arrays(np.random.default_rng(11))
+    args = tuple((a,) for a in arrays[:5]) + (_tasks(3),)
+    helper = parked.ParkedHelper(recorded, post, spin.wait_flag, args, spin.rounds_for(1e6))
+    assert calls == [(threading.current_thread(), 1)]      # before any thread exists
+    assert helper._thread is None and helper.flags[parked.STATE] == parked.AWAY
+    helper.wake()
+    assert _wait_state(helper, parked.PARKED)
+    assert calls[1][0] is helper._thread and calls[1][1] == 0
+    second = _stage_arrays(np.random.default_rng(12))
+    helper.replace_args(tuple((a,) for a in second[:5]) + (_tasks(3),))
+    assert calls[2] == (threading.current_thread(), 1)
+    helper.close()

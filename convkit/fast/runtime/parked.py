@@ -57,6 +57,7 @@ class ParkedHelper:
     (:func:`convkit.fast.runtime.spin.wait_flag`'s kernel)."""
 
     def __init__(self, park, post, wait_done, args: tuple, rounds: int):
+        _load(park, args)
         self.flags = np.zeros(FLAGS, np.int64)
         self._post = post
         self._wait_done = wait_done
@@ -124,6 +125,7 @@ class ParkedHelper:
     def replace_args(self, args: tuple) -> None:
         """New arrays for the park loop: the helper leaves its loop first (a task in flight
         ends), and parks on the new ones when woken next."""
+        _load(self._box["park"], args)
         self.flags[LEAVE] = 1
         while self.flags[STATE] != AWAY:
             time.sleep(1e-5)
@@ -133,6 +135,17 @@ class ParkedHelper:
     def close(self) -> None:
         """Leave the park loop and end the thread."""
         _close(self._box, self.flags)
+
+
+def _load(park, args: tuple) -> None:
+    """Compile the park loop for these arrays, or load it from numba's cache, on the calling
+    thread, by a call that leaves at once (``leave`` already set). The helper thread then
+    never compiles: one still inside numba's compiler when the interpreter exits takes the
+    process down with it (a script ending right after its first predictions, measured: 4
+    exits in 6 aborted or crashed while the kernel was not in the cache)."""
+    flags = np.zeros(FLAGS, np.int64)
+    flags[LEAVE] = 1
+    park(flags, *args, 0)
 
 
 def _close(box, flags) -> None:
