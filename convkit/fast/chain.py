@@ -24,13 +24,19 @@ over calling the layers one by one, each set up on its own:
   15-60 us through the pool. Both threads take chunks of the images (of one image: of its
   convolution's pixels, which the calling thread then pools) until none is left, so a
   helper that starts late or runs on a busier core takes less.
+* **Winograd for several images.** A fused 3x3 convolution over at least
+  :data:`WINOGRAD_MIN_IMAGES` images runs by F(2x2, 3x3), whose 2x2 output tile is
+  exactly one pool window: 16 multiplies per channel pair and window instead of 36
+  (``fused._k_wino_pool_images``; the MNIST convnet's second convolution, one thread: 21
+  against 32 us per image).
 * **A Dense head on a few rows** (a batch-1 prediction) runs as one compiled call: the
   product, the bias and the softmax were three NumPy calls of 2-5 us each.
 
 Pooling before the ReLU's clamp or after it gives the same numbers (both are monotonic,
-and so is adding the bias in float arithmetic), so the convolutions and pools equal the
-layer-by-layer path's exactly; the compiled Dense head sums in another order (float32
-rounding, ~1e-7). The tests compare the two.
+and so is adding the bias in float arithmetic), so the direct fused convolutions and pools
+equal the layer-by-layer path's exactly; the Winograd stages and the compiled Dense head
+round differently (float32 rounding: ~1e-6 of the largest output, ~1e-7). The tests
+compare the two.
 
 MNIST convnet of ``make run`` (``benchmarks/inference.py``, one process): ``predict`` at
 batch 1 99 -> 48-60 us, batch 32 1.16 -> 0.76-0.88 ms, batch 1000 33 -> 23-24 ms; see
@@ -99,6 +105,16 @@ PARKED_SPIN_US = 300.0
 #: the longest the calling thread waits for the helper's last chunk inside the compiled call
 #: before it waits from Python instead
 SHARED_WAIT_US = 20000.0
+#: a fused 3x3 convolution + pool on at least WINOGRAD_MIN_IMAGES images of at least
+#: WINOGRAD_MIN_CHANNELS channels runs by Winograd F(2x2, 3x3), whose 2x2 output tile is
+#: one pool window (:func:`convkit.fast.kernels.fused._k_wino_pool_images`): 16 multiplies
+#: per channel pair and window instead of 36. Its kernel transform (~10 us for 3x3x32x64)
+#: is made on every call, since the optimizers update the weights in place, so one image
+#: keeps the direct kernel (MNIST convnet's second convolution, one thread: 21 against
+#: 32 us per image, plus the transform). The results differ from the direct kernel's by
+#: float32 rounding (~1e-6 of the largest output)
+WINOGRAD_MIN_IMAGES = 2
+WINOGRAD_MIN_CHANNELS = 8
 #: a ``dense`` step on at most this many rows runs as one compiled call
 DENSE_KERNEL_ROWS = 4
 
@@ -360,13 +376,23 @@ def _fused_stage(shape, step, out_shape, parked, feeds=None):
     block = max(1, SCRATCH_BYTES // (4 * h_out * w_out * filters))
     by_images, by_rows, _ = fused.conv_pool_kernels()
     work_bytes = 4 * (math.prod(shape) + math.prod(out_shape) + kh * kw * shape[3] * filters)
-    scratch_shape = (min(block, n), h_out, w_out, filters)
+    winograd = n >= WINOGRAD_MIN_IMAGES and (kh, kw) == (3, 3) \
+        and shape[3] >= WINOGRAD_MIN_CHANNELS
+    if winograd:                # the transform of the kernel, made afresh on every call
+        transform, by_tiles = fused.wino_kernels()
+        u2 = np.empty((16 * shape[3], filters), np.float32)
+        rows_g = np.empty(12 * shape[3] * filters, np.float32)
+        scratch_shape = (1, 1, 1, fused.wino_scratch_floats(
+            shape[2], shape[3], filters, pooled_hw[0] * pooled_hw[1]))
+    else:
+        transform = by_tiles = u2 = rows_g = None
+        scratch_shape = (min(block, n), h_out, w_out, filters)
     # one image: its pooled rows are split over the threads; more: the images are
     total = pooled_hw[0] if n == 1 else n
     pixels = 4 * pooled_hw[0] * pooled_hw[1]            # the convolution's, per image
     if parked is not None and PARKED_MIN_BYTES <= work_bytes < PARKED_MAX_BYTES:
         k = parked.add(shape, out_shape, scratch_shape, relu, kh, kw, block, n == 1,
-                       pixels if n == 1 else n, feeds)
+                       pixels if n == 1 else n, feeds, winograd)
         slots = 1
     else:
         k = None
@@ -378,6 +404,8 @@ def _fused_stage(shape, step, out_shape, parked, feeds=None):
         s = scratch[starts.get(lo, 0)]
         if n == 1:
             by_rows(x, w2, bias_v, s, y, relu, kh, kw, lo, hi)
+        elif winograd:
+            by_tiles(x, w2, bias_v, s, y, relu, lo, hi)
         else:
             by_images(x, w2, bias_v, s, y, relu, kh, kw, block, lo, hi)
 
@@ -388,6 +416,9 @@ def _fused_stage(shape, step, out_shape, parked, feeds=None):
 
     def stage(x, weights):
         kernel, bias = weights
+        if winograd:
+            transform(np.ascontiguousarray(kernel, np.float32), u2, rows_g)
+            kernel = u2                 # what the stage multiplies by, (16*C, F)
         if k is not None and parked.point_at(k, kernel, bias, filters):
             # several images: split; one image: its convolution's pixels split (into the
             # shared scratch), then pooled by this thread
@@ -443,7 +474,7 @@ class _Parked:
         return None if kernels is None else cls(kernels)
 
     def add(self, in_shape, out_shape, scratch_shape, relu, kh, kw, block, one_image,
-            total, feeds=None) -> int:
+            total, feeds=None, winograd=False) -> int:
         """Buffers for one more fused stage (over ``0:total``: images, or one image's
         convolution pixels); its index. ``feeds``: the stage whose output is this one's
         input, read in place (MNIST convnet, batch 32: a 692 KB copy per call saved)."""
@@ -453,8 +484,8 @@ class _Parked:
         self.outputs.append(np.zeros(out_shape, np.float32))
         self.scratch.append(np.zeros(scratch_shape, np.float32))
         chunk = SHARED_CHUNK_PIXELS if one_image else max(1, total // SHARED_CHUNKS)
-        self.tasks.append(np.array([k, int(relu), kh, kw, block, int(one_image), chunk,
-                                    total, self.rounds], np.int64))
+        self.tasks.append(np.array([k, int(relu) + 2 * int(winograd), kh, kw, block,
+                                    int(one_image), chunk, total, self.rounds], np.int64))
         self.w2s.append(None)
         self.biases.append(None)
         self.seen.append(None)

@@ -77,7 +77,10 @@ def test_one_large_image_splits_its_rows_over_the_threads(need_accel, monkeypatc
 
 
 @pytest.mark.parametrize("batch", [1, 5])
-def test_fused_convolution_and_pool_equal_the_layers_exactly(need_accel, batch):
+def test_fused_convolution_and_pool_equal_the_layers_exactly(need_accel, batch,
+                                                             monkeypatch):
+    """The direct fused kernel (one image, or Winograd switched off): exactly the layers'."""
+    monkeypatch.setattr(chain, "WINOGRAD_MIN_IMAGES", 10 ** 9)
     ck.set_seed(5)
     conv, pool = L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(2)
     x = _images(batch, 15, 16)
@@ -85,6 +88,29 @@ def test_fused_convolution_and_pool_equal_the_layers_exactly(need_accel, batch):
     run = chain.prepare_chain(x.shape, np.float32, (conv._inference_step(),
                                                     pool._inference_step()))
     np.testing.assert_array_equal(run(x, [conv._step_weights(), None]), expected)
+
+
+@pytest.mark.parametrize("shape,filters,relu", [((5, 15, 15, 16), 32, True),
+                                                ((3, 13, 13, 32), 64, True),
+                                                ((4, 12, 17, 8), 16, False),
+                                                ((2, 9, 9, 24), 48, True)])
+def test_winograd_fused_stage_equals_the_layers_to_float32_rounding(need_accel, shape,
+                                                                    filters, relu):
+    """Several images of a 3x3 convolution and its 2x2 max pool by Winograd F(2x2, 3x3):
+    each 2x2 output tile is one pool window. Odd sizes leave the last row or column
+    unread; equal to the layers' numbers to float32 rounding of the largest output."""
+    ck.set_seed(6)
+    conv = L.Conv2D(filters, 3, activation="relu" if relu else None)
+    pool = L.MaxPooling2D(2)
+    x = np.random.default_rng(7).standard_normal(shape).astype(np.float32)
+    expected = pool(conv(x))
+    steps = (conv._inference_step(), pool._inference_step())
+    run = chain.prepare_chain(x.shape, np.float32, steps)
+    assert chain._plan(x.shape, steps)[0][1]             # fused
+    got = run(x, [conv._step_weights(), None])
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=2e-6 * scale)
+    assert not np.array_equal(got, expected)             # (the direct kernel's would be)
 
 
 def test_dense_rows_kernel_matches_the_layer(need_accel):

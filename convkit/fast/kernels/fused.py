@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._generated.conv_regs import _k_conv_fwd_regs, _k_conv_fwd_regs_relu  # noqa: F401
+from .._generated.conv_regs import (_k_conv_fwd_regs, _k_conv_fwd_regs_relu,  # noqa: F401
+                                    _k_gemm_regs)
 from .pooling import _k_maxpool_fwd_values_2x2  # noqa: F401
 
 __all__ = ["conv_pool_kernels", "dense_rows_kernel", "DENSE_ACTIVATIONS"]
@@ -78,6 +79,133 @@ def conv_pool_kernels():
 
 
 
+# ------------------------------------- Winograd F(2x2, 3x3) convolution + 2x2 max pool
+# A 3x3 correlation over a 4x4 input tile d gives a 2x2 output tile, which is exactly one
+# pool window: Y = A^T [(G g G^T) * (B^T d B)] A, 16 multiplies per channel pair instead
+# of 36. B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+# G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]], A^T = [[1, 1, 1, 0],
+# [0, 1, -1, -1]]. Per image: the input transform V (16, T, C) of its T = hp*wp tiles, one
+# register-tile product per point, M[p] = V[p] @ U[p] (T, F), and the output transform
+# with the bias, the ReLU and the window's maximum, written to the pooled map.
+
+def wino_scratch_floats(width, channels, filters, tiles):
+    """Floats of scratch one thread needs for :func:`_k_wino_pool_images`."""
+    return 16 * tiles * (channels + filters) + 4 * width * channels + 9 * filters
+
+
+def _k_wino_kernel_transform(kernel, u2, gg):
+    # u2 (16*C, F) = G g G^T per channel pair of kernel (3, 3, C, F); gg: 12*C*F scratch
+    half = np.float32(0.5)
+    size = kernel.shape[2] * kernel.shape[3]
+    k0, k1, k2 = kernel[0].ravel(), kernel[1].ravel(), kernel[2].ravel()
+    g0, g1 = gg[:3 * size], gg[3 * size:6 * size]
+    g2, g3 = gg[6 * size:9 * size], gg[9 * size:12 * size]
+    for e in range(3 * size):           # G g: rows of the kernel combined
+        g0[e] = k0[e]
+        g1[e] = half * (k0[e] + k1[e] + k2[e])
+        g2[e] = half * (k0[e] - k1[e] + k2[e])
+        g3[e] = k2[e]
+    flat = u2.ravel()
+    for r, g in enumerate((g0, g1, g2, g3)):      # (G g) G^T: its columns combined
+        a, b, c = g[:size], g[size:2 * size], g[2 * size:]
+        u0, u1 = flat[(4 * r) * size:(4 * r + 1) * size], flat[(4 * r + 1) * size:(4 * r + 2) * size]
+        u2_, u3 = flat[(4 * r + 2) * size:(4 * r + 3) * size], flat[(4 * r + 3) * size:(4 * r + 4) * size]
+        for e in range(size):
+            u0[e] = a[e]
+            u1[e] = half * (a[e] + b[e] + c[e])
+            u2_[e] = half * (a[e] - b[e] + c[e])
+            u3[e] = c[e]
+
+
+def _k_wino_input(x, n, v, rows, hp, wp):
+    # v (16, T, C) = B^T d B of image n's 4x4 tiles; rows (4, W, C) scratch
+    channels = x.shape[3]
+    for i in range(hp):
+        x0, x1 = x[n, 2 * i].ravel(), x[n, 2 * i + 1].ravel()
+        x2, x3 = x[n, 2 * i + 2].ravel(), x[n, 2 * i + 3].ravel()
+        e0, e1, e2, e3 = rows[0].ravel(), rows[1].ravel(), rows[2].ravel(), rows[3].ravel()
+        for q in range(e0.size):        # B^T d: the tile rows combined, whole image rows
+            e0[q] = x0[q] - x2[q]
+            e1[q] = x1[q] + x2[q]
+            e2[q] = x2[q] - x1[q]
+            e3[q] = x1[q] - x3[q]
+        for j in range(wp):             # (B^T d) B: the columns, tile by tile
+            t = i * wp + j
+            for a in range(4):
+                d0, d1 = rows[a, 2 * j], rows[a, 2 * j + 1]
+                d2, d3 = rows[a, 2 * j + 2], rows[a, 2 * j + 3]
+                v0, v1, v2, v3 = v[4 * a, t], v[4 * a + 1, t], v[4 * a + 2, t], v[4 * a + 3, t]
+                for c in range(channels):
+                    v0[c] = d0[c] - d2[c]
+                    v1[c] = d1[c] + d2[c]
+                    v2[c] = d2[c] - d1[c]
+                    v3[c] = d1[c] - d3[c]
+
+
+def _k_wino_output(m, bias, y, n, relu, sums):
+    # y[n] = max over each 2x2 output tile of A^T M A, + bias, ReLU; sums (8, F) scratch
+    hp, wp, filters = y.shape[1], y.shape[2], y.shape[3]
+    for i in range(hp):
+        for j in range(wp):
+            t = i * wp + j
+            for q in range(4):          # A^T M: the rows combined
+                a0, a1, a2, a3 = m[q, t], m[4 + q, t], m[8 + q, t], m[12 + q, t]
+                top, bottom = sums[q], sums[4 + q]
+                for f in range(filters):
+                    top[f] = a0[f] + a1[f] + a2[f]
+                    bottom[f] = a1[f] - a2[f] - a3[f]
+            out = y[n, i, j]
+            for f in range(filters):    # (A^T M) A, then the window's maximum
+                best = sums[0, f] + sums[1, f] + sums[2, f]
+                v = sums[1, f] - sums[2, f] - sums[3, f]
+                best = v if (v > best) | (v != v) else best
+                v = sums[4, f] + sums[5, f] + sums[6, f]
+                best = v if (v > best) | (v != v) else best
+                v = sums[5, f] - sums[6, f] - sums[7, f]
+                best = v if (v > best) | (v != v) else best
+                best += bias[f]
+                if relu and not best > 0.0 and best == best:
+                    best = np.float32(0.0)
+                out[f] = best
+
+
+def _k_wino_pool_images(x, u2, bias, scratch, y, relu, lo, hi):
+    # images lo:hi: the 3x3 convolution by F(2x2, 3x3) and the 2x2 max pool after it;
+    # u2 (16*C, F) from _k_wino_kernel_transform; scratch holds wino_scratch_floats
+    channels, width = x.shape[3], x.shape[2]
+    hp, wp, filters = y.shape[1], y.shape[2], y.shape[3]
+    tiles = hp * wp
+    flat = scratch.ravel()
+    end = 16 * tiles * channels
+    v = flat[:end].reshape(16, tiles, channels)
+    m = flat[end:end + 16 * tiles * filters].reshape(16, tiles, filters)
+    end += 16 * tiles * filters
+    rows = flat[end:end + 4 * width * channels].reshape(4, width, channels)
+    end += 4 * width * channels
+    sums = flat[end:end + 8 * filters].reshape(8, filters)
+    zero = flat[end + 8 * filters:end + 9 * filters]
+    zero[:] = 0.0
+    u = u2.reshape(16, channels, filters)
+    for n in range(lo, hi):
+        _k_wino_input(x, n, v, rows, hp, wp)
+        for p in range(16):
+            _k_gemm_regs(v[p], u[p], zero, m[p], 0, tiles)
+        _k_wino_output(m, bias, y, n, relu, sums)
+
+
+def wino_kernels():
+    """``(kernel_transform, pool_images)``: the two compiled kernels above."""
+    from ..runtime.backend import jit
+    from . import implicit
+    where = "conv2d_pool_forward"
+    fast = frozenset({"contract", "nsz"})
+    gemm = jit(_k_gemm_regs, where, fastmath=implicit.REGISTER_FASTMATH, slp=True)
+    return (jit(_k_wino_kernel_transform, where, fastmath=fast),
+            jit(_k_wino_pool_images, where, fastmath=False,
+                helpers=(jit(_k_wino_input, where, fastmath=fast),
+                         jit(_k_wino_output, where, fastmath=False), gemm)))
+
+
 #: the activations :func:`_k_dense_rows` computes, by code
 DENSE_ACTIVATIONS = {"linear": 0, "relu": 1, "softmax": 2}
 
@@ -134,12 +262,15 @@ PAUSES = 32
 def _k_fused_part(xs, w2s, biases, scratches, ys, tasks, stage, lo, hi):
     # stage `stage` of a chain's fused stages on images lo:hi, or (one image) on the conv
     # pixels lo:hi, not pooled; tasks[stage] is _k_shared_stage's task
-    relu = tasks[stage, 1] != 0
+    relu = (tasks[stage, 1] & 1) != 0
     kh, kw, block = tasks[stage, 2], tasks[stage, 3], tasks[stage, 4]
     if tasks[stage, 5] != 0:
         y = ys[stage]
         _k_conv_pixels(xs[stage], w2s[stage], biases[stage], scratches[stage], relu, kh, kw,
                        y.shape[1], y.shape[2], lo, hi)
+    elif (tasks[stage, 1] & 2) != 0:         # Winograd: w2s[stage] holds the transform
+        _k_wino_pool_images(xs[stage], w2s[stage], biases[stage], scratches[stage],
+                            ys[stage], relu, lo, hi)
     else:
         _k_conv_pool_images(xs[stage], w2s[stage], biases[stage], scratches[stage],
                             ys[stage], relu, kh, kw, block, lo, hi)
@@ -191,14 +322,16 @@ def _k_post(flags, stage, lo, hi):
 
 def _k_shared_stage(flags, task, posted, x, w2, bias, own, shared, y):
     # the caller's side of a fused stage shared with the parked helper; task = (stage,
-    # relu, kh, kw, block, one image, chunk, total, rounds): both sides take chunks of
+    # relu + 2 * winograd, kh, kw, block, one image, chunk, total, rounds; with winograd,
+    # w2 is the kernel's transform): both sides take chunks of
     # 0:total (images, or one image's conv pixels) until none is left, so a helper that
     # starts late or runs slower takes less; then this side waits for the helper's last
     # chunk and pools one image's pixels. Returns 1 when the helper took part, 0 when it
     # was away, 2 when it was parked but had not started by the time every chunk was
     # taken (the claim is withdrawn), -1 when it had not ended after `rounds` rounds of
     # waiting (the caller then waits, and pools, itself)
-    stage, relu, kh, kw, block = task[0], task[1] != 0, task[2], task[3], task[4]
+    stage, relu, kh, kw, block = task[0], (task[1] & 1) != 0, task[2], task[3], task[4]
+    winograd = (task[1] & 2) != 0
     one_image, chunk, total, rounds = task[5] != 0, max(task[6], 1), task[7], task[8]
     hp = y.shape[1]
     flags[2] = stage
@@ -209,6 +342,8 @@ def _k_shared_stage(flags, task, posted, x, w2, bias, own, shared, y):
     if not claimed:
         if one_image:
             _k_conv_pixels(x, w2, bias, shared, relu, kh, kw, hp, y.shape[2], 0, total)
+        elif winograd:
+            _k_wino_pool_images(x, w2, bias, own, y, relu, 0, total)
         else:
             _k_conv_pool_images(x, w2, bias, own, y, relu, kh, kw, block, 0, total)
     else:
@@ -219,6 +354,8 @@ def _k_shared_stage(flags, task, posted, x, w2, bias, own, shared, y):
             hi = min(lo + chunk, total)
             if one_image:
                 _k_conv_pixels(x, w2, bias, shared, relu, kh, kw, hp, y.shape[2], lo, hi)
+            elif winograd:
+                _k_wino_pool_images(x, w2, bias, own, y, relu, lo, hi)
             else:
                 _k_conv_pool_images(x, w2, bias, own, y, relu, kh, kw, block, lo, hi)
         if compare_swap(flags, 0, 2, 1):        # never started: withdrawn, nothing to wait
@@ -250,9 +387,11 @@ def park_kernels():
     module["PAUSES"] = spin.PAUSES
     images, rows, pixels = conv_pool_kernels()
     where = "conv2d_pool_forward"
-    part = jit(_k_fused_part, where, fastmath=False, helpers=(images, pixels))
+    _, wino = wino_kernels()
+    part = jit(_k_fused_part, where, fastmath=False, helpers=(images, pixels, wino))
     pool = jit(_k_maxpool_fwd_values_2x2, "max_pool2d_values", fastmath=False)
     grab = jit(_k_grab, where, fastmath=())
     return (jit(_k_park, where, fastmath=(), helpers=(part, grab)),
             jit(_k_post, where, fastmath=()),
-            jit(_k_shared_stage, where, fastmath=(), helpers=(images, pixels, pool, grab)))
+            jit(_k_shared_stage, where, fastmath=(), helpers=(images, pixels, pool, grab,
+                                                               wino)))
