@@ -204,10 +204,11 @@ def _stages_run(x_shape: tuple, steps: tuple):
         stages.append((stage, i))
     stages = tuple(stages)
     for (before, _), (after, _) in zip(stages, stages[1:]):
-        # a fused stage of its own before a shared one writes straight into the shared
-        # stage's input buffer (batch 1: a copy and an allocation saved)
+        # a fused stage of its own (not shared) before a shared one writes straight into
+        # the shared stage's input buffer (batch 1: a copy and an allocation saved)
         shared = getattr(after, "shared_index", None)
-        if shared is not None and getattr(before, "shared_index", 0) is None:
+        if shared is not None and hasattr(before, "write_into") \
+                and before.shared_index is None:
             before.write_into(parked.inputs[shared])
     # a shared stage's output is the chain's own buffer: the caller gets a copy
     copy_out = bool(stages) and getattr(stages[-1][0], "shared_index", None) is not None
@@ -449,10 +450,11 @@ class _Parked:
     """A chain's fused stages shared between the calling thread and one helper thread
     parked in compiled code (:class:`convkit.fast.runtime.parked.ParkedHelper`): both take
     chunks of a stage's images (or of one image's convolution pixels) until none is left,
-    with no GIL in the hand-off (~1 us against 15-60 us through the thread pool). The helper knows the stages' arrays in advance, so they are
-    the chain's own: each stage's input (copied in when it comes from elsewhere), output,
-    and the helper's scratch; the weights are the layers' arrays themselves, shared (an
-    array replaced by another re-points the helper)."""
+    with no GIL in the hand-off (~1 us against 15-60 us through the thread pool). The
+    helper knows the stages' arrays in advance, so they are the chain's own: each stage's
+    input (copied in when it comes from elsewhere), output, and the helper's scratch; the
+    weights are the layers' arrays themselves, shared (an array replaced by another
+    re-points the helper)."""
 
     def __init__(self, kernels):
         self.park, self.post, self.shared = kernels

@@ -849,9 +849,7 @@ class Trainer:
                 or not _dispatch.allowed() or state.layers != self._chain_layers():
             return None
         y = run(x, state.weights())
-        if y is None:
-            return None
-        return y.copy() if y.base is not None and np.may_share_memory(y, x) else y
+        return None if y is None else _apart_from([y], [x])[0]
 
     def _predict_one_batch(self, x: np.ndarray, batch_size: int, where: str):
         """:meth:`predict` of one batch with no callbacks and no progress bar (a server or

@@ -383,7 +383,7 @@ def _scatter_argmax_offsets(dyl: np.ndarray, argmax: np.ndarray, geo: Geometry,
     offsets in one broadcast compare and product over the cells ``(N, H_out, kh, W_out, kw,
     C)``, written in memory order (128x28x28x32, pool 2: 2.2 -> 1.7 ms against one strided
     pass per offset)."""
-    if _is_tiling(geo) and bool(np.isfinite(dyl).all()):
+    if _is_tiling(geo):
         (kh, kw), (h_out, w_out) = geo.kernel, geo.out_hw
         cell_index = np.stack([np.stack([_offset_flat_index(geo, a, b)[0] for b in range(kw)],
                                         axis=2) for a in range(kh)], axis=1)
@@ -392,7 +392,7 @@ def _scatter_argmax_offsets(dyl: np.ndarray, argmax: np.ndarray, geo: Geometry,
         cell_index = np.ascontiguousarray(cell_index)
         dx, cells = _tiling_gradient(geo, out)                  # (N, H_out, kh, W_out, kw, C)
         wins = argmax[:, :, None, :, None, :] == cell_index
-        np.multiply(dyl[:, :, None, :, None, :], wins, out=cells)
+        _write_masked(dyl[:, :, None, :, None, :], wins, cells, bool(np.isfinite(dyl).all()))
         return dx
     masked = _masking(dyl)
     channels = (1, *geo.out_hw, out.shape[3])

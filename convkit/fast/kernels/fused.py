@@ -20,7 +20,8 @@ from .._generated.conv_regs import (_k_conv_fwd_regs, _k_conv_fwd_regs_relu,  # 
                                     _k_gemm_regs)
 from .pooling import _k_maxpool_fwd_values_2x2  # noqa: F401
 
-__all__ = ["conv_pool_kernels", "dense_rows_kernel", "DENSE_ACTIVATIONS"]
+__all__ = ["conv_pool_kernels", "wino_kernels", "wino_scratch_floats", "dense_rows_kernel",
+           "DENSE_ACTIVATIONS", "park_kernels"]
 
 
 def _k_conv_pool_images(x, w2, bias, scratch, y, relu, kh, kw, block, lo, hi):
@@ -105,11 +106,10 @@ def _k_wino_kernel_transform(kernel, u2, gg):
         g1[e] = half * (k0[e] + k1[e] + k2[e])
         g2[e] = half * (k0[e] - k1[e] + k2[e])
         g3[e] = k2[e]
-    flat = u2.ravel()
+    points = u2.reshape(16, size)                 # point 4*r + q, then the C*F pairs
     for r, g in enumerate((g0, g1, g2, g3)):      # (G g) G^T: its columns combined
         a, b, c = g[:size], g[size:2 * size], g[2 * size:]
-        u0, u1 = flat[(4 * r) * size:(4 * r + 1) * size], flat[(4 * r + 1) * size:(4 * r + 2) * size]
-        u2_, u3 = flat[(4 * r + 2) * size:(4 * r + 3) * size], flat[(4 * r + 3) * size:(4 * r + 4) * size]
+        u0, u1, u2_, u3 = points[4 * r], points[4 * r + 1], points[4 * r + 2], points[4 * r + 3]
         for e in range(size):
             u0[e] = a[e]
             u1[e] = half * (a[e] + b[e] + c[e])
@@ -259,21 +259,24 @@ load_acquire = store_release = compare_swap = relax = None
 PAUSES = 32
 
 
-def _k_fused_part(xs, w2s, biases, scratches, ys, tasks, stage, lo, hi):
-    # stage `stage` of a chain's fused stages on images lo:hi, or (one image) on the conv
-    # pixels lo:hi, not pooled; tasks[stage] is _k_shared_stage's task
-    relu = (tasks[stage, 1] & 1) != 0
-    kh, kw, block = tasks[stage, 2], tasks[stage, 3], tasks[stage, 4]
-    if tasks[stage, 5] != 0:
-        y = ys[stage]
-        _k_conv_pixels(xs[stage], w2s[stage], biases[stage], scratches[stage], relu, kh, kw,
-                       y.shape[1], y.shape[2], lo, hi)
-    elif (tasks[stage, 1] & 2) != 0:         # Winograd: w2s[stage] holds the transform
-        _k_wino_pool_images(xs[stage], w2s[stage], biases[stage], scratches[stage],
-                            ys[stage], relu, lo, hi)
+def _k_part(x, w2, bias, scratch, y, task, lo, hi):
+    # one stage's range lo:hi, task as in _k_shared_stage: one image's conv pixels into
+    # scratch (not pooled), or images convolved and pooled into y, by Winograd when
+    # task[1] says so (w2 is then the kernel's transform), else directly
+    relu = (task[1] & 1) != 0
+    if task[5] != 0:
+        _k_conv_pixels(x, w2, bias, scratch, relu, task[2], task[3], y.shape[1], y.shape[2],
+                       lo, hi)
+    elif (task[1] & 2) != 0:
+        _k_wino_pool_images(x, w2, bias, scratch, y, relu, lo, hi)
     else:
-        _k_conv_pool_images(xs[stage], w2s[stage], biases[stage], scratches[stage],
-                            ys[stage], relu, kh, kw, block, lo, hi)
+        _k_conv_pool_images(x, w2, bias, scratch, y, relu, task[2], task[3], task[4], lo, hi)
+
+
+def _k_fused_part(xs, w2s, biases, scratches, ys, tasks, stage, lo, hi):
+    # the helper's side: stage `stage` of a chain's fused stages on lo:hi (_k_part)
+    _k_part(xs[stage], w2s[stage], biases[stage], scratches[stage], ys[stage], tasks[stage],
+            lo, hi)
 
 
 def _k_grab(flags, chunk):
@@ -323,54 +326,41 @@ def _k_post(flags, stage, lo, hi):
 def _k_shared_stage(flags, task, posted, x, w2, bias, own, shared, y):
     # the caller's side of a fused stage shared with the parked helper; task = (stage,
     # relu + 2 * winograd, kh, kw, block, one image, chunk, total, rounds; with winograd,
-    # w2 is the kernel's transform): both sides take chunks of
-    # 0:total (images, or one image's conv pixels) until none is left, so a helper that
-    # starts late or runs slower takes less; then this side waits for the helper's last
-    # chunk and pools one image's pixels. Returns 1 when the helper took part, 0 when it
+    # w2 is the kernel's transform): both sides take chunks of 0:total (images, or one
+    # image's conv pixels) until none is left, so a helper that starts late or runs slower
+    # takes less; then this side waits for the helper's last chunk and pools one image's
+    # pixels. Returns 1 when the helper took part, 0 when it
     # was away, 2 when it was parked but had not started by the time every chunk was
     # taken (the claim is withdrawn), -1 when it had not ended after `rounds` rounds of
     # waiting (the caller then waits, and pools, itself)
-    stage, relu, kh, kw, block = task[0], (task[1] & 1) != 0, task[2], task[3], task[4]
-    winograd = (task[1] & 2) != 0
     one_image, chunk, total, rounds = task[5] != 0, max(task[6], 1), task[7], task[8]
-    hp = y.shape[1]
-    flags[2] = stage
+    scratch = shared if one_image else own
+    flags[2] = task[0]
     flags[3] = 0
     flags[4] = total
     flags[6] = 0
-    claimed = total > chunk and compare_swap(flags, 0, 1, 2)
-    if not claimed:
-        if one_image:
-            _k_conv_pixels(x, w2, bias, shared, relu, kh, kw, hp, y.shape[2], 0, total)
-        elif winograd:
-            _k_wino_pool_images(x, w2, bias, own, y, relu, 0, total)
-        else:
-            _k_conv_pool_images(x, w2, bias, own, y, relu, kh, kw, block, 0, total)
+    status = 0
+    if not (total > chunk and compare_swap(flags, 0, 1, 2)):
+        _k_part(x, w2, bias, scratch, y, task, 0, total)
     else:
         while True:
             lo = _k_grab(flags, chunk)
             if lo >= total:
                 break
-            hi = min(lo + chunk, total)
-            if one_image:
-                _k_conv_pixels(x, w2, bias, shared, relu, kh, kw, hp, y.shape[2], lo, hi)
-            elif winograd:
-                _k_wino_pool_images(x, w2, bias, own, y, relu, lo, hi)
-            else:
-                _k_conv_pool_images(x, w2, bias, own, y, relu, kh, kw, block, lo, hi)
+            _k_part(x, w2, bias, scratch, y, task, lo, min(lo + chunk, total))
         if compare_swap(flags, 0, 2, 1):        # never started: withdrawn, nothing to wait
-            if one_image:
-                _k_maxpool_fwd_values_2x2(shared, y, 0, hp)
-            return 2
-        waited = 0
-        while load_acquire(flags, 1) <= posted:
-            if waited == rounds:
-                return -1
-            relax(PAUSES)
-            waited += 1
+            status = 2
+        else:
+            status = 1
+            waited = 0
+            while load_acquire(flags, 1) <= posted:
+                if waited == rounds:
+                    return -1
+                relax(PAUSES)
+                waited += 1
     if one_image:
-        _k_maxpool_fwd_values_2x2(shared, y, 0, hp)
-    return 1 if claimed else 0
+        _k_maxpool_fwd_values_2x2(shared, y, 0, y.shape[1])
+    return status
 
 
 def park_kernels():
@@ -388,10 +378,10 @@ def park_kernels():
     images, rows, pixels = conv_pool_kernels()
     where = "conv2d_pool_forward"
     _, wino = wino_kernels()
-    part = jit(_k_fused_part, where, fastmath=False, helpers=(images, pixels, wino))
+    one_part = jit(_k_part, where, fastmath=False, helpers=(images, pixels, wino))
+    part = jit(_k_fused_part, where, fastmath=False, helpers=(one_part,))
     pool = jit(_k_maxpool_fwd_values_2x2, "max_pool2d_values", fastmath=False)
     grab = jit(_k_grab, where, fastmath=())
     return (jit(_k_park, where, fastmath=(), helpers=(part, grab)),
             jit(_k_post, where, fastmath=()),
-            jit(_k_shared_stage, where, fastmath=(), helpers=(images, pixels, pool, grab,
-                                                               wino)))
+            jit(_k_shared_stage, where, fastmath=(), helpers=(one_part, pool, grab)))
