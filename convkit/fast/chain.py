@@ -69,6 +69,7 @@ import threading
 
 import numpy as np
 
+from .._aligned import aligned_empty, aligned_zeros
 from ..ops import activations
 from ..shapes import window_geometry
 from . import conv
@@ -381,8 +382,8 @@ def _fused_stage(shape, step, out_shape, parked, feeds=None):
         and shape[3] >= WINOGRAD_MIN_CHANNELS
     if winograd:                # the transform of the kernel, made afresh on every call
         transform, by_tiles = fused.wino_kernels()
-        u2 = np.empty((16 * shape[3], filters), np.float32)
-        rows_g = np.empty(12 * shape[3] * filters, np.float32)
+        u2 = aligned_empty((16 * shape[3], filters), np.float32)
+        rows_g = aligned_empty(12 * shape[3] * filters, np.float32)
         scratch_shape = (1, 1, 1, fused.wino_scratch_floats(
             shape[2], shape[3], filters, pooled_hw[0] * pooled_hw[1]))
     else:
@@ -398,7 +399,7 @@ def _fused_stage(shape, step, out_shape, parked, feeds=None):
     else:
         k = None
         slots = 1 if work_bytes < _backend.SMALL_WORK_BYTES else _threads.num_threads()
-    scratch = [np.empty(scratch_shape, np.float32) for _ in range(slots)]
+    scratch = [aligned_empty(scratch_shape, np.float32) for _ in range(slots)]
     starts = {lo: q for q, (lo, _) in enumerate(_threads.split(total, slots))}
 
     def run_part(x, w2, bias_v, y, lo, hi):
@@ -431,7 +432,8 @@ def _fused_stage(shape, step, out_shape, parked, feeds=None):
             # a view follows the kernel's values; a converted copy would not
             seen[:] = (kernel, w2) if np.shares_memory(w2, kernel) else (None, None)
         bias_v = _no_bias(filters) if bias is None else bias
-        y = into[0] if into[0] is not None else np.empty(out_shape, np.float32)
+        y = into[0] if into[0] is not None else \
+            aligned_empty(out_shape, np.float32) if n > 1 else np.empty(out_shape, np.float32)
         if slots == 1:
             run_part(x, w2, bias_v, y, 0, total)
         else:
@@ -481,10 +483,10 @@ class _Parked:
         convolution pixels); its index. ``feeds``: the stage whose output is this one's
         input, read in place (MNIST convnet, batch 32: a 692 KB copy per call saved)."""
         k = len(self.inputs)
-        self.inputs.append(np.zeros(in_shape, np.float32) if feeds is None else
+        self.inputs.append(aligned_zeros(in_shape, np.float32) if feeds is None else
                            self.outputs[feeds])
-        self.outputs.append(np.zeros(out_shape, np.float32))
-        self.scratch.append(np.zeros(scratch_shape, np.float32))
+        self.outputs.append(aligned_zeros(out_shape, np.float32))
+        self.scratch.append(aligned_zeros(scratch_shape, np.float32))
         chunk = SHARED_CHUNK_PIXELS if one_image else max(1, total // SHARED_CHUNKS)
         self.tasks.append(np.array([k, int(relu) + 2 * int(winograd), kh, kw, block,
                                     int(one_image), chunk, total, self.rounds], np.int64))

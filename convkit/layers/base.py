@@ -54,6 +54,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._aligned import aligned_copy
 from .. import config as _config
 from .._validate import as_float_array, result_float_dtype
 from ..errors import ConvkitError, ShapeError
@@ -160,6 +161,7 @@ class Layer:
         if value.shape != tuple(shape):
             raise ShapeError(f"{type(self).__name__}: initializer of {name!r} returned shape "
                              f"{value.shape}, expected {tuple(shape)}")
+        value = aligned_copy(value)     # the compiled kernels' vector loads (see _aligned)
         self._weights.append(Weight(name, value, trainable, regularizers.get(regularizer)))
         self.grads.append(None)
         return value

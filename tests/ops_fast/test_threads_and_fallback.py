@@ -226,3 +226,35 @@ def test_blas_limit_blocks_open_in_two_threads_share_one_limit(monkeypatch):
     with _threads.blas_limit(1):             # and the next block limits again
         assert lib.count == 1
     assert lib.count == 2
+
+
+_FEATURES_PROBE = (
+    "import json\n"
+    "from convkit.fast.runtime import backend\n"
+    "from numba.core import codegen, config\n"
+    "assert backend.available()\n"
+    "print(json.dumps([codegen.get_host_cpu_features(), config.CPU_FEATURES]))\n")
+
+
+def _features_after_available(**env):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CPU")}
+    result = subprocess.run([sys.executable, "-c", _FEATURES_PROBE], capture_output=True,
+                            text=True, env=dict(clean, CONVKIT_ACCEL="1", **env), timeout=120)
+    assert result.returncode == 0, result.stderr
+    import json
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_wide_vectors_on_a_cpu_with_avx512_only():
+    host, chosen = _features_after_available()
+    if "+avx512f" in host.split(","):
+        assert chosen == host + ",-prefer-256-bit"
+    else:                   # numba's own choice, untouched
+        assert chosen is None
+
+
+def test_a_feature_string_the_user_set_is_left_alone():
+    _, chosen = _features_after_available(NUMBA_CPU_FEATURES="+sse2")
+    assert chosen == "+sse2"
+    _, chosen = _features_after_available(NUMBA_CPU_NAME="generic")
+    assert chosen == ""         # numba's own default for a generic CPU

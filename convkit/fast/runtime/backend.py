@@ -130,8 +130,35 @@ def available() -> bool:
         except ImportError:
             _import_failed = True
         else:
+            _prefer_wide_vectors()
             _numba = numba
     return _numba is not None
+
+
+#: the LLVM feature that keeps vectors to 256 bits on CPUs that have 512-bit ones
+_NARROW = "prefer-256-bit"
+
+
+def _prefer_wide_vectors() -> None:
+    """On a CPU with AVX-512, let numba's LLVM vectorise with 512-bit registers.
+
+    LLVM's tuning for Intel's AVX-512 server and desktop cores prefers 256-bit vectors (an
+    older core slowed its clock for wide ones), so an ``njit`` kernel gets half-width code
+    there. The register-tile kernels hold 16 float32 per pixel, one 512-bit register:
+    measured on such a CPU with both widths, the MNIST convnet's inference 0.69 -> 0.60 ms
+    at batch 32 and 18.8 -> 15.4 ms at batch 1000, a 1x1 convolution's forward 1.96 ->
+    1.69 ms. This turns the preference off through numba's own setting for the CPU's
+    features (``NUMBA_CPU_FEATURES``), the host's features plus ``-prefer-256-bit``,
+    before numba builds its code generator; it also applies to any other ``njit`` code of
+    the process that numba compiles after it (the same instructions, wider). A feature
+    string or CPU name the user set (``NUMBA_CPU_FEATURES``, ``NUMBA_CPU_NAME``) is left
+    alone, and numba's cache keeps code for each feature string apart."""
+    from numba.core import codegen, config
+    if config.CPU_FEATURES is not None or config.CPU_NAME is not None:
+        return
+    features = codegen.get_host_cpu_features()
+    if "+avx512f" in features.split(","):
+        config.CPU_FEATURES = f"{features},-{_NARROW}"
 
 
 def _require(where: str):
