@@ -412,3 +412,55 @@ def test_products_apply_only_to_whole_float32_tiles():
     assert not implicit.products_apply(np.float64, 64, 128)
     assert not implicit.products_apply(np.float32, 60, 128)     # K % 8
     assert not implicit.products_apply(np.float32, 64, 120)     # N % 16
+
+
+def test_tap_table_variant_hand_computed():
+    # a 2x2 kernel over one channel, 3x3 input, 16 filters: filter f weighs the taps
+    # (f, 1, 0, 0), so pixel (i, j) of filter f is f * x[i, j] + x[i, j + 1] + bias
+    x = np.arange(9, dtype=np.float32).reshape(1, 3, 3, 1)
+    k = np.zeros((2, 2, 1, 16), np.float32)
+    k[0, 0, 0] = np.arange(16)
+    k[0, 1, 0] = 1.0
+    bias = np.full(16, 0.5, np.float32)
+    y = np.full((4, 16), -7.0, np.float32)
+    kernel = jit(_conv_regs._k_conv_fwd_regs_taps, "test", fastmath=implicit.REGISTER_FASTMATH,
+                 slp=True)
+    kernel(x, k.reshape(4, 16), bias, 2, 2, 1, 1, 1, 1, 0, 0, 2, 2, y, 0, 2, 0, 2, 1, 3)
+    f = np.arange(16)
+    np.testing.assert_array_equal(y[1], f * 1 + 2 + 0.5)        # pixel (0, 1): x 1 and 2
+    np.testing.assert_array_equal(y[2], f * 3 + 4 + 0.5)        # pixel (1, 0): x 3 and 4
+    np.testing.assert_array_equal(y[[0, 3]], -7.0)              # outside lo:hi untouched
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("c_in,k,stride,dilation", [(1, 3, 1, 1), (3, 7, 1, 1), (2, 3, 2, 1),
+                                                    (1, 3, 1, 2), (5, 2, (1, 2), (2, 1))])
+def test_tap_table_variant_equals_the_run_kernel(rng, relu, c_in, k, stride, dilation):
+    # the same sums in the same order: equal bit for bit, for the pixels lo:hi asked for
+    x = rng.standard_normal((2, 13, 12, c_in)).astype(np.float32)
+    kernel = rng.standard_normal((k, k, c_in, 32)).astype(np.float32)
+    bias = rng.standard_normal(32).astype(np.float32)
+    geo = window_geometry((13, 12), k, stride, "valid", dilation)
+    (kh, kw), (sh, sw), (dh, dw) = geo.kernel, geo.strides, geo.dilation
+    h_out, w_out = geo.out_hw
+    suffix = "_relu" if relu else ""
+    outs = []
+    for name in ("_k_conv_fwd_regs_taps" + suffix, "_k_conv_fwd_regs" + suffix):
+        fn = jit(getattr(_conv_regs, name), "test", fastmath=implicit.REGISTER_FASTMATH,
+                 slp=True)
+        y = np.full((2 * h_out * w_out, 32), np.nan, np.float32)
+        fn(x, kernel.reshape(-1, 32), bias, kh, kw, sh, sw, dh, dw, 0, 0, h_out, w_out, y,
+           0, h_out, 0, w_out, 3, 2 * h_out * w_out - 2)
+        outs.append(y)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    want = conv2d_ref(x, kernel, bias, strides=stride, padding="valid",
+                      dilation_rate=dilation).reshape(-1, 32)
+    if relu:
+        want = np.maximum(want, 0)
+    np.testing.assert_allclose(outs[0][3:-2], want[3:-2], rtol=1e-4, atol=1e-4)
+
+
+def test_short_runs_take_the_tap_table_variant():
+    assert implicit.run_length(3, 1, 1) == 3 and implicit.run_length(3, 5, 2) == 5
+    assert implicit.run_length(3, 16, 1) <= implicit.TAPS_MAX_SPAN \
+        < implicit.run_length(3, 32, 1)

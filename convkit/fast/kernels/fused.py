@@ -17,11 +17,32 @@ from __future__ import annotations
 import numpy as np
 
 from .._generated.conv_regs import (_k_conv_fwd_regs, _k_conv_fwd_regs_relu,  # noqa: F401
+                                    _k_conv_fwd_regs_taps, _k_conv_fwd_regs_taps_relu,
                                     _k_gemm_regs)
+from .implicit import TAPS_MAX_SPAN
 from .pooling import _k_maxpool_fwd_values_2x2  # noqa: F401
 
 __all__ = ["conv_pool_kernels", "wino_kernels", "wino_scratch_floats", "dense_rows_kernel",
            "DENSE_ACTIVATIONS", "park_kernels"]
+
+
+def _k_conv_corner(x, w2, bias, relu, kh, kw, flat, h_out, w_out, hp, wp, lo, hi):
+    # the convolution of x's images at pixels lo:hi of the (2*hp, 2*wp) corner the pool
+    # reads (numbered image by image, row by row) into flat (N*h_out*w_out, F); a kernel
+    # row of few values goes to the tap-table variant (implicit.TAPS_MAX_SPAN)
+    if kw * x.shape[3] <= TAPS_MAX_SPAN:
+        if relu:
+            _k_conv_fwd_regs_taps_relu(x, w2, bias, kh, kw, 1, 1, 1, 1, 0, 0, h_out, w_out,
+                                       flat, 0, 2 * hp, 0, 2 * wp, lo, hi)
+        else:
+            _k_conv_fwd_regs_taps(x, w2, bias, kh, kw, 1, 1, 1, 1, 0, 0, h_out, w_out,
+                                  flat, 0, 2 * hp, 0, 2 * wp, lo, hi)
+    elif relu:
+        _k_conv_fwd_regs_relu(x, w2, bias, kh, kw, 1, 1, 1, 1, 0, 0, h_out, w_out, flat,
+                              0, 2 * hp, 0, 2 * wp, lo, hi)
+    else:
+        _k_conv_fwd_regs(x, w2, bias, kh, kw, 1, 1, 1, 1, 0, 0, h_out, w_out, flat,
+                         0, 2 * hp, 0, 2 * wp, lo, hi)
 
 
 def _k_conv_pool_images(x, w2, bias, scratch, y, relu, kh, kw, block, lo, hi):
@@ -29,16 +50,10 @@ def _k_conv_pool_images(x, w2, bias, scratch, y, relu, kh, kw, block, lo, hi):
     h_out, w_out, filters = scratch.shape[1], scratch.shape[2], scratch.shape[3]
     hp, wp = y.shape[1], y.shape[2]
     flat = scratch.reshape(-1, filters)
-    per_image = 4 * hp * wp
     for n0 in range(lo, hi, block):
         n1 = min(n0 + block, hi)
-        pixels = (n1 - n0) * per_image
-        if relu:
-            _k_conv_fwd_regs_relu(x[n0:n1], w2, bias, kh, kw, 1, 1, 1, 1, 0, 0, h_out, w_out,
-                                  flat, 0, 2 * hp, 0, 2 * wp, 0, pixels)
-        else:
-            _k_conv_fwd_regs(x[n0:n1], w2, bias, kh, kw, 1, 1, 1, 1, 0, 0, h_out, w_out,
-                             flat, 0, 2 * hp, 0, 2 * wp, 0, pixels)
+        _k_conv_corner(x[n0:n1], w2, bias, relu, kh, kw, flat, h_out, w_out, hp, wp, 0,
+                       (n1 - n0) * 4 * hp * wp)
         _k_maxpool_fwd_values_2x2(scratch, y[n0:n1], 0, (n1 - n0) * hp)
 
 
@@ -46,13 +61,8 @@ def _k_conv_pixels(x, w2, bias, scratch, relu, kh, kw, hp, wp, lo, hi):
     # the single image x[0]'s convolution at pixels lo:hi of the (2*hp, 2*wp) corner the
     # pool reads, numbered row by row, into scratch (no pooling)
     h_out, w_out, filters = scratch.shape[1], scratch.shape[2], scratch.shape[3]
-    flat = scratch.reshape(-1, filters)
-    if relu:
-        _k_conv_fwd_regs_relu(x, w2, bias, kh, kw, 1, 1, 1, 1, 0, 0, h_out, w_out, flat,
-                              0, 2 * hp, 0, 2 * wp, lo, hi)
-    else:
-        _k_conv_fwd_regs(x, w2, bias, kh, kw, 1, 1, 1, 1, 0, 0, h_out, w_out, flat,
-                         0, 2 * hp, 0, 2 * wp, lo, hi)
+    _k_conv_corner(x, w2, bias, relu, kh, kw, scratch.reshape(-1, filters), h_out, w_out,
+                   hp, wp, lo, hi)
 
 
 def _k_conv_pool_rows(x, w2, bias, scratch, y, relu, kh, kw, lo, hi):
@@ -69,13 +79,14 @@ def conv_pool_kernels():
     from ..runtime.backend import jit
     from . import implicit
     where = "conv2d_pool_forward"
-    helpers = (jit(_k_conv_fwd_regs, where, fastmath=implicit.REGISTER_FASTMATH, slp=True),
-               jit(_k_conv_fwd_regs_relu, where, fastmath=implicit.REGISTER_FASTMATH,
-                   slp=True),
-               jit(_k_maxpool_fwd_values_2x2, where, fastmath=False))
-    pixels = jit(_k_conv_pixels, where, fastmath=False, helpers=helpers[:2])
-    return (jit(_k_conv_pool_images, where, fastmath=False, helpers=helpers),
-            jit(_k_conv_pool_rows, where, fastmath=False, helpers=(pixels, helpers[2])),
+    corner = jit(_k_conv_corner, where, fastmath=False, helpers=tuple(
+        jit(kernel, where, fastmath=implicit.REGISTER_FASTMATH, slp=True)
+        for kernel in (_k_conv_fwd_regs, _k_conv_fwd_regs_relu, _k_conv_fwd_regs_taps,
+                       _k_conv_fwd_regs_taps_relu)))
+    pool = jit(_k_maxpool_fwd_values_2x2, where, fastmath=False)
+    pixels = jit(_k_conv_pixels, where, fastmath=False, helpers=(corner,))
+    return (jit(_k_conv_pool_images, where, fastmath=False, helpers=(corner, pool)),
+            jit(_k_conv_pool_rows, where, fastmath=False, helpers=(pixels, pool)),
             pixels)
 
 
