@@ -464,3 +464,51 @@ def test_short_runs_take_the_tap_table_variant():
     assert implicit.run_length(3, 1, 1) == 3 and implicit.run_length(3, 5, 2) == 5
     assert implicit.run_length(3, 16, 1) <= implicit.TAPS_MAX_SPAN \
         < implicit.run_length(3, 32, 1)
+
+
+@pytest.mark.parametrize("name", ["_k_conv_fwd_regs", "_k_conv_fwd_regs_relu",
+                                  "_k_conv_fwd_regs_taps", "_k_conv_fwd_regs_taps_relu"])
+@pytest.mark.parametrize("filters", [32, 64, 48])
+def test_wide_twins_equal_the_narrow_kernels(rng, name, filters):
+    # 32 filters per tile, the same sums: equal bit for bit on the filters 0:F - F % 32
+    # they take (the rest of a 48 is left alone: callers use them for multiples of 32)
+    x = rng.standard_normal((2, 9, 11, 5)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, 5, filters)).astype(np.float32)
+    bias = rng.standard_normal(filters).astype(np.float32)
+    outs = []
+    for suffix in ("", "_wide"):
+        fn = jit(getattr(_conv_regs, name + suffix), "test",
+                 fastmath=implicit.REGISTER_FASTMATH, slp=True)
+        y = np.full((2 * 7 * 9, filters), np.nan, np.float32)
+        fn(x, kernel.reshape(-1, filters), bias, 3, 3, 1, 1, 1, 1, 0, 0, 7, 9, y, 0, 7, 0, 9,
+           2, 2 * 7 * 9 - 3)
+        outs.append(y)
+    covered = filters - filters % 32
+    np.testing.assert_array_equal(outs[1][:, :covered], outs[0][:, :covered])
+    assert np.isnan(outs[1][:, covered:]).all()
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("m", [1, 7, 8, 25, 67])
+def test_wide_gemm_twin_equals_the_narrow_one(rng, relu, m):
+    a = rng.standard_normal((m, 19)).astype(np.float32)
+    b = rng.standard_normal((19, 64)).astype(np.float32)
+    bias = rng.standard_normal(64).astype(np.float32)
+    outs = []
+    for suffix in ("", "_wide"):
+        fn = jit(getattr(_conv_regs, "_k_gemm_regs" + ("_relu" if relu else "") + suffix),
+                 "test", fastmath=implicit.REGISTER_FASTMATH, slp=True)
+        out = np.full((m, 64), np.nan, np.float32)
+        fn(a, b, bias, out, 0, m)
+        outs.append(out)
+    np.testing.assert_array_equal(outs[1], outs[0])
+    want = a.astype(np.float64) @ b + bias
+    np.testing.assert_allclose(outs[0], np.maximum(want, 0) if relu else want, rtol=1e-4,
+                               atol=1e-4)
+
+
+def test_wide_registers_follow_the_vector_width():
+    from convkit.fast.runtime import backend
+    from numba.core import config
+    assert backend.wide_registers() == ("-prefer-256-bit" in (config.CPU_FEATURES or "")
+                                        and "+avx512f" in (config.CPU_FEATURES or ""))

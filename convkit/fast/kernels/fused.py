@@ -16,33 +16,48 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._generated.conv_regs import (_k_conv_fwd_regs, _k_conv_fwd_regs_relu,  # noqa: F401
-                                    _k_conv_fwd_regs_taps, _k_conv_fwd_regs_taps_relu,
-                                    _k_gemm_regs)
+from .._generated.conv_regs import (  # noqa: F401
+    _k_conv_fwd_regs, _k_conv_fwd_regs_relu, _k_conv_fwd_regs_taps, _k_conv_fwd_regs_taps_relu,
+    _k_conv_fwd_regs_wide, _k_conv_fwd_regs_relu_wide, _k_conv_fwd_regs_taps_wide,
+    _k_conv_fwd_regs_taps_relu_wide, _k_gemm_regs, _k_gemm_regs_wide)
 from .implicit import TAPS_MAX_SPAN
 from .pooling import _k_maxpool_fwd_values_2x2  # noqa: F401
 
 __all__ = ["conv_pool_kernels", "wino_kernels", "wino_scratch_floats", "dense_rows_kernel",
            "DENSE_ACTIVATIONS", "park_kernels"]
 
+#: the CPU has 512-bit vectors: filters a multiple of 32 go to the generated kernels'
+#: ``_wide`` twins (set from :func:`convkit.fast.runtime.backend.wide_registers` before
+#: the kernels below compile)
+WIDE = False
+
 
 def _k_conv_corner(x, w2, bias, relu, kh, kw, flat, h_out, w_out, hp, wp, lo, hi):
     # the convolution of x's images at pixels lo:hi of the (2*hp, 2*wp) corner the pool
     # reads (numbered image by image, row by row) into flat (N*h_out*w_out, F); a kernel
-    # row of few values goes to the tap-table variant (implicit.TAPS_MAX_SPAN)
+    # row of few values goes to the tap-table variant (implicit.TAPS_MAX_SPAN), 32
+    # filters at a time where the CPU has 512-bit vectors
+    wide = WIDE and w2.shape[1] % 32 == 0
+    window = (kh, kw, 1, 1, 1, 1, 0, 0, h_out, w_out, flat, 0, 2 * hp, 0, 2 * wp, lo, hi)
     if kw * x.shape[3] <= TAPS_MAX_SPAN:
-        if relu:
-            _k_conv_fwd_regs_taps_relu(x, w2, bias, kh, kw, 1, 1, 1, 1, 0, 0, h_out, w_out,
-                                       flat, 0, 2 * hp, 0, 2 * wp, lo, hi)
+        if wide:
+            if relu:
+                _k_conv_fwd_regs_taps_relu_wide(x, w2, bias, *window)
+            else:
+                _k_conv_fwd_regs_taps_wide(x, w2, bias, *window)
+        elif relu:
+            _k_conv_fwd_regs_taps_relu(x, w2, bias, *window)
         else:
-            _k_conv_fwd_regs_taps(x, w2, bias, kh, kw, 1, 1, 1, 1, 0, 0, h_out, w_out,
-                                  flat, 0, 2 * hp, 0, 2 * wp, lo, hi)
+            _k_conv_fwd_regs_taps(x, w2, bias, *window)
+    elif wide:
+        if relu:
+            _k_conv_fwd_regs_relu_wide(x, w2, bias, *window)
+        else:
+            _k_conv_fwd_regs_wide(x, w2, bias, *window)
     elif relu:
-        _k_conv_fwd_regs_relu(x, w2, bias, kh, kw, 1, 1, 1, 1, 0, 0, h_out, w_out, flat,
-                              0, 2 * hp, 0, 2 * wp, lo, hi)
+        _k_conv_fwd_regs_relu(x, w2, bias, *window)
     else:
-        _k_conv_fwd_regs(x, w2, bias, kh, kw, 1, 1, 1, 1, 0, 0, h_out, w_out, flat,
-                         0, 2 * hp, 0, 2 * wp, lo, hi)
+        _k_conv_fwd_regs(x, w2, bias, *window)
 
 
 def _k_conv_pool_images(x, w2, bias, scratch, y, relu, kh, kw, block, lo, hi):
@@ -73,16 +88,25 @@ def _k_conv_pool_rows(x, w2, bias, scratch, y, relu, kh, kw, lo, hi):
     _k_maxpool_fwd_values_2x2(scratch, y, lo, hi)
 
 
+def _set_width():
+    global WIDE
+    from ..runtime.backend import wide_registers
+    WIDE = wide_registers()
+
+
 def conv_pool_kernels():
     """``(images, rows, pixels)``: the three compiled kernels above (see the module
     docstring)."""
     from ..runtime.backend import jit
     from . import implicit
     where = "conv2d_pool_forward"
+    _set_width()
     corner = jit(_k_conv_corner, where, fastmath=False, helpers=tuple(
         jit(kernel, where, fastmath=implicit.REGISTER_FASTMATH, slp=True)
         for kernel in (_k_conv_fwd_regs, _k_conv_fwd_regs_relu, _k_conv_fwd_regs_taps,
-                       _k_conv_fwd_regs_taps_relu)))
+                       _k_conv_fwd_regs_taps_relu, _k_conv_fwd_regs_wide,
+                       _k_conv_fwd_regs_relu_wide, _k_conv_fwd_regs_taps_wide,
+                       _k_conv_fwd_regs_taps_relu_wide)))
     pool = jit(_k_maxpool_fwd_values_2x2, where, fastmath=False)
     pixels = jit(_k_conv_pixels, where, fastmath=False, helpers=(corner,))
     return (jit(_k_conv_pool_images, where, fastmath=False, helpers=(corner, pool)),
@@ -197,10 +221,14 @@ def _k_wino_pool_images(x, u2, bias, scratch, y, relu, lo, hi):
     zero = flat[end + 8 * filters:end + 9 * filters]
     zero[:] = 0.0
     u = u2.reshape(16, channels, filters)
+    wide = WIDE and filters % 32 == 0
     for n in range(lo, hi):
         _k_wino_input(x, n, v, rows, hp, wp)
         for p in range(16):
-            _k_gemm_regs(v[p], u[p], zero, m[p], 0, tiles)
+            if wide:
+                _k_gemm_regs_wide(v[p], u[p], zero, m[p], 0, tiles)
+            else:
+                _k_gemm_regs(v[p], u[p], zero, m[p], 0, tiles)
         _k_wino_output(m, bias, y, n, relu, sums)
 
 
@@ -209,12 +237,14 @@ def wino_kernels():
     from ..runtime.backend import jit
     from . import implicit
     where = "conv2d_pool_forward"
+    _set_width()
     fast = frozenset({"contract", "nsz"})
-    gemm = jit(_k_gemm_regs, where, fastmath=implicit.REGISTER_FASTMATH, slp=True)
+    gemms = tuple(jit(kernel, where, fastmath=implicit.REGISTER_FASTMATH, slp=True)
+                  for kernel in (_k_gemm_regs, _k_gemm_regs_wide))
     return (jit(_k_wino_kernel_transform, where, fastmath=fast),
             jit(_k_wino_pool_images, where, fastmath=False,
                 helpers=(jit(_k_wino_input, where, fastmath=fast),
-                         jit(_k_wino_output, where, fastmath=False), gemm)))
+                         jit(_k_wino_output, where, fastmath=False), *gemms)))
 
 
 #: the activations :func:`_k_dense_rows` computes, by code

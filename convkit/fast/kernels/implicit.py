@@ -150,9 +150,14 @@ def prepare_forward(x_shape: tuple, kernel_shape: tuple, geo: Geometry, relu: bo
         (_conv_regs._k_gemm_regs_relu, _conv_regs._k_conv_fwd_regs_relu,
          _conv_regs._k_conv_fwd_regs_pad_relu) if relu else
         (_conv_regs._k_gemm_regs, _conv_regs._k_conv_fwd_regs, _conv_regs._k_conv_fwd_regs_pad))
-    if run_length(kw, c_in, dw) <= TAPS_MAX_SPAN:
+    taps = run_length(kw, c_in, dw) <= TAPS_MAX_SPAN
+    if taps:
         inner_kernel = (_conv_regs._k_conv_fwd_regs_taps_relu if relu else
                         _conv_regs._k_conv_fwd_regs_taps)
+    if _backend.wide_registers() and width % (2 * LANES) == 0:
+        # tiles of 32 filters on a CPU with 512-bit vectors (the same sums)
+        gemm_kernel, inner_kernel = (getattr(_conv_regs, kernel.__name__ + "_wide")
+                                     for kernel in (gemm_kernel, inner_kernel))
 
     def operands(x, kernel, bias):
         """The padded input, the kernel as (taps, width) and the bias as (width,)."""

@@ -153,12 +153,24 @@ def _prefer_wide_vectors() -> None:
     the process that numba compiles after it (the same instructions, wider). A feature
     string or CPU name the user set (``NUMBA_CPU_FEATURES``, ``NUMBA_CPU_NAME``) is left
     alone, and numba's cache keeps code for each feature string apart."""
+    global _wide
     from numba.core import codegen, config
-    if config.CPU_FEATURES is not None or config.CPU_NAME is not None:
-        return
-    features = codegen.get_host_cpu_features()
-    if "+avx512f" in features.split(","):
-        config.CPU_FEATURES = f"{features},-{_NARROW}"
+    if config.CPU_FEATURES is None and config.CPU_NAME is None:
+        features = codegen.get_host_cpu_features()
+        if "+avx512f" in features.split(","):
+            config.CPU_FEATURES = f"{features},-{_NARROW}"
+    chosen = (config.CPU_FEATURES or "").split(",")
+    _wide = "+avx512f" in chosen and f"-{_NARROW}" in chosen
+
+
+_wide = False       # numba compiles with 512-bit vectors (_prefer_wide_vectors)
+
+
+def wide_registers() -> bool:
+    """True when numba compiles with 512-bit vectors (:func:`_prefer_wide_vectors`): the
+    generated kernels' ``_wide`` twins, tiles 32 filters wide, then pay (two registers per
+    pixel; with 256-bit vectors their sums would not fit in the registers)."""
+    return available() and _wide
 
 
 def _require(where: str):
