@@ -512,3 +512,16 @@ def test_wide_registers_follow_the_vector_width():
     from numba.core import config
     assert backend.wide_registers() == ("-prefer-256-bit" in (config.CPU_FEATURES or "")
                                         and "+avx512f" in (config.CPU_FEATURES or ""))
+
+
+@pytest.mark.parametrize("n", [48, 64])
+def test_tiles_gemm_takes_either_width_with_the_same_values(rng, n):
+    from convkit.fast.kernels import tiles
+    a = rng.standard_normal((21, 24)).astype(np.float32)
+    b = rng.standard_normal((24, n)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    out, want = np.full((21, n), np.nan, np.float32), np.full((21, n), np.nan, np.float32)
+    tiles.gemm("test")(a, b, bias, out, 0, 21)
+    jit(_conv_regs._k_gemm_regs, "test", fastmath=implicit.REGISTER_FASTMATH,
+        slp=True)(a, b, bias, want, 0, 21)
+    np.testing.assert_array_equal(out, want)

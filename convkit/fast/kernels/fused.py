@@ -19,9 +19,10 @@ import numpy as np
 from .._generated.conv_regs import (  # noqa: F401
     _k_conv_fwd_regs, _k_conv_fwd_regs_relu, _k_conv_fwd_regs_taps, _k_conv_fwd_regs_taps_relu,
     _k_conv_fwd_regs_wide, _k_conv_fwd_regs_relu_wide, _k_conv_fwd_regs_taps_wide,
-    _k_conv_fwd_regs_taps_relu_wide, _k_gemm_regs, _k_gemm_regs_wide)
+    _k_conv_fwd_regs_taps_relu_wide)
 from .implicit import TAPS_MAX_SPAN
 from .pooling import _k_maxpool_fwd_values_2x2  # noqa: F401
+from .tiles import _k_gemm  # noqa: F401
 
 __all__ = ["conv_pool_kernels", "wino_kernels", "wino_scratch_floats", "dense_rows_kernel",
            "DENSE_ACTIVATIONS", "park_kernels"]
@@ -221,30 +222,23 @@ def _k_wino_pool_images(x, u2, bias, scratch, y, relu, lo, hi):
     zero = flat[end + 8 * filters:end + 9 * filters]
     zero[:] = 0.0
     u = u2.reshape(16, channels, filters)
-    wide = WIDE and filters % 32 == 0
     for n in range(lo, hi):
         _k_wino_input(x, n, v, rows, hp, wp)
         for p in range(16):
-            if wide:
-                _k_gemm_regs_wide(v[p], u[p], zero, m[p], 0, tiles)
-            else:
-                _k_gemm_regs(v[p], u[p], zero, m[p], 0, tiles)
+            _k_gemm(v[p], u[p], zero, m[p], 0, tiles)
         _k_wino_output(m, bias, y, n, relu, sums)
 
 
 def wino_kernels():
     """``(kernel_transform, pool_images)``: the two compiled kernels above."""
     from ..runtime.backend import jit
-    from . import implicit
+    from . import tiles
     where = "conv2d_pool_forward"
-    _set_width()
     fast = frozenset({"contract", "nsz"})
-    gemms = tuple(jit(kernel, where, fastmath=implicit.REGISTER_FASTMATH, slp=True)
-                  for kernel in (_k_gemm_regs, _k_gemm_regs_wide))
     return (jit(_k_wino_kernel_transform, where, fastmath=fast),
             jit(_k_wino_pool_images, where, fastmath=False,
                 helpers=(jit(_k_wino_input, where, fastmath=fast),
-                         jit(_k_wino_output, where, fastmath=False), *gemms)))
+                         jit(_k_wino_output, where, fastmath=False), tiles.gemm(where))))
 
 
 #: the activations :func:`_k_dense_rows` computes, by code

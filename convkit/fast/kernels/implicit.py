@@ -362,7 +362,9 @@ def matmul_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     the plain register-tile product, no bias. Against one-thread OpenBLAS, 12544 x 128 @
     128 x 64 (a 1x1 convolution's input gradient, per half of the rows): 1.84 against
     2.17 ms; 3136 x 128 @ 128 x 576: 4.10 against 4.42 ms."""
-    gemm = jit(_conv_regs._k_gemm_regs, "matmul_rows", fastmath=REGISTER_FASTMATH, slp=True)
+    wide = _backend.wide_registers() and b.shape[1] % (2 * LANES) == 0
+    gemm = jit(_conv_regs._k_gemm_regs_wide if wide else _conv_regs._k_gemm_regs,
+               "matmul_rows", fastmath=REGISTER_FASTMATH, slp=True)
     gemm(a, b, np.zeros(b.shape[1], np.float32), out, 0, a.shape[0])
 
 

@@ -22,7 +22,8 @@ row ``i`` and its three input rows ``2i - top + r``::
                        transforms side by side, zero for rows in the padding
     U (6, 3*C_in, F)   once per call (the four odd columns share k_1)
     M[p] = V[p] @ U[p] nine matrix products per chunk by the register-tile kernel
-                       (:func:`convkit.fast._generated.conv_regs._k_gemm_regs`, the 1x1 convolution's product)
+                       (:func:`convkit.fast.kernels.tiles._k_gemm`, the 1x1 convolution's
+                       product at the CPU's tile width)
     y = A^T M          bias (and ReLU) added before the store
 
 75 % of the direct convolution's multiplies: at 8 x 56x56x64 -> 128 (pad 1) the nine
@@ -58,7 +59,9 @@ import numpy as np
 
 from ...errors import ShapeError
 from ..runtime import threads as _threads
-from .._generated.conv_regs import LANES, _k_gemm_regs, _k_gemm_tn_regs
+from .._generated.conv_regs import LANES, _k_gemm_tn_regs
+from . import tiles
+from .tiles import _k_gemm  # noqa: F401
 from ..runtime.backend import _chunk_slots, jit
 from .checks import _pads
 from .implicit import REGISTER_FASTMATH
@@ -235,7 +238,7 @@ def _k_s2_forward(x, u, bias, zero, y, v, m, top, left, tiles_w, chunk_rows, rel
         rows = (q1 - q0) * tiles_w
         _k_s2_input(x, v, top, left, q0, q1, tiles_w, h_out)
         for p in range(9):
-            _k_gemm_regs(v[p], u[min(p, 5)], zero, m[p], 0, rows)
+            _k_gemm(v[p], u[min(p, 5)], zero, m[p], 0, rows)
         _k_s2_output(m, bias, y, q0, q1, tiles_w, relu)
 
 
@@ -403,7 +406,7 @@ def _k_s2_backward(x, dy, y, ut, zero, dx, side, du, dbias, v, m, top, left, til
             _k_gemm_tn_regs(v[p], m[p], du[min(p, 5)], rows, 0, rows)
         if with_input:
             for p in range(9):
-                _k_gemm_regs(m[p], ut[min(p, 5)], zero, v[p], 0, rows)
+                _k_gemm(m[p], ut[min(p, 5)], zero, v[p], 0, rows)
             _k_s2_input_adjoint(v, dx, side, top, left, q0, q1, lo, tiles_w, h_out)
 
 
@@ -624,9 +627,8 @@ def _chunk_rows(tiles_w: int, c_in: int, filters: int) -> int:
 
 def _compiled(where: str):
     """The compiled forward driver, kernel transform and the kernel gradient's last step;
-    the driver's products compiled as the 1x1 convolution's are (the same dispatchers: SLP
-    vectorisation on)."""
-    gemm = jit(_k_gemm_regs, where, fastmath=REGISTER_FASTMATH, slp=True)
+    the driver's products by :func:`convkit.fast.kernels.tiles.gemm`."""
+    gemm = tiles.gemm(where)
     return (jit(_k_s2_forward, where, fastmath=REGISTER_FASTMATH, slp=True,
                 helpers=(_k_s2_input, _k_s2_output, gemm)),
             jit(_k_s2_kernel_transform, where, fastmath=False),
@@ -635,7 +637,7 @@ def _compiled(where: str):
 
 def _compiled_backward(where: str):
     """The compiled backward driver (the products as in :func:`_compiled`)."""
-    gemm = jit(_k_gemm_regs, where, fastmath=REGISTER_FASTMATH, slp=True)
+    gemm = tiles.gemm(where)
     tn = jit(_k_gemm_tn_regs, where, fastmath=REGISTER_FASTMATH, slp=True)
     return jit(_k_s2_backward, where, fastmath=REGISTER_FASTMATH, slp=True,
                helpers=(_k_s2_dy, _k_s2_input, _k_s2_input_adjoint, gemm, tn))
