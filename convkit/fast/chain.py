@@ -488,8 +488,8 @@ class _Parked:
         self.outputs.append(aligned_zeros(out_shape, np.float32))
         self.scratch.append(aligned_zeros(scratch_shape, np.float32))
         chunk = SHARED_CHUNK_PIXELS if one_image else max(1, total // SHARED_CHUNKS)
-        self.tasks.append(np.array([k, int(relu) + 2 * int(winograd), kh, kw, block,
-                                    int(one_image), chunk, total, self.rounds], np.int64))
+        self.tasks.append(fused.task_row(k, relu, winograd, kh, kw, block, one_image, chunk,
+                                         total, self.rounds))
         self.w2s.append(None)
         self.biases.append(None)
         self.seen.append(None)
@@ -540,7 +540,7 @@ class _Parked:
         helper.claimed()
         if status < 0:              # still running: wait here (interrupts deferred), pool
             helper.wait()
-            if self.tasks[k][5]:            # one image: its pixels still to pool
+            if self.tasks[k][fused.T_ONE_IMAGE]:    # one image: its pixels still to pool
                 pool = jit(pooling._k_maxpool_fwd_values_2x2, "max_pool2d_values",
                            fastmath=False)
                 pool(self.scratch[k], y, 0, y.shape[1])

@@ -37,7 +37,7 @@ def _stage_arrays(rng, n=3, size=13, channels=32, filters=64):
 def _tasks(block):
     """One stage's task row (stage 0, ReLU, 3x3, ``block`` images of scratch, images mode;
     one image per chunk; the split and the wait are the caller's)."""
-    return np.array([[0, 1, 3, 3, block, 0, 1, 0, 0]], np.int64)
+    return fused.task_row(0, True, False, 3, 3, block, False, 1, 0, 0)[None]
 
 
 def _parked_helper(kernels, arrays, wait=spin.wait_flag):
@@ -230,8 +230,8 @@ def test_a_chain_ending_in_a_shared_stage_hands_out_copies(kernels, monkeypatch)
 
 
 def _shared_task(block, one_image, chunk, total):
-    return np.array([0, 1, 3, 3, block, int(one_image), chunk, total, spin.rounds_for(1e6)],
-                    np.int64)
+    return fused.task_row(0, True, False, 3, 3, block, one_image, chunk, total,
+                          spin.rounds_for(1e6))
 
 
 def _one_image_expected(x, w2, bias):
@@ -317,3 +317,15 @@ def test_the_park_loop_is_loaded_on_the_calling_thread(kernels):
     helper.replace_args(tuple((a,) for a in second[:5]) + (_tasks(3),))
     assert calls[2] == (threading.current_thread(), 1)
     helper.close()
+
+
+def test_task_row_fields_by_name():
+    row = fused.task_row(4, True, True, 3, 5, 7, True, 16, 100, 9)
+    assert row.dtype == np.int64 and row.shape == (fused.TASK_FIELDS,)
+    assert row[fused.T_STAGE] == 4 and row[fused.T_KH] == 3 and row[fused.T_KW] == 5
+    assert row[fused.T_KIND] == fused.RELU + fused.WINOGRAD
+    assert (row[fused.T_BLOCK], row[fused.T_ONE_IMAGE], row[fused.T_CHUNK]) == (7, 1, 16)
+    assert (row[fused.T_TOTAL], row[fused.T_ROUNDS]) == (100, 9)
+    # the flags' task integers follow the state and the done count, as parked lays them out
+    assert (fused.STAGE, fused.LO, fused.HI) == (parked.TASK, parked.TASK + 1, parked.TASK + 2)
+    assert fused.HI < parked.LEAVE < parked.FLAGS and parked.NEXT < parked.FLAGS

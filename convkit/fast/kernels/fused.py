@@ -23,6 +23,8 @@ from .._generated.conv_regs import (  # noqa: F401
 from .implicit import TAPS_MAX_SPAN
 from .pooling import _k_maxpool_fwd_values_2x2  # noqa: F401
 from .tiles import _k_gemm  # noqa: F401
+from ..runtime.parked import (AWAY, CLAIMED, DONE, LEAVE, NEXT, PARKED, STARTED, STATE,
+                               TASK)
 
 __all__ = ["conv_pool_kernels", "wino_kernels", "wino_scratch_floats", "dense_rows_kernel",
            "DENSE_ACTIVATIONS", "park_kernels"]
@@ -289,23 +291,44 @@ def dense_rows_kernel():
 
 # --------------------------------------------------------------- the parked helper's side
 # (convkit.fast.runtime.parked): the intrinsics come from convkit.fast.runtime.spin, set
-# into this module by park_kernels() before the kernels compile
+# into this module by park_kernels() before the kernels compile; the flags' indices and
+# states are parked's own names (module-level integers: constants in the compiled code)
 load_acquire = store_release = compare_swap = relax = None
 PAUSES = 32
+STAGE, LO, HI = TASK, TASK + 1, TASK + 2        # the task's three integers in the flags
+
+#: a shared stage's task row (``_Parked.tasks``), by index: the stage, the kind (1: ReLU,
+#: + 2: Winograd, then ``w2`` is the kernel's transform), the kernel's height and width,
+#: the images per scratch block, one image (its convolution pixels split, pooled by the
+#: caller), the chunk and the range's end (images or pixels), the caller's rounds of
+#: waiting for the helper's last chunk
+(T_STAGE, T_KIND, T_KH, T_KW, T_BLOCK, T_ONE_IMAGE, T_CHUNK, T_TOTAL,
+ T_ROUNDS) = range(9)
+TASK_FIELDS = 9
+RELU, WINOGRAD = 1, 2
+
+
+def task_row(stage, relu, winograd, kh, kw, block, one_image, chunk, total, rounds):
+    """A stage's task row (``T_*`` above) as the kernels read it."""
+    row = np.empty(TASK_FIELDS, np.int64)
+    row[T_STAGE], row[T_KIND] = stage, RELU * bool(relu) + WINOGRAD * bool(winograd)
+    row[T_KH], row[T_KW], row[T_BLOCK], row[T_ONE_IMAGE] = kh, kw, block, bool(one_image)
+    row[T_CHUNK], row[T_TOTAL], row[T_ROUNDS] = chunk, total, rounds
+    return row
 
 
 def _k_part(x, w2, bias, scratch, y, task, lo, hi):
-    # one stage's range lo:hi, task as in _k_shared_stage: one image's conv pixels into
-    # scratch (not pooled), or images convolved and pooled into y, by Winograd when
-    # task[1] says so (w2 is then the kernel's transform), else directly
-    relu = (task[1] & 1) != 0
-    if task[5] != 0:
-        _k_conv_pixels(x, w2, bias, scratch, relu, task[2], task[3], y.shape[1], y.shape[2],
-                       lo, hi)
-    elif (task[1] & 2) != 0:
+    # one stage's range lo:hi (its task row): one image's conv pixels into scratch (not
+    # pooled), or images convolved and pooled into y, by Winograd or directly
+    relu = (task[T_KIND] & RELU) != 0
+    if task[T_ONE_IMAGE] != 0:
+        _k_conv_pixels(x, w2, bias, scratch, relu, task[T_KH], task[T_KW], y.shape[1],
+                       y.shape[2], lo, hi)
+    elif (task[T_KIND] & WINOGRAD) != 0:
         _k_wino_pool_images(x, w2, bias, scratch, y, relu, lo, hi)
     else:
-        _k_conv_pool_images(x, w2, bias, scratch, y, relu, task[2], task[3], task[4], lo, hi)
+        _k_conv_pool_images(x, w2, bias, scratch, y, relu, task[T_KH], task[T_KW],
+                            task[T_BLOCK], lo, hi)
 
 
 def _k_fused_part(xs, w2s, biases, scratches, ys, tasks, stage, lo, hi):
@@ -315,34 +338,36 @@ def _k_fused_part(xs, w2s, biases, scratches, ys, tasks, stage, lo, hi):
 
 
 def _k_grab(flags, chunk):
-    # the start of the next unclaimed chunk of the task (flags[6], taken by both sides)
+    # the start of the next unclaimed chunk of the task (flags[NEXT], taken by both sides)
     while True:
-        start = load_acquire(flags, 6)
-        if compare_swap(flags, 6, start, start + chunk):
+        start = load_acquire(flags, NEXT)
+        if compare_swap(flags, NEXT, start, start + chunk):
             return start
 
 
 def _k_park(flags, xs, w2s, biases, scratches, ys, tasks, rounds):
-    # flags = [state, done, stage, lo, hi, leave, next]; state 0 away, 1 parked, 2 claimed,
-    # 3 started (the helper took the claim: the caller then waits for its end)
-    store_release(flags, 0, 1)
+    # the helper's loop: parked until a task is CLAIMED, which it marks STARTED (the
+    # caller then waits for its end), takes chunks of until none is left, and counts
+    # DONE; away after `rounds` idle rounds or when asked to LEAVE
+    store_release(flags, STATE, PARKED)
     idle = 0
     while True:
-        if load_acquire(flags, 0) == 2 and compare_swap(flags, 0, 2, 3):
-            stage, hi = flags[2], flags[4]
-            chunk = max(tasks[stage, 6], 1)
+        if load_acquire(flags, STATE) == CLAIMED and compare_swap(flags, STATE, CLAIMED,
+                                                                  STARTED):
+            stage, hi = flags[STAGE], flags[HI]
+            chunk = max(tasks[stage, T_CHUNK], 1)
             while True:             # chunks of the task until none is left
                 lo = _k_grab(flags, chunk)
                 if lo >= hi:
                     break
                 _k_fused_part(xs, w2s, biases, scratches, ys, tasks, stage, lo,
                               min(lo + chunk, hi))
-            done = flags[1] + 1
-            store_release(flags, 0, 1)
-            store_release(flags, 1, done)
+            done = flags[DONE] + 1
+            store_release(flags, STATE, PARKED)
+            store_release(flags, DONE, done)
             idle = 0
-        elif load_acquire(flags, 5) != 0 or idle >= rounds:
-            if compare_swap(flags, 0, 1, 0):
+        elif load_acquire(flags, LEAVE) != 0 or idle >= rounds:
+            if compare_swap(flags, STATE, PARKED, AWAY):
                 return
         else:
             relax(PAUSES)
@@ -351,31 +376,30 @@ def _k_park(flags, xs, w2s, biases, scratches, ys, tasks, rounds):
 
 def _k_post(flags, stage, lo, hi):
     # the task first, then the claim of a parked helper (release: the task is seen first)
-    flags[2] = stage
-    flags[3] = lo
-    flags[4] = hi
-    flags[6] = lo
-    return compare_swap(flags, 0, 1, 2)
+    flags[STAGE] = stage
+    flags[LO] = lo
+    flags[HI] = hi
+    flags[NEXT] = lo
+    return compare_swap(flags, STATE, PARKED, CLAIMED)
 
 
 def _k_shared_stage(flags, task, posted, x, w2, bias, own, shared, y):
-    # the caller's side of a fused stage shared with the parked helper; task = (stage,
-    # relu + 2 * winograd, kh, kw, block, one image, chunk, total, rounds; with winograd,
-    # w2 is the kernel's transform): both sides take chunks of 0:total (images, or one
-    # image's conv pixels) until none is left, so a helper that starts late or runs slower
-    # takes less; then this side waits for the helper's last chunk and pools one image's
-    # pixels. Returns 1 when the helper took part, 0 when it
-    # was away, 2 when it was parked but had not started by the time every chunk was
-    # taken (the claim is withdrawn), -1 when it had not ended after `rounds` rounds of
-    # waiting (the caller then waits, and pools, itself)
-    one_image, chunk, total, rounds = task[5] != 0, max(task[6], 1), task[7], task[8]
+    # the caller's side of a fused stage shared with the parked helper (its task row):
+    # both sides take chunks of 0:total (images, or one image's conv pixels) until none is
+    # left, so a helper that starts late or runs slower takes less; then this side waits
+    # for the helper's last chunk and pools one image's pixels. Returns 1 when the helper
+    # took part, 0 when it was away, 2 when it was parked but had not started by the time
+    # every chunk was taken (the claim is withdrawn), -1 when it had not ended after
+    # `rounds` rounds of waiting (the caller then waits, and pools, itself)
+    one_image = task[T_ONE_IMAGE] != 0
+    chunk, total, rounds = max(task[T_CHUNK], 1), task[T_TOTAL], task[T_ROUNDS]
     scratch = shared if one_image else own
-    flags[2] = task[0]
-    flags[3] = 0
-    flags[4] = total
-    flags[6] = 0
+    flags[STAGE] = task[T_STAGE]
+    flags[LO] = 0
+    flags[HI] = total
+    flags[NEXT] = 0
     status = 0
-    if not (total > chunk and compare_swap(flags, 0, 1, 2)):
+    if not (total > chunk and compare_swap(flags, STATE, PARKED, CLAIMED)):
         _k_part(x, w2, bias, scratch, y, task, 0, total)
     else:
         while True:
@@ -383,12 +407,12 @@ def _k_shared_stage(flags, task, posted, x, w2, bias, own, shared, y):
             if lo >= total:
                 break
             _k_part(x, w2, bias, scratch, y, task, lo, min(lo + chunk, total))
-        if compare_swap(flags, 0, 2, 1):        # never started: withdrawn, nothing to wait
+        if compare_swap(flags, STATE, CLAIMED, PARKED):   # never started: withdrawn
             status = 2
         else:
             status = 1
             waited = 0
-            while load_acquire(flags, 1) <= posted:
+            while load_acquire(flags, DONE) <= posted:
                 if waited == rounds:
                     return -1
                 relax(PAUSES)
