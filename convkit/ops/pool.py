@@ -167,8 +167,11 @@ def max_pool2d(x, pool_size, strides=None, padding="valid", *, dilation_rate=1,
     if fast is not None:
         return from_channels_last(fast(xl, geo), data_format)
     y = np.empty(_out_shape(xl, geo), dtype=xl.dtype)
-    over_images(lambda x, out, rows: _max_values(x, geo, _rows(rows), out[:, _rows(rows)]),
-                y, xl, block_bytes=BLOCK_BYTES)
+    if _is_tiling(geo):
+        _tiling_forward(np.maximum, xl, geo, y)
+    else:
+        over_images(lambda x, out, rows: _max_values(x, geo, _rows(rows), out[:, _rows(rows)]),
+                    y, xl, block_bytes=BLOCK_BYTES)
     return from_channels_last(y, data_format)
 
 
@@ -185,6 +188,12 @@ def _max_values(xl: np.ndarray, geo: Geometry, rows: slice = slice(None),
                 out: np.ndarray | None = None) -> np.ndarray:
     """Each window's maximum, ``(N, H_out, W_out, C)`` (output rows ``rows`` only): one
     ``np.maximum`` per kernel offset over the whole batch (NaN propagates)."""
+    if _is_tiling(geo):
+        cells = _tiles(xl, geo)[:, rows]                         # (N, rows, kh, W_out, kw, C)
+        if out is None:
+            n, h_out, _, w_out, _, c = cells.shape
+            out = np.empty((n, h_out, w_out, c), dtype=xl.dtype)
+        return _fold_tiles(np.maximum, cells, out)
     padded = pad_for_windows(xl, geo, "zeros", -np.inf)
     return _fold_offsets(np.maximum, padded, geo, rows, out)
 
@@ -192,17 +201,65 @@ def _max_values(xl: np.ndarray, geo: Geometry, rows: slice = slice(None),
 def _fold_offsets(ufunc, padded: np.ndarray, geo: Geometry, rows: slice = slice(None),
                   out: np.ndarray | None = None) -> np.ndarray:
     """``ufunc`` (``np.maximum``, ``np.add``) over the windows of every kernel offset, one
-    pass each, into ``out`` or a new ``(N, H_out, W_out, C)`` array."""
+    pass each, into ``out`` or a new ``(N, H_out, W_out, C)`` array: the first window
+    copied, then ``ufunc(result, window, out=result)`` for each further one (see
+    :func:`_fold_tiles`)."""
     windows = [offset_window(padded, geo, a, b)[:, rows] for a, b in _offsets(geo)]
-    if len(windows) == 1:
-        if out is None:
-            return windows[0].copy()
-        np.copyto(out, windows[0])
-        return out
-    result = ufunc(windows[0], windows[1], out=out)
-    for window in windows[2:]:
+    if out is None:
+        result = windows[0].copy()
+    else:
+        result = out
+        np.copyto(result, windows[0])
+    for window in windows[1:]:
         ufunc(result, window, out=result)
     return result
+
+
+def _tiling_forward(ufunc, xl: np.ndarray, geo: Geometry, out: np.ndarray,
+                    divisor=None) -> None:
+    """:func:`_fold_tiles` of ``ufunc`` over windows that tile ``xl`` ``(N, H, W, C)``, into
+    ``out`` ``(N, H_out, W_out, C)``, then divided by ``divisor`` (a number) if given,
+    block by block of images (the output rows of a single image), over the batch's threads.
+    The cells' view is made once for the whole batch and each block only slices it: the
+    Python work per block (the padding and window helpers of the general path) was a tenth
+    of the pooling's time."""
+    cells = _tiles(xl, geo)                                      # (N, H_out, kh, W_out, kw, C)
+    then = None if divisor is None else _division(divisor)
+
+    def fold(cells, out, rows):
+        if rows is not None:
+            cells, out = cells[:, rows[0]:rows[1]], out[:, rows[0]:rows[1]]
+        _fold_tiles(ufunc, cells, out, then)
+    over_images(fold, out, cells, block_bytes=BLOCK_BYTES)
+
+
+def _fold_tiles(ufunc, cells: np.ndarray, out: np.ndarray, then=None) -> np.ndarray:
+    """``ufunc`` (``np.maximum``, ``np.add``) over the cells of tiling windows ``(N, H_out,
+    kh, W_out, kw, C)`` in row-major window order, into ``out`` ``(N, H_out, W_out, C)``:
+    the first cell copied, then ``ufunc(out, cell, out=out)`` for each further one (the
+    same values as :func:`_fold_offsets`); then ``then = (op, value)``, if given, as
+    ``op(out, value, out=out)`` (:func:`_division`).
+
+    A strided cell against the contiguous result runs about twice as fast as two strided
+    cells against each other (2x2 over 128x28x28x32 in blocks of 8 images, one thread: the
+    first two cells 0.39 ms, against 0.14 + 0.21 for the copy and one fold)."""
+    kh, kw = cells.shape[2], cells.shape[4]
+    np.copyto(out, cells[:, :, 0, :, 0])
+    for a in range(kh):
+        for b in range(1 if a == 0 else 0, kw):
+            ufunc(out, cells[:, :, a, :, b], out=out)
+    if then is not None:
+        then[0](out, then[1], out=out)
+    return out
+
+
+def _division(divisor) -> tuple:
+    """``(op, value)`` such that ``op(total, value)`` is ``total / divisor`` (a number):
+    a product by ``1 / divisor`` when that is exact (a power of two; a product is about
+    twice as fast as a division, 128x28x28x32, pool 2: 0.13 -> 0.06 ms on one thread)."""
+    if np.frexp(divisor)[0] == 0.5:
+        return np.multiply, 1 / divisor
+    return np.true_divide, divisor
 
 
 def _max_winners(xl: np.ndarray, geo: Geometry):
@@ -455,9 +512,11 @@ def avg_pool2d(x, pool_size, strides=None, padding="valid", *, ceil_mode=False,
     fast = dispatch.lookup("avg_pool2d", "forward", xl, geo, bool(count_include_pad))
     if fast is not None:
         return from_channels_last(fast(xl, geo, bool(count_include_pad)), data_format)
-    divisor = (xl.dtype.type(geo.kernel[0] * geo.kernel[1]) if _is_tiling(geo)
-               else _divisor(geo, count_include_pad, xl.dtype))
     y = np.empty(_out_shape(xl, geo), dtype=xl.dtype)
+    if _is_tiling(geo):
+        _tiling_forward(np.add, xl, geo, y, xl.dtype.type(geo.kernel[0] * geo.kernel[1]))
+        return from_channels_last(y, data_format)
+    divisor = _divisor(geo, count_include_pad, xl.dtype)        # (1, H_out, W_out, 1)
     over_images(lambda x, out, rows: _avg_values(x, geo, divisor, _rows(rows),
                                                  out[:, _rows(rows)]),
                 y, xl, block_bytes=BLOCK_BYTES)
@@ -466,12 +525,12 @@ def avg_pool2d(x, pool_size, strides=None, padding="valid", *, ceil_mode=False,
 
 def _avg_values(xl: np.ndarray, geo: Geometry, divisor, rows: slice,
                 out: np.ndarray) -> np.ndarray:
-    """Each window's sum, one ``np.add`` per kernel offset, divided by ``divisor`` (a
-    number, or ``(1, H_out, W_out, 1)``), for output rows ``rows``, into ``out``
-    ``(N, rows, W_out, C)``."""
+    """Each window's sum, one ``np.add`` per kernel offset, divided by ``divisor``
+    ``(1, H_out, W_out, 1)``, for output rows ``rows``, into ``out`` ``(N, rows, W_out,
+    C)``."""
     padded = pad_for_windows(xl, geo, "zeros", 0.0)
     total = _fold_offsets(np.add, padded, geo, rows, out=out)
-    total /= divisor if np.ndim(divisor) == 0 else divisor[:, rows]
+    total /= divisor[:, rows]
     return total
 
 
