@@ -414,11 +414,12 @@ def _backward_into(s: _ConvSetup, dyl: np.ndarray, yl: np.ndarray | None,
 # the kernel offsets are faster and just as clear. ``np.einsum`` does them: for each output
 # row its loop adds ``window(a, b) * kernel[a, b]`` into the row one offset after the other,
 # one pass per offset with no product array (a multiply and an add per offset make two).
-# Three things keep it fast: the output row and the window's row are merged into one axis
-# of ``W_out*C`` values (stride 1: a window row is contiguous), so einsum's inner loop runs
-# along whole rows (a separate ``(W_out, C)`` pair made it 1.6x slower); each tap of the
-# kernel is repeated along that row to match; and the rows go a block at a time
-# (``BLOCK_BYTES``), so the nine passes over a block stay in cache. A depth multiplier
+# Three things keep it fast: the output row and the window's row are merged into segments
+# of ``g*C`` contiguous values (stride 1: a window row is contiguous), so einsum's inner loop
+# runs along a thousand values or so (a separate ``(W_out, C)`` pair made it 1.6x slower);
+# each tap of the kernel is repeated along one segment to match (:data:`SEGMENT_VALUES`);
+# and the rows go a block at a time (``BLOCK_BYTES``), so the nine passes over a block stay
+# in cache. A depth multiplier
 # above 1 repeats each input channel ``mult`` times first: the same sums with ``C*mult``
 # channels of multiplier 1.
 def _depthwise_input(s: _ConvSetup) -> np.ndarray:
