@@ -366,9 +366,10 @@ def _max_backward_tiles(dyl: np.ndarray, xl: np.ndarray, geo: Geometry,
     array), or ``None`` when a window's maximum is NaN (the offset loop of
     :func:`_max_winners` decides those; ``out`` is then untouched). Every cell of the
     tiles ``(N, H_out, kh, W_out, kw, C)`` (the input in memory order) is compared with
-    its window's maximum in one broadcast pass; then, offset by offset in row-major window
-    order, a hit is kept only where no earlier cell of the window has won (the first
-    maximum of a tie, frequent after a ReLU), and one broadcast product writes ``dy`` to
+    its window's maximum in one broadcast pass; then, if some window has more than one hit,
+    offset by offset in row-major window order, a hit is kept only where no earlier cell
+    of the window has won (the first maximum of a tie, frequent after a ReLU,
+    :func:`_keep_first_hits`), and one broadcast product writes ``dy`` to
     the winners (128x28x28x32, pool 2, two threads: 4.3 -> 3.6-3.8 ms against one masked
     pass per offset)."""
     cells = _tiles(xl, geo)                                      # (N, H_out, kh, W_out, kw, C)
@@ -377,6 +378,18 @@ def _max_backward_tiles(dyl: np.ndarray, xl: np.ndarray, geo: Geometry,
         return None
     dx, dx_cells = _tiling_gradient(geo, np.empty_like(xl) if out is None else out)
     hits = cells == y[:, :, None, :, None, :]
+    # every window holds its maximum, so as many hits as windows means no tie, and the
+    # offset loop is skipped (a count is one fast pass over the booleans; the loop took a
+    # fifth of the time, 128x28x28x32 in blocks of 18 images on one thread: 0.19 ms a block)
+    if np.count_nonzero(hits) > y.size:
+        _keep_first_hits(hits, geo)
+    _write_masked(dyl[:, :, None, :, None, :], hits, dx_cells, bool(np.isfinite(dyl).all()))
+    return dx
+
+
+def _keep_first_hits(hits: np.ndarray, geo: Geometry) -> None:
+    """Of the hits ``(N, H_out, kh, W_out, kw, C)`` of each tiling window, keep only the
+    first in row-major window order (in place)."""
     unclaimed = None                                             # windows without a winner yet
     for a, b in _offsets(geo):
         hit = hits[:, :, a, :, b]                                # (N, H_out, W_out, C) view
@@ -385,8 +398,6 @@ def _max_backward_tiles(dyl: np.ndarray, xl: np.ndarray, geo: Geometry,
             continue
         hit &= unclaimed
         unclaimed ^= hit
-    _write_masked(dyl[:, :, None, :, None, :], hits, dx_cells, bool(np.isfinite(dyl).all()))
-    return dx
 
 
 def _write_masked(dy: np.ndarray, mask: np.ndarray, out: np.ndarray, finite: bool) -> None:
