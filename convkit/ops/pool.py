@@ -417,7 +417,11 @@ def _check_argmax(where, argmax, dyl: np.ndarray, x_shape) -> np.ndarray:
                          f"channels_last output {dyl.shape} (from max_pool2d(..., "
                          f"return_argmax=True)), got {arr.dtype} {arr.shape}")
     cells = x_shape[1] * x_shape[2]
-    if arr.size and (int(arr.max()) >= cells or int(arr.min()) < -1):
+    # read as unsigned, negative indices are above every cell: one pass over the indices
+    # when all are cells (the usual case; 0.1 of the 2.2 ms the gradient takes at
+    # 128x28x28x32), the maximum and the minimum when some are not
+    if (arr.size and int(arr.view(f"u{arr.dtype.itemsize}").max()) >= cells
+            and (int(arr.max()) >= cells or int(arr.min()) < -1)):
         raise ShapeError(f"{where}: argmax holds indices outside -1..{cells - 1} for input "
                          f"shape {tuple(x_shape)}")
     return np.ascontiguousarray(arr, dtype=np.int32)
