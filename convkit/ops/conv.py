@@ -419,9 +419,8 @@ def _backward_into(s: _ConvSetup, dyl: np.ndarray, yl: np.ndarray | None,
 # runs along a thousand values or so (a separate ``(W_out, C)`` pair made it 1.6x slower);
 # each tap of the kernel is repeated along one segment to match (:data:`SEGMENT_VALUES`);
 # and the rows go a block at a time (``BLOCK_BYTES``), so the nine passes over a block stay
-# in cache. A depth multiplier
-# above 1 repeats each input channel ``mult`` times first: the same sums with ``C*mult``
-# channels of multiplier 1.
+# in cache. A depth multiplier above 1 repeats each input channel ``mult`` times first: the
+# same sums with ``C*mult`` channels of multiplier 1.
 def _depthwise_input(s: _ConvSetup) -> np.ndarray:
     """The padded input ``(N, Hp, Wp, C*mult)``, C-contiguous: each channel repeated once
     per output channel of its group."""
