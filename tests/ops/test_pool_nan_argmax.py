@@ -104,6 +104,11 @@ def test_bad_argmax_is_rejected(rng):
         max_pool2d_backward(dy, x, 2, argmax=argmax[:, :2])
     with pytest.raises(ShapeError, match="max_pool2d_backward: argmax holds indices outside"):
         max_pool2d_backward(dy, x, 2, argmax=argmax + 36)
+    with pytest.raises(ShapeError, match="max_pool2d_backward: argmax holds indices outside"):
+        max_pool2d_backward(dy, x, 2, argmax=np.where(argmax == argmax.max(), -2, argmax))
+    no_winner = np.where(argmax == argmax.max(), -1, argmax)          # -1 sends nothing
+    assert np.count_nonzero(max_pool2d_backward(dy, x, 2, argmax=no_winner)) \
+        == np.count_nonzero(no_winner >= 0)
     with pytest.raises(ShapeError, match="argmax must be an integer"):
         max_pool2d_backward(dy, x, 2, argmax=argmax.astype(np.float32))
 
