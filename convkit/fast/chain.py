@@ -88,20 +88,21 @@ SCRATCH_BYTES = 1 << 19
 #: PARKED_MAX_BYTES is shared with a parked helper (:class:`_Parked`); larger ones go to
 #: the thread pool (all threads), smaller ones stay on the calling thread (the MNIST
 #: convnet's first pair at batch 1, 26 KB, ~9 us of work: batch-1 predict 46-49 us with it
-#: on the calling thread, 48-51 us shared; its second pair, 101 KB, ~22 us of work on an
-#: AVX-512 CPU: 44.6-45.2 us alone against 46.6-47.1 shared in chunks of 16 pixels and
-#: 44.9-48.1 in larger chunks). Above PARKED_MAX_BYTES a stage lasts longer
+#: on the calling thread, 48-51 us shared; its second pair, 101 KB, ~25 us of work on an
+#: AVX-512 CPU: batch-1 predict 44.8-45.0 us with it on the calling thread, 38.1-38.5
+#: shared in chunks of 48 pixels). Above PARKED_MAX_BYTES a stage lasts longer
 #: than the helper's wait for its next task, and a helper that missed one stage would miss
 #: them all (batch 256: 12.0 ms shared against 6.0 ms through the pool); below it a
 #: missed stage is short and the helper is back for the next (batch 128: 2.9 ms either way)
-PARKED_MIN_BYTES = 1 << 17
+PARKED_MIN_BYTES = 1 << 16
 PARKED_MAX_BYTES = 1 << 21
 #: a shared stage is taken a chunk at a time by the caller and the helper, each taking the
 #: next chunk left when done with its last (a helper that starts late or runs on a busier
-#: core takes less): one image's convolution in chunks of this many pixels (two register
-#: tiles), several images in about SHARED_CHUNKS chunks (batch 32: 0.755-0.78 ms in 2 or 4
-#: chunks, 0.77-0.79 in 16)
-SHARED_CHUNK_PIXELS = 16
+#: core takes less): one image's convolution in chunks of this many pixels (six register
+#: tiles; the MNIST convnet's second pair at batch 1, 100 pixels, AVX-512: predict 41.6-42.4
+#: us in chunks of 16, 40.7 in 32, 38.1-38.5 in 48, 39.6 in 64), several images in about
+#: SHARED_CHUNKS chunks (batch 32: 0.755-0.78 ms in 2 or 4 chunks, 0.77-0.79 in 16)
+SHARED_CHUNK_PIXELS = 48
 SHARED_CHUNKS = 4
 #: microseconds the parked helper waits for its next task before it sleeps
 PARKED_SPIN_US = 300.0
