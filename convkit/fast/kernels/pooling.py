@@ -411,6 +411,25 @@ def _k_avgpool_tiles_fwd(x3, y3, kh, kw, channels, divisor, rs, lo, hi):
     h_out = y3.shape[1]
     span = y3.shape[2] // channels * kw * channels     # the row cells the windows cover
     row_sum = rs[:span]
+    if kh == 2 and kw == 2:
+        # 2x2 windows: each output from its four cells in one pass, the same sums in the
+        # same order ((top-left + bottom-left) + (top-right + bottom-right)), times the
+        # exact 1/4 instead of a division (128x28x28x32, two threads, AVX-512: 0.83-0.94
+        # -> 0.58-0.62 ms; the row sums, then three passes over each output's channels)
+        quarter = np.float32(0.25)      # exact in either float type
+        for r in range(lo, hi):
+            n = r // h_out
+            oh = r - n * h_out
+            top, bottom, out = x3[n, 2 * oh], x3[n, 2 * oh + 1], y3[n, oh]
+            for ow in range(out.shape[0] // channels):
+                base = 2 * ow * channels
+                dst = out[ow * channels:(ow + 1) * channels]
+                a, b = top[base:base + channels], bottom[base:base + channels]
+                c_, d = top[base + channels:base + 2 * channels], \
+                    bottom[base + channels:base + 2 * channels]
+                for c in range(channels):
+                    dst[c] = ((a[c] + b[c]) + (c_[c] + d[c])) * quarter
+        return
     for r in range(lo, hi):
         n = r // h_out
         oh = r - n * h_out
