@@ -49,3 +49,19 @@ def aligned_copy(a) -> np.ndarray:
     out = aligned_empty(a.shape, a.dtype)
     np.copyto(out, a)
     return out
+
+
+#: outputs of at least this many bytes are allocated aligned by :func:`output_empty`
+OUTPUT_ALIGN_BYTES = 1 << 16
+
+
+def output_empty(shape, dtype) -> np.ndarray:
+    """An op's output array: :func:`aligned_empty` from :data:`OUTPUT_ALIGN_BYTES` up (the
+    next layer's kernels read it with full-register loads: a depthwise 3x3 over 8x56x56x128,
+    all operands aligned against NumPy's 16 bytes, forward 1.45 -> 1.13 ms, backward 3.99 ->
+    3.29 ms on an AVX-512 CPU), ``np.empty`` below (its ~1.5 us would show there)."""
+    dtype = np.dtype(dtype)
+    shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    if math.prod(shape) * dtype.itemsize < OUTPUT_ALIGN_BYTES:
+        return np.empty(shape, dtype)
+    return aligned_empty(shape, dtype)

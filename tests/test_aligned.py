@@ -34,3 +34,12 @@ def test_layer_weights_start_on_a_cache_line_and_stay_there():
     model.set_weights([np.ones_like(w) for w in model.get_weights()])    # copied in place
     after = [w.value.ctypes.data for layer in model.layers for w in layer.weights]
     assert after == addresses
+
+
+def test_outputs_from_a_size_up_are_aligned():
+    from convkit._aligned import OUTPUT_ALIGN_BYTES, output_empty
+    small = output_empty((3, 4), np.float32)
+    assert small.shape == (3, 4) and small.dtype == np.float32 and small.base is None
+    big = output_empty((OUTPUT_ALIGN_BYTES // 4,), np.float32)
+    assert big.shape == (OUTPUT_ALIGN_BYTES // 4,) and big.ctypes.data % ALIGN == 0
+    assert output_empty(OUTPUT_ALIGN_BYTES, np.uint8).ctypes.data % ALIGN == 0

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._aligned import output_empty
 from ..ops.padding import pad_nhwc, pad_nhwc_backward
 from ..shapes import Geometry, window_geometry
 from . import kernels as accel
@@ -182,7 +183,7 @@ def forward(s, plan: str, bias, relu: bool) -> np.ndarray:
     # im2col: columns (M_block, kh*kw*C_g) @ kernel (kh*kw*C_g, F_g), a block of images and
     # one group at a time
     f_g = filters // s.groups
-    y = np.empty((n, h_out, w_out, filters), dtype=s.dtype)
+    y = output_empty((n, h_out, w_out, filters), s.dtype)
     if s.groups == 1:
         _cached_blocks_forward(x, geo, kernel.reshape(-1, filters), y, bias, relu)
         return y
@@ -403,7 +404,7 @@ def _cached_blocks_backward(x: np.ndarray, geo: Geometry, kernel: np.ndarray, dy
     # the kernel gradient without columns where the register products run
     implicit_kgrad = products is not _threads.BLAS_PRODUCTS and \
         implicit.kernel_grad_applies(x.dtype, c_in, filters)
-    dx = np.empty(x.shape, dtype=x.dtype) if with_input else None
+    dx = output_empty(x.shape, x.dtype) if with_input else None
     chunks = _threads.split(n, _threads.num_threads())
     slot = {start: q for q, (start, _) in enumerate(chunks)}
     partials = np.zeros((len(chunks), taps, filters), dtype=x.dtype) if with_kernel else None
@@ -439,7 +440,7 @@ def _im2col_backward(s, x: np.ndarray, geo: Geometry, kernel: np.ndarray,
         return _cached_blocks_backward(x, geo, kernel, np.ascontiguousarray(dy), with_kernel,
                                        with_input, _register_products(s, kh * kw * c_g, filters))
     n, f_g = x.shape[0], filters // s.groups
-    dx = np.empty(x.shape, dtype=s.dtype)                            # (N, Hp, Wp, C)
+    dx = output_empty(x.shape, s.dtype)                              # (N, Hp, Wp, C)
     dkernel = np.empty((kh * kw * c_g, filters), dtype=s.dtype) if with_kernel else None
     for g in range(s.groups):
         xg = _group_slice(x, g, c_g, s.groups)                       # (N, Hp, Wp, C_g)

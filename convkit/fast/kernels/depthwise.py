@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..._aligned import output_empty
 from ...errors import ShapeError
 from ...shapes import Geometry
 from .._generated.dw_kgrad3x3 import LANES, _k_dw_kgrad3x3
@@ -270,7 +271,7 @@ def depthwise_conv2d_forward(x: np.ndarray, kernel: np.ndarray, bias, geometry: 
     b = np.zeros(c_out, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
     if b.shape != (c_out,):
         raise ShapeError(f"{where}: bias must have shape ({c_out},), got {b.shape}")
-    y = np.empty((x.shape[0], *geo.out_hw, c_out), dtype=x.dtype)
+    y = output_empty((x.shape[0], *geo.out_hw, c_out), x.dtype)
     kh, kw, sh, sw, dh, dw, top, left = _geo_ints(geo)
     _run(compiled, x.shape[0] * geo.out_hw[0], x, k, b, y, sh, sw, dh, dw, top, left, dm)
     return y
@@ -297,7 +298,7 @@ def depthwise_conv2d_backward(dy: np.ndarray, x: np.ndarray, kernel: np.ndarray,
         grad_kernel(x, dy, *window, dm, ow_a, ow_b, c_split, dk_part, db_part, lo, hi)
     dk, db, _ = _run_partial(grad_rows, x.shape[0] * geo.out_hw[0],
                              (k.shape, k.shape[2:], (1,)), x.dtype)
-    dx = np.empty_like(x)
+    dx = output_empty(x.shape, x.dtype)
     _run(grad_input, x.shape[0] * x.shape[1], k, dy, dx, sh, sw, dh, dw, top, left, dm)
     return dx, dk.reshape(np.shape(kernel)), db
 

@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 
+from ..._aligned import output_empty
 from ...errors import ShapeError
 from ...shapes import Geometry, window_geometry
 from .._generated import conv_regs as _conv_regs
@@ -183,7 +184,7 @@ def prepare_forward(x_shape: tuple, kernel_shape: tuple, geo: Geometry, relu: bo
 
         def run_pointwise(x, kernel, bias):
             x, w2, bias_v = operands(x, kernel, bias)
-            y = np.empty(out_shape, dtype=np.float32)
+            y = output_empty(out_shape, np.float32)
             y2 = y.reshape(-1, width)
             _run(gemm, pixels, x.reshape(-1, c_in), w2, bias_v, y2,
                  small=work_bytes < _backend.SMALL_WORK_BYTES)
@@ -200,7 +201,7 @@ def prepare_forward(x_shape: tuple, kernel_shape: tuple, geo: Geometry, relu: bo
 
     def run(x, kernel, bias):
         x, w2, bias_v = operands(x, kernel, bias)
-        y = np.empty(out_shape, dtype=np.float32)
+        y = output_empty(out_shape, np.float32)
         window = (kh, kw, sh, sw, dh, dw, top, left, h_out, w_out, y.reshape(-1, width))
 
         def rows(lo, hi):

@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from ..._aligned import output_empty
 from ...errors import ShapeError
 from ...shapes import Geometry
 from ..runtime import threads as _threads
@@ -255,7 +256,7 @@ def max_pool2d_backward_direct(dy: np.ndarray, x: np.ndarray, geometry: Geometry
         raise ShapeError(f"{where}: the windows overlap (kernel {geo.kernel}, strides "
                          f"{geo.strides}, dilation {geo.dilation}); use max_pool2d_backward")
     dy = _check_dy(where, dy, geo, x.shape[0], x.shape[3], x.dtype)
-    dx = np.empty(x.shape, dtype=x.dtype)      # every cell is written by the kernel
+    dx = output_empty(x.shape, x.dtype)        # every cell is written by the kernel
     if geo.out_hw[0] == 0 or geo.out_hw[1] == 0:
         dx[...] = 0
         return dx
@@ -299,7 +300,7 @@ def prepare_max_values(x_shape: tuple, dtype, geometry: Geometry):
         ints = _geo_ints(geometry)
 
     def run(x):
-        y = np.empty(out_shape, dtype=dtype)
+        y = output_empty(out_shape, dtype)
         _run(kernel, rows, x, y, *ints, small=work_bytes < _backend.SMALL_WORK_BYTES)
         return y
     return run
@@ -325,7 +326,7 @@ def max_pool2d_forward(x: np.ndarray, geometry: Geometry) -> tuple[np.ndarray, n
     x = _nhwc(where, "input", x)
     geo = _check_geometry(where, geometry, x.shape)
     shape = (x.shape[0], *geo.out_hw, x.shape[3])
-    y = np.empty(shape, dtype=x.dtype)
+    y = output_empty(shape, x.dtype)
     arg = np.empty(shape, dtype=np.int32)
     _run(kernel, x.shape[0] * geo.out_hw[0], x, y, arg, *_geo_ints(geo))
     return y, arg
@@ -351,7 +352,7 @@ def max_pool2d_backward(dy: np.ndarray, argmax: np.ndarray, x_shape,
     if argmax.size and int(argmax.max()) >= x_shape[1] * x_shape[2]:
         raise ShapeError(f"{where}: argmax holds index {int(argmax.max())}, beyond the "
                          f"{x_shape[1]}x{x_shape[2]} input")
-    dx = np.empty(x_shape, dtype=dy.dtype)
+    dx = output_empty(x_shape, dy.dtype)
     if geometry is not None and _is_tiling(_check_geometry(where, geometry, x_shape)) \
             and tuple(geometry.out_hw) == dy.shape[1:3]:
         tiles = jit(_k_maxpool_bwd_tiles, where, fastmath=False)
@@ -544,7 +545,7 @@ def avg_pool2d_forward(x: np.ndarray, geometry: Geometry,
     kernel = jit(_k_avgpool_fwd, where, fastmath=False, helpers=(_taps_inside,))
     x = _nhwc(where, "input", x)
     geo = _check_geometry(where, geometry, x.shape)
-    y = np.empty((x.shape[0], *geo.out_hw, x.shape[3]), dtype=x.dtype)
+    y = output_empty((x.shape[0], *geo.out_hw, x.shape[3]), x.dtype)
     if _is_tiling(geo) and y.size:     # windows tile the input: every divisor is kh*kw
         tiles = jit(_k_avgpool_tiles_fwd, where, fastmath=False)
         chunks, slot = _chunk_slots(x.shape[0] * geo.out_hw[0])
@@ -575,7 +576,7 @@ def avg_pool2d_backward(dy: np.ndarray, geometry: Geometry, x_shape,
     geo = _check_geometry(where, geometry, x_shape)
     dy = _nhwc(where, "dy", dy)
     dy = _check_dy(where, dy, geo, x_shape[0], x_shape[3], dy.dtype)
-    dx = np.empty(x_shape, dtype=dy.dtype)
+    dx = output_empty(x_shape, dy.dtype)
     if _is_tiling(geo) and dx.size:
         tiles = jit(_k_avgpool_tiles_bwd, where, fastmath=False)
         divisor = dy.dtype.type(geo.kernel[0] * geo.kernel[1])
