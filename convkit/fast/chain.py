@@ -69,7 +69,7 @@ import threading
 
 import numpy as np
 
-from .._aligned import aligned_empty, aligned_zeros
+from .._aligned import aligned_empty, aligned_zeros, output_empty
 from ..ops import activations
 from ..shapes import window_geometry
 from . import conv
@@ -435,8 +435,7 @@ def _fused_stage(shape, step, out_shape, parked, feeds=None):
             # a view follows the kernel's values; a converted copy would not
             seen[:] = (kernel, w2) if np.shares_memory(w2, kernel) else (None, None)
         bias_v = _no_bias(filters) if bias is None else bias
-        y = into[0] if into[0] is not None else \
-            aligned_empty(out_shape, np.float32) if n > 1 else np.empty(out_shape, np.float32)
+        y = into[0] if into[0] is not None else output_empty(out_shape, np.float32)
         if slots == 1:
             run_part(x, w2, bias_v, y, 0, total)
         else:

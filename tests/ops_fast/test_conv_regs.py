@@ -514,14 +514,37 @@ def test_wide_registers_follow_the_vector_width():
                                         and "+avx512f" in (config.CPU_FEATURES or ""))
 
 
+@pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("n", [48, 64])
-def test_tiles_gemm_takes_either_width_with_the_same_values(rng, n):
+def test_tiles_gemm_takes_either_width_with_the_same_values(rng, n, relu):
     from convkit.fast.kernels import tiles
     a = rng.standard_normal((21, 24)).astype(np.float32)
     b = rng.standard_normal((24, n)).astype(np.float32)
     bias = rng.standard_normal(n).astype(np.float32)
     out, want = np.full((21, n), np.nan, np.float32), np.full((21, n), np.nan, np.float32)
-    tiles.gemm("test")(a, b, bias, out, 0, 21)
-    jit(_conv_regs._k_gemm_regs, "test", fastmath=implicit.REGISTER_FASTMATH,
-        slp=True)(a, b, bias, want, 0, 21)
+    tiles.gemm("test")(a, b, bias, out, relu, 0, 21)
+    jit(getattr(_conv_regs, "_k_gemm_regs_relu" if relu else "_k_gemm_regs"), "test",
+        fastmath=implicit.REGISTER_FASTMATH, slp=True)(a, b, bias, want, 0, 21)
     np.testing.assert_array_equal(out, want)
+    assert relu == bool((out >= 0).all())
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("c_in,filters", [(1, 32), (3, 48), (16, 64), (40, 32)])
+def test_tiles_conv_gives_the_run_kernels_values(rng, c_in, filters, relu):
+    # whichever variant it takes (tap table for short runs, wide tiles for multiples of
+    # 32 filters on a CPU with 512-bit vectors): the run kernel's values bit for bit
+    from convkit.fast.kernels import tiles
+    x = rng.standard_normal((2, 8, 9, c_in)).astype(np.float32)
+    kernel = rng.standard_normal((3, 3, c_in, filters)).astype(np.float32)
+    bias = rng.standard_normal(filters).astype(np.float32)
+    window = (3, 3, 1, 1, 1, 1, 0, 0, 6, 7)
+    out = np.full((2 * 6 * 7, filters), np.nan, np.float32)
+    want = out.copy()
+    tiles.conv("test")(x, kernel.reshape(-1, filters), bias, relu, *window, out, 0, 6, 0, 7,
+                       1, 2 * 6 * 7)
+    jit(getattr(_conv_regs, "_k_conv_fwd_regs_relu" if relu else "_k_conv_fwd_regs"), "test",
+        fastmath=implicit.REGISTER_FASTMATH, slp=True)(
+        x, kernel.reshape(-1, filters), bias, *window, want, 0, 6, 0, 7, 1, 2 * 6 * 7)
+    np.testing.assert_array_equal(out, want)
+    assert np.isnan(out[0]).all()          # pixel 0 is outside 1:84

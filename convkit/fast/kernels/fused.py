@@ -16,51 +16,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._generated.conv_regs import (  # noqa: F401
-    _k_conv_fwd_regs, _k_conv_fwd_regs_relu, _k_conv_fwd_regs_taps, _k_conv_fwd_regs_taps_relu,
-    _k_conv_fwd_regs_wide, _k_conv_fwd_regs_relu_wide, _k_conv_fwd_regs_taps_wide,
-    _k_conv_fwd_regs_taps_relu_wide)
-from .implicit import TAPS_MAX_SPAN
 from .pooling import _k_maxpool_fwd_values_2x2  # noqa: F401
-from .tiles import _k_gemm  # noqa: F401
+from .tiles import _k_conv, _k_gemm  # noqa: F401
 from ..runtime.parked import (AWAY, CLAIMED, DONE, LEAVE, NEXT, PARKED, STARTED, STATE,
                                TASK)
 
 __all__ = ["conv_pool_kernels", "wino_kernels", "wino_scratch_floats", "dense_rows_kernel",
            "DENSE_ACTIVATIONS", "park_kernels"]
 
-#: the CPU has 512-bit vectors: filters a multiple of 32 go to the generated kernels'
-#: ``_wide`` twins (set from :func:`convkit.fast.runtime.backend.wide_registers` before
-#: the kernels below compile)
-WIDE = False
-
 
 def _k_conv_corner(x, w2, bias, relu, kh, kw, flat, h_out, w_out, hp, wp, lo, hi):
     # the convolution of x's images at pixels lo:hi of the (2*hp, 2*wp) corner the pool
-    # reads (numbered image by image, row by row) into flat (N*h_out*w_out, F); a kernel
-    # row of few values goes to the tap-table variant (implicit.TAPS_MAX_SPAN), 32
-    # filters at a time where the CPU has 512-bit vectors
-    wide = WIDE and w2.shape[1] % 32 == 0
-    window = (kh, kw, 1, 1, 1, 1, 0, 0, h_out, w_out, flat, 0, 2 * hp, 0, 2 * wp, lo, hi)
-    if kw * x.shape[3] <= TAPS_MAX_SPAN:
-        if wide:
-            if relu:
-                _k_conv_fwd_regs_taps_relu_wide(x, w2, bias, *window)
-            else:
-                _k_conv_fwd_regs_taps_wide(x, w2, bias, *window)
-        elif relu:
-            _k_conv_fwd_regs_taps_relu(x, w2, bias, *window)
-        else:
-            _k_conv_fwd_regs_taps(x, w2, bias, *window)
-    elif wide:
-        if relu:
-            _k_conv_fwd_regs_relu_wide(x, w2, bias, *window)
-        else:
-            _k_conv_fwd_regs_wide(x, w2, bias, *window)
-    elif relu:
-        _k_conv_fwd_regs_relu(x, w2, bias, *window)
-    else:
-        _k_conv_fwd_regs(x, w2, bias, *window)
+    # reads (numbered image by image, row by row) into flat (N*h_out*w_out, F)
+    _k_conv(x, w2, bias, relu, kh, kw, 1, 1, 1, 1, 0, 0, h_out, w_out, flat, 0, 2 * hp, 0,
+            2 * wp, lo, hi)
 
 
 def _k_conv_pool_images(x, w2, bias, scratch, y, relu, kh, kw, block, lo, hi):
@@ -91,25 +60,13 @@ def _k_conv_pool_rows(x, w2, bias, scratch, y, relu, kh, kw, lo, hi):
     _k_maxpool_fwd_values_2x2(scratch, y, lo, hi)
 
 
-def _set_width():
-    global WIDE
-    from ..runtime.backend import wide_registers
-    WIDE = wide_registers()
-
-
 def conv_pool_kernels():
     """``(images, rows, pixels)``: the three compiled kernels above (see the module
     docstring)."""
     from ..runtime.backend import jit
-    from . import implicit
+    from . import tiles
     where = "conv2d_pool_forward"
-    _set_width()
-    corner = jit(_k_conv_corner, where, fastmath=False, helpers=tuple(
-        jit(kernel, where, fastmath=implicit.REGISTER_FASTMATH, slp=True)
-        for kernel in (_k_conv_fwd_regs, _k_conv_fwd_regs_relu, _k_conv_fwd_regs_taps,
-                       _k_conv_fwd_regs_taps_relu, _k_conv_fwd_regs_wide,
-                       _k_conv_fwd_regs_relu_wide, _k_conv_fwd_regs_taps_wide,
-                       _k_conv_fwd_regs_taps_relu_wide)))
+    corner = jit(_k_conv_corner, where, fastmath=False, helpers=(tiles.conv(where),))
     pool = jit(_k_maxpool_fwd_values_2x2, where, fastmath=False)
     pixels = jit(_k_conv_pixels, where, fastmath=False, helpers=(corner,))
     return (jit(_k_conv_pool_images, where, fastmath=False, helpers=(corner, pool)),
@@ -227,7 +184,7 @@ def _k_wino_pool_images(x, u2, bias, scratch, y, relu, lo, hi):
     for n in range(lo, hi):
         _k_wino_input(x, n, v, rows, hp, wp)
         for p in range(16):
-            _k_gemm(v[p], u[p], zero, m[p], 0, tiles)
+            _k_gemm(v[p], u[p], zero, m[p], False, 0, tiles)
         _k_wino_output(m, bias, y, n, relu, sums)
 
 

@@ -31,6 +31,8 @@ from ...ops.padding import pad_nhwc
 from ..runtime import backend as _backend
 from ..runtime.backend import _chunk_slots, _run, jit
 from .checks import _check_dy, _check_geometry, _geo_ints, _nhwc
+from . import tiles
+from .tiles import TAPS_MAX_SPAN, run_length  # noqa: F401 (the planner's rule)
 
 #: fastmath of the register kernels: fused multiply-add, but no reassociation (with it,
 #: LLVM would vectorise over the reduction instead of over the tile's filters)
@@ -48,22 +50,6 @@ MIN_CHANNELS = 16
 #: the shortest such run for larger kernels (a 3x3 kernel over grey images: 3 values per
 #: kernel row, 0.7 against 0.9 ms for the tap-major columns at 128 x 28 x 28 x 1 -> 32)
 MIN_SPAN = 3
-#: a run of at most this many values goes to the tap-table variant of the register kernel
-#: (``_k_conv_fwd_regs_taps``): one loop over all ``kh*kw*C`` taps per tile, the taps'
-#: offsets read from a table, instead of a loop over the runs whose set-up costs more than
-#: a short run's multiply-adds. The same sums in the same order. One image, one thread,
-#: AVX-512: a 3x3 kernel over 1 channel 9.2 -> 5.1 us, over 3 12.8 -> 9.5 us, over 16 12.6
-#: -> 12.1 us; 7x7 over 3 (the seed convolution's shape) 225 -> 187 us; over 32 channels
-#: (96 values) 23.3 against 24.6 us, so the runs stay there
-TAPS_MAX_SPAN = 48
-
-
-def run_length(kw: int, channels: int, dilation_w: int) -> int:
-    """Contiguous input values per tap run of the register kernel: a kernel row's
-    ``kw*C`` when the width is not dilated, else one tap's ``C``."""
-    return kw * channels if dilation_w == 1 else channels
-
-
 def applies(kernel_shape, groups: int, dtype, dilation_w: int = 1) -> bool:
     """Whether the convolution planner may give a convolution to
     :func:`conv2d_implicit_forward`: ungrouped, float32, a multiple of :data:`LANES` filters
@@ -146,19 +132,10 @@ def prepare_forward(x_shape: tuple, kernel_shape: tuple, geo: Geometry, relu: bo
     out_shape = (n, h_out, w_out, width)
     pixels = n * h_out * w_out
     work_bytes = 4 * (math.prod(padded_shape) + kh * kw * c_in * width + pixels * width)
-    # the generated kernels come in pairs, without and with the ReLU before the store
-    gemm_kernel, inner_kernel, border_kernel = (
-        (_conv_regs._k_gemm_regs_relu, _conv_regs._k_conv_fwd_regs_relu,
-         _conv_regs._k_conv_fwd_regs_pad_relu) if relu else
-        (_conv_regs._k_gemm_regs, _conv_regs._k_conv_fwd_regs, _conv_regs._k_conv_fwd_regs_pad))
-    taps = run_length(kw, c_in, dw) <= TAPS_MAX_SPAN
-    if taps:
-        inner_kernel = (_conv_regs._k_conv_fwd_regs_taps_relu if relu else
-                        _conv_regs._k_conv_fwd_regs_taps)
-    if _backend.wide_registers() and width % (2 * LANES) == 0:
-        # tiles of 32 filters on a CPU with 512-bit vectors (the same sums)
-        gemm_kernel, inner_kernel = (getattr(_conv_regs, kernel.__name__ + "_wide")
-                                     for kernel in (gemm_kernel, inner_kernel))
+    # the border pixels' kernel without or with the ReLU before the store; the inner
+    # pixels' and the 1x1 product's variants are chosen by kernels.tiles
+    border_kernel = (_conv_regs._k_conv_fwd_regs_pad_relu if relu else
+                     _conv_regs._k_conv_fwd_regs_pad)
 
     def operands(x, kernel, bias):
         """The padded input, the kernel as (taps, width) and the bias as (width,)."""
@@ -180,13 +157,13 @@ def prepare_forward(x_shape: tuple, kernel_shape: tuple, geo: Geometry, relu: bo
     if (kh, kw, sh, sw) == (1, 1, 1, 1) and geo.pads == ((0, 0), (0, 0)):
         # a plain product of the pixels' rows: the kernel without the pixel and tap
         # bookkeeping
-        gemm = jit(gemm_kernel, where, fastmath=REGISTER_FASTMATH, slp=True)
+        gemm = tiles.gemm(where)
 
         def run_pointwise(x, kernel, bias):
             x, w2, bias_v = operands(x, kernel, bias)
             y = output_empty(out_shape, np.float32)
             y2 = y.reshape(-1, width)
-            _run(gemm, pixels, x.reshape(-1, c_in), w2, bias_v, y2,
+            _run(gemm, pixels, x.reshape(-1, c_in), w2, bias_v, y2, relu,
                  small=work_bytes < _backend.SMALL_WORK_BYTES)
             return finish(y)
         return run_pointwise
@@ -194,7 +171,7 @@ def prepare_forward(x_shape: tuple, kernel_shape: tuple, geo: Geometry, relu: bo
     (oh0, oh1), (ow0, ow1) = geo.inner_out
     inner_count = n * (oh1 - oh0) * (ow1 - ow0)
     border = _border_pixels(n, geo.out_hw, geo.inner_out)
-    inner_kernel = jit(inner_kernel, where, fastmath=REGISTER_FASTMATH, slp=True)
+    inner_kernel = tiles.conv(where)
     if len(border):
         border_kernel = jit(border_kernel, where, fastmath=REGISTER_FASTMATH, slp=True)
     zrow = np.zeros(c_in, np.float32)
@@ -207,7 +184,7 @@ def prepare_forward(x_shape: tuple, kernel_shape: tuple, geo: Geometry, relu: bo
         def rows(lo, hi):
             # lo:hi numbers the inner window's pixels, then the border pixels
             if lo < inner_count:
-                inner_kernel(x, w2, bias_v, *window, oh0, oh1, ow0, ow1, lo,
+                inner_kernel(x, w2, bias_v, relu, *window, oh0, oh1, ow0, ow1, lo,
                              min(hi, inner_count))
             if hi > inner_count:
                 border_kernel(x, w2, bias_v, zrow, *window, border,
@@ -363,10 +340,8 @@ def matmul_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     the plain register-tile product, no bias. Against one-thread OpenBLAS, 12544 x 128 @
     128 x 64 (a 1x1 convolution's input gradient, per half of the rows): 1.84 against
     2.17 ms; 3136 x 128 @ 128 x 576: 4.10 against 4.42 ms."""
-    wide = _backend.wide_registers() and b.shape[1] % (2 * LANES) == 0
-    gemm = jit(_conv_regs._k_gemm_regs_wide if wide else _conv_regs._k_gemm_regs,
-               "matmul_rows", fastmath=REGISTER_FASTMATH, slp=True)
-    gemm(a, b, np.zeros(b.shape[1], np.float32), out, 0, a.shape[0])
+    tiles.gemm("matmul_rows")(a, b, np.zeros(b.shape[1], np.float32), out, False, 0,
+                              a.shape[0])
 
 
 def matmul_tn_add(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:

@@ -238,7 +238,7 @@ def _k_s2_forward(x, u, bias, zero, y, v, m, top, left, tiles_w, chunk_rows, rel
         rows = (q1 - q0) * tiles_w
         _k_s2_input(x, v, top, left, q0, q1, tiles_w, h_out)
         for p in range(9):
-            _k_gemm(v[p], u[min(p, 5)], zero, m[p], 0, rows)
+            _k_gemm(v[p], u[min(p, 5)], zero, m[p], False, 0, rows)
         _k_s2_output(m, bias, y, q0, q1, tiles_w, relu)
 
 
@@ -406,7 +406,7 @@ def _k_s2_backward(x, dy, y, ut, zero, dx, side, du, dbias, v, m, top, left, til
             _k_gemm_tn_regs(v[p], m[p], du[min(p, 5)], rows, 0, rows)
         if with_input:
             for p in range(9):
-                _k_gemm(m[p], ut[min(p, 5)], zero, v[p], 0, rows)
+                _k_gemm(m[p], ut[min(p, 5)], zero, v[p], False, 0, rows)
             _k_s2_input_adjoint(v, dx, side, top, left, q0, q1, lo, tiles_w, h_out)
 
 
