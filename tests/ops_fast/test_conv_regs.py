@@ -461,9 +461,10 @@ def test_tap_table_variant_equals_the_run_kernel(rng, relu, c_in, k, stride, dil
 
 
 def test_short_runs_take_the_tap_table_variant():
-    assert implicit.run_length(3, 1, 1) == 3 and implicit.run_length(3, 5, 2) == 5
-    assert implicit.run_length(3, 16, 1) <= implicit.TAPS_MAX_SPAN \
-        < implicit.run_length(3, 32, 1)
+    from convkit.fast.kernels import tiles
+    assert tiles.run_length(3, 1, 1) == 3 and tiles.run_length(3, 5, 2) == 5
+    assert tiles.run_length(3, 16, 1) <= tiles.TAPS_MAX_SPAN < tiles.run_length(3, 32, 1)
+    assert implicit.run_length is tiles.run_length      # the planner's rule is the same
 
 
 @pytest.mark.parametrize("name", ["_k_conv_fwd_regs", "_k_conv_fwd_regs_relu",
