@@ -14,8 +14,11 @@ plain NumPy over whatever batch they are given::
     over_batch(lambda start, stop: forward(x[start:stop], out=y[start:stop]), N, nbytes)
 
 Per-sample results (a forward, an input gradient) are bitwise the same however the batch is
-split: every sample goes through the same NumPy code. Sums over the batch (a kernel
-gradient) add the chunks' partial sums, equal up to float rounding.
+split: every sample goes through the same NumPy code, except where a BLAS product rounds a
+row's sums differently for a different number of rows (OpenBLAS does, measured: the banded
+products of a convolution with few filters, :func:`convkit.ops.conv._banded_forward`);
+there, and in sums over the batch (a kernel gradient, the chunks' partial sums added), the
+results are equal up to float rounding.
 
 Like the threaded fast paths, the first call sets the C allocator to keep freed blocks for
 reuse (:func:`convkit.fast.runtime.memory.keep_freed_memory`): the reference ops allocate

@@ -242,10 +242,11 @@ def _window_bytes(s: _ConvSetup) -> int:
 
 
 def _forward_into(s: _ConvSetup, bias, relu: bool, y: np.ndarray,
-                  rows: tuple[int, int] | None = None) -> None:
+                  rows: tuple[int, int] | None = None, banded: bool = True) -> None:
     """The NumPy forward of ``s`` written into ``y`` ``(N, H_out, W_out, F)``, its output
     rows ``rows[0]:rows[1]`` only when given (then ``N == 1``): a matrix product for a 1x1
-    kernel, multiply-adds per kernel offset for a depthwise one, im2col blocks of output
+    kernel, multiply-adds per kernel offset for a depthwise one, banded products for a few
+    filters (:func:`_banded_forward`, unless ``banded`` is False), im2col blocks of output
     rows otherwise; then the bias and the ReLU in place."""
     n, w_out, filters = s.x.shape[0], s.geo.out_hw[1], s.kernel.shape[3]
     start, stop = rows or (0, s.geo.out_hw[0])
@@ -256,6 +257,8 @@ def _forward_into(s: _ConvSetup, bias, relu: bool, y: np.ndarray,
                   out=y_rows.reshape(-1, filters))               # (M_rows, F)
     elif s.kernel.shape[2] == 1 and s.groups > 1:
         _depthwise_forward(s, y, (start, stop))
+    elif banded and _is_banded(s):
+        _banded_forward(s, y, (start, stop))
     else:
         padded = pad_for_windows(s.x, s.geo, s.mode)
         kernel_g = _grouped_kernel(s)                              # (G, kh*kw*C_g, F_g)
@@ -407,6 +410,113 @@ def _backward_into(s: _ConvSetup, dyl: np.ndarray, yl: np.ndarray | None,
     dx[...] = windows_backward(offset_grad, s.geo, s.x.shape, s.dtype, s.mode,
                                channels_major=c_g < SMALL_CHANNELS)
     return dkernel, dbias
+
+
+# ---------------------------------------------------------------- few filters
+# im2col with a handful of filters is a product with a handful of columns, which the BLAS
+# runs far below its peak, after a copy of kh*kw*C values per pixel. The banded form takes
+# ``band`` neighbouring output pixels of a row together: their windows cover kh rows of
+# ``band + kw - 1`` input pixels, one contiguous run per kernel row, and the kernel becomes
+# a banded matrix mapping that patch to the ``band`` pixels' filters:
+#
+#     T[a, q, c, p, f] = kernel[a, q - p, c, f]   if 0 <= q - p < kw, else 0
+#     y[n, i, j*band + p, f] = sum_{a, q, c} padded[n, i*sh + a*dh, j*band + q, c] * T[a, q, c, p, f]
+#
+# so the product has ``band*F`` columns and writes the output rows in place, and the copy
+# is ``kh*(band + kw - 1)*C / band`` values per pixel instead of ``kh*kw*C``. The price is
+# the zeros of T: ``(band + kw - 1) / kw`` times the multiply-adds, cheap next to a product
+# with two columns. (The 7x7 seed convolution 2x427x640x3 -> 2, two threads: 17.5 -> 9 ms
+# on one thread's BLAS; see benchmarks/README.md.)
+#: convolutions with at most this many filters (and one group) take the banded product
+BANDED_MAX_FILTERS = 8
+#: output pixels per band, unless a divisor of the output width lies in BAND_CHOICES
+BAND_PIXELS = 8
+BAND_CHOICES = (8, 7, 9, 6, 10)
+
+
+def _is_banded(s: _ConvSetup) -> bool:
+    """Few filters, one group, a kernel wider than 1 moving by 1 pixel along the row."""
+    kh, kw, _, filters = s.kernel.shape
+    return (s.groups == 1 and filters <= BANDED_MAX_FILTERS and kw > 1
+            and s.geo.strides[1] == 1 and s.geo.dilation[1] == 1)
+
+
+def _band_width(w_out: int) -> int:
+    """A band of :data:`BAND_CHOICES` pixels dividing the output width, else
+    :data:`BAND_PIXELS` (the last band then runs past the row; its extra pixels are
+    dropped)."""
+    return next((b for b in BAND_CHOICES if w_out % b == 0), BAND_PIXELS)
+
+
+def _band_kernel(kernel: np.ndarray, band: int) -> np.ndarray:
+    """The banded matrix ``T`` ``(kh*(band+kw-1)*C, band*F)`` of ``kernel``
+    ``(kh, kw, C, F)``: row ``(a, q, c)``, column ``(p, f)`` holds ``kernel[a, q-p, c, f]``
+    where ``0 <= q - p < kw``, else 0.
+
+    >>> _band_kernel(np.array([1.0, 2.0]).reshape(1, 2, 1, 1), 2)   # q = 0, 1, 2 by p = 0, 1
+    array([[1., 0.],
+           [2., 1.],
+           [0., 2.]])
+    """
+    kh, kw, c, filters = kernel.shape
+    t = np.zeros((kh, band + kw - 1, c, band, filters), dtype=kernel.dtype)
+    for p in range(band):
+        t[:, p:p + kw, :, p, :] = kernel
+    return t.reshape(kh * (band + kw - 1) * c, band * filters)
+
+
+def _banded_forward(s: _ConvSetup, y: np.ndarray, rows: tuple[int, int]) -> None:
+    """The convolution of ``s`` (:func:`_is_banded`) as banded products, written into the
+    output rows ``rows`` of ``y`` ``(N, H_out, W_out, F)``, image by image and block by
+    block of rows. A block whose result holds a non-finite value is computed again by
+    im2col: there each output sees only its own window, not an inf or NaN elsewhere in its
+    band times a zero of ``T``."""
+    n, (h_out, w_out) = s.x.shape[0], s.geo.out_hw
+    kh, kw, c, filters = s.kernel.shape
+    if not y.size or rows[0] == rows[1]:
+        return
+    band = _band_width(w_out)
+    bands = -(-w_out // band)
+    padded = pad_for_windows(s.x, s.geo, s.mode)                  # (N, Hp, w_out + kw - 1, C)
+    tail = bands * band - w_out
+    if tail or not padded.flags.c_contiguous:
+        padded = np.pad(padded, ((0, 0), (0, 0), (0, tail), (0, 0)))
+    # C-contiguous, so these strides hold (an axis of length 1 may carry any stride)
+    s_c = padded.itemsize
+    s_w, s_h = c * s_c, padded.shape[2] * c * s_c
+    s_n = padded.shape[1] * s_h
+    (sh, _), (dh, _) = s.geo.strides, s.geo.dilation
+    run = (band + kw - 1) * c                                      # one kernel row's patch
+    patches = as_strided(padded, shape=(n, h_out, bands, kh, run),
+                         strides=(s_n, s_h * sh, s_w * band, s_h * dh, s_c), writeable=False)
+    t = _band_kernel(s.kernel, band)                               # (kh*run, band*F)
+    start, stop = rows
+    row_bytes = bands * kh * run * s.dtype.itemsize
+    image_rows = stop - start
+    if n > 1 and image_rows * row_bytes <= BLOCK_BYTES:           # small images: several a block
+        step = max(1, BLOCK_BYTES // (image_rows * row_bytes))
+        blocks = [(i, min(i + step, n), start, stop) for i in range(0, n, step)]
+    else:                                                          # large ones: rows of one
+        blocks = [(i, i + 1, r0, r1) for i in range(n)
+                  for r0, r1 in _row_blocks(s, row_bytes, rows)]
+    most = max((i1 - i0) * (r1 - r0) for i0, i1, r0, r1 in blocks) * bands
+    buffer = np.empty(most * kh * run, dtype=s.dtype)
+    scratch = np.empty((most, band * filters), dtype=s.dtype) if tail else None
+    for i0, i1, r0, r1 in blocks:
+        cols = buffer[:(i1 - i0) * (r1 - r0) * bands * kh * run]
+        cols = cols.reshape(i1 - i0, r1 - r0, bands, kh, run)
+        np.copyto(cols, patches[i0:i1, r0:r1])
+        cols = cols.reshape(-1, kh * run)                          # (images*rows*bands, kh*run)
+        target = y[i0:i1, r0:r1]                                    # (images, rows, W_out, F)
+        with np.errstate(invalid="ignore"):     # inf * 0: checked below
+            if tail:
+                out = np.matmul(cols, t, out=scratch[:len(cols)])
+                target[...] = out.reshape(i1 - i0, r1 - r0, bands * band, filters)[:, :, :w_out]
+            else:                  # contiguous: whole images, or rows of one image
+                np.matmul(cols, t, out=target.reshape(-1, band * filters))
+        if not np.isfinite(target).all():
+            _forward_into(replace(s, x=s.x[i0:i1]), None, False, y[i0:i1],
+                          None if i1 - i0 > 1 else (r0, r1), banded=False)
 
 
 # ---------------------------------------------------------------- depthwise
