@@ -111,13 +111,14 @@ def main(argv=None) -> int:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "python": platform.python_version(), "numpy": np.__version__,
         "torch": getattr(torch, "__version__", None), "threads": args.threads,
-        "numpy_blas_threads": blas_threads,
+        "numpy_blas_threads": blas_threads, "blas": run.blas_description(),
         "convkit": convkit.__version__,
         "load_average_start": [round(v, 2) for v in os.getloadavg()],
     }
     print(f"convkit {info['convkit']} on the NumPy path | numpy {info['numpy']} | torch "
           f"{info['torch']} | {args.threads} threads (NumPy's BLAS {blas_threads}) | load average "
           f"{info['load_average_start']}")
+    print(f"NumPy's BLAS: {info['blas']}")
 
     workloads = run.build_workloads(torch, quick=args.quick, only=args.only)
     runs = [run.time_workloads(workloads, quick=args.quick) for _ in range(max(1, args.runs))]

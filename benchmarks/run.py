@@ -71,6 +71,27 @@ def gemm_peak(size: int = 2048, repeats: int = 5) -> float:
     return 2 * size ** 3 / best / 1e9
 
 
+def blas_description() -> str:
+    """NumPy's BLAS as threadpoolctl sees it, with the kernels it chose: OpenBLAS picks its
+    kernels per CPU at load time, and ``OPENBLAS_CORETYPE`` in the environment overrides
+    the choice (set to ``Haswell``, a CPU with AVX-512 runs OpenBLAS's AVX2 kernels, about
+    half the float32 peak of its AVX-512 ones), which moves every row of the NumPy path that
+    is a matrix product."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (threadpoolctl not installed)"
+    for lib in threadpool_info():
+        if lib.get("user_api") == "blas":
+            text = f"{lib.get('internal_api')} {lib.get('version')}"
+            if lib.get("architecture"):
+                text += f" ({lib['architecture']} kernels"
+                forced = os.environ.get("OPENBLAS_CORETYPE")
+                text += f", OPENBLAS_CORETYPE={forced})" if forced else ")"
+            return text
+    return "none found"
+
+
 def _numba_version():
     try:
         import numba
@@ -467,7 +488,7 @@ def main(argv=None) -> int:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "python": platform.python_version(), "numpy": np.__version__,
         "torch": getattr(torch, "__version__", None), "threads": args.threads,
-        "gemm_peak_gflops": round(peak, 1),
+        "gemm_peak_gflops": round(peak, 1), "blas": blas_description(),
     }
     import convkit
     from convkit.fast import kernels as accel
@@ -477,6 +498,7 @@ def main(argv=None) -> int:
     print(f"convkit {info['convkit']} | numpy {info['numpy']} | numba {info['numba']} | "
           f"torch {info['torch']} | {args.threads} threads | float32 GEMM peak at start "
           f"{peak:.1f} GFLOP/s | load average {info['load_average']}")
+    print(f"NumPy's BLAS: {info['blas']}")
 
     workloads = build_workloads(torch, quick=args.quick, only=args.only)
     results = time_workloads(workloads, quick=args.quick)

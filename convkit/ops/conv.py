@@ -44,6 +44,7 @@ from .padding import (check_pads_fit, check_data_format, check_pad_mode, from_ch
                       layout_of, layout_shape, to_channels_last)
 from .batch_threads import map_batch, over_images, sum_chunks
 from .windows import pad_for_windows, window_view, windows_backward
+from . import winograd
 from ..fast import dispatch     # after .padding, which the fast paths use
 from ..fast.dispatch import conv_plan
 
@@ -242,12 +243,13 @@ def _window_bytes(s: _ConvSetup) -> int:
 
 
 def _forward_into(s: _ConvSetup, bias, relu: bool, y: np.ndarray,
-                  rows: tuple[int, int] | None = None, banded: bool = True) -> None:
+                  rows: tuple[int, int] | None = None, im2col_only: bool = False) -> None:
     """The NumPy forward of ``s`` written into ``y`` ``(N, H_out, W_out, F)``, its output
     rows ``rows[0]:rows[1]`` only when given (then ``N == 1``): a matrix product for a 1x1
     kernel, multiply-adds per kernel offset for a depthwise one, banded products for a few
-    filters (:func:`_banded_forward`, unless ``banded`` is False), im2col blocks of output
-    rows otherwise; then the bias and the ReLU in place."""
+    filters (:func:`_banded_forward`), Winograd F(2x2, 3x3) for 3x3 stride-1 ones with many
+    channels (:mod:`convkit.ops.winograd`), im2col blocks of output rows otherwise (always
+    with ``im2col_only``); then the bias and the ReLU in place."""
     n, w_out, filters = s.x.shape[0], s.geo.out_hw[1], s.kernel.shape[3]
     start, stop = rows or (0, s.geo.out_hw[0])
     y_rows = y[:, start:stop]          # contiguous: all rows, or some rows of one image
@@ -257,8 +259,10 @@ def _forward_into(s: _ConvSetup, bias, relu: bool, y: np.ndarray,
                   out=y_rows.reshape(-1, filters))               # (M_rows, F)
     elif s.kernel.shape[2] == 1 and s.groups > 1:
         _depthwise_forward(s, y, (start, stop))
-    elif banded and _is_banded(s):
+    elif not im2col_only and _is_banded(s):
         _banded_forward(s, y, (start, stop))
+    elif not im2col_only and _is_winograd(s):
+        _winograd_forward(s, y, (start, stop))
     else:
         padded = pad_for_windows(s.x, s.geo, s.mode)
         kernel_g = _grouped_kernel(s)                              # (G, kh*kw*C_g, F_g)
@@ -385,6 +389,10 @@ def _backward_into(s: _ConvSetup, dyl: np.ndarray, yl: np.ndarray | None,
     if dx is None:
         return dkernel, dbias
 
+    transposed = _flipped_setup(s, dyl, transpose=True)
+    if transposed is not None and _is_winograd(transposed):
+        _forward_into(transposed, None, False, dx)     # Winograd over dy, the kernel turned
+        return dkernel, dbias
     # dx: for each kernel offset, dy @ kernel[a, b]^T lands on a strided slice of the input
     kernel_g = s.kernel.reshape(kh, kw, c_g, s.groups, f_g).transpose(0, 1, 3, 2, 4)
     if c_g >= SMALL_CHANNELS:
@@ -516,7 +524,21 @@ def _banded_forward(s: _ConvSetup, y: np.ndarray, rows: tuple[int, int]) -> None
                 np.matmul(cols, t, out=target.reshape(-1, band * filters))
         if not np.isfinite(target).all():
             _forward_into(replace(s, x=s.x[i0:i1]), None, False, y[i0:i1],
-                          None if i1 - i0 > 1 else (r0, r1), banded=False)
+                          None if i1 - i0 > 1 else (r0, r1), im2col_only=True)
+
+
+# ---------------------------------------------------------------- Winograd F(2x2, 3x3)
+def _is_winograd(s: _ConvSetup) -> bool:
+    return winograd.applies(s.kernel.shape, s.geo.strides, s.geo.dilation, s.groups)
+
+
+def _winograd_forward(s: _ConvSetup, y: np.ndarray, rows: tuple[int, int]) -> None:
+    """:func:`convkit.ops.winograd.forward` into the output rows ``rows`` of ``y``; a block
+    with a non-finite result is computed again by im2col (see there)."""
+    padded = pad_for_windows(s.x, s.geo, s.mode)                   # (N, H_out + 2, W_out + 2, C)
+    for i0, i1, lo, hi in winograd.forward(padded, s.kernel, y, rows, block_bytes=BLOCK_BYTES):
+        _forward_into(replace(s, x=s.x[i0:i1]), None, False, y[i0:i1],
+                      None if i1 - i0 > 1 else (lo, hi), im2col_only=True)
 
 
 # ---------------------------------------------------------------- depthwise
@@ -655,17 +677,24 @@ def _kernel_grad_parts(w_out: int, filters: int) -> list:
     return [slice(j, j + step) for j in range(0, w_out * filters, step)]
 
 
-def _flipped_setup(s: _ConvSetup, dyl: np.ndarray) -> _ConvSetup | None:
-    """The input gradient of a stride-1 convolution (zero padding, one filter per group) as
-    a convolution: ``dy`` zero-padded by ``d*(k-1) - pad`` on each side, correlated with the
-    kernel turned by 180 degrees, gives back ``(N, H, W, C)``. None where that does not
-    hold (strides, other padding modes, a pad wider than ``d*(k-1)``)."""
+def _flipped_setup(s: _ConvSetup, dyl: np.ndarray, transpose: bool = False
+                   ) -> _ConvSetup | None:
+    """The input gradient of a stride-1 convolution (zero padding) as a convolution: ``dy``
+    zero-padded by ``d*(k-1) - pad`` on each side, correlated with the kernel turned by 180
+    degrees, gives back ``(N, H, W, C)``. For a depthwise kernel (one filter per group) the
+    turned kernel as it is; with ``transpose``, for one group, its channels and filters
+    swapped, ``(kh, kw, F, C)``. None where that does not hold (strides, other padding
+    modes, a pad wider than ``d*(k-1)``, other groups)."""
     kh, kw, _, filters = s.kernel.shape
     (dh, dw), ((top, bottom), (left, right)) = s.geo.dilation, s.geo.pads
     reach_h, reach_w = dh * (kh - 1), dw * (kw - 1)
-    if (s.geo.strides != (1, 1) or s.mode != "zeros" or filters != s.groups
+    if (s.geo.strides != (1, 1) or s.mode != "zeros"
+            or (s.groups != 1 if transpose else filters != s.groups)
             or max(top, bottom) > reach_h or max(left, right) > reach_w):
         return None
     pads = ((reach_h - top, reach_h - bottom), (reach_w - left, reach_w - right))
     geo = window_geometry(dyl.shape[1:3], (kh, kw), 1, pads, (dh, dw))
+    if transpose:                   # filters become channels
+        return _ConvSetup(dyl, s.kernel[::-1, ::-1].transpose(0, 1, 3, 2), geo, 1, "zeros",
+                          s.dtype)
     return _ConvSetup(dyl, s.kernel[::-1, ::-1], geo, s.groups, "zeros", s.dtype)
