@@ -148,3 +148,68 @@ def test_bad_arguments_raise_clear_errors():
     with pytest.raises(ValueError, match="conv3x3_winograd_input_grad: dy shape"):
         winograd.conv3x3_winograd_input_grad(np.zeros((1, 4, 4, 2)), np.zeros((3, 3, 3, 2)),
                                              ((1, 1), (1, 1)), (5, 5))
+
+
+# ------------------------------------------------ the points' products on the register tiles
+def test_point_products_on_the_register_tiles_match_matmul(rng):
+    from convkit.fast.kernels import tiles
+    from convkit.fast.runtime import backend
+    products = backend.jit(winograd._k_point_products, "test",
+                           helpers=(tiles.gemm("test"),))
+    for tiles_n, c_in, c_out in [(1, 3, 16), (13, 64, 64), (29, 17, 48)]:
+        v = rng.standard_normal((36, tiles_n + 5, c_in)).astype(np.float32)
+        u = rng.standard_normal((36, c_in, c_out)).astype(np.float32)
+        m = np.full((36, tiles_n + 5, c_out), 7.0, np.float32)
+        products(v, u, np.zeros(c_out, np.float32), m, tiles_n)
+        np.testing.assert_allclose(m[:, :tiles_n], np.matmul(v[:, :tiles_n], u),
+                                   rtol=1e-5, atol=1e-4)
+        assert (m[:, tiles_n:] == 7.0).all()                 # rows past ``rows`` untouched
+
+
+@pytest.mark.parametrize("c_out", [16, 20])
+def test_forward_on_the_register_tiles_matches_naive(rng, monkeypatch, c_out):
+    # whatever the host's BLAS, the forward with the tile products (16 filters; 20 is not a
+    # multiple of the tile's width and keeps the batched matmul)
+    from convkit.fast.kernels import tiles
+    from convkit.fast.runtime import backend
+    chosen = []
+
+    def always(where, filters):
+        chosen.append(filters % tiles.LANES == 0)
+        if filters % tiles.LANES:
+            return None
+        return backend.jit(winograd._k_point_products, where, helpers=(tiles.gemm(where),))
+    monkeypatch.setattr(winograd, "_point_products", always)
+    x = rng.standard_normal((2, 9, 11, 5)).astype(np.float32)
+    k = glorot(rng, (3, 3, 5, c_out), np.float32)
+    b = rng.standard_normal(c_out).astype(np.float32)
+    y = winograd.conv3x3_winograd_forward(x, k, b, ((1, 1), (1, 1)), relu=True)
+    expected = np.maximum(reference(x, k, b, ((1, 1), (1, 1))), 0)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=2e-5 * np.abs(expected).max())
+    assert chosen == [c_out % tiles.LANES == 0]
+
+
+@pytest.mark.parametrize("wide, blas_wide, filters, takes_tiles", [
+    (True, False, 64, True), (True, True, 64, False), (False, False, 64, False),
+    (True, False, 24, False)])
+def test_point_products_rule(monkeypatch, wide, blas_wide, filters, takes_tiles):
+    monkeypatch.setattr(winograd.backend, "wide_registers", lambda: wide)
+    monkeypatch.setattr(winograd._threads, "blas_wide_kernels", lambda: blas_wide)
+    monkeypatch.setattr(winograd.tiles, "gemm", lambda where: "gemm")
+    monkeypatch.setattr(winograd.backend, "jit", lambda func, where, helpers: (func, helpers))
+    chosen = winograd._point_products("test", filters)
+    assert (chosen is not None) is takes_tiles
+
+
+@pytest.mark.parametrize("api, architecture, wide", [
+    ("openblas", "Haswell", False), ("openblas", "Zen", False), ("openblas", "SkylakeX", True),
+    ("openblas", "SapphireRapids", True), ("mkl", None, True)])
+def test_blas_wide_kernels_reads_the_library(monkeypatch, api, architecture, wide):
+    from types import SimpleNamespace
+
+    from convkit.fast.runtime import threads
+    lib = SimpleNamespace(internal_api=api, architecture=architecture)
+    monkeypatch.setattr(threads, "_blas_controllers", lambda: [lib])
+    assert threads.blas_wide_kernels() is wide
+    monkeypatch.setattr(threads, "_blas_controllers", lambda: [])
+    assert threads.blas_wide_kernels() is True

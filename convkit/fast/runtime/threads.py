@@ -84,6 +84,21 @@ def _blas_controllers() -> list:
     return _blas_libs
 
 
+#: OpenBLAS's kernel families (threadpoolctl's ``architecture``) that use 512-bit registers
+WIDE_OPENBLAS_KERNELS = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
+
+
+def blas_wide_kernels() -> bool:
+    """Does NumPy's BLAS multiply with 512-bit registers? OpenBLAS picks its kernels for the
+    CPU when it loads, and ``OPENBLAS_CORETYPE`` may force an older family (``Haswell``:
+    AVX2, half the float32 peak of an AVX-512 CPU); it says which it runs. Another BLAS, or
+    none found, counts as yes (its products are left to it)."""
+    for lib in _blas_controllers():
+        if lib.internal_api == "openblas":
+            return (getattr(lib, "architecture", None) or "").lower() in WIDE_OPENBLAS_KERNELS
+    return True
+
+
 def can_limit_blas() -> bool:
     """True when the BLAS thread count can be changed at run time (threadpoolctl found the
     BLAS library NumPy uses)."""
