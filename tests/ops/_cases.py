@@ -97,3 +97,18 @@ def pool_case(seed, with_dilation=True):
     options = dict(ceil_mode=ceil_mode, data_format=data_format,
                    count_include_pad=bool(rng.random() < 0.5))
     return x, pool, strides, padding, dilation, options
+
+
+def assert_non_finite_stays_in_its_windows(conv2d, conv2d_ref, x, bad_pixel, bad, k):
+    """Put ``bad`` (inf or NaN) at ``bad_pixel`` of ``x`` and check a 'same' 3x3 ``conv2d``:
+    exactly the outputs whose windows hold it are non-finite (the 3x3 pixels around it, every
+    filter), and the others equal the loop reference's."""
+    x = x.copy()
+    x[bad_pixel] = bad
+    y = conv2d(x, k, padding="same")
+    with np.errstate(invalid="ignore"):
+        expected = conv2d_ref(x, k, padding="same")
+    finite = np.isfinite(expected)
+    np.testing.assert_array_equal(np.isfinite(y), finite)
+    assert finite.sum() == finite.size - 3 * 3 * k.shape[3]
+    np.testing.assert_allclose(y[finite], expected[finite], rtol=1e-12, atol=1e-12)

@@ -11,6 +11,7 @@ from convkit.ops import conv as conv_module
 from convkit.ops import conv2d
 from convkit.ops.conv import conv2d_relu
 from convkit.ops.reference import conv2d_ref
+from tests.ops._cases import assert_non_finite_stays_in_its_windows
 
 
 @pytest.fixture
@@ -98,16 +99,8 @@ def test_banded_splits_one_image_by_rows(rng, monkeypatch, spy):
 @pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
 def test_a_non_finite_input_stays_in_its_windows(rng, spy, bad):
     # an inf times the band matrix's zeros would turn every output of its band into NaN
-    x = rng.standard_normal((2, 6, 24, 2))
-    x[1, 3, 10, 1] = bad
-    k = rng.standard_normal((3, 3, 2, 2))
-    y = conv2d(x, k, padding="same")
-    with np.errstate(invalid="ignore"):
-        expected = conv2d_ref(x, k, padding="same")
-    np.testing.assert_array_equal(np.isfinite(y), np.isfinite(expected))
-    finite = np.isfinite(expected)
-    assert finite.sum() == finite.size - 3 * 3 * 2        # the 3x3 pixels around it, 2 filters
-    np.testing.assert_allclose(y[finite], expected[finite], rtol=1e-12, atol=1e-12)
+    assert_non_finite_stays_in_its_windows(conv2d, conv2d_ref, rng.standard_normal((2, 6, 24, 2)),
+                                           (1, 3, 10, 1), bad, rng.standard_normal((3, 3, 2, 2)))
     assert spy
 
 
