@@ -77,7 +77,6 @@ from .kernels import fused, implicit, pooling
 from .runtime import backend as _backend
 from .runtime import parked as _parked
 from .runtime import spin as _spin
-from .runtime.backend import jit
 from .runtime import threads as _threads
 
 __all__ = ["prepare_chain", "fused_steps", "SCRATCH_BYTES"]
@@ -543,8 +542,7 @@ class _Parked:
         if status < 0:              # still running: wait here (interrupts deferred), pool
             helper.wait()
             if self.tasks[k][fused.T_ONE_IMAGE]:    # one image: its pixels still to pool
-                pool = jit(pooling._k_maxpool_fwd_values_2x2, "max_pool2d_values",
-                           fastmath=False)
+                pool = pooling.max_values_2x2("max_pool2d_values")
                 pool(self.scratch[k], y, 0, y.shape[1])
         return y
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .pooling import _k_maxpool_fwd_values_2x2  # noqa: F401
+from .pooling import _k_maxpool_fwd_values_2x2, _nan_max, max_values_2x2  # noqa: F401
 from .tiles import _k_conv, _k_gemm  # noqa: F401
 from ..runtime.parked import (AWAY, CLAIMED, DONE, LEAVE, NEXT, PARKED, STARTED, STATE,
                                TASK)
@@ -67,7 +67,7 @@ def conv_pool_kernels():
     from . import tiles
     where = "conv2d_pool_forward"
     corner = jit(_k_conv_corner, where, fastmath=False, helpers=(tiles.conv(where),))
-    pool = jit(_k_maxpool_fwd_values_2x2, where, fastmath=False)
+    pool = max_values_2x2(where)
     pixels = jit(_k_conv_pixels, where, fastmath=False, helpers=(corner,))
     return (jit(_k_conv_pool_images, where, fastmath=False, helpers=(corner, pool)),
             jit(_k_conv_pool_rows, where, fastmath=False, helpers=(pixels, pool)),
@@ -151,13 +151,9 @@ def _k_wino_output(m, bias, y, n, relu, sums):
                     bottom[f] = a1[f] - a2[f] - a3[f]
             out = y[n, i, j]
             for f in range(filters):    # (A^T M) A, then the window's maximum
-                best = sums[0, f] + sums[1, f] + sums[2, f]
-                v = sums[1, f] - sums[2, f] - sums[3, f]
-                best = v if (v > best) | (v != v) else best
-                v = sums[4, f] + sums[5, f] + sums[6, f]
-                best = v if (v > best) | (v != v) else best
-                v = sums[5, f] - sums[6, f] - sums[7, f]
-                best = v if (v > best) | (v != v) else best
+                best = _nan_max(_nan_max(_nan_max(
+                    sums[0, f] + sums[1, f] + sums[2, f], sums[1, f] - sums[2, f] - sums[3, f]),
+                    sums[4, f] + sums[5, f] + sums[6, f]), sums[5, f] - sums[6, f] - sums[7, f])
                 best += bias[f]
                 if relu and not best > 0.0 and best == best:
                     best = np.float32(0.0)
@@ -197,7 +193,8 @@ def wino_kernels():
     return (jit(_k_wino_kernel_transform, where, fastmath=fast),
             jit(_k_wino_pool_images, where, fastmath=False,
                 helpers=(jit(_k_wino_input, where, fastmath=fast),
-                         jit(_k_wino_output, where, fastmath=False), tiles.gemm(where))))
+                         jit(_k_wino_output, where, fastmath=False, helpers=(_nan_max,)),
+                         tiles.gemm(where))))
 
 
 #: the activations :func:`_k_dense_rows` computes, by code
@@ -396,7 +393,7 @@ def park_kernels():
     _, wino = wino_kernels()
     one_part = jit(_k_part, where, fastmath=False, helpers=(images, pixels, wino))
     part = jit(_k_fused_part, where, fastmath=False, helpers=(one_part,))
-    pool = jit(_k_maxpool_fwd_values_2x2, "max_pool2d_values", fastmath=False)
+    pool = max_values_2x2("max_pool2d_values")
     grab = jit(_k_grab, where, fastmath=())
     return (jit(_k_park, where, fastmath=(), helpers=(part, grab)),
             jit(_k_post, where, fastmath=()),

@@ -98,6 +98,13 @@ def _k_maxpool_fwd_values(x, y, kh, kw, sh, sw, dh, dw, top, left, lo, hi):
                     dst[c] = -np.inf
 
 
+def _nan_max(best, v):
+    """The larger of ``best`` and ``v``, NaN once either is (a window's maximum as
+    ``np.max`` gives it); for the 2x2 kernels that compare a window's four cells in
+    registers, here and in the fused Winograd convolution + pool."""
+    return v if (v > best) | (v != v) else best
+
+
 def _k_maxpool_fwd_values_2x2(x, y, lo, hi):
     """:func:`_k_maxpool_fwd_values` for 2x2 windows with stride 2, no padding and no
     dilation (the usual pooling after a convolution): the four cells of a window are
@@ -117,14 +124,12 @@ def _k_maxpool_fwd_values_2x2(x, y, lo, hi):
             c, d = lower[2 * ow], lower[2 * ow + 1]
             dst = out[ow]
             for k in range(channels):
-                best = a[k]
-                v = b[k]
-                best = v if (v > best) | (v != v) else best
-                v = c[k]
-                best = v if (v > best) | (v != v) else best
-                v = d[k]
-                best = v if (v > best) | (v != v) else best
-                dst[k] = best
+                dst[k] = _nan_max(_nan_max(_nan_max(a[k], b[k]), c[k]), d[k])
+
+
+def max_values_2x2(where: str):
+    """:func:`_k_maxpool_fwd_values_2x2`, compiled (with its helper), for every caller."""
+    return jit(_k_maxpool_fwd_values_2x2, where, fastmath=False, helpers=(_nan_max,))
 
 
 def _k_maxpool_bwd(dy, arg, dx_flat, lo, hi):
@@ -293,7 +298,7 @@ def prepare_max_values(x_shape: tuple, dtype, geometry: Geometry):
     rows = x_shape[0] * geometry.out_hw[0]
     work_bytes = np.dtype(dtype).itemsize * (math.prod(x_shape) + math.prod(out_shape))
     if _is_tiling(geometry) and geometry.kernel == (2, 2):
-        kernel = jit(_k_maxpool_fwd_values_2x2, "max_pool2d_values", fastmath=False)
+        kernel = max_values_2x2("max_pool2d_values")
         ints = ()
     else:
         kernel = jit(_k_maxpool_fwd_values, "max_pool2d_values", fastmath=False)
