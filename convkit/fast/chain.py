@@ -378,10 +378,10 @@ def _fused_stage(shape, step, out_shape, parked, feeds=None):
     n = shape[0]
     pooled_hw = out_shape[1:3]
     block = max(1, SCRATCH_BYTES // (4 * h_out * w_out * filters))
-    by_images, by_rows, _ = fused.conv_pool_kernels()
     work_bytes = 4 * (math.prod(shape) + math.prod(out_shape) + kh * kw * shape[3] * filters)
     winograd = n >= WINOGRAD_MIN_IMAGES and (kh, kw) == (3, 3) \
         and shape[3] >= WINOGRAD_MIN_CHANNELS
+    by_images = by_rows = by_tiles = None     # only the kernels this stage runs compile
     if winograd:                # the transform of the kernel, made afresh on every call
         transform, by_tiles = fused.wino_kernels()
         u2 = aligned_empty((16 * shape[3], filters), np.float32)
@@ -389,7 +389,8 @@ def _fused_stage(shape, step, out_shape, parked, feeds=None):
         scratch_shape = (1, 1, 1, fused.wino_scratch_floats(
             shape[2], shape[3], filters, pooled_hw[0] * pooled_hw[1]))
     else:
-        transform = by_tiles = u2 = rows_g = None
+        by_images, by_rows, _ = fused.conv_pool_kernels()
+        transform = u2 = rows_g = None
         scratch_shape = (min(block, n), h_out, w_out, filters)
     # one image: its pooled rows are split over the threads; more: the images are
     total = pooled_hw[0] if n == 1 else n

@@ -79,3 +79,49 @@ def test_compile_mode_is_checked():
     from convkit.errors import ConvkitError
     with pytest.raises(ConvkitError, match="set_compile_mode: mode must be one of"):
         compiling.set_compile_mode("later")
+
+
+def _fresh_queue(monkeypatch, registered):
+    import queue
+    monkeypatch.setattr(compiling, "_mode", "background")
+    monkeypatch.setattr(compiling, "_ready", set())
+    monkeypatch.setattr(compiling, "_pending", set())
+    monkeypatch.setattr(compiling, "_shown", True)
+    monkeypatch.setattr(compiling, "_jobs", queue.Queue())
+    monkeypatch.setattr(compiling, "_worker", None)
+    monkeypatch.setattr(compiling.atexit, "register", registered.append)
+
+
+def test_exit_lets_the_running_compile_finish_and_drops_the_queue(monkeypatch):
+    registered, ran = [], []
+    _fresh_queue(monkeypatch, registered)
+
+    def slow():
+        time.sleep(0.3)
+        ran.append("slow")
+    assert not compiling.ready("slow", slow)
+    time.sleep(0.05)                                  # the thread has taken it
+    assert not compiling.ready("queued", lambda: ran.append("queued"))
+    assert registered == [compiling._finish_at_exit]  # registered once, at the first start
+    compiling._finish_at_exit(timeout=10)
+    assert ran == ["slow"] and "slow" in compiling._ready
+    assert "queued" not in compiling._ready and not compiling._pending
+    assert not compiling._worker.is_alive()
+
+
+def test_a_process_exiting_mid_compile_waits_for_it(tmp_path):
+    import subprocess
+    import sys
+    done = tmp_path / "done"
+    code = (
+        "import time, pathlib\n"
+        "from convkit.fast.runtime import compiling\n"
+        "compiling.set_compile_mode('background')\n"
+        "def slow():\n"
+        "    time.sleep(0.5)\n"
+        f"    pathlib.Path({str(done)!r}).write_text('ok')\n"
+        "compiling._cold = True\n"
+        "compiling.ready('slow', slow)\n"
+        "time.sleep(0.05)\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert done.read_text() == "ok"

@@ -13,6 +13,9 @@ bearable:
   fast path serves. Results differ between the two only by float rounding.
   ``CONVKIT_COMPILE=wait`` compiles in the caller's thread instead, as before (a run whose
   results must not depend on timing, e.g. a test suite on a fresh clone, sets it).
+* **At exit** the fast paths still queued are dropped and the kernel being compiled is let
+  finish (at most :data:`EXIT_WAIT_S`), so its cache file is written and the thread is not
+  stopped inside LLVM; the next run compiles the rest.
 
 >>> set_compile_mode("wait"); compile_mode()
 'wait'
@@ -20,6 +23,7 @@ bearable:
 """
 from __future__ import annotations
 
+import atexit
 import os
 import queue
 import sys
@@ -44,6 +48,8 @@ _ready: set = set()      # keys whose fast path has run once (its kernels compil
 _pending: set = set()    # keys queued for the background thread
 _jobs: queue.Queue = queue.Queue()
 _worker = None
+#: at interpreter exit, wait at most this many seconds for the kernel being compiled
+EXIT_WAIT_S = 60.0
 
 
 def set_compile_mode(mode: str) -> None:
@@ -107,6 +113,8 @@ def ready(key, run) -> bool:
             _pending.add(key)
             _jobs.put((key, run))
             if _worker is None or not _worker.is_alive():
+                if _worker is None:
+                    atexit.register(_finish_at_exit)
                 _worker = threading.Thread(target=_work, name="convkit-compile", daemon=True)
                 _worker.start()
     if first:
@@ -117,6 +125,9 @@ def ready(key, run) -> bool:
 def _work() -> None:
     while True:
         key, run = _jobs.get()
+        if run is None:        # _finish_at_exit: nothing more to compile
+            _jobs.task_done()
+            return
         try:
             run()
         except Exception:      # the caller's thread meets the same error on its next call
@@ -126,6 +137,25 @@ def _work() -> None:
                 _ready.add(key)
                 _pending.discard(key)
             _jobs.task_done()
+
+
+def _finish_at_exit(timeout: float | None = None) -> None:
+    """At interpreter exit (registered with :mod:`atexit` when the thread first starts):
+    drop the fast paths still queued and let the kernel being compiled finish, at most
+    :data:`EXIT_WAIT_S` seconds, so that numba writes its cache file and the thread is not
+    stopped inside LLVM while the interpreter shuts down."""
+    with _lock:
+        while True:
+            try:
+                key, _ = _jobs.get_nowait()
+            except queue.Empty:
+                break
+            _pending.discard(key)
+            _jobs.task_done()
+        _jobs.put((None, None))
+    worker = _worker
+    if worker is not None and worker.is_alive():
+        worker.join(EXIT_WAIT_S if timeout is None else timeout)
 
 
 def wait_idle(timeout: float | None = None) -> bool:
