@@ -433,8 +433,8 @@ def _backward_into(s: _ConvSetup, dyl: np.ndarray, yl: np.ndarray | None,
 # so the product has ``band*F`` columns and writes the output rows in place, and the copy
 # is ``kh*(band + kw - 1)*C / band`` values per pixel instead of ``kh*kw*C``. The price is
 # the zeros of T: ``(band + kw - 1) / kw`` times the multiply-adds, cheap next to a product
-# with two columns. (The 7x7 seed convolution 2x427x640x3 -> 2, two threads: 17.5 -> 9 ms
-# on one thread's BLAS; see benchmarks/README.md.)
+# with two columns. (The 7x7 seed convolution 2x427x640x3 -> 2, two threads: 17.5 -> 6.4
+# ms; see benchmarks/README.md.)
 #: convolutions with at most this many filters (and one group) take the banded product
 BANDED_MAX_FILTERS = 8
 #: output pixels per band, unless a divisor of the output width lies in BAND_CHOICES
@@ -509,7 +509,7 @@ def _banded_forward(s: _ConvSetup, y: np.ndarray, rows: tuple[int, int]) -> None
                   for r0, r1 in _row_blocks(s, row_bytes, rows)]
     most = max((i1 - i0) * (r1 - r0) for i0, i1, r0, r1 in blocks) * bands
     buffer = np.empty(most * kh * run, dtype=s.dtype)
-    scratch = np.empty((most, band * filters), dtype=s.dtype) if tail else None
+    scratch = None
     for i0, i1, r0, r1 in blocks:
         cols = buffer[:(i1 - i0) * (r1 - r0) * bands * kh * run]
         cols = cols.reshape(i1 - i0, r1 - r0, bands, kh, run)
@@ -517,11 +517,13 @@ def _banded_forward(s: _ConvSetup, y: np.ndarray, rows: tuple[int, int]) -> None
         cols = cols.reshape(-1, kh * run)                          # (images*rows*bands, kh*run)
         target = y[i0:i1, r0:r1]                                    # (images, rows, W_out, F)
         with np.errstate(invalid="ignore"):     # inf * 0: checked below
-            if tail:
+            if not tail and target.flags.c_contiguous:   # whole images, or rows of one
+                np.matmul(cols, t, out=target.reshape(-1, band * filters))
+            else:
+                if scratch is None:
+                    scratch = np.empty((most, band * filters), dtype=s.dtype)
                 out = np.matmul(cols, t, out=scratch[:len(cols)])
                 target[...] = out.reshape(i1 - i0, r1 - r0, bands * band, filters)[:, :, :w_out]
-            else:                  # contiguous: whole images, or rows of one image
-                np.matmul(cols, t, out=target.reshape(-1, band * filters))
         if not np.isfinite(target).all():
             _forward_into(replace(s, x=s.x[i0:i1]), None, False, y[i0:i1],
                           None if i1 - i0 > 1 else (r0, r1), im2col_only=True)

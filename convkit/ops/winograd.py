@@ -17,6 +17,8 @@ matrix product ``(tiles, C) @ (C, F)`` -- one ``np.matmul`` over a stack of 16 -
 ``A^T M A`` gives the 2x2 outputs (adds again). Against im2col's ``9*C*F`` multiply-adds
 per pixel, the products do ``16*C*F / 4 = 4*C*F``.
 
+>>> from convkit.ops.windows import pad_for_windows
+>>> from convkit.shapes import window_geometry
 >>> x = np.arange(16.0).reshape(1, 4, 4, 1)
 >>> y = np.empty((1, 2, 2, 1))
 >>> forward(pad_for_windows(x, window_geometry((4, 4), 3, 1, "valid")), np.ones((3, 3, 1, 1)),
@@ -35,9 +37,6 @@ finite and the caller computes it again by im2col.
 from __future__ import annotations
 
 import numpy as np
-
-from ..shapes import window_geometry  # noqa: F401  (the doctest's)
-from .windows import pad_for_windows  # noqa: F401
 
 __all__ = ["applies", "kernel_transform", "forward", "MIN_CHANNELS"]
 
