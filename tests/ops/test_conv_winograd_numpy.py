@@ -133,3 +133,28 @@ M = winograd.MIN_CHANNELS
 ])
 def test_rule(kernel_shape, strides, dilation, groups, applies):
     assert winograd.applies(kernel_shape, strides, dilation, groups) is applies
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_winograd_random_configs_match_the_loop_reference(seed, spy, monkeypatch):
+    from tests.ops._cases import geometry_ok, random_padding
+    rng = np.random.default_rng(1000 + seed)
+    while True:
+        hw = tuple(int(v) for v in rng.integers(3, 10, size=2))
+        padding = random_padding(rng, 2)
+        mode = str(rng.choice(["zeros", "zeros", "reflect", "replicate", "circular"]))
+        if geometry_ok(hw, 3, 1, 1, padding, mode=mode):
+            break
+    c, f = int(rng.integers(4, 7)), int(rng.integers(4, 7))
+    x = rng.standard_normal((int(rng.integers(1, 4)), *hw, c))
+    k = rng.standard_normal((3, 3, c, f))
+    b = rng.standard_normal(f)
+    kwargs = dict(padding=padding, padding_mode=mode)
+    y = conv2d(x, k, b, **kwargs)
+    np.testing.assert_allclose(y, conv2d_ref(x, k, b, **kwargs), rtol=1e-12, atol=1e-12)
+    assert spy
+    dy = rng.standard_normal(y.shape)          # the input gradient: Winograd where it applies
+    dx = conv2d_backward(dy, x, k, **kwargs)[0]
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", 10 ** 6)
+    np.testing.assert_allclose(dx, conv2d_backward(dy, x, k, **kwargs)[0], rtol=1e-11,
+                               atol=1e-11)
