@@ -22,6 +22,12 @@ the same multiply-adds over ``dy`` with the kernel turned by 180 degrees::
 
     dx = depthwise(dy zero-padded by d*(k-1) - pad on each side, kernel[::-1, ::-1])
 
+Two forms of the same sums where im2col's product would be slow: a convolution with a few
+filters multiplies 8 neighbouring output pixels of a row at once by the kernel laid out as a
+banded matrix (:func:`_banded_forward`), and a 3x3 stride-1 one with many channels runs
+Winograd F(2x2, 3x3) (:mod:`convkit.ops.winograd`; its input gradient too, as the
+convolution of ``dy`` with the kernel turned and transposed).
+
 This NumPy code is the reference. Each op first asks the dispatch table
 (:mod:`convkit.fast.dispatch`) for a fast path for its shapes and dtype -- Winograd,
 compiled direct, depthwise, implicit-product and im2col kernels, threaded products, see

@@ -9,13 +9,15 @@ instead of 144::
 
     U = G g G^T      kernel transform   (36, Cin, Cout)     once per call
     V = B^T d B      input transform    (36, T, Cin)        T = number of 4x4 output tiles
-    M[p] = V[p] @ U[p]                  (36, T, Cout)       one batched matmul over 36 points
+    M[p] = V[p] @ U[p]                  (36, T, Cout)       36 products, one per point
     Y = A^T M A      output transform   (N, H_out, W_out, Cout), bias (and ReLU) fused in
 
 with the interpolation points 0, 1, -1, 2, -2 and infinity. The tile transforms are compiled
 (numba, serial kernels run on one range of tile rows per thread, vectorised over
-channels; each thread multiplies its own tiles with a one-thread BLAS); the products are
-NumPy's batched matmul. Shapes, with zero pads ``((top, bottom), (left, right))``::
+channels, one array written per loop; each thread multiplies its own tiles); the products
+are NumPy's batched matmul on a one-thread BLAS, or the register-tile product where numba
+has 512-bit vectors and the BLAS does not (:func:`_point_products`). Shapes, with zero pads
+``((top, bottom), (left, right))``::
 
     x (N, H, W, Cin), kernel (3, 3, Cin, Cout), bias (Cout,) or None
     y (N, H_out, W_out, Cout),  H_out = H + top + bottom - 2,  W_out = W + left + right - 2
