@@ -166,6 +166,35 @@ def test_point_products_on_the_register_tiles_match_matmul(rng):
         assert (m[:, tiles_n:] == 7.0).all()                 # rows past ``rows`` untouched
 
 
+def test_transposed_point_products_on_the_register_tiles_add_to_out(rng):
+    from convkit.fast.kernels import tiles
+    from convkit.fast.runtime import backend
+    products = backend.jit(winograd._k_point_products_tn, "test", helpers=(tiles.gemm("test"),))
+    for rows, c_in, c_out in [(1, 3, 16), (13, 64, 64), (29, 17, 48)]:
+        v = rng.standard_normal((36, rows + 5, c_in)).astype(np.float32)
+        m = rng.standard_normal((36, rows + 5, c_out)).astype(np.float32)
+        out = rng.standard_normal((36, c_in, c_out)).astype(np.float32)
+        expected = out + np.matmul(v[:, :rows].transpose(0, 2, 1), m[:, :rows])
+        products(v, m, out, rows)                       # rows past ``rows`` are not read
+        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_kernel_grad_on_the_register_tiles_matches_naive(rng, monkeypatch):
+    from convkit.fast.kernels import tiles
+    from convkit.fast.runtime import backend
+    monkeypatch.setattr(winograd, "_point_products", lambda where, filters, transposed=False:
+                        backend.jit(winograd._k_point_products_tn if transposed
+                                    else winograd._k_point_products, where,
+                                    helpers=(tiles.gemm(where),)))
+    x = rng.standard_normal((2, 9, 11, 5)).astype(np.float32)
+    dy = rng.standard_normal((2, 9, 11, 16)).astype(np.float32)
+    pads = ((1, 1), (1, 1))
+    dk = winograd.conv3x3_winograd_kernel_grad(x, dy, pads)
+    win = _naive.windows(x.astype(np.float64), window_geometry(x.shape[1:3], 3, 1, pads))
+    expected = np.einsum("nhwabc,nhwf->abcf", win, dy)
+    np.testing.assert_allclose(dk, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+
+
 @pytest.mark.parametrize("c_out", [16, 20])
 def test_forward_on_the_register_tiles_matches_naive(rng, monkeypatch, c_out):
     # whatever the host's BLAS, the forward with the tile products (16 filters; 20 is not a

@@ -380,9 +380,41 @@ def _k_point_products(v, u, zero, m, rows):
         _k_gemm(v[p], u[p], zero, m[p], False, 0, rows)
 
 
-def _point_products(where: str, c_out: int):
-    """The compiled :func:`_k_point_products` where it beats NumPy's batched matmul, else
-    None: the filters are a multiple of the register tile's width (``tiles.LANES``; the
+def _k_point_products_tn(v, m, out, rows):
+    """``out[p] += v[p, :rows]^T @ m[p, :rows]`` for every transform point ``p``, by
+    :func:`_tn_point`."""
+    k_dim, filters = v.shape[2], m.shape[2]
+    vt = np.empty((k_dim, rows), dtype=v.dtype)
+    product = np.empty((k_dim, filters), dtype=v.dtype)
+    zero = np.zeros(filters, dtype=v.dtype)
+    for p in range(v.shape[0]):
+        _tn_point(v[p], m[p], out[p], rows, vt, product, zero)
+
+
+def _tn_point(a, b, out, rows, vt, product, zero):
+    """``out += a[:rows]^T @ b[:rows]``: ``a`` copied transposed into ``vt (K, rows)``, then
+    the register-tile product into ``product (K, N)`` (``zero``: ``N`` zeros), whose rows of
+    ``out`` stay in registers over the whole sum. The transposed-A register kernel
+    (``_k_gemm_tn_regs``) ran at half that rate: 9 x (192, 196) @ (196, 128) 700 against
+    456 us with the copy, one thread."""
+    k_dim, filters = a.shape[1], b.shape[1]
+    for i in range(rows):
+        for j in range(k_dim):
+            vt[j, i] = a[i, j]
+    _k_gemm(vt, b, zero, product, False, 0, k_dim)
+    for i in range(k_dim):
+        for f in range(filters):
+            out[i, f] += product[i, f]
+
+
+def tn_point(where: str):
+    """:func:`_tn_point`, compiled with its product, for the kernels that call it."""
+    return backend.jit(_tn_point, where, helpers=(tiles.gemm(where),))
+
+
+def _point_products(where: str, c_out: int, transposed: bool = False):
+    """The compiled :func:`_k_point_products` (with ``transposed``, the kernel gradient's
+    :func:`_k_point_products_tn`) where it beats NumPy's batched matmul, else None: the filters are a multiple of the register tile's width (``tiles.LANES``; the
     tile product leaves the rest of the columns to its caller), and numba compiles with
     512-bit vectors while NumPy's BLAS does not (OpenBLAS on its
     AVX2 kernels on an AVX-512 CPU). Measured there (Zen 5, ``OPENBLAS_CORETYPE=Haswell``,
@@ -392,6 +424,8 @@ def _point_products(where: str, c_out: int):
     shape), so the BLAS keeps those."""
     if c_out % tiles.LANES or not backend.wide_registers() or _threads.blas_wide_kernels():
         return None
+    if transposed:
+        return backend.jit(_k_point_products_tn, where, helpers=(tn_point(where),))
     return backend.jit(_k_point_products, where, helpers=(tiles.gemm(where),))
 
 
@@ -512,6 +546,7 @@ def conv3x3_winograd_kernel_grad(x: np.ndarray, dy: np.ndarray, pads) -> np.ndar
     rows_per_chunk = int(max(1, CHUNK_BYTES // row_bytes))
     threads = _threads.num_threads() if _threads.can_limit_blas() else 1
     chunks = _threads.split(n_batch * tiles_h, threads)
+    products = _point_products(where, c_out, transposed=True)
     partials = np.zeros((len(chunks), POINTS, c_in, c_out), dtype)   # (chunks, 36, Ci, Co)
     slot = {start: q for q, (start, _) in enumerate(chunks)}
     product = np.empty((len(chunks), POINTS, c_in, c_out), dtype)
@@ -525,8 +560,11 @@ def conv3x3_winograd_kernel_grad(x: np.ndarray, dy: np.ndarray, pads) -> np.ndar
             v, m = v_buf[:, :tiles], m_buf[:, :tiles]            # (36, T, Cin), (36, T, Cout)
             in_transform(x, v, r0, top, left, tiles_h, tiles_w)
             out_adjoint(dy, m, r0, tiles_h, tiles_w)
-            np.matmul(v.transpose(0, 2, 1), m, out=product[q])   # 36 x (Cin, T) @ (T, Cout)
-            partials[q] += product[q]
+            if products is None:
+                np.matmul(v.transpose(0, 2, 1), m, out=product[q])  # 36 x (Cin, T) @ (T, Cout)
+                partials[q] += product[q]
+            else:
+                products(v_buf, m_buf, partials[q], tiles)
 
     _threads.run_chunks(work, n_batch * tiles_h, threads)
     du = partials.sum(axis=0, dtype=np.float64).reshape(6, 6, c_in, c_out)

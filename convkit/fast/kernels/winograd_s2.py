@@ -60,8 +60,9 @@ import numpy as np
 from ...errors import ShapeError
 from ..runtime import threads as _threads
 from .._generated.conv_regs import LANES
-from . import tiles
+from . import tiles, winograd
 from .tiles import _k_gemm  # noqa: F401
+from .winograd import _tn_point  # noqa: F401  (its compiled form replaces it)
 from ..runtime.backend import _chunk_slots, jit
 from .checks import _pads
 from .implicit import REGISTER_FASTMATH
@@ -380,23 +381,15 @@ def _k_s2_input_adjoint(v, dx, side, top, left, q0, q1, lo, tiles_w, h_out):
 
 
 def _s2_kernel_grad_products(v, m, du, rows):
-    """``du[min(p, 5)] += v[p, :rows]^T @ m[p, :rows]`` for the nine points: each ``v[p]``
-    copied transposed, then the register-tile product, whose rows of ``out`` stay in
-    registers over the whole sum (the transposed-A kernel ``_k_gemm_tn_regs`` reached half
-    its rate: 9 x (192, 196) @ (196, 128) 700 -> 456 us with the copy, one thread)."""
+    """``du[min(p, 5)] += v[p, :rows]^T @ m[p, :rows]`` for the nine points, by
+    :func:`convkit.fast.kernels.winograd._tn_point` (a copy transposed, then the
+    register-tile product)."""
     k_dim, filters = v.shape[2], m.shape[2]
     vt = np.empty((k_dim, rows), dtype=v.dtype)
     product = np.empty((k_dim, filters), dtype=v.dtype)
     zero = np.zeros(filters, dtype=v.dtype)
     for p in range(9):
-        for i in range(rows):
-            for j in range(k_dim):
-                vt[j, i] = v[p, i, j]
-        _k_gemm(vt, m[p], zero, product, False, 0, k_dim)
-        q = min(p, 5)
-        for i in range(k_dim):
-            for f in range(filters):
-                du[q, i, f] += product[i, f]
+        _tn_point(v[p], m[p], du[min(p, 5)], rows, vt, product, zero)
 
 
 def _k_s2_backward(x, dy, y, ut, zero, dx, side, du, dbias, v, m, top, left, tiles_w,
@@ -647,6 +640,7 @@ def _compiled(where: str):
 def _compiled_backward(where: str):
     """The compiled backward driver (the products as in :func:`_compiled`)."""
     gemm = tiles.gemm(where)
-    grads = jit(_s2_kernel_grad_products, where, fastmath=REGISTER_FASTMATH, helpers=(gemm,))
+    grads = jit(_s2_kernel_grad_products, where, fastmath=REGISTER_FASTMATH,
+                helpers=(winograd.tn_point(where),))
     return jit(_k_s2_backward, where, fastmath=REGISTER_FASTMATH, slp=True,
                helpers=(_k_s2_dy, _k_s2_input, _k_s2_input_adjoint, gemm, grads))
