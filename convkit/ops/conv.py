@@ -49,7 +49,7 @@ from ..shapes import Geometry, window_geometry
 from .padding import (check_pads_fit, check_data_format, check_pad_mode, from_channels_last,
                       layout_of, layout_shape, to_channels_last)
 from .batch_threads import map_batch, over_images, sum_chunks
-from .windows import pad_for_windows, window_view, windows_backward
+from .windows import image_blocks, pad_for_windows, window_view, windows_backward
 from . import winograd
 from ..fast import dispatch     # after .padding, which the fast paths use
 from ..fast.dispatch import conv_plan
@@ -504,15 +504,7 @@ def _banded_forward(s: _ConvSetup, y: np.ndarray, rows: tuple[int, int]) -> None
     patches = as_strided(padded, shape=(n, h_out, bands, kh, run),
                          strides=(s_n, s_h * sh, s_w * band, s_h * dh, s_c), writeable=False)
     t = _band_kernel(s.kernel, band)                               # (kh*run, band*F)
-    start, stop = rows
-    row_bytes = bands * kh * run * s.dtype.itemsize
-    image_rows = stop - start
-    if n > 1 and image_rows * row_bytes <= BLOCK_BYTES:           # small images: several a block
-        step = max(1, BLOCK_BYTES // (image_rows * row_bytes))
-        blocks = [(i, min(i + step, n), start, stop) for i in range(0, n, step)]
-    else:                                                          # large ones: rows of one
-        blocks = [(i, i + 1, r0, r1) for i in range(n)
-                  for r0, r1 in _row_blocks(s, row_bytes, rows)]
+    blocks = image_blocks(n, rows, bands * kh * run * s.dtype.itemsize, BLOCK_BYTES)
     most = max((i1 - i0) * (r1 - r0) for i0, i1, r0, r1 in blocks) * bands
     buffer = np.empty(most * kh * run, dtype=s.dtype)
     scratch = None
@@ -531,8 +523,7 @@ def _banded_forward(s: _ConvSetup, y: np.ndarray, rows: tuple[int, int]) -> None
                 out = np.matmul(cols, t, out=scratch[:len(cols)])
                 target[...] = out.reshape(i1 - i0, r1 - r0, bands * band, filters)[:, :, :w_out]
         if not np.isfinite(target).all():
-            _forward_into(replace(s, x=s.x[i0:i1]), None, False, y[i0:i1],
-                          None if i1 - i0 > 1 else (r0, r1), im2col_only=True)
+            _im2col_block(s, y, (i0, i1, r0, r1))
 
 
 # ---------------------------------------------------------------- Winograd F(2x2, 3x3)
@@ -544,9 +535,17 @@ def _winograd_forward(s: _ConvSetup, y: np.ndarray, rows: tuple[int, int]) -> No
     """:func:`convkit.ops.winograd.forward` into the output rows ``rows`` of ``y``; a block
     with a non-finite result is computed again by im2col (see there)."""
     padded = pad_for_windows(s.x, s.geo, s.mode)                   # (N, H_out + 2, W_out + 2, C)
-    for i0, i1, lo, hi in winograd.forward(padded, s.kernel, y, rows, block_bytes=BLOCK_BYTES):
-        _forward_into(replace(s, x=s.x[i0:i1]), None, False, y[i0:i1],
-                      None if i1 - i0 > 1 else (lo, hi), im2col_only=True)
+    for block in winograd.forward(padded, s.kernel, y, rows, block_bytes=BLOCK_BYTES):
+        _im2col_block(s, y, block)
+
+
+def _im2col_block(s: _ConvSetup, y: np.ndarray, block: tuple[int, int, int, int]) -> None:
+    """The block ``(image0, image1, row0, row1)`` of ``y`` computed again by im2col, where
+    each output sees only its own window (for the forms whose sums reach an inf or NaN
+    outside it through zeros); the bias and ReLU come after, from the caller."""
+    i0, i1, r0, r1 = block
+    _forward_into(replace(s, x=s.x[i0:i1]), None, False, y[i0:i1],
+                  None if i1 - i0 > 1 else (r0, r1), im2col_only=True)
 
 
 # ---------------------------------------------------------------- depthwise

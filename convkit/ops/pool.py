@@ -188,12 +188,6 @@ def _max_values(xl: np.ndarray, geo: Geometry, rows: slice = slice(None),
                 out: np.ndarray | None = None) -> np.ndarray:
     """Each window's maximum, ``(N, H_out, W_out, C)`` (output rows ``rows`` only): one
     ``np.maximum`` per kernel offset over the whole batch (NaN propagates)."""
-    if _is_tiling(geo):
-        cells = _tiles(xl, geo)[:, rows]                         # (N, rows, kh, W_out, kw, C)
-        if out is None:
-            n, h_out, _, w_out, _, c = cells.shape
-            out = np.empty((n, h_out, w_out, c), dtype=xl.dtype)
-        return _fold_tiles(np.maximum, cells, out)
     padded = pad_for_windows(xl, geo, "zeros", -np.inf)
     return _fold_offsets(np.maximum, padded, geo, rows, out)
 
@@ -373,7 +367,7 @@ def _max_backward_tiles(dyl: np.ndarray, xl: np.ndarray, geo: Geometry,
     the winners (128x28x28x32, pool 2, two threads: 4.3 -> 3.6-3.8 ms against one masked
     pass per offset)."""
     cells = _tiles(xl, geo)                                      # (N, H_out, kh, W_out, kw, C)
-    y = _max_values(xl, geo)                                     # (N, H_out, W_out, C)
+    y = _fold_tiles(np.maximum, cells, np.empty(_out_shape(xl, geo), dtype=xl.dtype))
     if np.isnan(y).any():
         return None
     dx, dx_cells = _tiling_gradient(geo, np.empty_like(xl) if out is None else out)

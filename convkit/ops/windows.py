@@ -56,6 +56,28 @@ def window_view(padded: np.ndarray, geo: Geometry) -> np.ndarray:
                       writeable=False)
 
 
+def image_blocks(images: int, rows: tuple[int, int], row_bytes: int,
+                 block_bytes: int) -> list[tuple[int, int, int, int]]:
+    """Blocks ``(image0, image1, row0, row1)`` covering the rows ``rows[0]:rows[1]`` of
+    ``images`` images with about ``block_bytes`` of work each (``row_bytes`` for one row of
+    one image), so that a block's temporaries stay in cache: several whole images at a time
+    when one image's rows fit, else some rows of one image.
+
+    >>> image_blocks(4, (0, 3), 10, 60)           # an image is 30 bytes: two a block
+    [(0, 2, 0, 3), (2, 4, 0, 3)]
+    >>> image_blocks(2, (0, 3), 10, 20)           # rows of one image, two at a time
+    [(0, 1, 0, 2), (0, 1, 2, 3), (1, 2, 0, 2), (1, 2, 2, 3)]
+    """
+    start, stop = rows
+    per_image = (stop - start) * row_bytes
+    if images > 1 and per_image <= block_bytes:
+        step = max(1, block_bytes // max(1, per_image))
+        return [(i, min(i + step, images), start, stop) for i in range(0, images, step)]
+    step = max(1, block_bytes // max(1, row_bytes))
+    return [(i, i + 1, r, min(r + step, stop)) for i in range(images)
+            for r in range(start, stop, step)]
+
+
 def offset_slices(geo: Geometry, a: int, b: int) -> tuple[slice, slice]:
     """Row and column slices of the padded input that kernel offset ``(a, b)`` reads, one
     cell per output pixel."""

@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .windows import image_blocks
+
 __all__ = ["applies", "kernel_transform", "forward", "MIN_CHANNELS"]
 
 #: the NumPy path takes Winograd for 3x3 stride-1 convolutions with at least this many input
@@ -117,18 +119,18 @@ def _output_transform(m: np.ndarray, y: np.ndarray, t0: int, t1: int, lo: int, h
 
 
 def forward(padded: np.ndarray, kernel: np.ndarray, y: np.ndarray, rows: tuple[int, int],
-            u: np.ndarray | None = None, block_bytes: int = 1 << 21) -> list:
+            block_bytes: int = 1 << 21) -> list:
     """The convolution of ``padded`` ``(N, Hp, Wp, C)`` (already padded as the layer says:
     ``Hp = H_out + 2``, ``Wp = W_out + 2``) with the 3x3 ``kernel`` ``(3, 3, C, F)``, written
-    into the output rows ``rows`` of ``y`` ``(N, H_out, W_out, F)``; ``u`` the
-    :func:`kernel_transform` when the caller has it. Goes through blocks of whole images, or
-    of tile rows of one image, whose ``V`` holds about ``block_bytes``; returns the blocks
-    ``(image0, image1, row0, row1)`` whose results are not all finite."""
+    into the output rows ``rows`` of ``y`` ``(N, H_out, W_out, F)``. Goes through blocks of
+    whole images, or of tile rows of one image, whose ``V`` holds about ``block_bytes``
+    (:func:`~convkit.ops.windows.image_blocks`); returns the blocks ``(image0, image1, row0,
+    row1)`` whose results are not all finite."""
     n, (h_out, w_out), c = y.shape[0], y.shape[1:3], padded.shape[3]
     start, stop = rows
     if not y.size or start >= stop:
         return []
-    u = kernel_transform(kernel) if u is None else u
+    u = kernel_transform(kernel)
     tiles_w = -(-w_out // 2)
     t_first, t_last = start // 2, -(-stop // 2)
     # a last tile row or column past the input reads one more row or column of zeros
@@ -137,16 +139,8 @@ def forward(padded: np.ndarray, kernel: np.ndarray, y: np.ndarray, rows: tuple[i
     if extra_h or extra_w:
         padded = np.pad(padded, ((0, 0), (0, extra_h), (0, extra_w), (0, 0)))
     row_bytes = 16 * tiles_w * c * padded.itemsize           # V of one tile row of one image
-    image_rows = t_last - t_first
-    if n > 1 and image_rows * row_bytes <= block_bytes:       # small images: several a block
-        step = max(1, block_bytes // (image_rows * row_bytes))
-        blocks = [(i, min(i + step, n), t_first, t_last) for i in range(0, n, step)]
-    else:
-        step = max(1, block_bytes // row_bytes)
-        blocks = [(i, i + 1, t, min(t + step, t_last)) for i in range(n)
-                  for t in range(t_first, t_last, step)]
     bad = []
-    for i0, i1, t0, t1 in blocks:
+    for i0, i1, t0, t1 in image_blocks(n, (t_first, t_last), row_bytes, block_bytes):
         v = _input_transform(padded[i0:i1], t0, t1, tiles_w)           # (16, tiles, C)
         with np.errstate(invalid="ignore"):                            # inf - inf: see below
             m = np.matmul(v, u)                                        # (16, tiles, F)

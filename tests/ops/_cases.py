@@ -112,3 +112,14 @@ def assert_non_finite_stays_in_its_windows(conv2d, conv2d_ref, x, bad_pixel, bad
     np.testing.assert_array_equal(np.isfinite(y), finite)
     assert finite.sum() == finite.size - 3 * 3 * k.shape[3]
     np.testing.assert_allclose(y[finite], expected[finite], rtol=1e-12, atol=1e-12)
+
+
+def assert_channels_first_float32_relu(conv2d_relu, x, k, b, y, tolerance, **kwargs):
+    """``conv2d_relu`` of ``x`` (float64, channels_last) as float32 channels_first, in and
+    out, against ``max(y, 0)`` for ``y`` the float64 channels_last result."""
+    x_cf = np.ascontiguousarray(x.transpose(0, 3, 1, 2)).astype(np.float32)
+    y_cf = conv2d_relu(x_cf, k.astype(np.float32), b.astype(np.float32),
+                       data_format="channels_first", **kwargs)
+    assert y_cf.dtype == np.float32
+    np.testing.assert_allclose(y_cf, np.maximum(y, 0).transpose(0, 3, 1, 2), rtol=tolerance,
+                               atol=tolerance)

@@ -11,7 +11,8 @@ from convkit.ops import conv as conv_module
 from convkit.ops import conv2d
 from convkit.ops.conv import conv2d_relu
 from convkit.ops.reference import conv2d_ref
-from tests.ops._cases import assert_non_finite_stays_in_its_windows
+from tests.ops._cases import (assert_channels_first_float32_relu,
+                             assert_non_finite_stays_in_its_windows)
 
 
 @pytest.fixture
@@ -75,13 +76,7 @@ def test_banded_matches_the_loop_reference(rng, monkeypatch, spy, case, block_by
     y = conv2d(x, k, b, **kwargs)
     np.testing.assert_allclose(y, conv2d_ref(x, k, b, **kwargs), rtol=1e-12, atol=1e-12)
     assert spy, "the banded product did not run"
-    # channels_first in and out, a ReLU, float32
-    x_cf = np.ascontiguousarray(x.transpose(0, 3, 1, 2)).astype(np.float32)
-    y_cf = conv2d_relu(x_cf, k.astype(np.float32), b.astype(np.float32),
-                       data_format="channels_first", **kwargs)
-    assert y_cf.dtype == np.float32
-    np.testing.assert_allclose(y_cf, np.maximum(y, 0).transpose(0, 3, 1, 2), rtol=1e-5,
-                               atol=1e-5)
+    assert_channels_first_float32_relu(conv2d_relu, x, k, b, y, 1e-5, **kwargs)
 
 
 def test_banded_splits_one_image_by_rows(rng, monkeypatch, spy):

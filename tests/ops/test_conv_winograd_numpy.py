@@ -11,7 +11,8 @@ from convkit.ops import conv as conv_module
 from convkit.ops import conv2d, conv2d_backward, winograd
 from convkit.ops.conv import conv2d_relu
 from convkit.ops.reference import conv2d_ref
-from tests.ops._cases import assert_non_finite_stays_in_its_windows
+from tests.ops._cases import (assert_channels_first_float32_relu,
+                             assert_non_finite_stays_in_its_windows)
 from tests.gradcheck import check_vjp
 
 
@@ -67,12 +68,7 @@ def test_winograd_matches_the_loop_reference(rng, monkeypatch, spy, case, block_
     y = conv2d(x, k, b, **kwargs)
     np.testing.assert_allclose(y, conv2d_ref(x, k, b, **kwargs), rtol=1e-12, atol=1e-12)
     assert spy == [k.shape]
-    x_cf = np.ascontiguousarray(x.transpose(0, 3, 1, 2)).astype(np.float32)
-    y_cf = conv2d_relu(x_cf, k.astype(np.float32), b.astype(np.float32),
-                       data_format="channels_first", **kwargs)
-    assert y_cf.dtype == np.float32
-    np.testing.assert_allclose(y_cf, np.maximum(y, 0).transpose(0, 3, 1, 2), rtol=2e-5,
-                               atol=2e-5)
+    assert_channels_first_float32_relu(conv2d_relu, x, k, b, y, 2e-5, **kwargs)
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c[3] == "zeros"])

@@ -7,7 +7,8 @@ MODULES = ["convkit.ops.conv", "convkit.ops.pool", "convkit.ops.padding", "convk
            "convkit.fast", "convkit.fast.kernels", "convkit.fast.runtime.backend",
            "convkit.fast.dispatch", "convkit.fast.runtime.threads",
            "convkit.fast.runtime.compiling", "convkit.ops.batch_threads",
-           "convkit.ops.activations", "convkit.shapes", "convkit.ops.winograd"]
+           "convkit.ops.activations", "convkit.shapes", "convkit.ops.winograd",
+           "convkit.ops.windows"]
 
 
 @pytest.mark.parametrize("name", MODULES)

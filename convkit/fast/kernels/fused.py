@@ -329,7 +329,8 @@ def _k_park(flags, xs, w2s, biases, scratches, ys, tasks, rounds):
 
 
 def _k_post(flags, stage, lo, hi):
-    # the task first, then the claim of a parked helper (release: the task is seen first)
+    # the task first, then the claim of a parked helper (release: the task is seen first);
+    # whether it was claimed
     flags[STAGE] = stage
     flags[LO] = lo
     flags[HI] = hi
@@ -348,12 +349,8 @@ def _k_shared_stage(flags, task, posted, x, w2, bias, own, shared, y):
     one_image = task[T_ONE_IMAGE] != 0
     chunk, total, rounds = max(task[T_CHUNK], 1), task[T_TOTAL], task[T_ROUNDS]
     scratch = shared if one_image else own
-    flags[STAGE] = task[T_STAGE]
-    flags[LO] = 0
-    flags[HI] = total
-    flags[NEXT] = 0
     status = 0
-    if not (total > chunk and compare_swap(flags, STATE, PARKED, CLAIMED)):
+    if not (total > chunk and _k_post(flags, task[T_STAGE], 0, total)):
         _k_part(x, w2, bias, scratch, y, task, 0, total)
     else:
         while True:
@@ -395,6 +392,6 @@ def park_kernels():
     part = jit(_k_fused_part, where, fastmath=False, helpers=(one_part,))
     pool = max_values_2x2("max_pool2d_values")
     grab = jit(_k_grab, where, fastmath=())
-    return (jit(_k_park, where, fastmath=(), helpers=(part, grab)),
-            jit(_k_post, where, fastmath=()),
-            jit(_k_shared_stage, where, fastmath=(), helpers=(one_part, pool, grab)))
+    post = jit(_k_post, where, fastmath=())
+    return (jit(_k_park, where, fastmath=(), helpers=(part, grab)), post,
+            jit(_k_shared_stage, where, fastmath=(), helpers=(one_part, pool, grab, post)))

@@ -381,14 +381,16 @@ def _k_point_products(v, u, zero, m, rows):
 
 
 def _k_point_products_tn(v, m, out, rows):
-    """``out[p] += v[p, :rows]^T @ m[p, :rows]`` for every transform point ``p``, by
-    :func:`_tn_point`."""
+    """``out[min(p, S - 1)] += v[p, :rows]^T @ m[p, :rows]`` for every transform point
+    ``p``, ``out`` holding ``S`` sums (one per point here; the stride-2 form's last points
+    share one), by :func:`_tn_point`."""
     k_dim, filters = v.shape[2], m.shape[2]
     vt = np.empty((k_dim, rows), dtype=v.dtype)
     product = np.empty((k_dim, filters), dtype=v.dtype)
     zero = np.zeros(filters, dtype=v.dtype)
+    last = out.shape[0] - 1
     for p in range(v.shape[0]):
-        _tn_point(v[p], m[p], out[p], rows, vt, product, zero)
+        _tn_point(v[p], m[p], out[min(p, last)], rows, vt, product, zero)
 
 
 def _tn_point(a, b, out, rows, vt, product, zero):
@@ -407,25 +409,27 @@ def _tn_point(a, b, out, rows, vt, product, zero):
             out[i, f] += product[i, f]
 
 
-def tn_point(where: str):
-    """:func:`_tn_point`, compiled with its product, for the kernels that call it."""
-    return backend.jit(_tn_point, where, helpers=(tiles.gemm(where),))
+def point_products_tn(where: str):
+    """:func:`_k_point_products_tn`, compiled with :func:`_tn_point` and its product (here
+    and for the stride-2 backward)."""
+    return backend.jit(_k_point_products_tn, where, helpers=(
+        backend.jit(_tn_point, where, helpers=(tiles.gemm(where),)),))
 
 
 def _point_products(where: str, c_out: int, transposed: bool = False):
     """The compiled :func:`_k_point_products` (with ``transposed``, the kernel gradient's
-    :func:`_k_point_products_tn`) where it beats NumPy's batched matmul, else None: the filters are a multiple of the register tile's width (``tiles.LANES``; the
-    tile product leaves the rest of the columns to its caller), and numba compiles with
-    512-bit vectors while NumPy's BLAS does not (OpenBLAS on its
-    AVX2 kernels on an AVX-512 CPU). Measured there (Zen 5, ``OPENBLAS_CORETYPE=Haswell``,
-    one thread): 36 x (56, 64) @ (64, 64) 183 -> 74 us, 36 x (196, 64) @ (64, 64) 524 ->
-    256 us, 36 x (98, 128) @ (128, 128) 1081 -> 551 us. Against OpenBLAS's AVX-512 kernels
-    the register tiles were slower (an Intel AVX-512 CPU: 138 against 100 us for the first
-    shape), so the BLAS keeps those."""
+    :func:`_k_point_products_tn`) where it beats NumPy's batched matmul, else None: the
+    filters are a multiple of the register tile's width (``tiles.LANES``; the tile product
+    leaves the rest of the columns to its caller), and numba compiles with 512-bit vectors
+    while NumPy's BLAS does not (OpenBLAS on its AVX2 kernels on an AVX-512 CPU). Measured
+    there (Zen 5, ``OPENBLAS_CORETYPE=Haswell``, one thread): 36 x (56, 64) @ (64, 64) 183
+    -> 74 us, 36 x (196, 64) @ (64, 64) 524 -> 256 us, 36 x (98, 128) @ (128, 128) 1081 ->
+    551 us. Against OpenBLAS's AVX-512 kernels the register tiles were slower (an Intel
+    AVX-512 CPU: 138 against 100 us for the first shape), so the BLAS keeps those."""
     if c_out % tiles.LANES or not backend.wide_registers() or _threads.blas_wide_kernels():
         return None
     if transposed:
-        return backend.jit(_k_point_products_tn, where, helpers=(tn_point(where),))
+        return point_products_tn(where)
     return backend.jit(_k_point_products, where, helpers=(tiles.gemm(where),))
 
 

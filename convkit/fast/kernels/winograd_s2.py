@@ -62,7 +62,7 @@ from ..runtime import threads as _threads
 from .._generated.conv_regs import LANES
 from . import tiles, winograd
 from .tiles import _k_gemm  # noqa: F401
-from .winograd import _tn_point  # noqa: F401  (its compiled form replaces it)
+from .winograd import _k_point_products_tn  # noqa: F401  (its compiled form replaces it)
 from ..runtime.backend import _chunk_slots, jit
 from .checks import _pads
 from .implicit import REGISTER_FASTMATH
@@ -380,18 +380,6 @@ def _k_s2_input_adjoint(v, dx, side, top, left, q0, q1, lo, tiles_w, h_out):
                         c8[c] = a4[c]
 
 
-def _s2_kernel_grad_products(v, m, du, rows):
-    """``du[min(p, 5)] += v[p, :rows]^T @ m[p, :rows]`` for the nine points, by
-    :func:`convkit.fast.kernels.winograd._tn_point` (a copy transposed, then the
-    register-tile product)."""
-    k_dim, filters = v.shape[2], m.shape[2]
-    vt = np.empty((k_dim, rows), dtype=v.dtype)
-    product = np.empty((k_dim, filters), dtype=v.dtype)
-    zero = np.zeros(filters, dtype=v.dtype)
-    for p in range(9):
-        _tn_point(v[p], m[p], du[min(p, 5)], rows, vt, product, zero)
-
-
 def _k_s2_backward(x, dy, y, ut, zero, dx, side, du, dbias, v, m, top, left, tiles_w,
                    chunk_rows, relu, with_input, lo, hi):
     """Gradients for the output rows ``lo:hi`` (over ``N*H_out``), ``chunk_rows`` at a
@@ -405,7 +393,7 @@ def _k_s2_backward(x, dy, y, ut, zero, dx, side, du, dbias, v, m, top, left, til
         rows = (q1 - q0) * tiles_w
         _k_s2_dy(dy, y, m, dbias, q0, q1, tiles_w, relu)
         _k_s2_input(x, v, top, left, q0, q1, tiles_w, h_out)
-        _s2_kernel_grad_products(v, m, du, rows)
+        _k_point_products_tn(v, m, du, rows)       # du[min(p, 5)] += v[p]^T @ m[p]
         if with_input:
             for p in range(9):
                 _k_gemm(m[p], ut[min(p, 5)], zero, v[p], False, 0, rows)
@@ -640,7 +628,6 @@ def _compiled(where: str):
 def _compiled_backward(where: str):
     """The compiled backward driver (the products as in :func:`_compiled`)."""
     gemm = tiles.gemm(where)
-    grads = jit(_s2_kernel_grad_products, where, fastmath=REGISTER_FASTMATH,
-                helpers=(winograd.tn_point(where),))
+    grads = winograd.point_products_tn(where)
     return jit(_k_s2_backward, where, fastmath=REGISTER_FASTMATH, slp=True,
                helpers=(_k_s2_dy, _k_s2_input, _k_s2_input_adjoint, gemm, grads))
