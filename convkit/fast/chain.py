@@ -111,11 +111,14 @@ SHARED_WAIT_US = 20000.0
 #: a fused 3x3 convolution + pool on at least WINOGRAD_MIN_IMAGES images of at least
 #: WINOGRAD_MIN_CHANNELS channels runs by Winograd F(2x2, 3x3), whose 2x2 output tile is
 #: one pool window (:func:`convkit.fast.kernels.fused._k_wino_pool_images`): 16 multiplies
-#: per channel pair and window instead of 36. Its kernel transform (~10 us for 3x3x32x64)
-#: is made on every call, since the optimizers update the weights in place, so one image
-#: keeps the direct kernel (MNIST convnet's second convolution, one thread: 21 against
-#: 32 us per image, plus the transform). The results differ from the direct kernel's by
-#: float32 rounding (~1e-6 of the largest output)
+#: per channel pair and window instead of 36. Its kernel transform is made again whenever
+#: the kernel's bits differ from the copy it was made from (the optimizers update weights
+#: in place): 3x3x32x64, 1.1-1.4 us to compare against 2.8-3.6 to transform. One image
+#: keeps the direct kernel: its two threads share the image's 100 pixels, while Winograd's
+#: 25 tiles split over the filters cost each thread the whole input transform (MNIST
+#: convnet's second convolution + pool, batch 1, two threads: 14.4-14.5 us by Winograd
+#: against 13.2-13.4 directly; one thread 17.9 against 19.1). The results differ from
+#: the direct kernel's by float32 rounding (~1e-6 of the largest output)
 WINOGRAD_MIN_IMAGES = 2
 WINOGRAD_MIN_CHANNELS = 8
 #: a ``dense`` step on at most this many rows runs as one compiled call
@@ -382,15 +385,16 @@ def _fused_stage(shape, step, out_shape, parked, feeds=None):
     winograd = n >= WINOGRAD_MIN_IMAGES and (kh, kw) == (3, 3) \
         and shape[3] >= WINOGRAD_MIN_CHANNELS
     by_images = by_rows = by_tiles = None     # only the kernels this stage runs compile
-    if winograd:                # the transform of the kernel, made afresh on every call
-        transform, by_tiles = fused.wino_kernels()
+    if winograd:                # the kernel's transform, made again when the kernel changed
+        refresh, by_tiles = fused.wino_kernels()
         u2 = aligned_empty((16 * shape[3], filters), np.float32)
         rows_g = aligned_empty(12 * shape[3] * filters, np.float32)
+        made_from = [np.empty(9 * shape[3] * filters, np.float32), True]  # its kernel, fresh
         scratch_shape = (1, 1, 1, fused.wino_scratch_floats(
             shape[2], shape[3], filters, pooled_hw[0] * pooled_hw[1]))
     else:
         by_images, by_rows, _ = fused.conv_pool_kernels()
-        transform = u2 = rows_g = None
+        refresh = u2 = rows_g = made_from = None
         scratch_shape = (min(block, n), h_out, w_out, filters)
     # one image: its pooled rows are split over the threads; more: the images are
     total = pooled_hw[0] if n == 1 else n
@@ -422,7 +426,9 @@ def _fused_stage(shape, step, out_shape, parked, feeds=None):
     def stage(x, weights):
         kernel, bias = weights
         if winograd:
-            transform(np.ascontiguousarray(kernel, np.float32), u2, rows_g)
+            refresh(np.ascontiguousarray(kernel, np.float32), made_from[0], made_from[1], u2,
+                    rows_g)
+            made_from[1] = False
             kernel = u2                 # what the stage multiplies by, (16*C, F)
         if k is not None and parked.point_at(k, kernel, bias, filters):
             # several images: split; one image: its convolution's pixels split (into the

@@ -113,6 +113,60 @@ def test_winograd_fused_stage_equals_the_layers_to_float32_rounding(need_accel, 
     assert not np.array_equal(got, expected)             # (the direct kernel's would be)
 
 
+def test_winograd_stage_remakes_its_kernel_transform_only_when_the_kernel_changed(
+        need_accel):
+    """The transform of the kernel is kept between calls and made again when the kernel's
+    values change in place (as an optimizer's step changes them): each prediction equals
+    the layers' with the weights of that moment."""
+    model = _mnist()
+    x = _images(6)
+    conv = model.layers[2]
+    before = model.predict(x, verbose=0)
+    _same(before, _layers_path(model, x))
+    kernel = conv._weight("kernel")
+    kernel[0, 0, 0, 0] += 1.0                       # in place: the same array
+    after = model.predict(x, verbose=0)
+    _same(after, _layers_path(model, x))
+    assert not np.allclose(after, before, rtol=1e-6, atol=1e-7)
+    kernel[...] = -kernel                           # every value, in place
+    _same(model.predict(x, verbose=0), _layers_path(model, x))
+
+
+def test_winograd_kernel_refresh_compares_bits(need_accel):
+    """The compiled refresh: transforms when fresh or when any bit of the kernel differs
+    from the copy it made the last transform from (a NaN, -0.0 against 0.0 included), and
+    leaves the transform as it is otherwise."""
+    from convkit.fast.kernels import fused
+    refresh, _ = fused.wino_kernels()
+    rng = np.random.default_rng(3)
+    kernel = rng.standard_normal((3, 3, 4, 16)).astype(np.float32)
+    seen = np.empty(kernel.size, np.float32)
+    u2 = np.zeros((16 * 4, 16), np.float32)
+    gg = np.empty(12 * 4 * 16, np.float32)
+
+    def transform(k):
+        g = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
+        u = np.einsum("ra,abcf,sb->rscf", g, k.astype(np.float64), g)
+        return u.reshape(16 * 4, 16)
+
+    assert refresh(kernel, seen, True, u2, gg)
+    np.testing.assert_allclose(u2, transform(kernel), rtol=1e-6, atol=1e-6)
+    assert not refresh(kernel, seen, False, u2, gg)
+    marked = u2.copy()
+    u2[0, 0] = 123.0                                # kept as it is while the kernel is
+    assert not refresh(kernel, seen, False, u2, gg) and u2[0, 0] == 123.0
+    for change in (np.nan, -0.0 if kernel[2, 1, 3, 5] == 0 else 0.0, 7.5):
+        kernel[2, 1, 3, 5] = change
+        assert refresh(kernel, seen, False, u2, gg)
+        assert not refresh(kernel, seen, False, u2, gg)
+    kernel[2, 1, 3, 5] = 0.0
+    assert refresh(kernel, seen, False, u2, gg)
+    kernel[2, 1, 3, 5] = -0.0                       # equal values, other bits
+    assert refresh(kernel, seen, False, u2, gg)
+    np.testing.assert_allclose(u2, transform(kernel), rtol=1e-6, atol=1e-6)
+    assert not np.array_equal(u2, marked)
+
+
 def test_dense_rows_kernel_matches_the_layer(need_accel):
     """The compiled dense step of a few rows: linear, ReLU and softmax, with and without a
     bias, equal to the layer's NumPy arithmetic to float32 rounding."""

@@ -86,7 +86,7 @@ def conv_pool_kernels():
 
 def wino_scratch_floats(width, channels, filters, tiles):
     """Floats of scratch one thread needs for :func:`_k_wino_pool_images`."""
-    return 16 * tiles * (channels + filters) + 4 * width * channels + 9 * filters
+    return 16 * tiles * (channels + filters) + 4 * width * channels + filters
 
 
 def _k_wino_kernel_transform(kernel, u2, gg):
@@ -112,52 +112,75 @@ def _k_wino_kernel_transform(kernel, u2, gg):
             u3[e] = c[e]
 
 
+def _k_wino_kernel_refresh(kernel, seen, fresh, u2, gg):
+    # u2 made from kernel (3, 3, C, F) by _k_wino_kernel_transform unless kernel holds the
+    # same bits as seen (a copy of the kernel u2 was last made from) and not fresh; seen
+    # updated. The optimizers change weights in place, so the comparison (one pass, OR of
+    # the bits' differences) stands in for a version number. Whether it made u2
+    bits, last = kernel.ravel().view(np.int32), seen.view(np.int32)
+    if not fresh:
+        diff = np.int32(0)
+        for e in range(bits.size):
+            diff |= bits[e] ^ last[e]
+        if diff == 0:
+            return False
+    for e in range(bits.size):
+        last[e] = bits[e]
+    _k_wino_kernel_transform(kernel, u2, gg)
+    return True
+
+
 def _k_wino_input(x, n, v, rows, hp, wp):
-    # v (16, T, C) = B^T d B of image n's 4x4 tiles; rows (4, W, C) scratch
-    channels = x.shape[3]
+    # v (16, T, C) = B^T d B of image n's 4x4 tiles; rows (4, W, C) scratch. Each loop
+    # writes one array, by index (LLVM vectorises such loops over the channels; with
+    # several arrays or views written in one loop it gave up on the alias checks)
+    channels, width = x.shape[3], x.shape[2]
     for i in range(hp):
-        x0, x1 = x[n, 2 * i].ravel(), x[n, 2 * i + 1].ravel()
-        x2, x3 = x[n, 2 * i + 2].ravel(), x[n, 2 * i + 3].ravel()
-        e0, e1, e2, e3 = rows[0].ravel(), rows[1].ravel(), rows[2].ravel(), rows[3].ravel()
-        for q in range(e0.size):        # B^T d: the tile rows combined, whole image rows
-            e0[q] = x0[q] - x2[q]
-            e1[q] = x1[q] + x2[q]
-            e2[q] = x2[q] - x1[q]
-            e3[q] = x1[q] - x3[q]
+        for q in range(width):          # B^T d: the tile rows combined, whole image rows
+            for c in range(channels):
+                x0, x1 = x[n, 2 * i, q, c], x[n, 2 * i + 1, q, c]
+                x2, x3 = x[n, 2 * i + 2, q, c], x[n, 2 * i + 3, q, c]
+                rows[0, q, c] = x0 - x2
+                rows[1, q, c] = x1 + x2
+                rows[2, q, c] = x2 - x1
+                rows[3, q, c] = x1 - x3
         for j in range(wp):             # (B^T d) B: the columns, tile by tile
             t = i * wp + j
             for a in range(4):
-                d0, d1 = rows[a, 2 * j], rows[a, 2 * j + 1]
-                d2, d3 = rows[a, 2 * j + 2], rows[a, 2 * j + 3]
-                v0, v1, v2, v3 = v[4 * a, t], v[4 * a + 1, t], v[4 * a + 2, t], v[4 * a + 3, t]
                 for c in range(channels):
-                    v0[c] = d0[c] - d2[c]
-                    v1[c] = d1[c] + d2[c]
-                    v2[c] = d2[c] - d1[c]
-                    v3[c] = d1[c] - d3[c]
+                    d0, d1 = rows[a, 2 * j, c], rows[a, 2 * j + 1, c]
+                    d2, d3 = rows[a, 2 * j + 2, c], rows[a, 2 * j + 3, c]
+                    v[4 * a, t, c] = d0 - d2
+                    v[4 * a + 1, t, c] = d1 + d2
+                    v[4 * a + 2, t, c] = d2 - d1
+                    v[4 * a + 3, t, c] = d1 - d3
 
 
-def _k_wino_output(m, bias, y, n, relu, sums):
-    # y[n] = max over each 2x2 output tile of A^T M A, + bias, ReLU; sums (8, F) scratch
+def _k_wino_output(m, bias, y, n, relu):
+    # y[n] = max over each 2x2 output tile of A^T M A, + bias, ReLU; one loop per tile,
+    # writing y only (as above)
     hp, wp, filters = y.shape[1], y.shape[2], y.shape[3]
     for i in range(hp):
         for j in range(wp):
             t = i * wp + j
-            for q in range(4):          # A^T M: the rows combined
-                a0, a1, a2, a3 = m[q, t], m[4 + q, t], m[8 + q, t], m[12 + q, t]
-                top, bottom = sums[q], sums[4 + q]
-                for f in range(filters):
-                    top[f] = a0[f] + a1[f] + a2[f]
-                    bottom[f] = a1[f] - a2[f] - a3[f]
-            out = y[n, i, j]
-            for f in range(filters):    # (A^T M) A, then the window's maximum
+            for f in range(filters):
+                # A^T M: rows combined, column q: top q, bottom q
+                top0 = m[0, t, f] + m[4, t, f] + m[8, t, f]
+                top1 = m[1, t, f] + m[5, t, f] + m[9, t, f]
+                top2 = m[2, t, f] + m[6, t, f] + m[10, t, f]
+                top3 = m[3, t, f] + m[7, t, f] + m[11, t, f]
+                bottom0 = m[4, t, f] - m[8, t, f] - m[12, t, f]
+                bottom1 = m[5, t, f] - m[9, t, f] - m[13, t, f]
+                bottom2 = m[6, t, f] - m[10, t, f] - m[14, t, f]
+                bottom3 = m[7, t, f] - m[11, t, f] - m[15, t, f]
+                # (A^T M) A, then the window's maximum
                 best = _nan_max(_nan_max(_nan_max(
-                    sums[0, f] + sums[1, f] + sums[2, f], sums[1, f] - sums[2, f] - sums[3, f]),
-                    sums[4, f] + sums[5, f] + sums[6, f]), sums[5, f] - sums[6, f] - sums[7, f])
+                    top0 + top1 + top2, top1 - top2 - top3),
+                    bottom0 + bottom1 + bottom2), bottom1 - bottom2 - bottom3)
                 best += bias[f]
-                if relu and not best > 0.0 and best == best:
-                    best = np.float32(0.0)
-                out[f] = best
+                if relu:
+                    best = best if (best > 0.0) | (best != best) else np.float32(0.0)
+                y[n, i, j, f] = best
 
 
 def _k_wino_pool_images(x, u2, bias, scratch, y, relu, lo, hi):
@@ -173,24 +196,25 @@ def _k_wino_pool_images(x, u2, bias, scratch, y, relu, lo, hi):
     end += 16 * tiles * filters
     rows = flat[end:end + 4 * width * channels].reshape(4, width, channels)
     end += 4 * width * channels
-    sums = flat[end:end + 8 * filters].reshape(8, filters)
-    zero = flat[end + 8 * filters:end + 9 * filters]
+    zero = flat[end:end + filters]
     zero[:] = 0.0
     u = u2.reshape(16, channels, filters)
     for n in range(lo, hi):
         _k_wino_input(x, n, v, rows, hp, wp)
         for p in range(16):
             _k_gemm(v[p], u[p], zero, m[p], False, 0, tiles)
-        _k_wino_output(m, bias, y, n, relu, sums)
+        _k_wino_output(m, bias, y, n, relu)
 
 
 def wino_kernels():
-    """``(kernel_transform, pool_images)``: the two compiled kernels above."""
+    """``(kernel_refresh, pool_images)``: :func:`_k_wino_kernel_refresh` and
+    :func:`_k_wino_pool_images`, compiled."""
     from ..runtime.backend import jit
     from . import tiles
     where = "conv2d_pool_forward"
     fast = frozenset({"contract", "nsz"})
-    return (jit(_k_wino_kernel_transform, where, fastmath=fast),
+    return (jit(_k_wino_kernel_refresh, where, fastmath=fast,
+                helpers=(jit(_k_wino_kernel_transform, where, fastmath=fast),)),
             jit(_k_wino_pool_images, where, fastmath=False,
                 helpers=(jit(_k_wino_input, where, fastmath=fast),
                          jit(_k_wino_output, where, fastmath=False, helpers=(_nan_max,)),
