@@ -63,6 +63,11 @@ SMALL_CHANNELS = 16
 #: 27 -> 22 ms for a 3x3 64 -> 64 one at 8x56x56; 1 MiB was as fast on one thread but gave
 #: the products too few rows for two BLAS threads: 27-33 against 24-27 ms for the 3x3)
 BLOCK_BYTES = 1 << 21
+#: a 1x1 convolution's product goes in blocks of output rows of about this many bytes, each
+#: given its bias and ReLU while it is in the core's cache, instead of a pass over the whole
+#: output after the product (see benchmarks/README.md)
+POINTWISE_BLOCK_BYTES = 1 << 18
+POINTWISE_BLOCK_MIN_ROWS = 256
 
 
 @dataclass
@@ -261,8 +266,15 @@ def _forward_into(s: _ConvSetup, bias, relu: bool, y: np.ndarray,
     y_rows = y[:, start:stop]          # contiguous: all rows, or some rows of one image
     if _is_pointwise(s):               # output row i is input row i
         x2d = s.x[:, start:stop].reshape(-1, s.x.shape[3])        # (M_rows, C_in)
-        np.matmul(x2d, s.kernel.reshape(s.kernel.shape[2], filters),
-                  out=y_rows.reshape(-1, filters))               # (M_rows, F)
+        y2d = y_rows.reshape(-1, filters)                          # (M_rows, F)
+        kernel2d = s.kernel.reshape(s.kernel.shape[2], filters)
+        step = max(POINTWISE_BLOCK_MIN_ROWS,
+                   POINTWISE_BLOCK_BYTES // (filters * s.dtype.itemsize))
+        for r in range(0, len(x2d), step):       # the bias and ReLU while a block is in cache
+            part = y2d[r:r + step]
+            np.matmul(x2d[r:r + step], kernel2d, out=part)
+            _bias_relu(part, bias, relu)
+        return
     elif s.kernel.shape[2] == 1 and s.groups > 1:
         _depthwise_forward(s, y, (start, stop))
     elif not im2col_only and _is_banded(s):
@@ -277,10 +289,15 @@ def _forward_into(s: _ConvSetup, bias, relu: bool, y: np.ndarray,
         for r0, r1 in blocks:
             product = np.matmul(_columns(s, padded, (r0, r1), buffer), kernel_g)  # (G, M_rows, F_g)
             y[:, r0:r1] = product.transpose(1, 0, 2).reshape(n, r1 - r0, w_out, filters)
+    _bias_relu(y_rows, bias, relu)
+
+
+def _bias_relu(y: np.ndarray, bias, relu: bool) -> None:
+    """``y += bias`` (unless None), then the ReLU, in place."""
     if bias is not None:
-        y_rows += bias
+        y += bias
     if relu:
-        np.maximum(y_rows, 0, out=y_rows)
+        np.maximum(y, 0, out=y)
 
 
 def conv2d_backward(dy, x, kernel, *, strides=1, padding="valid", dilation_rate=1, groups=1,

@@ -90,3 +90,21 @@ def test_depthwise_keeps_float32(rng):
     y = conv2d(x, k, padding="same", groups=3)
     dx, dk, db = conv2d_backward(np.ones_like(y), x, k, padding="same", groups=3)
     assert {a.dtype for a in (y, dx, dk, db)} == {np.dtype(np.float32)}
+
+
+@pytest.mark.parametrize("block_bytes,min_rows", [(1 << 18, 256), (40, 1), (200, 7)])
+@pytest.mark.parametrize("relu", [False, True])
+def test_pointwise_blocks_with_bias_and_relu(rng, monkeypatch, block_bytes, min_rows, relu):
+    """A 1x1 convolution's product in blocks of output rows (one block; one row a block; 7
+    rows a block, the last one short), each given its bias and ReLU: the same as the naive
+    loops (and the ReLU of them), over every row."""
+    monkeypatch.setattr(conv_module, "POINTWISE_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(conv_module, "POINTWISE_BLOCK_MIN_ROWS", min_rows)
+    x = rng.standard_normal((3, 5, 4, 6))                       # 60 rows of 6 channels
+    k = rng.standard_normal((1, 1, 6, 5))
+    b = rng.standard_normal(5)
+    expected = conv2d_ref(x, k, b)
+    got = (conv_module.conv2d_relu if relu else conv2d)(x, k, b)
+    np.testing.assert_allclose(got, np.maximum(expected, 0) if relu else expected,
+                               rtol=1e-12, atol=1e-12)
+    assert not relu or (got == 0).any() and (got > 0).any()
