@@ -173,11 +173,26 @@ class _Conv(ImageLayer):
     def compute_output_shape(self, input_shape):
         input_shape = self._check_rank(input_shape)
         self._check_channels(input_shape, self.in_channels)
-        return spatial_output_shape(
-            input_shape, self.data_format,
-            lambda shape: shapes.conv_output_shape(
-                shape, self.out_channels, self.kernel_size, self.strides, self.padding,
-                self.dilation_rate, self.data_format, where=type(self).__name__))
+        filters = self._filters_for(input_shape)
+        return spatial_output_shape(input_shape, self.data_format,
+                                    lambda shape: self._map_shape(shape, filters))
+
+    def _filters_for(self, input_shape) -> int:
+        """The output channels for an input of ``input_shape`` (checked)."""
+        return self.out_channels
+
+    def _map_shape(self, shape, filters: int) -> tuple:
+        """The output shape for a 4-D input ``shape`` in ``data_format``: the convolution's
+        (a transposed convolution has its own)."""
+        return shapes.conv_output_shape(shape, filters, self.kernel_size, self.strides,
+                                        self.padding, self.dilation_rate, self.data_format,
+                                        where=type(self).__name__)
+
+    def _add_bias(self, units: int) -> None:
+        """The ``(units,)`` bias weight, when the layer uses one."""
+        if self.use_bias:
+            self.add_weight("bias", (units,), self.bias_initializer,
+                            regularizer=self.bias_regularizer)
 
     # -- passes
     def _op_kwargs(self) -> dict:
@@ -350,9 +365,7 @@ class Conv2D(_Conv):
         self.add_weight("kernel", (kh, kw, per_group, self.filters), self.kernel_initializer,
                         fan_in=kh * kw * per_group, fan_out=kh * kw * self.filters,
                         regularizer=self.kernel_regularizer)
-        if self.use_bias:
-            self.add_weight("bias", (self.filters,), self.bias_initializer,
-                            regularizer=self.bias_regularizer)
+        self._add_bias(self.filters)
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "groups": self.groups,
@@ -401,23 +414,14 @@ class DepthwiseConv2D(_Conv):
     def groups_for_op(self) -> int:
         return self.in_channels
 
-    def compute_output_shape(self, input_shape):
-        input_shape = self._check_rank(input_shape)
-        self._check_channels(input_shape, self.in_channels)
-        filters = input_shape[self.channel_axis] * self.depth_multiplier
-        return spatial_output_shape(
-            input_shape, self.data_format,
-            lambda shape: shapes.conv_output_shape(
-                shape, filters, self.kernel_size, self.strides, self.padding,
-                self.dilation_rate, self.data_format, where="DepthwiseConv2D"))
+    def _filters_for(self, input_shape) -> int:
+        return input_shape[self.channel_axis] * self.depth_multiplier
 
     def _make_weights(self, channels: int) -> None:
         kh, kw = self.kernel_size
         self.add_weight("kernel", (kh, kw, channels, self.depth_multiplier),
                         self.depthwise_initializer, regularizer=self.depthwise_regularizer)
-        if self.use_bias:
-            self.add_weight("bias", (channels * self.depth_multiplier,), self.bias_initializer,
-                            regularizer=self.bias_regularizer)
+        self._add_bias(channels * self.depth_multiplier)
 
     def _op_kernel(self, kernel):
         kh, kw, channels, multiplier = kernel.shape

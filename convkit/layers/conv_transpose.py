@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from .. import initializers, regularizers, shapes
 from ..errors import ConvkitError
-from .base import spatial_output_shape
 from .conv import _Conv, initializer_config, positive_int
 
 __all__ = ["Conv2DTranspose"]
@@ -55,24 +54,18 @@ class Conv2DTranspose(_Conv):
     def out_channels(self) -> int:
         return self.filters
 
-    def compute_output_shape(self, input_shape):
-        input_shape = self._check_rank(input_shape)
-        self._check_channels(input_shape, self.in_channels)
-        return spatial_output_shape(
-            input_shape, self.data_format,
-            lambda shape: shapes.conv_transpose_output_shape(
-                shape, self.filters, self.kernel_size, self.strides, self.padding,
-                self.output_padding, self.dilation_rate, self.data_format,
-                where="Conv2DTranspose"))
+    def _map_shape(self, shape, filters: int) -> tuple:
+        return shapes.conv_transpose_output_shape(
+            shape, filters, self.kernel_size, self.strides, self.padding,
+            self.output_padding, self.dilation_rate, self.data_format,
+            where="Conv2DTranspose")
 
     def _make_weights(self, channels: int) -> None:
         kh, kw = self.kernel_size
         self.add_weight("kernel", (kh, kw, self.filters, channels), self.kernel_initializer,
                         fan_in=kh * kw * self.filters, fan_out=kh * kw * channels,
                         regularizer=self.kernel_regularizer)
-        if self.use_bias:
-            self.add_weight("bias", (self.filters,), self.bias_initializer,
-                            regularizer=self.bias_regularizer)
+        self._add_bias(self.filters)
 
     def _op_kwargs(self) -> dict:
         return {"strides": self.strides, "padding": self.padding,

@@ -57,9 +57,7 @@ class SeparableConv2D(_Conv):
                         self.depthwise_initializer, regularizer=self.depthwise_regularizer)
         self.add_weight("pointwise_kernel", (1, 1, expanded, self.filters),
                         self.pointwise_initializer, regularizer=self.pointwise_regularizer)
-        if self.use_bias:
-            self.add_weight("bias", (self.filters,), self.bias_initializer,
-                            regularizer=self.bias_regularizer)
+        self._add_bias(self.filters)
 
     def _op_kwargs(self) -> dict:
         return {"strides": self.strides, "padding": self.padding,
