@@ -1079,6 +1079,10 @@ def _apart_from(outputs: list, inputs: list) -> list:
     whose output is its input, or a reshape of it): ``predict`` never hands back the
     caller's own array. An output that owns its memory and is none of the inputs shares
     none (the quick test first: ``may_share_memory`` costs about a microsecond)."""
+    if len(outputs) == 1 and len(inputs) == 1:      # one of each (a lane's sample): no loops
+        o = outputs[0]
+        if o.base is None and o is not inputs[0]:
+            return outputs
     return [o if o.base is None and all(o is not x for x in inputs)
             else o.copy() if any(np.may_share_memory(o, x) for x in inputs) else o
             for o in outputs]
