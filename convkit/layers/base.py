@@ -77,6 +77,20 @@ def unique_name(prefix: str) -> str:
     return prefix if n == 0 else f"{prefix}_{n}"
 
 
+#: counts the times any weight's ``value`` was set (a weight made, or given another array):
+#: what a cache of weight arrays compares (:func:`weights_version`); updates in place leave
+#: it as it is, the arrays being the same
+_weights_set = [0]
+
+
+def weights_version() -> int:
+    """A number that changes whenever any :class:`Weight`'s ``value`` is set to an array
+    (every weight made, every array replaced); values changed in place, as the optimizers
+    and ``set_weights`` change them, keep it. A model's inference chain keeps the arrays
+    its steps read until it changes."""
+    return _weights_set[0]
+
+
 @dataclass
 class Weight:
     """One weight array of a layer. ``value`` is updated in place by optimizers."""
@@ -84,6 +98,11 @@ class Weight:
     value: np.ndarray
     trainable: bool = True
     regularizer: object = None
+
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, value)
+        if name == "value":
+            _weights_set[0] += 1
 
 
 class SymbolicTensor:

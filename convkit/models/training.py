@@ -57,6 +57,7 @@ from ..fast import dispatch as _dispatch
 from ..fast.runtime import backend as fast_backend
 from ..fast.runtime import spin as fast_spin
 from ..fast.runtime import threads as fast_threads
+from ..layers.base import weights_version
 from ..random import make_rng
 from .batches import BatchSource, class_weight_to_sample_weight, is_batch_source
 
@@ -97,13 +98,19 @@ class _ChainState:
                               if step[0] != "layer" and layer._step_weights() is not None)
         self.runs: dict = {}
         self.unwritten = None
+        self._weights = self._weights_at = None
 
     def weights(self) -> list:
-        """The arrays each step reads now (``None`` for the steps without weights)."""
-        weights = [None] * len(self.layers)
-        for i, layer in self.weighted:
-            weights[i] = layer._step_weights()
-        return weights
+        """The arrays each step reads now (``None`` for the steps without weights); the
+        same list again while no weight was given another array
+        (:func:`convkit.layers.base.weights_version`: updates in place keep the arrays)."""
+        version = weights_version()
+        if self._weights_at != version:
+            weights = [None] * len(self.layers)
+            for i, layer in self.weighted:
+                weights[i] = layer._step_weights()
+            self._weights, self._weights_at = weights, version
+        return self._weights
 
 
 def _chain_step(layer):

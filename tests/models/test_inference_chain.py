@@ -132,6 +132,32 @@ def test_winograd_stage_remakes_its_kernel_transform_only_when_the_kernel_change
     _same(model.predict(x, verbose=0), _layers_path(model, x))
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_chain_reads_weights_changed_in_place_or_replaced(need_accel, batch):
+    """The chain keeps the list of arrays its steps read while no weight is given another
+    array; a weight changed in place (as optimizers and ``set_weights`` change them) and a
+    weight given a new array are both seen by the next prediction."""
+    model = _mnist(seed=3)
+    x = _images(batch, seed=4)
+    first = model.predict(x, verbose=0)
+    state = model._chains
+    assert state.weights() is state.weights()             # kept: nothing was replaced
+    dense = model.layers[-1]
+    weight = dense.weights[0]
+    weight.value[...] = 2 * weight.value                  # in place
+    in_place = model.predict(x, verbose=0)
+    _same(in_place, _layers_path(model, x))
+    assert not np.allclose(in_place, first, rtol=1e-6, atol=1e-7)
+    kept = state.weights()
+    weight.value = -weight.value                          # another array
+    assert state.weights() is not kept
+    replaced = model.predict(x, verbose=0)
+    _same(replaced, _layers_path(model, x))
+    assert not np.allclose(replaced, in_place, rtol=1e-6, atol=1e-7)
+    model.set_weights([w * 0.5 for w in model.get_weights()])
+    _same(model.predict(x, verbose=0), _layers_path(model, x))
+
+
 def test_winograd_kernel_refresh_compares_bits(need_accel):
     """The compiled refresh: transforms when fresh or when any bit of the kernel differs
     from the copy it made the last transform from (a NaN, -0.0 against 0.0 included), and
