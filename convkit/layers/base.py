@@ -77,9 +77,12 @@ def unique_name(prefix: str) -> str:
     return prefix if n == 0 else f"{prefix}_{n}"
 
 
-#: counts the times any weight's ``value`` was set (a weight made, or given another array):
-#: what a cache of weight arrays compares (:func:`weights_version`); updates in place leave
-#: it as it is, the arrays being the same
+#: a new number each time any weight's ``value`` is set (a weight made, or given another
+#: array): what a cache of weight arrays compares (:func:`weights_version`); updates in
+#: place leave it as it is, the arrays being the same. ``next`` on the counter is one step
+#: under the GIL, so two threads setting weights at once still leave a number not seen
+#: before (a ``+= 1`` could lose one of the two and give back a number a cache holds)
+_weights_counter = itertools.count(1)
 _weights_set = [0]
 
 
@@ -102,7 +105,7 @@ class Weight:
     def __setattr__(self, name, value):
         object.__setattr__(self, name, value)
         if name == "value":
-            _weights_set[0] += 1
+            _weights_set[0] = next(_weights_counter)
 
 
 class SymbolicTensor:

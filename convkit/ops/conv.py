@@ -257,7 +257,7 @@ def _forward_into(s: _ConvSetup, bias, relu: bool, y: np.ndarray,
                   rows: tuple[int, int] | None = None, im2col_only: bool = False) -> None:
     """The NumPy forward of ``s`` written into ``y`` ``(N, H_out, W_out, F)``, its output
     rows ``rows[0]:rows[1]`` only when given (then ``N == 1``): a matrix product for a 1x1
-    kernel, multiply-adds per kernel offset for a depthwise one, banded products for a few
+    kernel (:func:`_pointwise_forward`), multiply-adds per kernel offset for a depthwise one, banded products for a few
     filters (:func:`_banded_forward`), Winograd F(2x2, 3x3) for 3x3 stride-1 ones with many
     channels (:mod:`convkit.ops.winograd`), im2col blocks of output rows otherwise (always
     with ``im2col_only``); then the bias and the ReLU in place."""
@@ -265,17 +265,9 @@ def _forward_into(s: _ConvSetup, bias, relu: bool, y: np.ndarray,
     start, stop = rows or (0, s.geo.out_hw[0])
     y_rows = y[:, start:stop]          # contiguous: all rows, or some rows of one image
     if _is_pointwise(s):               # output row i is input row i
-        x2d = s.x[:, start:stop].reshape(-1, s.x.shape[3])        # (M_rows, C_in)
-        y2d = y_rows.reshape(-1, filters)                          # (M_rows, F)
-        kernel2d = s.kernel.reshape(s.kernel.shape[2], filters)
-        step = max(POINTWISE_BLOCK_MIN_ROWS,
-                   POINTWISE_BLOCK_BYTES // (filters * s.dtype.itemsize))
-        for r in range(0, len(x2d), step):       # the bias and ReLU while a block is in cache
-            part = y2d[r:r + step]
-            np.matmul(x2d[r:r + step], kernel2d, out=part)
-            _bias_relu(part, bias, relu)
+        _pointwise_forward(s.x[:, start:stop], s.kernel, bias, relu, y_rows)
         return
-    elif s.kernel.shape[2] == 1 and s.groups > 1:
+    if s.kernel.shape[2] == 1 and s.groups > 1:
         _depthwise_forward(s, y, (start, stop))
     elif not im2col_only and _is_banded(s):
         _banded_forward(s, y, (start, stop))
@@ -290,6 +282,23 @@ def _forward_into(s: _ConvSetup, bias, relu: bool, y: np.ndarray,
             product = np.matmul(_columns(s, padded, (r0, r1), buffer), kernel_g)  # (G, M_rows, F_g)
             y[:, r0:r1] = product.transpose(1, 0, 2).reshape(n, r1 - r0, w_out, filters)
     _bias_relu(y_rows, bias, relu)
+
+
+def _pointwise_forward(x: np.ndarray, kernel: np.ndarray, bias, relu: bool,
+                       y: np.ndarray) -> None:
+    """A 1x1 stride-1 convolution of ``x`` ``(N, rows, W, C)`` into ``y`` ``(N, rows, W, F)``:
+    one matrix product, in blocks of output rows of about :data:`POINTWISE_BLOCK_BYTES`
+    (at least :data:`POINTWISE_BLOCK_MIN_ROWS`), each given its bias and ReLU while it is in
+    cache."""
+    filters = kernel.shape[3]
+    x2d = x.reshape(-1, x.shape[3])                                # (M_rows, C_in)
+    y2d = y.reshape(-1, filters)                                   # (M_rows, F)
+    kernel2d = kernel.reshape(kernel.shape[2], filters)
+    step = max(POINTWISE_BLOCK_MIN_ROWS, POINTWISE_BLOCK_BYTES // (filters * y.itemsize))
+    for r in range(0, len(x2d), step):
+        part = y2d[r:r + step]
+        np.matmul(x2d[r:r + step], kernel2d, out=part)
+        _bias_relu(part, bias, relu)
 
 
 def _bias_relu(y: np.ndarray, bias, relu: bool) -> None:
